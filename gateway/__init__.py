@@ -1,0 +1,1 @@
+"""The gateway service: holds a group of Discord shards and publishes their events."""

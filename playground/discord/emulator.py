@@ -1,0 +1,223 @@
+"""The emulator as one object: start it, point a bot at it, drive it, read back what happened.
+
+::
+
+    async with DiscordEmulator() as discord:  # discord.token is the bot's token
+        guild = discord.add_guild("test")
+        ...  # DISCORD_API_URL=discord.api_url
+        discord.send_message(channel_id, user, "!ping")
+        await discord.wait_for(lambda: discord.records.rest)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import typing
+
+from aiohttp import web
+
+from playground.discord import gateway, protocol, ratelimit, records, rest, world
+from shared import sharding
+
+Json = dict[str, typing.Any]
+
+
+class DiscordEmulator:
+    """Gateway WebSocket and REST API of an emulated Discord on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        gateway_options: gateway.GatewayOptions | None = None,
+        rate_limits: ratelimit.RateLimitOptions | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        app_id = world.user_id_of_token(token) if token is not None else None
+        self.world = world.World(application_id=app_id)
+        self.token = token if token is not None else world.make_bot_token(self.world.bot_id)
+        token = self.token
+        self.records = records.Records()
+        self.gateway = gateway.GatewayServer(
+            self.world, self.records, gateway_options or gateway.GatewayOptions(), token=token
+        )
+        self.limiter = ratelimit.RestRateLimiter(rate_limits or ratelimit.RateLimitOptions())
+        self.rest = rest.RestApi(self.world, self.records, self.gateway, self.limiter, token=token)
+        self._runner: web.AppRunner | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_get("/gateway", self.gateway.handle)
+        app.router.add_get("/resume", self.gateway.handle)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self.rest.handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1]
+        # GET /gateway/bot returns this URL; the client appends ?v=10&encoding=json&compress=...
+        self.gateway.base_url = f"ws://{self.host}:{self.port}/gateway"
+        self.gateway.resume_url = f"ws://{self.host}:{self.port}/resume"
+        self.gateway.start()
+
+    async def close(self) -> None:
+        await self.gateway.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> typing.Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    @property
+    def api_url(self) -> str:
+        """What ``DISCORD_API_URL`` (or hikari's ``rest_url``) should be."""
+        return f"http://{self.host}:{self.port}/api/v10"
+
+    # --- world ------------------------------------------------------------------------------
+
+    def add_guild(
+        self, name: str = "guild", *, shard: tuple[int, int] | None = None, channels: int = 1
+    ) -> Json:
+        """Add a guild; ``shard=(id, count)`` picks an id that Discord routes to that shard."""
+        guild_id = self.world.snowflakes.for_shard(*shard) if shard is not None else None
+        return self.world.add_guild(name, guild_id=guild_id, channels=channels)
+
+    def add_user(self, name: str, *, bot: bool = False) -> Json:
+        return self.world.add_user(name, bot=bot)
+
+    def add_member(self, guild_id: int, user: Json, *, announce: bool = True) -> Json:
+        member = self.world.add_member(guild_id, user)
+        if announce:
+            self.gateway.dispatch(
+                "GUILD_MEMBER_ADD", {**member, "guild_id": str(guild_id)}, guild_id=guild_id
+            )
+        return member
+
+    def channels_of(self, guild_id: int) -> list[Json]:
+        return self.world.guild_channels(guild_id)
+
+    # --- what users do ----------------------------------------------------------------------
+
+    def send_message(self, channel_id: int, author: Json, content: str) -> Json:
+        """A user posts a message: stored, and dispatched as MESSAGE_CREATE to its shard."""
+        channel = self.world.channels[channel_id]
+        guild_id = channel.get("guild_id")
+        if guild_id is not None and int(author["id"]) not in self.world.members[int(guild_id)]:
+            self.world.add_member(int(guild_id), author)
+        mentions = []
+        if f"<@{self.world.bot_id}>" in content or f"<@!{self.world.bot_id}>" in content:
+            mentions.append(self.world.bot_user)
+        message = self.rest.post_message(channel_id, author, {"content": content})
+        if mentions:
+            message["mentions"] = mentions
+        return message
+
+    def send_interaction(
+        self,
+        channel_id: int,
+        user: Json,
+        name: str,
+        options: list[Json] | None = None,
+        *,
+        kind: int = 2,
+        data: Json | None = None,
+    ) -> rest.Interaction:
+        """A user runs a slash command (or clicks a component): INTERACTION_CREATE."""
+        channel = self.world.channels[channel_id]
+        guild_id = int(channel["guild_id"])
+        member = self.world.members[guild_id].get(int(user["id"])) or self.world.add_member(
+            guild_id, user
+        )
+        interaction_id = self.world.snowflakes.next()
+        token = self.world.new_token()
+        payload: Json = {
+            "id": str(interaction_id),
+            "application_id": str(self.world.application_id),
+            "type": kind,
+            "data": data
+            if data is not None
+            else {
+                "id": str(self.world.snowflakes.next()),
+                "name": name,
+                "type": 1,
+                "options": options or [],
+            },
+            "guild_id": str(guild_id),
+            "channel_id": str(channel_id),
+            "channel": dict(channel),
+            "member": {**member, "permissions": world.DEFAULT_EVERYONE_PERMISSIONS},
+            "token": token,
+            "version": 1,
+            "app_permissions": world.DEFAULT_EVERYONE_PERMISSIONS,
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(guild_id)},
+            "context": 0,
+        }
+        interaction = rest.Interaction(interaction_id, token, time.monotonic(), payload)
+        self.rest.interactions[interaction_id] = interaction
+        self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=guild_id)
+        return interaction
+
+    def dispatch(self, event: str, data: Json, *, guild_id: int | None = None) -> int:
+        """Inject any dispatch into the shard that owns ``guild_id`` (every shard if None)."""
+        return self.gateway.dispatch(event, data, guild_id=guild_id)
+
+    # --- faults -----------------------------------------------------------------------------
+
+    def force_reconnect(self, shard_id: int) -> None:
+        """Send op 7 RECONNECT on the shard's connection."""
+        self.gateway.force_reconnect(shard_id)
+
+    def force_invalid_session(self, shard_id: int, *, resumable: bool = False) -> None:
+        """Send op 9 INVALID_SESSION (``d`` = ``resumable``)."""
+        self.gateway.force_invalid_session(shard_id, resumable=resumable)
+
+    def force_close(self, shard_id: int, code: int = protocol.Close.UNKNOWN_ERROR) -> None:
+        """Close the shard's connection with a close code."""
+        self.gateway.force_close(shard_id, code)
+
+    def shard_of(self, guild_id: int) -> int | None:
+        """The shard id that currently receives ``guild_id``'s events, if one is connected."""
+        for session in self.gateway.shards.values():
+            if sharding.shard_for_guild(guild_id, session.shard_count) == session.shard_id:
+                return session.shard_id
+        return None
+
+    # --- waiting ----------------------------------------------------------------------------
+
+    async def wait_for(
+        self,
+        predicate: typing.Callable[[], object],
+        *,
+        timeout: float = 10.0,
+        what: str = "condition",
+    ) -> None:
+        """Poll ``predicate`` until it is truthy; fail with ``what`` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            await asyncio.sleep(0.01)
+
+    def connected_shards(self) -> list[int]:
+        return sorted(
+            shard_id
+            for shard_id, session in self.gateway.shards.items()
+            if session.connection is not None and not session.connection.closed
+        )

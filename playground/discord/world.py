@@ -1,0 +1,288 @@
+"""What the emulated Discord knows: users, guilds, channels, roles, members, messages.
+
+Objects are kept in Discord's own JSON shapes (API v10), so what the gateway and REST send
+is what a real bot would receive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import itertools
+import secrets
+import time
+import typing
+
+from shared import sharding
+
+#: Discord's epoch (2015-01-01T00:00:00Z) in milliseconds.
+DISCORD_EPOCH_MS: typing.Final[int] = 1_420_070_400_000
+#: Every permission, as Discord's "ADMINISTRATOR"-free default @everyone set.
+DEFAULT_EVERYONE_PERMISSIONS: typing.Final[str] = "1071698660929"
+
+Json = dict[str, typing.Any]
+
+
+def iso_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+class SnowflakeFactory:
+    """Discord snowflakes: milliseconds since the Discord epoch, worker, process, increment."""
+
+    __slots__ = ("_counter",)
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+
+    def next(self) -> int:
+        ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        return (ms << 22) | (1 << 17) | (next(self._counter) & 0xFFF)
+
+    def for_shard(self, shard_id: int, shard_count: int) -> int:
+        """A fresh snowflake that Discord would route to ``shard_id``.
+
+        Moves the timestamp part forward by less than ``shard_count`` milliseconds.
+        """
+        candidate = self.next()
+        offset = (shard_id - sharding.shard_for_guild(candidate, shard_count)) % shard_count
+        return candidate + (offset << 22)
+
+
+def make_bot_token(user_id: int) -> str:
+    """A token shaped like Discord's: base64 user id, timestamp part, HMAC part."""
+    head = base64.b64encode(str(user_id).encode()).decode().rstrip("=")
+    return f"{head}.{secrets.token_urlsafe(5)[:6]}.{secrets.token_urlsafe(28)[:38]}"
+
+
+def user_id_of_token(token: str) -> int | None:
+    """The bot user id a token starts with, as libraries (hikari) read it."""
+    head = token.split(".", 1)[0]
+    try:
+        return int(base64.b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+
+
+class World:
+    """The emulated Discord's data."""
+
+    def __init__(self, *, bot_name: str = "Shardline", application_id: int | None = None) -> None:
+        self.snowflakes = SnowflakeFactory()
+        self.application_id = application_id or self.snowflakes.next()
+        self.bot_user: Json = self._user_payload(self.application_id, bot_name, bot=True)
+        self.users: dict[int, Json] = {self.application_id: self.bot_user}
+        self.guilds: dict[int, Json] = {}
+        self.channels: dict[int, Json] = {}
+        self.members: dict[int, dict[int, Json]] = {}
+        self.messages: dict[int, dict[int, Json]] = {}
+        self.commands: dict[int | None, dict[int, Json]] = {}
+        """Application commands by guild id (``None`` for global)."""
+
+    @staticmethod
+    def _user_payload(user_id: int, name: str, *, bot: bool = False) -> Json:
+        return {
+            "id": str(user_id),
+            "username": name,
+            "discriminator": "0",
+            "global_name": None if bot else name,
+            "avatar": None,
+            "bot": bot,
+            "system": False,
+            "mfa_enabled": False,
+            "banner": None,
+            "accent_color": None,
+            "locale": "en-US",
+            "verified": True,
+            "flags": 0,
+            "premium_type": 0,
+            "public_flags": 0,
+            "avatar_decoration_data": None,
+        }
+
+    @property
+    def bot_id(self) -> int:
+        return self.application_id
+
+    def add_user(self, name: str, *, bot: bool = False) -> Json:
+        user = self._user_payload(self.snowflakes.next(), name, bot=bot)
+        self.users[int(user["id"])] = user
+        return user
+
+    def add_guild(
+        self,
+        name: str = "guild",
+        *,
+        guild_id: int | None = None,
+        owner_id: int | None = None,
+        channels: int = 1,
+    ) -> Json:
+        gid = guild_id if guild_id is not None else self.snowflakes.next()
+        owner = owner_id if owner_id is not None else self.add_user(f"{name}-owner")["id"]
+        everyone = {
+            "id": str(gid),
+            "name": "@everyone",
+            "color": 0,
+            "hoist": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "position": 0,
+            "permissions": DEFAULT_EVERYONE_PERMISSIONS,
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+        guild: Json = {
+            "id": str(gid),
+            "name": name,
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "owner_id": str(owner),
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "widget_enabled": False,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "roles": [everyone],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "mfa_level": 0,
+            "application_id": None,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "max_members": 500000,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "public_updates_channel_id": None,
+            "max_video_channel_users": 25,
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": False,
+            "safety_alerts_channel_id": None,
+        }
+        self.guilds[gid] = guild
+        self.members[gid] = {}
+        for index in range(channels):
+            self.add_channel(gid, f"channel-{index}")
+        self.add_member(gid, self.bot_user)
+        owner_user = self.users.get(int(owner))
+        if owner_user is not None:
+            self.add_member(gid, owner_user)
+        return guild
+
+    def add_channel(self, guild_id: int, name: str, *, kind: int = 0) -> Json:
+        cid = self.snowflakes.next()
+        channel: Json = {
+            "id": str(cid),
+            "type": kind,
+            "guild_id": str(guild_id),
+            "name": name,
+            "position": len([c for c in self.channels.values() if c["guild_id"] == str(guild_id)]),
+            "permission_overwrites": [],
+            "topic": None,
+            "nsfw": False,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "parent_id": None,
+            "flags": 0,
+        }
+        if kind == 2:
+            channel.update({"bitrate": 64000, "user_limit": 0, "rtc_region": None})
+        self.channels[cid] = channel
+        self.messages[cid] = {}
+        return channel
+
+    def add_member(self, guild_id: int, user: Json, *, roles: typing.Sequence[int] = ()) -> Json:
+        member: Json = {
+            "user": user,
+            "nick": None,
+            "avatar": None,
+            "banner": None,
+            "roles": [str(r) for r in roles],
+            "joined_at": iso_now(),
+            "premium_since": None,
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+            "communication_disabled_until": None,
+        }
+        self.members[guild_id][int(user["id"])] = member
+        return member
+
+    def guild_channels(self, guild_id: int) -> list[Json]:
+        return [c for c in self.channels.values() if c.get("guild_id") == str(guild_id)]
+
+    def guilds_of_shard(self, shard_id: int, shard_count: int) -> list[int]:
+        return [
+            gid for gid in self.guilds if sharding.shard_for_guild(gid, shard_count) == shard_id
+        ]
+
+    def guild_create_payload(self, guild_id: int) -> Json:
+        """The full GUILD_CREATE a bot receives for a guild it is in."""
+        guild = dict(self.guilds[guild_id])
+        members = list(self.members[guild_id].values())
+        guild.update(
+            {
+                "joined_at": iso_now(),
+                "large": len(members) > 250,
+                "unavailable": False,
+                "member_count": len(members),
+                "voice_states": [],
+                "members": members[:250] if len(members) > 250 else members,
+                "channels": [
+                    {k: v for k, v in c.items() if k != "guild_id"}
+                    for c in self.guild_channels(guild_id)
+                ],
+                "threads": [],
+                "presences": [],
+                "stage_instances": [],
+                "guild_scheduled_events": [],
+                "soundboard_sounds": [],
+            }
+        )
+        return guild
+
+    def make_message(
+        self, channel_id: int, author: Json, content: str, *, member: Json | None = None
+    ) -> Json:
+        channel = self.channels[channel_id]
+        mid = self.snowflakes.next()
+        message: Json = {
+            "id": str(mid),
+            "channel_id": str(channel_id),
+            "author": author,
+            "content": content,
+            "timestamp": iso_now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "components": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+        }
+        guild_id = channel.get("guild_id")
+        if guild_id is not None:
+            message["guild_id"] = guild_id
+            if member is not None:
+                message["member"] = {k: v for k, v in member.items() if k != "user"}
+        self.messages[channel_id][mid] = message
+        channel["last_message_id"] = str(mid)
+        return message
+
+    def new_token(self) -> str:
+        """An interaction token: long, opaque, URL-safe."""
+        return "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(96)

@@ -1,0 +1,286 @@
+"""Frozen settings, parsed once from the environment.
+
+Nothing else in the code base reads ``os.environ``: entry points call ``from_env`` once and
+pass the frozen result down. Every secret (the token, passwords, URLs that carry
+credentials) also accepts ``NAME_FILE``, the path of a Docker secret. A bad or missing value
+raises :class:`ConfigError`, whose one-line message names the variable and never repeats a
+secret; :func:`load_or_exit` turns that into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+import typing
+import urllib.parse
+
+import hikari
+
+from shared import sharding
+from shared.secret import Secret
+
+__all__: typing.Sequence[str] = (
+    "DEFAULT_INTENTS",
+    "ConfigError",
+    "CoreSettings",
+    "EnvReader",
+    "GatewaySettings",
+    "WorkerSettings",
+    "load_or_exit",
+)
+
+T = typing.TypeVar("T")
+
+#: Every non-privileged intent plus the two that prefix commands and the member cache need.
+DEFAULT_INTENTS: typing.Final[int] = int(
+    hikari.Intents.ALL_UNPRIVILEGED | hikari.Intents.MESSAGE_CONTENT | hikari.Intents.GUILD_MEMBERS
+)
+_NAME_PATTERN: typing.Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_LOG_LEVELS: typing.Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+
+
+class ConfigError(Exception):
+    """A configuration variable is missing or invalid; the message names it."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        super().__init__(f"{variable}: {reason}")
+        self.variable = variable
+        self.reason = reason
+
+
+class EnvReader:
+    """Typed access to an environment mapping, raising :class:`ConfigError` on bad values."""
+
+    __slots__ = ("_env",)
+
+    def __init__(self, env: typing.Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self._env.get(name, "").strip()
+        if value:
+            return value
+        if default is None:
+            raise ConfigError(name, "is required but not set")
+        return default
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**63) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(name, f"expected a whole number, got {raw!r}") from None
+        if not minimum <= value <= maximum:
+            raise ConfigError(name, f"expected a number from {minimum} to {maximum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, f"expected a number, got {raw!r}") from None
+        if value < minimum or value != value:  # noqa: PLR0124 - NaN is the only value unequal to itself
+            raise ConfigError(name, f"expected a number of at least {minimum}, got {raw!r}")
+        return value
+
+    def name(self, name: str, default: str) -> str:
+        """A short lowercase identifier that is safe inside routing keys and Redis keys."""
+        value = self.text(name, default)
+        if not _NAME_PATTERN.match(value):
+            raise ConfigError(
+                name, f"expected lowercase letters, digits and dashes (max 32), got {value!r}"
+            )
+        return value
+
+    def secret(self, name: str, default: str | None = None) -> Secret:
+        """A secret from ``NAME`` or from the file named by ``NAME_FILE`` (Docker secrets)."""
+        file_var = f"{name}_FILE"
+        direct = self.optional(name)
+        path = self.optional(file_var)
+        if direct is not None and path is not None:
+            raise ConfigError(name, f"set {name} or {file_var}, not both")
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as file:  # noqa: PTH123 - one small read at start
+                    value = file.read().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    file_var, f"cannot read the secret file: {exc.strerror}"
+                ) from None
+            if not value:
+                raise ConfigError(file_var, "the secret file is empty")
+            return Secret(value)
+        if direct is not None:
+            return Secret(direct)
+        if default is None:
+            raise ConfigError(name, f"is required but not set (or set {file_var})")
+        return Secret(default)
+
+    def url(self, name: str, default: str | None, schemes: typing.Collection[str]) -> Secret:
+        """A URL that may carry credentials: read like a secret, checked without echoing it."""
+        value = self.secret(name, default)
+        scheme = urllib.parse.urlsplit(value.reveal()).scheme
+        if scheme not in schemes:
+            wanted = " or ".join(f"{s}://" for s in sorted(schemes))
+            raise ConfigError(name, f"expected a {wanted} URL")
+        return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CoreSettings:
+    """What every Shardline process needs."""
+
+    token: Secret
+    api_url: str
+    amqp_url: Secret
+    redis_url: Secret
+    pool: str
+    namespace: str
+    log_level: str
+    health_port: int
+
+    @classmethod
+    def from_env(cls, env: typing.Mapping[str, str] | None = None) -> CoreSettings:
+        read = EnvReader(os.environ if env is None else env)
+        return cls._read(read)
+
+    @classmethod
+    def _read(cls, read: EnvReader) -> CoreSettings:
+        token = read.secret("DISCORD_TOKEN")
+        if any(ch.isspace() for ch in token.reveal()):
+            raise ConfigError("DISCORD_TOKEN", "contains whitespace; paste the bare token")
+        api_url = read.text("DISCORD_API_URL", "https://discord.com/api/v10").rstrip("/")
+        if urllib.parse.urlsplit(api_url).scheme not in {"http", "https"}:
+            raise ConfigError("DISCORD_API_URL", f"expected an http(s) URL, got {api_url!r}")
+        log_level = read.text("LOG_LEVEL", "INFO").upper()
+        if log_level not in _LOG_LEVELS:
+            raise ConfigError("LOG_LEVEL", f"expected one of {', '.join(sorted(_LOG_LEVELS))}")
+        return cls(
+            token=token,
+            api_url=api_url,
+            amqp_url=read.url("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", {"amqp", "amqps"}),
+            redis_url=read.url(
+                "REDIS_URL", "redis://127.0.0.1:6379/0", {"redis", "rediss", "unix"}
+            ),
+            pool=read.name("POOL", "main"),
+            namespace=read.name("NAMESPACE", "shardline"),
+            log_level=log_level,
+            health_port=read.integer("HEALTH_PORT", 8080, maximum=65535),
+        )
+
+
+def _parse_intents(read: EnvReader) -> int:
+    raw = read.optional("INTENTS")
+    if raw is None:
+        return DEFAULT_INTENTS
+    if raw.isdigit():
+        value = int(raw)
+        if value & ~int(hikari.Intents.ALL):
+            raise ConfigError("INTENTS", f"{value} sets bits that are not Discord intents")
+        return value
+    intents = hikari.Intents.NONE
+    for item in raw.replace("|", ",").split(","):
+        name = item.strip().upper()
+        if not name:
+            continue
+        try:
+            intents |= hikari.Intents[name]
+        except KeyError:
+            raise ConfigError("INTENTS", f"unknown intent {name!r}") from None
+    return int(intents)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class GatewaySettings:
+    """A gateway process: which shards, with which intents, and where Lavalink is."""
+
+    core: CoreSettings
+    shard_count: int | None
+    """``None`` means ``auto``: take Discord's recommendation from ``/gateway/bot``."""
+    shard_ids: tuple[int, ...] | None
+    """``None`` means claim shards automatically through Redis leases."""
+    intents: int
+    lavalink_url: str | None
+    lavalink_password: Secret | None
+
+    @classmethod
+    def from_env(cls, env: typing.Mapping[str, str] | None = None) -> GatewaySettings:
+        read = EnvReader(os.environ if env is None else env)
+        core = CoreSettings._read(read)  # noqa: SLF001 - one reader shared by both sections
+        raw_count = read.text("SHARD_COUNT", "auto")
+        shard_count: int | None = None
+        if raw_count.lower() != "auto":
+            shard_count = read.integer("SHARD_COUNT", 1, minimum=1, maximum=1_000_000)
+        shard_ids: tuple[int, ...] | None = None
+        raw_ids = read.optional("SHARD_IDS")
+        if raw_ids is not None:
+            try:
+                shard_ids = sharding.parse_shard_ids(raw_ids, shard_count)
+            except sharding.ShardIdsError as exc:
+                raise ConfigError("SHARD_IDS", str(exc)) from None
+        lavalink_url = read.optional("LAVALINK_URL")
+        lavalink_password = None
+        if lavalink_url is not None:
+            if urllib.parse.urlsplit(lavalink_url).scheme not in {"http", "https"}:
+                raise ConfigError("LAVALINK_URL", f"expected an http(s) URL, got {lavalink_url!r}")
+            lavalink_password = read.secret("LAVALINK_PASSWORD")
+        return cls(
+            core=core,
+            shard_count=shard_count,
+            shard_ids=shard_ids,
+            intents=_parse_intents(read),
+            lavalink_url=lavalink_url,
+            lavalink_password=lavalink_password,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSettings:
+    """A worker replica: its group, its plugins, where settings live."""
+
+    core: CoreSettings
+    group: str
+    mongo_url: Secret
+    plugins: tuple[str, ...]
+    default_prefix: str
+
+    @classmethod
+    def from_env(cls, env: typing.Mapping[str, str] | None = None) -> WorkerSettings:
+        read = EnvReader(os.environ if env is None else env)
+        core = CoreSettings._read(read)  # noqa: SLF001 - one reader shared by both sections
+        plugins = tuple(p.strip() for p in read.text("WORKER_PLUGINS", "").split(",") if p.strip())
+        for plugin in plugins:
+            if not all(part.isidentifier() for part in plugin.split(".")):
+                raise ConfigError("WORKER_PLUGINS", f"{plugin!r} is not a module path")
+        prefix = read.text("DEFAULT_PREFIX", "!")
+        if len(prefix) > 32:
+            raise ConfigError("DEFAULT_PREFIX", "must be at most 32 characters")
+        return cls(
+            core=core,
+            group=read.name("WORKER_GROUP", "default"),
+            mongo_url=read.url(
+                "MONGO_URL", "mongodb://127.0.0.1:27017/shardline", {"mongodb", "mongodb+srv"}
+            ),
+            plugins=plugins,
+            default_prefix=prefix,
+        )
+
+
+def load_or_exit(loader: typing.Callable[[], T], *, program: str) -> T:
+    """Build settings, or print one line naming the bad variable and exit with status 2."""
+    try:
+        return loader()
+    except ConfigError as exc:
+        sys.stderr.write(f"{program}: configuration error: {exc}\n")
+        raise SystemExit(2) from None

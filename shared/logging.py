@@ -1,0 +1,130 @@
+"""Structured (JSON lines) logs that never print a secret.
+
+Redaction runs on the finished line — message, arguments, extra fields and the formatted
+traceback alike — so a token inside an exception or a URL is masked wherever it hides:
+
+* every value registered with :func:`register_secret` (the configured token, passwords);
+* anything shaped like a Discord bot token;
+* passwords in URLs (``amqp://user:***@host``);
+* ``Authorization`` header values and ``token=`` query parameters;
+* interaction and webhook tokens in Discord URL paths.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import sys
+import threading
+import typing
+
+import orjson
+
+from shared import secret
+
+__all__: typing.Sequence[str] = (
+    "JsonFormatter",
+    "configure",
+    "redact",
+    "register_secret",
+)
+
+MASK: typing.Final[str] = "***"
+_PATTERNS: typing.Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    # Discord bot tokens: base64 user id, timestamp, HMAC.
+    (re.compile(r"[A-Za-z\d_-]{23,28}\.[A-Za-z\d_-]{6,7}\.[A-Za-z\d_-]{27,}"), MASK),
+    # scheme://user:password@host
+    (re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(?=@)"), rf"\g<pre>{MASK}"),
+    # Authorization: Bot xxx / Bearer xxx
+    (
+        re.compile(
+            r"(?P<pre>authorization['\"]?\s*[:=]\s*['\"]?(?:bot|bearer)?\s*)[^\s'\",}]+",
+            re.IGNORECASE,
+        ),
+        rf"\g<pre>{MASK}",
+    ),
+    # ?token=... &password=...
+    (
+        re.compile(r"(?P<pre>[?&](?:token|password|secret)=)[^&\s'\"]+", re.IGNORECASE),
+        rf"\g<pre>{MASK}",
+    ),
+    # /interactions/{id}/{token}/callback and /webhooks/{id}/{token}
+    (
+        re.compile(r"(?P<pre>/(?:interactions|webhooks)/\d+/)[A-Za-z0-9_.-]{20,}"),
+        rf"\g<pre>{MASK}",
+    ),
+)
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: secret.Secret | str | None) -> None:
+    """Mask this exact value in every log line from now on (ignored when short or empty)."""
+    raw = value.reveal() if isinstance(value, secret.Secret) else value
+    if raw and len(raw) >= 6:
+        with _secrets_lock:
+            _secrets.add(raw)
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with every known secret and secret-shaped value masked."""
+    for known in sorted(_secrets, key=len, reverse=True):
+        if known in text:
+            text = text.replace(known, MASK)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+_RESERVED: typing.Final = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, extra fields, exc; then redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, typing.Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update(
+            (key, value)
+            for key, value in record.__dict__.items()
+            if key not in _RESERVED and not key.startswith("_")
+        )
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        line = orjson.dumps(entry, default=str).decode()
+        return redact(line)
+
+
+class _RedactingFilter(logging.Filter):
+    """Guards handlers that other code adds with its own formatter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        record.msg = redact(str(record.msg))
+        return True
+
+
+def configure(level: str = "INFO", *, stream: typing.TextIO | None = None) -> logging.Handler:
+    """Send every logger's records to ``stream`` (stderr) as redacted JSON lines."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(_RedactingFilter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler

@@ -1,0 +1,197 @@
+"""Every exchange, queue and routing key name of the broker, and their declaration.
+
+::
+
+    gateway ──{pool}.{EVENT}──▶ {ns}.events (topic) ──▶ {ns}.{pool}.{group}.events
+                                                   └──▶ {ns}.{pool}.{group}.interactions
+    worker ──{pool}.shard.{id} | {gateway id}──▶ {ns}.gateway (direct) ──▶ reply queue
+    any queue ──(delivery limit, rejected)──▶ {ns}.dead (fanout) ──▶ {ns}.dead-letter
+
+Interactions have their own queue and consumer (the priority path): a backlog of ordinary
+events never stands between an INTERACTION_CREATE and Discord's 3-second deadline.
+A ``namespace`` prefixes every name, so deployments (and test runs) can share one broker.
+"""
+
+from __future__ import annotations
+
+import typing
+
+import aio_pika
+
+if typing.TYPE_CHECKING:
+    from aio_pika import abc as pika_abc
+
+__all__: typing.Sequence[str] = (
+    "DELIVERY_LIMIT",
+    "HEADER_REASON",
+    "INTERACTION_EVENTS",
+    "Topology",
+)
+
+#: Deliveries of one message before the broker dead-letters it (quorum ``x-delivery-limit``).
+DELIVERY_LIMIT: typing.Final[int] = 5
+#: Header carrying why a message was dead-lettered by our code (malformed, unknown version).
+HEADER_REASON: typing.Final[str] = "x-shardline-reason"
+#: Events that travel on the priority path.
+INTERACTION_EVENTS: typing.Final[frozenset[str]] = frozenset({"INTERACTION_CREATE"})
+
+
+class Topology:
+    """Names and declarations for one namespace."""
+
+    __slots__ = ("namespace",)
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    # --- names -----------------------------------------------------------------------------
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def commands_exchange(self) -> str:
+        return f"{self.namespace}.gateway"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dead"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.namespace}.dead-letter"
+
+    def worker_queue(self, pool: str, group: str) -> str:
+        return f"{self.namespace}.{pool}.{group}.events"
+
+    def interaction_queue(self, pool: str, group: str) -> str:
+        return f"{self.namespace}.{pool}.{group}.interactions"
+
+    def reply_queue(self, pool: str, gateway_id: str) -> str:
+        return f"{self.namespace}.{pool}.gateway.{gateway_id}"
+
+    @staticmethod
+    def event_key(pool: str, event_name: str) -> str:
+        """Routing key of a dispatch on the events exchange."""
+        return f"{pool}.{event_name}"
+
+    @staticmethod
+    def lavalink_key(pool: str, event_name: str) -> str:
+        """Routing key of a Lavalink event on the events exchange."""
+        return f"{pool}.lavalink.{event_name}"
+
+    @staticmethod
+    def shard_key(pool: str, shard_id: int) -> str:
+        """Routing key of a gateway command for whichever gateway holds that shard now."""
+        return f"{pool}.shard.{shard_id}"
+
+    @staticmethod
+    def gateway_key(gateway_id: str) -> str:
+        """Routing key of a gateway command for one gateway process."""
+        return gateway_id
+
+    # --- declarations ----------------------------------------------------------------------
+
+    async def declare_exchanges(
+        self, channel: pika_abc.AbstractChannel
+    ) -> tuple[pika_abc.AbstractExchange, pika_abc.AbstractExchange]:
+        """Declare the events and commands exchanges (and the dead-letter path they rely on)."""
+        await self.declare_dead_letter(channel)
+        events = await channel.declare_exchange(
+            self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        commands = await channel.declare_exchange(
+            self.commands_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        return events, commands
+
+    async def declare_dead_letter(
+        self, channel: pika_abc.AbstractChannel
+    ) -> pika_abc.AbstractQueue:
+        exchange = await channel.declare_exchange(
+            self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        queue = await channel.declare_queue(
+            self.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await queue.bind(exchange)
+        return queue
+
+    def _worker_queue_arguments(self) -> dict[str, typing.Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-exchange": self.dead_letter_exchange,
+        }
+
+    async def declare_worker_queues(
+        self,
+        channel: pika_abc.AbstractChannel,
+        pool: str,
+        group: str,
+        event_names: typing.Iterable[str],
+    ) -> tuple[pika_abc.AbstractQueue, pika_abc.AbstractQueue]:
+        """Declare a worker group's two queues, bound only to the events it listens to.
+
+        Bindings for events the group no longer listens to are removed, so a deploy that drops
+        a listener also stops the traffic (selective forwarding).
+        """
+        events_exchange, _ = await self.declare_exchanges(channel)
+        events = await channel.declare_queue(
+            self.worker_queue(pool, group), durable=True, arguments=self._worker_queue_arguments()
+        )
+        interactions = await channel.declare_queue(
+            self.interaction_queue(pool, group),
+            durable=True,
+            arguments=self._worker_queue_arguments(),
+        )
+        for name in sorted(set(event_names)):
+            queue = interactions if name in INTERACTION_EVENTS else events
+            await queue.bind(events_exchange, self.event_key(pool, name))
+        return events, interactions
+
+    async def unbind_worker_events(
+        self,
+        channel: pika_abc.AbstractChannel,
+        pool: str,
+        group: str,
+        event_names: typing.Iterable[str],
+    ) -> None:
+        """Remove bindings of events a worker group stopped listening to."""
+        for name in event_names:
+            queue_name = (
+                self.interaction_queue(pool, group)
+                if name in INTERACTION_EVENTS
+                else self.worker_queue(pool, group)
+            )
+            queue = await channel.get_queue(queue_name, ensure=False)
+            await queue.unbind(self.events_exchange, self.event_key(pool, name))
+
+    async def declare_reply_queue(
+        self, channel: pika_abc.AbstractChannel, pool: str, gateway_id: str
+    ) -> pika_abc.AbstractQueue:
+        """Declare a gateway's own queue (exclusive, auto-delete), bound by its gateway id.
+
+        The name is chosen here rather than by the broker so that a robust connection can
+        re-declare the same queue after a reconnect.
+        """
+        _, commands = await self.declare_exchanges(channel)
+        queue = await channel.declare_queue(
+            self.reply_queue(pool, gateway_id), exclusive=True, auto_delete=True
+        )
+        await queue.bind(commands, self.gateway_key(gateway_id))
+        return queue
+
+    async def bind_shard(self, queue: pika_abc.AbstractQueue, pool: str, shard_id: int) -> None:
+        await queue.bind(self.commands_exchange, self.shard_key(pool, shard_id))
+
+    async def unbind_shard(self, queue: pika_abc.AbstractQueue, pool: str, shard_id: int) -> None:
+        await queue.unbind(self.commands_exchange, self.shard_key(pool, shard_id))
+
+    def all_static_names(self) -> tuple[list[str], list[str]]:
+        """(exchanges, queues) that exist once per namespace: what a clean-up removes."""
+        return (
+            [self.events_exchange, self.commands_exchange, self.dead_letter_exchange],
+            [self.dead_letter_queue],
+        )

@@ -1,0 +1,86 @@
+"""Fixtures for the real servers, isolated per test by unique name prefixes."""
+
+from __future__ import annotations
+
+import typing
+import uuid
+
+import aio_pika
+import pytest
+import redis.asyncio as aioredis
+
+from shared import topology
+from tests import services
+
+if typing.TYPE_CHECKING:
+    import pathlib
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        return services.ensure_redis()
+    except services.ServiceUnavailableError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    try:
+        return services.ensure_rabbitmq()
+    except services.ServiceUnavailableError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> typing.Iterator[str]:
+    directory: pathlib.Path = tmp_path_factory.mktemp("mongod")
+    server = services.MongoServer(directory)
+    try:
+        server.start()
+    except services.ServiceUnavailableError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A unique prefix for every broker name and Redis key of one test."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def redis_client(
+    redis_url: str, namespace: str
+) -> typing.AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+async def amqp_connection(
+    amqp_url: str, namespace: str
+) -> typing.AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(amqp_url)
+    yield connection
+    await cleanup_broker(connection, namespace)
+    await connection.close()
+
+
+async def cleanup_broker(connection: aio_pika.abc.AbstractConnection, namespace: str) -> None:
+    """Delete every exchange and queue of the namespace that a test may have declared."""
+    names = topology.Topology(namespace)
+    exchanges, queues = names.all_static_names()
+    for pool in ("main", "premium", "beta"):
+        for group in ("default", "a", "b"):
+            queues += [names.worker_queue(pool, group), names.interaction_queue(pool, group)]
+    channel = await connection.channel()
+    for queue in queues:
+        await channel.queue_delete(queue)
+    for exchange in exchanges:
+        await channel.exchange_delete(exchange)
+    await channel.close()

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import typing
+
+import hikari
+import pytest
+
+from shared import config
+
+if typing.TYPE_CHECKING:
+    import pathlib
+
+TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def env(**values: str) -> dict[str, str]:
+    return {"DISCORD_TOKEN": TOKEN, **values}
+
+
+def test_defaults() -> None:
+    settings = config.GatewaySettings.from_env(env())
+    assert settings.core.token.reveal() == TOKEN
+    assert settings.core.api_url == "https://discord.com/api/v10"
+    assert settings.core.pool == "main"
+    assert settings.shard_count is None
+    assert settings.shard_ids is None
+    intents = hikari.Intents(settings.intents)
+    assert intents & hikari.Intents.MESSAGE_CONTENT
+    assert intents & hikari.Intents.GUILD_MEMBERS
+    assert not intents & hikari.Intents.GUILD_PRESENCES
+    worker = config.WorkerSettings.from_env(env())
+    assert worker.default_prefix == "!"
+    assert worker.plugins == ()
+
+
+def test_settings_are_frozen() -> None:
+    settings = config.CoreSettings.from_env(env())
+    with pytest.raises(AttributeError):
+        settings.pool = "other"  # type: ignore[misc]
+
+
+def test_gateway_values() -> None:
+    settings = config.GatewaySettings.from_env(
+        env(SHARD_COUNT="16", SHARD_IDS="0-3,8", INTENTS="GUILDS,GUILD_MESSAGES", POOL="premium")
+    )
+    assert settings.shard_count == 16
+    assert settings.shard_ids == (0, 1, 2, 3, 8)
+    assert settings.intents == int(hikari.Intents.GUILDS | hikari.Intents.GUILD_MESSAGES)
+    assert settings.core.pool == "premium"
+    assert config.GatewaySettings.from_env(env(INTENTS="513")).intents == 513
+
+
+@pytest.mark.parametrize(
+    ("values", "variable"),
+    [
+        ({"DISCORD_TOKEN": ""}, "DISCORD_TOKEN"),
+        ({"DISCORD_TOKEN": "a b"}, "DISCORD_TOKEN"),
+        ({"SHARD_COUNT": "zero"}, "SHARD_COUNT"),
+        ({"SHARD_COUNT": "0"}, "SHARD_COUNT"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "0-4"}, "SHARD_IDS"),
+        ({"SHARD_IDS": "x"}, "SHARD_IDS"),
+        ({"INTENTS": "NOPE"}, "INTENTS"),
+        ({"INTENTS": str(1 << 40)}, "INTENTS"),
+        ({"POOL": "Main.pool"}, "POOL"),
+        ({"AMQP_URL": "http://x"}, "AMQP_URL"),
+        ({"REDIS_URL": "mysql://x"}, "REDIS_URL"),
+        ({"HEALTH_PORT": "70000"}, "HEALTH_PORT"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"DISCORD_API_URL": "ftp://x"}, "DISCORD_API_URL"),
+        ({"LAVALINK_URL": "http://ll:2333"}, "LAVALINK_PASSWORD"),
+    ],
+)
+def test_bad_values_name_the_variable(values: dict[str, str], variable: str) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.GatewaySettings.from_env(env(**values))
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(f"{variable}: ")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "variable"),
+    [
+        ({"WORKER_PLUGINS": "good.module, bad-module"}, "WORKER_PLUGINS"),
+        ({"MONGO_URL": "redis://x"}, "MONGO_URL"),
+        ({"WORKER_GROUP": "UPPER"}, "WORKER_GROUP"),
+    ],
+)
+def test_bad_worker_values_name_the_variable(values: dict[str, str], variable: str) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.WorkerSettings.from_env(env(**values))
+    assert caught.value.variable == variable
+
+
+def test_secret_from_file(tmp_path: pathlib.Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN + "\n")
+    settings = config.CoreSettings.from_env({"DISCORD_TOKEN_FILE": str(secret)})
+    assert settings.token.reveal() == TOKEN
+    url = tmp_path / "amqp"
+    url.write_text("amqp://user:s3cret@rabbit:5672/")
+    settings = config.CoreSettings.from_env(env(AMQP_URL_FILE=str(url)))
+    assert settings.amqp_url.reveal() == "amqp://user:s3cret@rabbit:5672/"
+
+
+def test_secret_file_errors_name_the_file_variable(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.CoreSettings.from_env({"DISCORD_TOKEN_FILE": str(tmp_path / "missing")})
+    assert caught.value.variable == "DISCORD_TOKEN_FILE"
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    with pytest.raises(config.ConfigError, match="empty"):
+        config.CoreSettings.from_env({"DISCORD_TOKEN_FILE": str(empty)})
+    with pytest.raises(config.ConfigError, match="not both"):
+        config.CoreSettings.from_env(env(DISCORD_TOKEN_FILE=str(empty)))
+
+
+def test_errors_and_reprs_never_show_secrets() -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.CoreSettings.from_env(env(AMQP_URL="http://user:hunter2@rabbit/"))
+    assert "hunter2" not in str(caught.value)
+    settings = config.CoreSettings.from_env(env(REDIS_URL="redis://:hunter2@redis:6379/0"))
+    assert "hunter2" not in repr(settings)
+    assert TOKEN not in repr(settings)
+
+
+def test_load_or_exit_prints_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        config.load_or_exit(lambda: config.GatewaySettings.from_env({}), program="gateway")
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "gateway: configuration error: DISCORD_TOKEN: is required but not set (or set DISCORD_TOKEN_FILE)\n"

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import inspect
+
+from shared import keys
+
+
+def every_key(schema: keys.RedisKeys) -> list[str]:
+    produced = []
+    for name, member in inspect.getmembers(schema, callable):
+        if name.startswith("_"):
+            continue
+        params = [p for p in inspect.signature(member).parameters.values()]
+        args = [7 if p.annotation in ("int", int) else f"x{i}" for i, p in enumerate(params)]
+        produced.append(member(*args))
+    return produced
+
+
+def test_every_key_is_namespaced_and_distinct() -> None:
+    schema = keys.RedisKeys("shardline", "main")
+    produced = every_key(schema)
+    assert len(produced) == len(set(produced))
+    assert all(key.startswith("shardline:") for key in produced)
+
+
+def test_pools_never_collide() -> None:
+    main = set(every_key(keys.RedisKeys("shardline", "main")))
+    premium = set(every_key(keys.RedisKeys("shardline", "premium")))
+    # The dedupe key is global on purpose: an envelope key already carries its pool.
+    assert main & premium == {keys.RedisKeys("shardline", "main").dedupe("x0")}
+
+
+def test_session_key_follows_the_design() -> None:
+    assert keys.RedisKeys("shardline", "main").session(3) == "shardline:main:session:3"
+
+
+def test_ttls_are_sane() -> None:
+    assert keys.LEASE_TTL < keys.SESSION_TTL
+    assert keys.IDENTIFY_WINDOW == 5.0
+    assert keys.DEDUPE_TTL >= 5 * 60
