@@ -51,9 +51,7 @@ def namespace() -> str:
 
 
 @pytest.fixture
-async def redis_client(
-    redis_url: str, namespace: str
-) -> typing.AsyncIterator[aioredis.Redis]:
+async def redis_client(redis_url: str, namespace: str) -> typing.AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     async for key in client.scan_iter(match=f"{namespace}:*", count=1000):

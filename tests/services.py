@@ -55,7 +55,7 @@ def ensure_redis() -> str:
             )
         pathlib.Path("/var/lib/redis").mkdir(parents=True, exist_ok=True)
         pathlib.Path("/var/log/redis").mkdir(parents=True, exist_ok=True)
-        subprocess.run(  # noqa: S603 - fixed argument list
+        subprocess.run(
             [
                 binary,
                 "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(REDIS_PORT),
@@ -80,7 +80,7 @@ def ensure_rabbitmq() -> str:
                 "RabbitMQ is not running on 127.0.0.1:5672 and rabbitmq-server is not installed: "
                 "apt-get install -y rabbitmq-server"
             )
-        subprocess.run([binary, "-detached"], check=False, capture_output=True)  # noqa: S603
+        subprocess.run([binary, "-detached"], check=False, capture_output=True)
         if not _wait_port(AMQP_PORT, 90):
             raise ServiceUnavailableError(
                 "RabbitMQ did not start on 127.0.0.1:5672 (rabbitmq-server -detached); "
@@ -116,7 +116,7 @@ class MongoServer:
 
     def start(self) -> None:
         (self.directory / "db").mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(  # noqa: S603 - fixed argument list
+        result = subprocess.run(
             [
                 mongod_binary(),
                 "--dbpath", str(self.directory / "db"), "--bind_ip", "127.0.0.1",

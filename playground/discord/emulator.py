@@ -118,13 +118,7 @@ class DiscordEmulator:
         guild_id = channel.get("guild_id")
         if guild_id is not None and int(author["id"]) not in self.world.members[int(guild_id)]:
             self.world.add_member(int(guild_id), author)
-        mentions = []
-        if f"<@{self.world.bot_id}>" in content or f"<@!{self.world.bot_id}>" in content:
-            mentions.append(self.world.bot_user)
-        message = self.rest.post_message(channel_id, author, {"content": content})
-        if mentions:
-            message["mentions"] = mentions
-        return message
+        return self.rest.post_message(channel_id, author, {"content": content})
 
     def send_interaction(
         self,

@@ -22,6 +22,7 @@ Handler = typing.Callable[
 INTERACTION_DEADLINE: typing.Final[float] = 3.0
 INTERACTION_TOKEN_TTL: typing.Final[float] = 15 * 60.0
 MAX_CONTENT: typing.Final[int] = 2000
+_MENTION: typing.Final = re.compile(r"<@!?(\d+)>")
 
 
 class DiscordHTTPError(Exception):
@@ -237,6 +238,11 @@ class RestApi:
         for key in ("embeds", "components", "tts", "flags"):
             if key in body:
                 message[key] = body[key]
+        message["mentions"] = [
+            self.world.users[int(user_id)]
+            for user_id in _MENTION.findall(message["content"])
+            if int(user_id) in self.world.users
+        ]
         if guild_id is not None and member is not None:
             message["member"] = {k: v for k, v in member.items() if k != "user"}
         self.gateway.dispatch("MESSAGE_CREATE", message, guild_id=guild_id)

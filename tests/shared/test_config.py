@@ -129,4 +129,5 @@ def test_load_or_exit_prints_one_line(capsys: pytest.CaptureFixture[str]) -> Non
         config.load_or_exit(lambda: config.GatewaySettings.from_env({}), program="gateway")
     assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert err == "gateway: configuration error: DISCORD_TOKEN: is required but not set (or set DISCORD_TOKEN_FILE)\n"
+    expected = "DISCORD_TOKEN: is required but not set (or set DISCORD_TOKEN_FILE)"
+    assert err == f"gateway: configuration error: {expected}\n"

@@ -71,7 +71,9 @@ def test_unknown_version_is_its_own_error() -> None:
         (lambda w: w.update(t=""), "'t'"),
     ],
 )
-def test_malformed_fields(mutate: typing.Callable[[dict[str, typing.Any]], object], reason: str) -> None:
+def test_malformed_fields(
+    mutate: typing.Callable[[dict[str, typing.Any]], object], reason: str
+) -> None:
     wire = sample().to_dict()
     mutate(wire)
     with pytest.raises(envelope.MalformedEnvelopeError) as caught:

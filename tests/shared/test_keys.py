@@ -10,7 +10,7 @@ def every_key(schema: keys.RedisKeys) -> list[str]:
     for name, member in inspect.getmembers(schema, callable):
         if name.startswith("_"):
             continue
-        params = [p for p in inspect.signature(member).parameters.values()]
+        params = list(inspect.signature(member).parameters.values())
         args = [7 if p.annotation in ("int", int) else f"x{i}" for i, p in enumerate(params)]
         produced.append(member(*args))
     return produced

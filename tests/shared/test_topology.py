@@ -14,7 +14,9 @@ if typing.TYPE_CHECKING:
     from aio_pika import abc as pika_abc
 
 
-async def get_one(queue: pika_abc.AbstractQueue, timeout: float = 5.0) -> pika_abc.AbstractIncomingMessage:
+async def get_one(
+    queue: pika_abc.AbstractQueue, timeout: float = 5.0
+) -> pika_abc.AbstractIncomingMessage:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         message = await queue.get(fail=False, no_ack=False)
@@ -46,7 +48,9 @@ async def test_worker_queues_bind_only_listened_events(
     exchange = await channel.get_exchange(names.events_exchange)
     for event in ("MESSAGE_CREATE", "TYPING_START", "INTERACTION_CREATE"):
         await exchange.publish(aio_pika.Message(event.encode()), names.event_key("main", event))
-    await exchange.publish(aio_pika.Message(b"other pool"), names.event_key("beta", "MESSAGE_CREATE"))
+    await exchange.publish(
+        aio_pika.Message(b"other pool"), names.event_key("beta", "MESSAGE_CREATE")
+    )
     message = await get_one(events_queue)
     assert message.body == b"MESSAGE_CREATE"
     await message.ack()
@@ -88,7 +92,9 @@ async def test_poison_message_is_dead_lettered_after_the_delivery_limit(
 ) -> None:
     names = topology.Topology(namespace)
     channel = await amqp_connection.channel()
-    events_queue, _ = await names.declare_worker_queues(channel, "main", "default", ["GUILD_CREATE"])
+    events_queue, _ = await names.declare_worker_queues(
+        channel, "main", "default", ["GUILD_CREATE"]
+    )
     dead = await names.declare_dead_letter(channel)
     exchange = await channel.get_exchange(names.events_exchange)
     await exchange.publish(aio_pika.Message(b"poison"), names.event_key("main", "GUILD_CREATE"))

@@ -1,0 +1,269 @@
+"""The emulated REST API: routes, errors, rate limits, interactions."""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+
+import aiohttp
+import pytest
+
+from playground.discord import emulator, ratelimit, rest
+
+if typing.TYPE_CHECKING:
+    from tests.playground.conftest import Factory
+
+Json = dict[str, typing.Any]
+
+
+class Api:
+    def __init__(self, discord: emulator.DiscordEmulator, session: aiohttp.ClientSession) -> None:
+        self.discord = discord
+        self.session = session
+
+    async def call(
+        self, method: str, path: str, body: object = None, *, auth: bool = True
+    ) -> tuple[int, typing.Any, typing.Mapping[str, str]]:
+        headers = {"Authorization": f"Bot {self.discord.token}"} if auth else {}
+        async with self.session.request(
+            method, self.discord.api_url + path, json=body, headers=headers
+        ) as response:
+            if response.content_type == "application/json":
+                payload: typing.Any = await response.json()
+            else:
+                payload = await response.text()
+            return response.status, payload, response.headers
+
+
+@pytest.fixture
+async def api(discord: emulator.DiscordEmulator) -> typing.AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as session:
+        yield Api(discord, session)
+
+
+async def make_api(discord: emulator.DiscordEmulator) -> tuple[Api, aiohttp.ClientSession]:
+    session = aiohttp.ClientSession()
+    return Api(discord, session), session
+
+
+async def test_gateway_bot(make_emulator: Factory) -> None:
+    discord = await make_emulator(
+        recommended_shards=12, max_concurrency=4, session_start_remaining=990
+    )
+    api, session = await make_api(discord)
+    status, body, _ = await api.call("GET", "/gateway/bot")
+    assert status == 200
+    assert body["url"] == discord.gateway.base_url
+    assert body["shards"] == 12
+    assert body["session_start_limit"]["max_concurrency"] == 4
+    assert body["session_start_limit"]["remaining"] == 990
+    assert body["session_start_limit"]["total"] == 1000
+    assert body["session_start_limit"]["reset_after"] > 0
+    await session.close()
+
+
+async def test_auth_is_required(api: Api) -> None:
+    status, body, _ = await api.call("GET", "/users/@me", auth=False)
+    assert (status, body) == (401, {"message": "401: Unauthorized", "code": 0})
+    status, body, _ = await api.call("GET", "/users/@me")
+    assert status == 200
+    assert body["bot"] is True
+
+
+async def test_messages_and_errors(api: Api, discord: emulator.DiscordEmulator) -> None:
+    guild = discord.add_guild("g")
+    channel_id = discord.channels_of(int(guild["id"]))[0]["id"]
+    status, message, headers = await api.call(
+        "POST", f"/channels/{channel_id}/messages", {"content": "hi"}
+    )
+    assert status == 200
+    assert message["content"] == "hi"
+    assert message["author"]["id"] == str(discord.world.bot_id)
+    assert headers["X-RateLimit-Limit"] == "5"
+    assert headers["X-RateLimit-Remaining"] == "4"
+    assert float(headers["X-RateLimit-Reset-After"]) <= 5.0
+    assert headers["X-RateLimit-Bucket"]
+    status, fetched, _ = await api.call("GET", f"/channels/{channel_id}/messages/{message['id']}")
+    assert fetched["id"] == message["id"]
+    status, body, _ = await api.call("POST", f"/channels/{channel_id}/messages", {"content": ""})
+    assert (status, body["code"]) == (400, 50006)
+    status, body, _ = await api.call(
+        "POST", f"/channels/{channel_id}/messages", {"content": "x" * 2001}
+    )
+    assert (status, body["code"]) == (400, 50035)
+    status, body, _ = await api.call("POST", "/channels/1/messages", {"content": "x"})
+    assert (status, body["code"]) == (404, 10003)
+    status, _, _ = await api.call("DELETE", f"/channels/{channel_id}/messages/{message['id']}")
+    assert status == 204
+    [create, *_] = discord.records.rest
+    assert (create.method, create.route, create.status) == (
+        "POST",
+        "POST /channels/{channel_id}/messages",
+        200,
+    )
+
+
+async def test_route_bucket_429_with_retry_after(
+    api: Api, discord: emulator.DiscordEmulator
+) -> None:
+    guild = discord.add_guild("g")
+    channel_id = discord.channels_of(int(guild["id"]))[0]["id"]
+    statuses = []
+    for _ in range(6):
+        status, body, headers = await api.call(
+            "POST", f"/channels/{channel_id}/messages", {"content": "x"}
+        )
+        statuses.append(status)
+    assert statuses == [200] * 5 + [429]
+    assert body["message"] == "You are being rate limited."
+    assert body["global"] is False
+    assert 0 < body["retry_after"] <= 5.0
+    assert headers["X-RateLimit-Scope"] == "user"
+    assert headers["X-RateLimit-Remaining"] == "0"
+    assert int(headers["Retry-After"]) >= 1
+    assert len(discord.records.rate_limited) == 1
+    assert discord.limiter.invalid_requests == 1
+    # Another channel is another bucket (major parameter).
+    other = discord.world.add_channel(int(guild["id"]), "other")
+    status, _, _ = await api.call("POST", f"/channels/{other['id']}/messages", {"content": "x"})
+    assert status == 200
+
+
+async def test_global_limit(make_emulator: Factory) -> None:
+    discord = await make_emulator(
+        rate_limits=ratelimit.RateLimitOptions(global_limit=5, default_route_limit=(100, 1.0))
+    )
+    api, session = await make_api(discord)
+    results = [await api.call("GET", "/users/@me") for _ in range(6)]
+    assert [status for status, _, _ in results] == [200] * 5 + [429]
+    _, body, headers = results[-1]
+    assert body["global"] is True
+    assert headers["X-RateLimit-Global"] == "true"
+    assert headers["X-RateLimit-Scope"] == "global"
+    await session.close()
+
+
+async def test_block_global_pauses_everything(api: Api, discord: emulator.DiscordEmulator) -> None:
+    discord.limiter.block_global(0.3)
+    status, body, _ = await api.call("GET", "/users/@me")
+    assert status == 429
+    assert body["global"] is True
+    await asyncio.sleep(0.35)
+    assert (await api.call("GET", "/users/@me"))[0] == 200
+
+
+async def test_shared_scope_429_is_not_an_invalid_request(
+    api: Api, discord: emulator.DiscordEmulator
+) -> None:
+    discord.limiter.block_route("GET /users/@me", 1.0, scope="shared")
+    status, _, headers = await api.call("GET", "/users/@me")
+    assert status == 429
+    assert headers["X-RateLimit-Scope"] == "shared"
+    assert discord.limiter.invalid_requests == 0
+
+
+async def test_invalid_requests_lead_to_a_cloudflare_ban(make_emulator: Factory) -> None:
+    discord = await make_emulator(rate_limits=ratelimit.RateLimitOptions(invalid_limit=5))
+    api, session = await make_api(discord)
+    for _ in range(5):
+        assert (await api.call("GET", "/users/@me", auth=False))[0] == 401
+    status, body, _ = await api.call("GET", "/users/@me")
+    assert (status, body) == (429, "error code: 1015")
+    await session.close()
+
+
+async def test_application_commands(api: Api, discord: emulator.DiscordEmulator) -> None:
+    app = discord.world.application_id
+    guild = discord.add_guild("g")
+    commands = [
+        {"name": "ping", "description": "Ping", "type": 1},
+        {"name": "echo", "description": "Echo"},
+    ]
+    status, created, _ = await api.call("PUT", f"/applications/{app}/commands", commands)
+    assert status == 200
+    assert [c["name"] for c in created] == ["ping", "echo"]
+    status, again, _ = await api.call("PUT", f"/applications/{app}/commands", commands[:1])
+    assert again[0]["id"] == created[0]["id"], "overwriting keeps the ids of unchanged names"
+    status, listed, _ = await api.call("GET", f"/applications/{app}/commands")
+    assert [c["name"] for c in listed] == ["ping"]
+    status, one, _ = await api.call(
+        "POST",
+        f"/applications/{app}/guilds/{guild['id']}/commands",
+        {"name": "local", "description": "d"},
+    )
+    assert one["guild_id"] == guild["id"]
+    status, _body, _ = await api.call("POST", f"/applications/{app}/commands", {"name": "Bad Name"})
+    assert status == 400
+    status, _, _ = await api.call("DELETE", f"/applications/{app}/commands/{listed[0]['id']}")
+    assert status == 204
+
+
+async def test_interaction_callback_and_followups(
+    api: Api, discord: emulator.DiscordEmulator
+) -> None:
+    guild = discord.add_guild("g")
+    channel_id = int(discord.channels_of(int(guild["id"]))[0]["id"])
+    interaction = discord.send_interaction(channel_id, discord.add_user("u"), "ping")
+    base = f"/interactions/{interaction.id}/{interaction.token}/callback"
+    status, _, _ = await api.call("POST", base, {"type": 5}, auth=False)
+    assert status == 204
+    status, body, _ = await api.call(
+        "POST", base, {"type": 4, "data": {"content": "x"}}, auth=False
+    )
+    assert (status, body["code"]) == (400, 40060)
+    app = discord.world.application_id
+    status, _first, _ = await api.call(
+        "POST", f"/webhooks/{app}/{interaction.token}", {"content": "done"}, auth=False
+    )
+    assert status == 200
+    assert interaction.original is not None
+    assert interaction.original["content"] == "done"
+    status, _second, _ = await api.call(
+        "POST", f"/webhooks/{app}/{interaction.token}", {"content": "more"}, auth=False
+    )
+    assert [m["content"] for m in interaction.followups] == ["more"]
+    status, edited, _ = await api.call(
+        "PATCH",
+        f"/webhooks/{app}/{interaction.token}/messages/@original",
+        {"content": "edited"},
+        auth=False,
+    )
+    assert edited["content"] == "edited"
+
+
+async def test_interaction_callback_is_exempt_from_the_global_limit(make_emulator: Factory) -> None:
+    discord = await make_emulator(rate_limits=ratelimit.RateLimitOptions(global_limit=1))
+    api, session = await make_api(discord)
+    guild = discord.add_guild("g")
+    channel_id = int(discord.channels_of(int(guild["id"]))[0]["id"])
+    await api.call("GET", "/users/@me")
+    assert (await api.call("GET", "/users/@me"))[0] == 429
+    interaction = discord.send_interaction(channel_id, discord.add_user("u"), "ping")
+    status, _, _ = await api.call(
+        "POST",
+        f"/interactions/{interaction.id}/{interaction.token}/callback",
+        {"type": 4, "data": {"content": "pong"}},
+        auth=False,
+    )
+    assert status == 204
+    await session.close()
+
+
+async def test_interaction_callback_after_three_seconds_is_unknown(
+    api: Api, discord: emulator.DiscordEmulator
+) -> None:
+    guild = discord.add_guild("g")
+    channel_id = int(discord.channels_of(int(guild["id"]))[0]["id"])
+    interaction = discord.send_interaction(channel_id, discord.add_user("u"), "slow")
+    interaction.created_at -= rest.INTERACTION_DEADLINE + 0.1
+    status, body, _ = await api.call(
+        "POST",
+        f"/interactions/{interaction.id}/{interaction.token}/callback",
+        {"type": 5},
+        auth=False,
+    )
+    assert (status, body["code"]) == (404, 10062)
+
+
+async def test_unknown_route(api: Api) -> None:
+    assert (await api.call("GET", "/nope"))[0] == 404

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The one test command: installs what is missing, then runs ruff, mypy and pytest.
+# Usage: bash tests/run.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "tests/run.sh: Python >= 3.11 is required (set PYTHON=...)" >&2
+  exit 2
+fi
+
+# Real servers: the fixtures start Redis and RabbitMQ when they are installed but stopped;
+# on a machine without them, install them from Debian's packages first.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
+if ((${#missing[@]})); then
+  echo "tests/run.sh: installing ${missing[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The project and its test dependencies, in .venv, reinstalled when pyproject.toml changes.
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat .venv/.install-stamp 2>/dev/null)" != "$stamp" ]; then
+  echo "tests/run.sh: installing the project into .venv" >&2
+  if ! .venv/bin/python -m pip install -q -e '.[test]' >.venv/pip.log 2>&1; then
+    cat .venv/pip.log >&2
+    exit 1
+  fi
+  echo "$stamp" >.venv/.install-stamp
+fi
+
+echo "== ruff" >&2
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy" >&2
+.venv/bin/mypy
+echo "== pytest" >&2
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,42 @@
+"""The real servers the suite relies on answer: RabbitMQ, Redis, and the private mongod."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aio_pika
+import pymongo
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+
+async def test_redis_is_real(redis_client: aioredis.Redis, namespace: str) -> None:
+    await redis_client.set(f"{namespace}:probe", "1", ex=10)
+    assert await redis_client.get(f"{namespace}:probe") == b"1"
+    info = await redis_client.info("server")
+    assert int(str(info["redis_version"]).split(".")[0]) >= 6
+
+
+async def test_rabbitmq_is_real(amqp_connection: aio_pika.abc.AbstractRobustConnection) -> None:
+    channel = await amqp_connection.channel()
+    queue = await channel.declare_queue(exclusive=True)
+    await channel.default_exchange.publish(aio_pika.Message(b"ping"), routing_key=queue.name)
+    message = await queue.get(timeout=5)
+    assert message.body == b"ping"
+    await message.ack()
+
+
+async def test_mongod_is_real(mongo_url: str) -> None:
+    client: pymongo.AsyncMongoClient[dict[str, object]] = pymongo.AsyncMongoClient(
+        mongo_url, serverSelectionTimeoutMS=5000
+    )
+    try:
+        assert (await client.admin.command("ping"))["ok"] == 1.0
+        build = await client.admin.command("buildInfo")
+        assert str(build["version"]).startswith("6.0")
+        collection = client.shardline_test.probe
+        await collection.insert_one({"_id": 1, "v": "x"})
+        assert await collection.find_one({"_id": 1}) == {"_id": 1, "v": "x"}
+    finally:
+        await client.close()
