@@ -1,0 +1,91 @@
+"""Automatic shard assignment: gateways of a pool claim shards through Redis leases.
+
+Each gateway heartbeats into ``{pool}:gateways`` and holds its shards as ``{pool}:lease:{id}``
+keys with a TTL, renewed every third of it. Every gateway computes the same fair share from
+the sorted list of live gateways, releases shards above its share (after closing them with
+their sessions kept, so the next holder RESUMEs) and claims free shards up to it. A lease not
+renewed expires, and its shard is taken over.
+"""
+
+from __future__ import annotations
+
+import time
+import typing
+
+from shared import keys, sharding
+
+if typing.TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+_RENEW: typing.Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE: typing.Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class ShardLeases:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        redis_keys: keys.RedisKeys,
+        gateway_id: str,
+        ttl: int = keys.LEASE_TTL,
+    ) -> None:
+        self._redis = redis
+        self._keys = redis_keys
+        self.gateway_id = gateway_id
+        self.ttl = ttl
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    async def heartbeat(self) -> list[str]:
+        """Announce this gateway; return the live gateways of the pool, sorted."""
+        now = time.time()
+        key = self._keys.gateways()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {self.gateway_id: now})
+            pipe.zremrangebyscore(key, "-inf", now - self.ttl)
+            pipe.zrange(key, 0, -1)
+            *_, members = await pipe.execute()
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    async def leave(self) -> None:
+        await self._redis.zrem(self._keys.gateways(), self.gateway_id)
+
+    def fair_share(self, live: typing.Sequence[str], shard_count: int) -> int:
+        """How many shards this gateway should hold, given the live gateways."""
+        if self.gateway_id not in live:
+            live = sorted([*live, self.gateway_id])
+        ranges = sharding.split_shards(shard_count, len(live))
+        index = list(live).index(self.gateway_id)
+        return len(ranges[index]) if index < len(ranges) else 0
+
+    async def holders(self, shard_count: int) -> list[str | None]:
+        """Who holds each shard now (``None`` for free)."""
+        values = await self._redis.mget([self._keys.lease(s) for s in range(shard_count)])
+        return [v.decode() if isinstance(v, bytes) else v for v in values]
+
+    async def claim(self, shard_id: int) -> bool:
+        return bool(
+            await self._redis.set(self._keys.lease(shard_id), self.gateway_id, nx=True, ex=self.ttl)
+        )
+
+    async def renew(self, shard_ids: typing.Iterable[int]) -> list[int]:
+        """Renew our leases; return the shards whose lease we no longer hold."""
+        lost = []
+        for shard_id in shard_ids:
+            kept = await self._renew(
+                keys=[self._keys.lease(shard_id)], args=[self.gateway_id, self.ttl]
+            )
+            if not kept:
+                lost.append(shard_id)
+        return lost
+
+    async def release(self, shard_id: int) -> None:
+        await self._release(keys=[self._keys.lease(shard_id)], args=[self.gateway_id])

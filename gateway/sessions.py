@@ -1,0 +1,87 @@
+"""Discord sessions in Redis, so that any successor can RESUME a shard."""
+
+from __future__ import annotations
+
+import logging
+import typing
+
+from gateway import hikari_adapter
+from shared import keys
+
+if typing.TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+_LOGGER = logging.getLogger("shardline.gateway.sessions")
+
+# Advance the stored seq only forward and only within the same session.
+_CHECKPOINT: typing.Final = """
+local current = redis.call('HGET', KEYS[1], 'session_id')
+if current ~= ARGV[1] then return 0 end
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if tonumber(ARGV[2]) > seq then redis.call('HSET', KEYS[1], 'seq', ARGV[2]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+class SessionStore:
+    """``{pool}:session:{shard}`` hashes: session_id, seq, resume_url, shard_count."""
+
+    def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> None:
+        self._redis = redis
+        self._keys = redis_keys
+        self._checkpoint = redis.register_script(_CHECKPOINT)
+
+    async def load(self, shard_id: int, shard_count: int) -> hikari_adapter.SessionState | None:
+        stored = await self._redis.hgetall(self._keys.session(shard_id))
+        if not stored:
+            return None
+        raw = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in stored.items()
+        }
+        try:
+            if int(raw["shard_count"]) != shard_count:
+                # A session of another shard layout routes other guilds: useless now.
+                return None
+            return hikari_adapter.SessionState(
+                raw["session_id"], int(raw["seq"]), raw["resume_url"]
+            )
+        except (KeyError, ValueError):
+            _LOGGER.warning("ignoring a malformed stored session", extra={"shard": shard_id})
+            return None
+
+    async def start(
+        self, shard_id: int, shard_count: int, session_id: str, resume_url: str, seq: int
+    ) -> None:
+        """Record a new session (after READY)."""
+        key = self._keys.session(shard_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(
+                key,
+                mapping={
+                    "session_id": session_id,
+                    "seq": seq,
+                    "resume_url": resume_url,
+                    "shard_count": shard_count,
+                },
+            )
+            pipe.expire(key, keys.SESSION_TTL)
+            await pipe.execute()
+
+    async def checkpoint(self, marks: typing.Mapping[int, tuple[str, int]]) -> None:
+        """Advance the stored seq of several shards: ``{shard: (session_id, seq)}``."""
+        if not marks:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard_id, (session_id, seq) in marks.items():
+                await self._checkpoint(
+                    keys=[self._keys.session(shard_id)],
+                    args=[session_id, seq, keys.SESSION_TTL],
+                    client=pipe,
+                )
+            await pipe.execute()
+
+    async def forget(self, shard_id: int) -> None:
+        await self._redis.delete(self._keys.session(shard_id))
