@@ -9,6 +9,7 @@ import aio_pika
 import pytest
 import redis.asyncio as aioredis
 
+from playground.discord import emulator, gateway
 from shared import topology
 from tests import services
 
@@ -82,3 +83,30 @@ async def cleanup_broker(connection: aio_pika.abc.AbstractConnection, namespace:
     for exchange in exchanges:
         await channel.exchange_delete(exchange)
     await channel.close()
+
+
+EmulatorFactory = typing.Callable[..., typing.Awaitable[emulator.DiscordEmulator]]
+
+
+@pytest.fixture
+async def make_emulator() -> typing.AsyncIterator[EmulatorFactory]:
+    """Start Discord emulators with the given gateway options (and ``rate_limits``)."""
+    started: list[emulator.DiscordEmulator] = []
+
+    async def make(**options: typing.Any) -> emulator.DiscordEmulator:
+        rate_limits = options.pop("rate_limits", None)
+        instance = emulator.DiscordEmulator(
+            gateway_options=gateway.GatewayOptions(**options), rate_limits=rate_limits
+        )
+        await instance.start()
+        started.append(instance)
+        return instance
+
+    yield make
+    for instance in started:
+        await instance.close()
+
+
+@pytest.fixture
+async def discord(make_emulator: EmulatorFactory) -> emulator.DiscordEmulator:
+    return await make_emulator()

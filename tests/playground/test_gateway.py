@@ -12,7 +12,7 @@ from shared import sharding
 from tests.playground.client import RawGatewayClient
 
 if TYPE_CHECKING:
-    from tests.playground.conftest import Factory
+    from tests.conftest import EmulatorFactory as Factory
 
 Close = protocol.Close
 

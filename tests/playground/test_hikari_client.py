@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import hikari
 
 if TYPE_CHECKING:
-    from tests.playground.conftest import Factory
+    from tests.conftest import EmulatorFactory as Factory
 
 
 async def test_hikari_gateway_bot_two_shards_message_reply_and_resume(

@@ -11,7 +11,7 @@ import pytest
 from playground.discord import emulator, ratelimit, rest
 
 if typing.TYPE_CHECKING:
-    from tests.playground.conftest import Factory
+    from tests.conftest import EmulatorFactory as Factory
 
 Json = dict[str, typing.Any]
 

@@ -1,0 +1,283 @@
+"""One gateway process of a pool: wires shards, publisher, commands, leases and health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import time
+import typing
+
+import aio_pika
+import redis.asyncio as aioredis
+
+from gateway import (
+    commands,
+    discord_api,
+    hikari_adapter,
+    identify,
+    leases,
+    metrics,
+    publisher,
+    sessions,
+    shards,
+)
+from shared import health, keys, topology
+from shared import logging as shard_logging
+
+if typing.TYPE_CHECKING:
+    from shared import config
+
+_LOGGER = logging.getLogger("shardline.gateway")
+#: How often confirmed seqs are written to Redis (a kill -9 replays at most this much more).
+CHECKPOINT_INTERVAL: typing.Final[float] = 0.25
+#: How often the set of events worker groups listen to is re-read.
+INTEREST_INTERVAL: typing.Final[float] = 2.0
+
+
+class GatewayApp:
+    def __init__(self, settings: config.GatewaySettings) -> None:
+        self.settings = settings
+        core = settings.core
+        self.gateway_id = f"{core.pool}-{secrets.token_hex(4)}"
+        self.topology = topology.Topology(core.namespace)
+        self.keys = keys.RedisKeys(core.namespace, core.pool)
+        self.redis_up = True
+        self.group: shards.ShardGroup | None = None
+        self.publisher: publisher.EventPublisher | None = None
+        self.commands: commands.CommandConsumer | None = None
+        self.leases: leases.ShardLeases | None = None
+        self.health: health.HealthServer | None = None
+        self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
+        self._redis: aioredis.Redis | None = None
+        self._reply_queue: aio_pika.abc.AbstractQueue | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._written: dict[int, tuple[str, int]] = {}
+        self.stopping = asyncio.Event()
+
+    # --- start ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        hikari_adapter.check_compatibility()
+        core = self.settings.core
+        for value in (core.token, core.amqp_url, core.redis_url, self.settings.lavalink_password):
+            shard_logging.register_secret(value)
+        info = await discord_api.fetch_gateway_bot(core.api_url, core.token)
+        shard_count = self.settings.shard_count or info.shards
+        self._redis = aioredis.Redis.from_url(core.redis_url.reveal())
+        self._amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
+        channel = await self._amqp.channel(publisher_confirms=True)
+        events_exchange, _ = await self.topology.declare_exchanges(channel)
+        command_channel = await self._amqp.channel()
+        await command_channel.set_qos(prefetch_count=256)
+        self._reply_queue = await self.topology.declare_reply_queue(
+            command_channel, core.pool, self.gateway_id
+        )
+        ledger = identify.SessionStartLedger(self._redis, self.keys)
+        await ledger.record_limit(info.total, info.remaining, info.reset_after)
+        self.publisher = publisher.EventPublisher(
+            events_exchange,
+            pool=core.pool,
+            gateway_id=self.gateway_id,
+            reply_to=self.topology.reply_queue(core.pool, self.gateway_id),
+            on_pressure=self._on_pressure,
+        )
+        await self._refresh_interests()
+        self.group = shards.ShardGroup(
+            shards.ShardSettings(
+                token=core.token.reveal(),
+                gateway_url=info.url,
+                intents=self.settings.intents,
+                shard_count=shard_count,
+                max_concurrency=info.max_concurrency,
+            ),
+            event_publisher=self.publisher,
+            session_store=sessions.SessionStore(self._redis, self.keys),
+            identify_queue=identify.RedisIdentifyQueue(self._redis, self.keys),
+            ledger=ledger,
+        )
+        self.commands = commands.CommandConsumer(
+            self._reply_queue, command_channel, self.group, self.gateway_id
+        )
+        await self.commands.start()
+        self.health = health.HealthServer(
+            core.health_port, ready=self.readiness, metrics=self.render_metrics
+        )
+        await self.health.start()
+        _LOGGER.info(
+            "gateway starting",
+            extra={"gateway": self.gateway_id, "pool": core.pool, "shard_count": shard_count},
+        )
+        self._tasks = [
+            asyncio.create_task(self._checkpoint_loop(), name="checkpoints"),
+            asyncio.create_task(self._interest_loop(), name="interests"),
+        ]
+        if self.settings.shard_ids is not None:
+            await asyncio.gather(*(self._start_shard(s) for s in self.settings.shard_ids))
+        else:
+            self.leases = leases.ShardLeases(self._redis, self.keys, self.gateway_id)
+            await self._rebalance()
+            self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
+
+    async def _start_shard(self, shard_id: int) -> None:
+        assert self.group is not None
+        assert self._reply_queue is not None
+        await self.topology.bind_shard(self._reply_queue, self.settings.core.pool, shard_id)
+        await self.group.start_shard(shard_id)
+
+    async def _stop_shard(self, shard_id: int) -> None:
+        assert self.group is not None
+        assert self._reply_queue is not None
+        await self.group.stop_shard(shard_id)
+        with contextlib.suppress(Exception):
+            await self.topology.unbind_shard(self._reply_queue, self.settings.core.pool, shard_id)
+
+    # --- background loops -------------------------------------------------------------------
+
+    def _on_pressure(self, on: bool) -> None:
+        if self.group is not None:
+            self.group.set_paused(on)
+
+    async def _write_checkpoints(self) -> None:
+        assert self.publisher is not None
+        assert self.group is not None
+        marks = self.publisher.checkpoints()
+        changed = {s: m for s, m in marks.items() if self._written.get(s) != m}
+        if not changed:
+            return
+        store = sessions.SessionStore(typing.cast("aioredis.Redis", self._redis), self.keys)
+        try:
+            await store.checkpoint(changed)
+        except (OSError, ConnectionError, aioredis.RedisError) as exc:
+            if self.redis_up:
+                _LOGGER.warning(
+                    "Redis unavailable: checkpoints not saved", extra={"error": str(exc)}
+                )
+            self.redis_up = False
+            return
+        if not self.redis_up:
+            _LOGGER.info("Redis available again")
+        self.redis_up = True
+        self._written.update(changed)
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            await self._write_checkpoints()
+
+    async def _refresh_interests(self) -> None:
+        assert self._redis is not None
+        assert self.publisher is not None
+        try:
+            groups = [k async for k in self._redis.scan_iter(match=self.keys.interests("*"))]
+            names: set[str] = set()
+            if groups:
+                members = await self._redis.sunion(groups)
+                names = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+        except (OSError, ConnectionError, aioredis.RedisError) as exc:
+            _LOGGER.warning(
+                "Redis unavailable: keeping the known interests", extra={"error": str(exc)}
+            )
+            return
+        self.publisher.interests = frozenset(names)
+
+    async def _interest_loop(self) -> None:
+        while True:
+            await asyncio.sleep(INTEREST_INTERVAL)
+            await self._refresh_interests()
+
+    async def _rebalance(self) -> None:
+        """Hold this gateway's fair share of the pool's shards, no more, no less."""
+        assert self.leases is not None
+        assert self.group is not None
+        count = self.group.shard_count
+        held = sorted(self.group.shards)
+        lost = await self.leases.renew(held)
+        for shard_id in lost:
+            _LOGGER.warning("lost the lease of a shard; stopping it", extra={"shard": shard_id})
+            await self._stop_shard(shard_id)
+        held = sorted(self.group.shards)
+        live = await self.leases.heartbeat()
+        share = self.leases.fair_share(live, count)
+        for shard_id in held[share:] if len(held) > share else []:
+            await self._stop_shard(shard_id)
+            await self.leases.release(shard_id)
+            _LOGGER.info("handed a shard back to the pool", extra={"shard": shard_id})
+        if len(held) >= share:
+            return
+        holders = await self.leases.holders(count)
+        wanted = share - len(held)
+        for shard_id in (s for s, holder in enumerate(holders) if holder is None):
+            if wanted == 0:
+                break
+            if await self.leases.claim(shard_id):
+                wanted -= 1
+                await self._start_shard(shard_id)
+
+    async def _lease_loop(self) -> None:
+        assert self.leases is not None
+        while True:
+            await asyncio.sleep(self.leases.ttl / 3)
+            try:
+                await self._rebalance()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _LOGGER.warning("lease round failed", extra={"error": repr(exc)})
+
+    # --- health -----------------------------------------------------------------------------
+
+    def readiness(self) -> str | None:
+        if self.group is None:
+            return "starting"
+        down = [s for s, st in self.group.stats.items() if not st.connected]
+        return f"shards not connected: {down}" if down else None
+
+    def render_metrics(self) -> str:
+        return metrics.render(self)
+
+    # --- stop -------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop intake, hand every shard over with its session kept, then disconnect."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.commands is not None:
+            await self.commands.close()
+        if self.group is not None:
+            held = list(self.group.shards)
+            await asyncio.gather(*(self._stop_shard(s) for s in held))
+            if self.leases is not None:
+                for shard_id in held:
+                    with contextlib.suppress(Exception):
+                        await self.leases.release(shard_id)
+                with contextlib.suppress(Exception):
+                    await self.leases.leave()
+        if self.publisher is not None:
+            await self.publisher.drain(timeout=10)
+            await self._write_checkpoints()
+            await self.publisher.close()
+        if self.health is not None:
+            await self.health.close()
+        if self._amqp is not None:
+            await self._amqp.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        started = time.monotonic()
+        try:
+            await self.start()
+            _LOGGER.info("gateway ready", extra={"seconds": round(time.monotonic() - started, 3)})
+            await self.stopping.wait()
+            _LOGGER.info("SIGTERM: handing off shards")
+        finally:
+            await self.close()

@@ -1,0 +1,142 @@
+"""Gateway commands from workers: validated, sent on the right shard, answered."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import typing
+
+import aio_pika
+import hikari
+
+from shared import commands
+
+if typing.TYPE_CHECKING:
+    from aio_pika import abc as pika_abc
+
+    from gateway import shards
+
+_LOGGER = logging.getLogger("shardline.gateway.commands")
+_STATUS: typing.Final = {
+    "online": hikari.Status.ONLINE,
+    "dnd": hikari.Status.DO_NOT_DISTURB,
+    "idle": hikari.Status.IDLE,
+    "invisible": hikari.Status.OFFLINE,
+    "offline": hikari.Status.OFFLINE,
+}
+
+
+class CommandConsumer:
+    """Consumes the gateway's reply queue; one task per command, so a throttled shard (hikari
+    holds each shard to Discord's 120 commands a minute) never delays another."""
+
+    def __init__(
+        self,
+        queue: pika_abc.AbstractQueue,
+        channel: pika_abc.AbstractChannel,
+        group: shards.ShardGroup,
+        gateway_id: str,
+    ) -> None:
+        self._queue = queue
+        self._channel = channel
+        self._group = group
+        self._gateway_id = gateway_id
+        self._tag: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.handled = 0
+        self.rejected = 0
+
+    async def start(self) -> None:
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def close(self) -> None:
+        if self._tag is not None:
+            await self._queue.cancel(self._tag)
+            self._tag = None
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=10)
+
+    async def _on_message(self, message: pika_abc.AbstractIncomingMessage) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, message: pika_abc.AbstractIncomingMessage) -> None:
+        error: str | None = None
+        try:
+            command = commands.decode(message.body)
+            shard = self._group.shard(command.shard_id)
+            if shard is None or not shard.is_alive:
+                error = f"shard {command.shard_id} is not held by gateway {self._gateway_id}"
+            else:
+                await self._send(shard, command)
+        except commands.CommandError as exc:
+            error = f"invalid gateway command: {exc}"
+        except (hikari.ComponentStateConflictError, hikari.errors.GatewayError) as exc:
+            error = f"shard could not send the command: {exc}"
+        if error is None:
+            self.handled += 1
+        else:
+            self.rejected += 1
+            _LOGGER.warning("gateway command refused", extra={"reason": error})
+        await self._reply(message, error)
+        await message.ack()
+
+    async def _send(self, shard: hikari.api.GatewayShard, command: commands.GatewayCommand) -> None:
+        d = command.d
+        if command.op == commands.OP_VOICE_STATE_UPDATE:
+            await shard.update_voice_state(
+                int(d["guild_id"]),
+                None if d["channel_id"] is None else int(d["channel_id"]),
+                self_mute=d["self_mute"],
+                self_deaf=d["self_deaf"],
+            )
+        elif command.op == commands.OP_PRESENCE_UPDATE:
+            activity = None
+            if d["activities"]:
+                first = d["activities"][0]
+                activity = hikari.Activity(
+                    name=first["name"],
+                    type=hikari.ActivityType(first["type"]),
+                    url=first.get("url"),
+                    state=first.get("state"),
+                )
+            since = d.get("since")
+            await shard.update_presence(
+                status=_STATUS[d["status"]],
+                afk=d["afk"],
+                activity=activity,
+                idle_since=None
+                if since is None
+                else dt.datetime.fromtimestamp(since / 1000, dt.UTC),
+            )
+        else:
+            await shard.request_guild_members(
+                int(d["guild_id"]),
+                include_presences=d.get("presences", hikari.UNDEFINED),
+                query=d.get("query", ""),
+                limit=d.get("limit", 0),
+                users=[
+                    int(u)
+                    for u in (d["user_ids"] if isinstance(d["user_ids"], list) else [d["user_ids"]])
+                ]
+                if "user_ids" in d
+                else hikari.UNDEFINED,
+                nonce=d.get("nonce", hikari.UNDEFINED),
+            )
+
+    async def _reply(self, message: pika_abc.AbstractIncomingMessage, error: str | None) -> None:
+        if not message.reply_to:
+            return
+        try:
+            await self._channel.default_exchange.publish(
+                aio_pika.Message(
+                    commands.encode_reply(ok=error is None, error=error),
+                    correlation_id=message.correlation_id,
+                    content_type="application/json",
+                ),
+                routing_key=message.reply_to,
+            )
+        except Exception as exc:
+            _LOGGER.warning("could not answer a gateway command", extra={"error": repr(exc)})

@@ -1,0 +1,212 @@
+"""The shards one gateway holds: raw dispatches in, envelopes out, sessions kept for successors.
+
+No model is built here: hikari's shard hands each dispatch's ``d`` to :meth:`ShardGroup.
+consume_raw_event` (the event-manager hook hikari calls), which tags it and hands it to the
+publisher in the same call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import typing
+
+import hikari
+from hikari.impl import config as hikari_config
+
+from gateway import hikari_adapter
+
+if typing.TYPE_CHECKING:
+    from gateway import identify, publisher, sessions
+
+_LOGGER = logging.getLogger("shardline.gateway.shards")
+
+
+@dataclasses.dataclass(slots=True)
+class ShardStats:
+    connected: bool = False
+    identifies: int = 0
+    resumes: int = 0
+    events: int = 0
+    started_at: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Connected:
+    shard: hikari_adapter.CoordinatedShard
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Disconnected:
+    shard: hikari_adapter.CoordinatedShard
+
+
+class _EventFactory:
+    """The two events hikari's shard asks its factory for: markers, not models."""
+
+    def deserialize_connected_event(self, shard: hikari_adapter.CoordinatedShard) -> _Connected:
+        return _Connected(shard)
+
+    def deserialize_disconnected_event(
+        self, shard: hikari_adapter.CoordinatedShard
+    ) -> _Disconnected:
+        return _Disconnected(shard)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ShardSettings:
+    """What every shard of the group connects with."""
+
+    token: str
+    gateway_url: str
+    intents: int
+    shard_count: int
+    max_concurrency: int
+
+
+class ShardGroup:
+    """Starts, runs and stops this gateway's shards."""
+
+    def __init__(
+        self,
+        settings: ShardSettings,
+        *,
+        event_publisher: publisher.EventPublisher,
+        session_store: sessions.SessionStore,
+        identify_queue: identify.IdentifyQueue,
+        ledger: identify.SessionStartLedger,
+    ) -> None:
+        self._token = settings.token
+        self._url = settings.gateway_url
+        self._intents = hikari.Intents(settings.intents)
+        self.shard_count = settings.shard_count
+        self.max_concurrency = settings.max_concurrency
+        self._publisher = event_publisher
+        self._sessions = session_store
+        self._identify = identify_queue
+        self._ledger = ledger
+        self.shards: dict[int, hikari_adapter.CoordinatedShard] = {}
+        self.stats: dict[int, ShardStats] = {}
+        self._factory = _EventFactory()
+        self._background: set[asyncio.Task[None]] = set()
+        self.paused = False
+
+    # --- hikari's event-manager hooks -------------------------------------------------------
+
+    def consume_raw_event(
+        self, name: str, shard: hikari_adapter.CoordinatedShard, payload: typing.Any
+    ) -> None:
+        stream = self._publisher.stream(shard.id, self.shard_count)
+        seq = hikari_adapter.current_seq(shard)
+        stats = self.stats[shard.id]
+        stats.events += 1
+        if name == "READY":
+            stats.identifies += 1
+            self._publisher.begin_session(stream, payload["session_id"], seq)
+            self._spawn(
+                self._sessions.start(
+                    shard.id, self.shard_count, payload["session_id"],
+                    payload["resume_gateway_url"], 0,
+                )
+            )  # fmt: skip
+        elif name == "RESUMED":
+            stats.resumes += 1
+        self._publisher.accept(stream, seq, name, payload)
+        if self.paused:
+            hikari_adapter.pause_reading(shard)
+
+    async def dispatch(self, event: object, *, return_tasks: bool = False) -> None:
+        del return_tasks
+        if isinstance(event, _Connected):
+            self.stats[event.shard.id].connected = True
+            if self.paused:
+                hikari_adapter.pause_reading(event.shard)
+        elif isinstance(event, _Disconnected):
+            self.stats[event.shard.id].connected = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def _spawn(self, coro: typing.Coroutine[typing.Any, typing.Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _LOGGER.warning("session store update failed", extra={"error": repr(task.exception())})
+
+    async def _identify_gate(self, shard_id: int) -> None:
+        await self._identify.acquire(shard_id, self.max_concurrency)
+        await self._ledger.spend()
+        _LOGGER.info("identifying", extra={"shard": shard_id})
+
+    async def start_shard(self, shard_id: int) -> None:
+        """Start (RESUME when a session is stored, else IDENTIFY) and wait until it is live."""
+        if shard_id in self.shards:
+            return
+        shard = hikari_adapter.CoordinatedShard(
+            identify_gate=self._identify_gate,
+            event_manager=self,
+            event_factory=self._factory,
+            http_settings=hikari_config.HTTPSettings(),
+            proxy_settings=hikari_config.ProxySettings(),
+            intents=self._intents,
+            shard_id=shard_id,
+            shard_count=self.shard_count,
+            token=self._token,
+            url=self._url,
+        )
+        self.stats[shard_id] = ShardStats(started_at=time.monotonic())
+        try:
+            state = await self._sessions.load(shard_id, self.shard_count)
+        except (OSError, ConnectionError) as exc:
+            _LOGGER.warning(
+                "Redis unavailable: no stored session, identifying",
+                extra={"shard": shard_id, "error": str(exc)},
+            )
+            state = None
+        if state is not None:
+            hikari_adapter.restore_session(shard, state)
+            stream = self._publisher.stream(shard_id, self.shard_count)
+            self._publisher.begin_session(stream, state.session_id, state.seq)
+            stream.confirmed_seq = state.seq
+            _LOGGER.info("resuming stored session", extra={"shard": shard_id, "seq": state.seq})
+        self.shards[shard_id] = shard
+        try:
+            await shard.start()
+        except BaseException:
+            self.shards.pop(shard_id, None)
+            raise
+
+    async def stop_shard(self, shard_id: int) -> None:
+        """Stop without ending the session, and write its last confirmed seq."""
+        shard = self.shards.pop(shard_id, None)
+        if shard is None:
+            return
+        await hikari_adapter.close_keeping_session(shard)
+        await self._publisher.drain(timeout=10)
+        marks = self._publisher.checkpoints()
+        if shard_id in marks:
+            await self._sessions.checkpoint({shard_id: marks[shard_id]})
+        self._publisher.streams.pop(shard_id, None)
+        self.stats.pop(shard_id, None)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.stop_shard(s) for s in list(self.shards)))
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=5)
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop (or resume) reading every shard's socket: back-pressure from the publisher."""
+        self.paused = paused
+        for shard in self.shards.values():
+            if paused:
+                hikari_adapter.pause_reading(shard)
+            else:
+                hikari_adapter.resume_reading(shard)
+
+    def shard(self, shard_id: int) -> hikari_adapter.CoordinatedShard | None:
+        return self.shards.get(shard_id)
