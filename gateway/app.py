@@ -117,7 +117,9 @@ class GatewayApp:
         if self.settings.shard_ids is not None:
             await asyncio.gather(*(self._start_shard(s) for s in self.settings.shard_ids))
         else:
-            self.leases = leases.ShardLeases(self._redis, self.keys, self.gateway_id)
+            self.leases = leases.ShardLeases(
+                self._redis, self.keys, self.gateway_id, self.settings.lease_ttl
+            )
             await self._rebalance()
             self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
 

@@ -17,15 +17,13 @@ it, and so does the gateway at start.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import typing
 
 import hikari
 from hikari.impl import shard as shard_impl
-
-if typing.TYPE_CHECKING:
-    import asyncio
 
 __all__: typing.Sequence[str] = (
     "HIKARI_VERSION",
@@ -47,7 +45,7 @@ HIKARI_VERSION: typing.Final[str] = "2.7.0"
 #: Any code but 1000/1001 keeps the session; hikari uses 3000 for its own reconnects.
 RESUME_CLOSE_CODE: typing.Final[int] = 3000
 _SHARD_ATTRIBUTES: typing.Final = ("_session_id", "_seq", "_resume_gateway_url", "_ws")
-_TRANSPORT_ATTRIBUTES: typing.Final = ("_sent_close", "_ws")
+_TRANSPORT_ATTRIBUTES: typing.Final = ("_sent_close", "_ws", "_exit_stack")
 
 
 class HikariIncompatibleError(RuntimeError):
@@ -82,22 +80,29 @@ def check_compatibility() -> None:
 class CoordinatedShard(shard_impl.GatewayShardImpl):
     """hikari's shard, asking ``identify_gate`` before every connection that will IDENTIFY."""
 
-    __slots__ = ("identify_gate",)
+    __slots__ = ("identify_gate", "identify_sent")
 
     def __init__(
         self,
         *,
         identify_gate: typing.Callable[[int], typing.Awaitable[None]],
+        identify_sent: typing.Callable[[int], typing.Awaitable[None]],
         **kwargs: typing.Any,
     ) -> None:
         super().__init__(**kwargs)
         self.identify_gate = identify_gate
+        self.identify_sent = identify_sent
 
     async def _connect(self) -> tuple[asyncio.Task[None], ...]:
-        if self._seq is None:
-            # No session to resume: this connection will IDENTIFY. Wait for the pool's slot.
-            await self.identify_gate(self.id)
-        return await super()._connect()
+        if self._seq is not None:
+            return await super()._connect()
+        # No session to resume: this connection will IDENTIFY. Wait for the pool's slot...
+        await self.identify_gate(self.id)
+        tasks = await super()._connect()
+        # ...and hold it for a whole window from the moment IDENTIFY actually went out
+        # (super()._connect() returns right after sending it).
+        await self.identify_sent(self.id)
+        return tasks
 
 
 def restore_session(shard: shard_impl.GatewayShardImpl, state: SessionState) -> None:
@@ -133,7 +138,16 @@ async def close_keeping_session(shard: shard_impl.GatewayShardImpl) -> None:
     if shard.is_alive:
         await shard.close()
     if transport is not None:
-        await transport._ws.close(code=RESUME_CLOSE_CODE, message=b"handing off")  # noqa: SLF001
+        try:
+            await asyncio.wait_for(
+                transport._ws.close(code=RESUME_CLOSE_CODE, message=b"handing off"),  # noqa: SLF001
+                timeout=5,
+            )
+        except TimeoutError:
+            pass
+        finally:
+            # What hikari's own send_close would have done: release the HTTP session.
+            await transport._exit_stack.aclose()  # noqa: SLF001
 
 
 def _socket_transport(shard: shard_impl.GatewayShardImpl) -> typing.Any:

@@ -38,6 +38,10 @@ class IdentifyQueue(abc.ABC):
     async def acquire(self, shard_id: int, max_concurrency: int) -> None:
         """Wait until ``shard_id`` may IDENTIFY, and take the slot."""
 
+    @abc.abstractmethod
+    async def sent(self, shard_id: int, max_concurrency: int) -> None:
+        """IDENTIFY went out now: hold the slot for a whole window from this moment."""
+
 
 class InMemoryIdentifyQueue(IdentifyQueue):
     """One process's view; the test double and the fallback when Redis is down."""
@@ -56,6 +60,9 @@ class InMemoryIdentifyQueue(IdentifyQueue):
             if wait > 0:
                 await asyncio.sleep(wait)
             self._last[bucket] = time.monotonic()
+
+    async def sent(self, shard_id: int, max_concurrency: int) -> None:
+        self._last[sharding.identify_bucket(shard_id, max_concurrency)] = time.monotonic()
 
 
 class RedisIdentifyQueue(IdentifyQueue):
@@ -92,6 +99,18 @@ class RedisIdentifyQueue(IdentifyQueue):
                 await self._fallback.acquire(shard_id, max_concurrency)
                 return
             await asyncio.sleep(max(ttl, 10) / 1000)
+
+    async def sent(self, shard_id: int, max_concurrency: int) -> None:
+        bucket = sharding.identify_bucket(shard_id, max_concurrency)
+        await self._fallback.sent(shard_id, max_concurrency)
+        try:
+            await self._redis.set(
+                self._keys.identify_bucket(bucket), shard_id, px=int(self.window * 1000) + 100
+            )
+        except (OSError, ConnectionError) as exc:
+            _LOGGER.warning(
+                "Redis unavailable: identify slot not extended", extra={"error": str(exc)}
+            )
 
 
 class SessionStartLedger:

@@ -143,12 +143,16 @@ class ShardGroup:
         await self._ledger.spend()
         _LOGGER.info("identifying", extra={"shard": shard_id})
 
+    async def _identify_sent(self, shard_id: int) -> None:
+        await self._identify.sent(shard_id, self.max_concurrency)
+
     async def start_shard(self, shard_id: int) -> None:
         """Start (RESUME when a session is stored, else IDENTIFY) and wait until it is live."""
         if shard_id in self.shards:
             return
         shard = hikari_adapter.CoordinatedShard(
             identify_gate=self._identify_gate,
+            identify_sent=self._identify_sent,
             event_manager=self,
             event_factory=self._factory,
             http_settings=hikari_config.HTTPSettings(),

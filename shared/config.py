@@ -18,7 +18,7 @@ import urllib.parse
 
 import hikari
 
-from shared import sharding
+from shared import keys, sharding
 from shared.secret import Secret
 
 __all__: typing.Sequence[str] = (
@@ -213,6 +213,8 @@ class GatewaySettings:
     intents: int
     lavalink_url: str | None
     lavalink_password: Secret | None
+    lease_ttl: int
+    """Seconds before an unrenewed shard lease expires and another gateway takes the shard."""
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> GatewaySettings:
@@ -242,6 +244,7 @@ class GatewaySettings:
             intents=_parse_intents(read),
             lavalink_url=lavalink_url,
             lavalink_password=lavalink_password,
+            lease_ttl=read.integer("LEASE_TTL", keys.LEASE_TTL, minimum=3, maximum=600),
         )
 
 

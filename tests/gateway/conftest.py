@@ -11,16 +11,15 @@ import subprocess
 import sys
 import typing
 
-import aio_pika
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
 from gateway import app
 from shared import config, keys, topology
 from tests import services
 
 if typing.TYPE_CHECKING:
+    import redis.asyncio as aioredis
     from aio_pika import abc as pika_abc
 
     from playground.discord import emulator
@@ -84,7 +83,7 @@ class Stack:
     def spawn(self, **extra: str) -> subprocess.Popen[bytes]:
         """A real ``python -m gateway`` process."""
         env = {**os.environ, **self.env(**extra)}
-        return subprocess.Popen(  # noqa: S603 - our own module
+        return subprocess.Popen(
             [sys.executable, "-m", "gateway"],
             env=env,
             stdout=subprocess.DEVNULL,
