@@ -55,6 +55,8 @@ class GatewayApp:
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._written: dict[int, tuple[str, int]] = {}
+        self._claimed: set[int] = set()
+        self._spawned: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
 
     # --- start ------------------------------------------------------------------------------
@@ -190,39 +192,66 @@ class GatewayApp:
             await asyncio.sleep(INTEREST_INTERVAL)
             await self._refresh_interests()
 
+    async def _renew_leases(self) -> None:
+        """Keep our leases alive; stop any shard whose lease another gateway now holds."""
+        assert self.leases is not None
+        lost = await self.leases.renew(sorted(self._claimed))
+        for shard_id in lost:
+            _LOGGER.warning("lost the lease of a shard; stopping it", extra={"shard": shard_id})
+            self._claimed.discard(shard_id)
+            self._spawn(self._stop_shard(shard_id))
+
     async def _rebalance(self) -> None:
         """Hold this gateway's fair share of the pool's shards, no more, no less."""
         assert self.leases is not None
         assert self.group is not None
         count = self.group.shard_count
-        held = sorted(self.group.shards)
-        lost = await self.leases.renew(held)
-        for shard_id in lost:
-            _LOGGER.warning("lost the lease of a shard; stopping it", extra={"shard": shard_id})
-            await self._stop_shard(shard_id)
-        held = sorted(self.group.shards)
         live = await self.leases.heartbeat()
         share = self.leases.fair_share(live, count)
-        for shard_id in held[share:] if len(held) > share else []:
+        held = sorted(self._claimed)
+        for shard_id in held[share:]:
+            # Stop first (session kept, seq written), then let another gateway take it.
+            self._claimed.discard(shard_id)
             await self._stop_shard(shard_id)
             await self.leases.release(shard_id)
             _LOGGER.info("handed a shard back to the pool", extra={"shard": shard_id})
-        if len(held) >= share:
+        wanted = share - len(self._claimed)
+        if wanted <= 0:
             return
         holders = await self.leases.holders(count)
-        wanted = share - len(held)
         for shard_id in (s for s, holder in enumerate(holders) if holder is None):
             if wanted == 0:
                 break
             if await self.leases.claim(shard_id):
                 wanted -= 1
-                await self._start_shard(shard_id)
+                self._claimed.add(shard_id)
+                # Started in the background: a slow handshake must not delay lease renewals.
+                self._spawn(self._start_claimed(shard_id))
+
+    async def _start_claimed(self, shard_id: int) -> None:
+        try:
+            await self._start_shard(shard_id)
+        except Exception as exc:
+            _LOGGER.warning(
+                "could not start a claimed shard", extra={"shard": shard_id, "error": repr(exc)}
+            )
+            assert self.leases is not None
+            self._claimed.discard(shard_id)
+            with contextlib.suppress(Exception):
+                await self._stop_shard(shard_id)
+                await self.leases.release(shard_id)
+
+    def _spawn(self, coro: typing.Coroutine[typing.Any, typing.Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
 
     async def _lease_loop(self) -> None:
         assert self.leases is not None
         while True:
             await asyncio.sleep(self.leases.ttl / 3)
             try:
+                await self._renew_leases()
                 await self._rebalance()
             except asyncio.CancelledError:
                 raise
@@ -249,6 +278,8 @@ class GatewayApp:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._spawned:
+            await asyncio.wait(set(self._spawned), timeout=30)
         if self.commands is not None:
             await self.commands.close()
         if self.group is not None:

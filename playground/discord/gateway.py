@@ -242,7 +242,8 @@ class GatewayServer:
     # --- connections ------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True, max_msg_size=4096 * 1024)
+        # autoclose off: a client's close is acted on (session detached) before it is answered.
+        ws = web.WebSocketResponse(autoping=True, autoclose=False, max_msg_size=4096 * 1024)
         await ws.prepare(request)
         version = request.query.get("v", str(protocol.API_VERSION))
         compress = request.query.get("compress")
@@ -270,27 +271,32 @@ class GatewayServer:
             self._detach(connection)
             self.connections.discard(connection)
             await connection.wait_closed()
+            if not ws.closed:
+                await ws.close()
         return ws
 
     async def _read_loop(self, connection: Connection) -> None:
-        async for message in connection.ws:
-            if connection.closed:
-                break
+        while not connection.closed:
+            message = await connection.ws.receive()
             if message.type is aiohttp.WSMsgType.TEXT or message.type is aiohttp.WSMsgType.BINARY:
                 self._receive(connection, message.data)
-            elif message.type is aiohttp.WSMsgType.ERROR:
-                break
-        code = connection.ws.close_code
-        if not connection.closed and code is not None:
-            session = connection.session
-            self.records.closes.append(
-                records.CloseRecord(
-                    time.time(), session.shard_id if session else None, code, True, "client"
-                )
+            elif message.type is aiohttp.WSMsgType.CLOSE:
+                self._client_closed(connection, int(message.data))
+                return
+            else:
+                return
+
+    def _client_closed(self, connection: Connection, code: int) -> None:
+        session = connection.session
+        self.records.closes.append(
+            records.CloseRecord(
+                time.time(), session.shard_id if session else None, code, True, "client"
             )
-            if code in (1000, 1001) and session is not None:
-                # Documented: closing with 1000 or 1001 invalidates the session.
-                self._invalidate(session)
+        )
+        self._detach(connection)
+        if code in (1000, 1001) and session is not None:
+            # Documented: closing with 1000 or 1001 invalidates the session.
+            self._invalidate(session)
 
     def _receive(self, connection: Connection, data: str | bytes) -> None:
         now = time.monotonic()
