@@ -99,8 +99,8 @@ class CoordinatedShard(shard_impl.GatewayShardImpl):
         # No session to resume: this connection will IDENTIFY. Wait for the pool's slot...
         await self.identify_gate(self.id)
         tasks = await super()._connect()
-        # ...and hold it for a whole window from the moment IDENTIFY actually went out
-        # (super()._connect() returns right after sending it).
+        # ...and hold it for a whole window from now: super()._connect() returns once READY
+        # has arrived, so the window counts from after the IDENTIFY Discord saw.
         await self.identify_sent(self.id)
         return tasks
 

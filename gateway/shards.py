@@ -103,6 +103,7 @@ class ShardGroup:
         stats = self.stats[shard.id]
         stats.events += 1
         if name == "READY":
+            stats.connected = True
             stats.identifies += 1
             self._publisher.begin_session(stream, payload["session_id"], seq)
             self._spawn(
@@ -112,6 +113,7 @@ class ShardGroup:
                 )
             )  # fmt: skip
         elif name == "RESUMED":
+            stats.connected = True
             stats.resumes += 1
         self._publisher.accept(stream, seq, name, payload)
         if self.paused:

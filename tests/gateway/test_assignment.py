@@ -66,15 +66,21 @@ async def test_auto_leases_rebalance_from_two_to_three_and_back(
         watcher = asyncio.get_running_loop().create_task(watch())
         for _ in range(2):
             gateways.append(await exits.enter_async_context(stack.gateway(LEASE_TTL="3")))
-        await discord.wait_for(lambda: sorted(len(h) for h in held(gateways)) == [3, 3], timeout=20, what="3+3")
+        await discord.wait_for(
+            lambda: sorted(len(h) for h in held(gateways)) == [3, 3], timeout=20, what="3+3"
+        )
         async with stack.gateway(LEASE_TTL="3") as third:
             gateways.append(third)
             await discord.wait_for(
-                lambda: sorted(len(h) for h in held(gateways)) == [2, 2, 2], timeout=30, what="2+2+2"
+                lambda: sorted(len(h) for h in held(gateways)) == [2, 2, 2],
+                timeout=30,
+                what="2+2+2",
             )
             await discord.wait_for(lambda: discord.connected_shards() == list(range(6)), timeout=20)
         gateways.remove(third)
-        await discord.wait_for(lambda: sorted(len(h) for h in held(gateways)) == [3, 3], timeout=30, what="back to 3+3")
+        await discord.wait_for(
+            lambda: sorted(len(h) for h in held(gateways)) == [3, 3], timeout=30, what="back to 3+3"
+        )
         await discord.wait_for(lambda: discord.connected_shards() == list(range(6)), timeout=20)
         watcher.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -84,4 +90,6 @@ async def test_auto_leases_rebalance_from_two_to_three_and_back(
     assert len([r for r in discord.records.identifies if r.accepted]) == 6
     assert discord.records.resumes
     assert all(r.accepted for r in discord.records.resumes)
-    assert not [c for c in discord.records.closes if "elsewhere" in c.reason or "replaced" in c.reason]
+    assert not [
+        c for c in discord.records.closes if "elsewhere" in c.reason or "replaced" in c.reason
+    ]

@@ -59,7 +59,9 @@ def contents(sink: EventSink) -> collections.Counter[str]:
 
 
 async def wait_connected(discord: emulator.DiscordEmulator, shards: list[int]) -> None:
-    await discord.wait_for(lambda: discord.connected_shards() == shards, timeout=30, what=f"shards {shards}")
+    await discord.wait_for(
+        lambda: discord.connected_shards() == shards, timeout=30, what=f"shards {shards}"
+    )
 
 
 @pytest.fixture
@@ -89,7 +91,9 @@ async def test_rolling_restart_resumes_every_shard_with_no_loss_and_no_duplicate
     await asyncio.sleep(1.0)
     await chatter.stop()
     await discord.wait_for(
-        lambda: len(sink.of("MESSAGE_CREATE")) >= len(chatter.sent), timeout=30, what="every message"
+        lambda: len(sink.of("MESSAGE_CREATE")) >= len(chatter.sent),
+        timeout=30,
+        what="every message",
     )
     await asyncio.sleep(0.5)
     log = await stop_process(second)
@@ -99,11 +103,15 @@ async def test_rolling_restart_resumes_every_shard_with_no_loss_and_no_duplicate
     assert max(counts.values()) == 1, "no event duplicated"
     assert all(r.accepted and r.path == "/resume" for r in discord.records.resumes)
     assert sorted(r.shard_id for r in discord.records.resumes[:2]) == [0, 1]
-    assert len([i for i in discord.records.identifies if i.accepted]) == 2, "only the first start identified"
+    assert len([i for i in discord.records.identifies if i.accepted]) == 2, (
+        "only the first start identified"
+    )
     assert not any(c.code in (1000, 1001) for c in discord.records.closes if c.by_client)
 
 
-async def test_kill_9_successor_resumes_after_the_lease_expires(chatty: tuple[Stack, Chatter]) -> None:
+async def test_kill_9_successor_resumes_after_the_lease_expires(
+    chatty: tuple[Stack, Chatter],
+) -> None:
     stack, chatter = chatty
     discord = stack.discord
     sink = await stack.listen(["MESSAGE_CREATE"])
@@ -126,9 +134,9 @@ async def test_kill_9_successor_resumes_after_the_lease_expires(chatty: tuple[St
     assert all(r.accepted for r in discord.records.resumes)
     assert len([i for i in discord.records.identifies if i.accepted]) == 2
     # Duplicates are only events the first process had not seen confirmed; same session, seq.
-    by_key = collections.Counter(
-        (e["session"], e["seq"]) for e in sink.of("MESSAGE_CREATE")
-    )
+    by_key = collections.Counter((e["session"], e["seq"]) for e in sink.of("MESSAGE_CREATE"))
     for envelope in sink.of("MESSAGE_CREATE"):
         if counts[envelope["d"]["content"]] > 1:
-            assert by_key[(envelope["session"], envelope["seq"])] == counts[envelope["d"]["content"]]
+            assert (
+                by_key[(envelope["session"], envelope["seq"])] == counts[envelope["d"]["content"]]
+            )

@@ -1,0 +1,47 @@
+"""Liveness, readiness and Prometheus metrics of a running gateway."""
+
+from __future__ import annotations
+
+import typing
+
+import aiohttp
+
+if typing.TYPE_CHECKING:
+    from tests.gateway.conftest import Stack
+
+
+async def test_health_and_metrics(stack: Stack) -> None:
+    discord = stack.discord
+    guild = discord.add_guild("g")
+    channel_id = int(discord.channels_of(int(guild["id"]))[0]["id"])
+    sink = await stack.listen(["MESSAGE_CREATE"])
+    async with (
+        stack.gateway(SHARD_COUNT="1", SHARD_IDS="0") as gateway,
+        aiohttp.ClientSession() as http,
+    ):
+        assert gateway.health is not None
+        base = f"http://127.0.0.1:{gateway.health.port}"
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        async with http.get(f"{base}/livez") as response:
+            assert response.status == 200
+        async with http.get(f"{base}/readyz") as response:
+            assert response.status == 200
+        discord.send_message(channel_id, discord.add_user("u"), "hi")
+        await discord.wait_for(lambda: sink.of("MESSAGE_CREATE"))
+        async with http.get(f"{base}/metrics") as response:
+            text = await response.text()
+        lines = set(text.splitlines())
+        assert 'shardline_gateway_shard_connected{pool="main",shard="0"} 1' in lines
+        assert 'shardline_gateway_identifies_total{pool="main",shard="0"} 1' in lines
+        assert 'shardline_gateway_resumes_total{pool="main",shard="0"} 0' in lines
+        assert 'shardline_gateway_published_events_total{pool="main"} 1' in lines
+        assert 'shardline_gateway_publish_backlog{pool="main"} 0' in lines
+        assert 'shardline_gateway_redis_up{pool="main"} 1' in lines
+        assert "# TYPE shardline_gateway_events_total counter" in lines
+        assert discord.token not in text
+        discord.force_close(0, 4000)
+        await discord.wait_for(lambda: gateway.readiness() is not None, timeout=5)
+        async with http.get(f"{base}/readyz") as response:
+            assert response.status == 503
+            assert "shards not connected: [0]" in await response.text()
+        await discord.wait_for(lambda: gateway.readiness() is None, timeout=10, what="resumed")
