@@ -11,7 +11,6 @@ import time
 import typing
 
 import aio_pika
-import redis.asyncio as aioredis
 
 from gateway import (
     commands,
@@ -24,15 +23,19 @@ from gateway import (
     sessions,
     shards,
 )
-from shared import health, keys, topology
+from shared import health, keys, redis_client, topology
 from shared import logging as shard_logging
 
 if typing.TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
     from shared import config
 
 _LOGGER = logging.getLogger("shardline.gateway")
 #: How often confirmed seqs are written to Redis (a kill -9 replays at most this much more).
 CHECKPOINT_INTERVAL: typing.Final[float] = 0.25
+#: A broker that is away must not hold a shutdown hostage: each broker step waits this long.
+BROKER_CLOSE_TIMEOUT: typing.Final[float] = 5.0
 #: How often the set of events worker groups listen to is re-read.
 INTEREST_INTERVAL: typing.Final[float] = 2.0
 
@@ -54,7 +57,7 @@ class GatewayApp:
         self._redis: aioredis.Redis | None = None
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._written: dict[int, tuple[str, int]] = {}
+        self._written: dict[int, sessions.Checkpoint] = {}
         self._claimed: set[int] = set()
         self._spawned: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
@@ -68,7 +71,7 @@ class GatewayApp:
             shard_logging.register_secret(value)
         info = await discord_api.fetch_gateway_bot(core.api_url, core.token)
         shard_count = self.settings.shard_count or info.shards
-        self._redis = aioredis.Redis.from_url(core.redis_url.reveal())
+        self._redis = redis_client.connect(core.redis_url)
         self._amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
         channel = await self._amqp.channel(publisher_confirms=True)
         events_exchange, _ = await self.topology.declare_exchanges(channel)
@@ -84,6 +87,7 @@ class GatewayApp:
             pool=core.pool,
             gateway_id=self.gateway_id,
             reply_to=self.topology.reply_queue(core.pool, self.gateway_id),
+            max_buffered=self.settings.publish_buffer,
             on_pressure=self._on_pressure,
         )
         await self._refresh_interests()
@@ -136,7 +140,10 @@ class GatewayApp:
         assert self._reply_queue is not None
         await self.group.stop_shard(shard_id)
         with contextlib.suppress(Exception):
-            await self.topology.unbind_shard(self._reply_queue, self.settings.core.pool, shard_id)
+            await asyncio.wait_for(
+                self.topology.unbind_shard(self._reply_queue, self.settings.core.pool, shard_id),
+                BROKER_CLOSE_TIMEOUT,
+            )
 
     # --- background loops -------------------------------------------------------------------
 
@@ -154,7 +161,7 @@ class GatewayApp:
         store = sessions.SessionStore(typing.cast("aioredis.Redis", self._redis), self.keys)
         try:
             await store.checkpoint(changed)
-        except (OSError, ConnectionError, aioredis.RedisError) as exc:
+        except redis_client.REDIS_ERRORS as exc:
             if self.redis_up:
                 _LOGGER.warning(
                     "Redis unavailable: checkpoints not saved", extra={"error": str(exc)}
@@ -180,7 +187,7 @@ class GatewayApp:
             if groups:
                 members = await self._redis.sunion(groups)
                 names = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
-        except (OSError, ConnectionError, aioredis.RedisError) as exc:
+        except redis_client.REDIS_ERRORS as exc:
             _LOGGER.warning(
                 "Redis unavailable: keeping the known interests", extra={"error": str(exc)}
             )
@@ -281,7 +288,8 @@ class GatewayApp:
         if self._spawned:
             await asyncio.wait(set(self._spawned), timeout=30)
         if self.commands is not None:
-            await self.commands.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.commands.close(), BROKER_CLOSE_TIMEOUT)
         if self.group is not None:
             held = list(self.group.shards)
             await asyncio.gather(*(self._stop_shard(s) for s in held))
@@ -298,7 +306,8 @@ class GatewayApp:
         if self.health is not None:
             await self.health.close()
         if self._amqp is not None:
-            await self._amqp.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._amqp.close(), BROKER_CLOSE_TIMEOUT)
         if self._redis is not None:
             await self._redis.aclose()
 

@@ -14,7 +14,7 @@ import logging
 import time
 import typing
 
-from shared import keys, sharding
+from shared import keys, redis_client, sharding
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -91,7 +91,7 @@ class RedisIdentifyQueue(IdentifyQueue):
                 if await self._redis.set(key, shard_id, nx=True, px=window_ms):
                     return
                 ttl = await self._redis.pttl(key)
-            except (OSError, ConnectionError) as exc:
+            except redis_client.REDIS_ERRORS as exc:
                 _LOGGER.warning(
                     "Redis unavailable for identify coordination; using this process's limit",
                     extra={"shard": shard_id, "error": str(exc)},
@@ -107,7 +107,7 @@ class RedisIdentifyQueue(IdentifyQueue):
             await self._redis.set(
                 self._keys.identify_bucket(bucket), shard_id, px=int(self.window * 1000) + 100
             )
-        except (OSError, ConnectionError) as exc:
+        except redis_client.REDIS_ERRORS as exc:
             _LOGGER.warning(
                 "Redis unavailable: identify slot not extended", extra={"error": str(exc)}
             )
@@ -137,7 +137,7 @@ class SessionStartLedger:
         """Take one session start; raise :class:`SessionStartBudgetError` when too few remain."""
         try:
             remaining = int(await self._redis.hincrby(self._key, "remaining", -1))
-        except (OSError, ConnectionError):
+        except redis_client.REDIS_ERRORS:
             _LOGGER.warning("Redis unavailable: session start not recorded in the ledger")
             return -1
         if remaining < self.reserve:

@@ -20,6 +20,7 @@ import typing
 import aio_pika
 import orjson
 
+from gateway import sessions
 from shared import envelope, topology
 
 if typing.TYPE_CHECKING:
@@ -44,6 +45,7 @@ class ShardStream:
     shard_id: int
     shard_count: int
     session: str = ""
+    resume_url: str = ""
     seen_seq: int = 0
     confirmed_seq: int = 0
     pending: list[tuple[str, dict[str, typing.Any]]] = dataclasses.field(default_factory=list)
@@ -104,9 +106,10 @@ class EventPublisher:
             stream = self.streams[shard_id] = ShardStream(shard_id, shard_count)
         return stream
 
-    def begin_session(self, stream: ShardStream, session: str, seq: int) -> None:
+    def begin_session(self, stream: ShardStream, session: str, resume_url: str, seq: int) -> None:
         """A new session (READY): older checkpoints no longer apply."""
         stream.session = session
+        stream.resume_url = resume_url
         stream.seen_seq = seq
         stream.confirmed_seq = 0
 
@@ -220,13 +223,15 @@ class EventPublisher:
 
     # --- checkpoints and shutdown -----------------------------------------------------------
 
-    def checkpoints(self) -> dict[int, tuple[str, int]]:
-        """``{shard: (session, confirmed seq)}`` for every shard with a session."""
+    def checkpoints(self) -> dict[int, sessions.Checkpoint]:
+        """The confirmed position of every shard with a session."""
         marks = {}
         for shard_id, stream in self.streams.items():
             stream.advance()
             if stream.session:
-                marks[shard_id] = (stream.session, stream.confirmed_seq)
+                marks[shard_id] = sessions.Checkpoint(
+                    stream.session, stream.confirmed_seq, stream.resume_url, stream.shard_count
+                )
         return marks
 
     @property

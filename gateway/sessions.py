@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import typing
 
@@ -13,15 +14,31 @@ if typing.TYPE_CHECKING:
 
 _LOGGER = logging.getLogger("shardline.gateway.sessions")
 
-# Advance the stored seq only forward and only within the same session.
+# Advance the stored seq only forward and only within the same session; re-create the record
+# when it is missing (Redis restarted empty), never overwrite another session's.
 _CHECKPOINT: typing.Final = """
 local current = redis.call('HGET', KEYS[1], 'session_id')
-if current ~= ARGV[1] then return 0 end
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-if tonumber(ARGV[2]) > seq then redis.call('HSET', KEYS[1], 'seq', ARGV[2]) end
+if current and current ~= ARGV[1] then return 0 end
+if not current then
+  redis.call('HSET', KEYS[1], 'session_id', ARGV[1], 'seq', ARGV[2],
+             'resume_url', ARGV[4], 'shard_count', ARGV[5])
+else
+  local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+  if tonumber(ARGV[2]) > seq then redis.call('HSET', KEYS[1], 'seq', ARGV[2]) end
+end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """How far a shard's session is safely published."""
+
+    session_id: str
+    seq: int
+    resume_url: str
+    shard_count: int
 
 
 class SessionStore:
@@ -70,15 +87,21 @@ class SessionStore:
             pipe.expire(key, keys.SESSION_TTL)
             await pipe.execute()
 
-    async def checkpoint(self, marks: typing.Mapping[int, tuple[str, int]]) -> None:
-        """Advance the stored seq of several shards: ``{shard: (session_id, seq)}``."""
+    async def checkpoint(self, marks: typing.Mapping[int, Checkpoint]) -> None:
+        """Advance the stored seq of several shards in one round trip."""
         if not marks:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
-            for shard_id, (session_id, seq) in marks.items():
+            for shard_id, mark in marks.items():
                 await self._checkpoint(
                     keys=[self._keys.session(shard_id)],
-                    args=[session_id, seq, keys.SESSION_TTL],
+                    args=[
+                        mark.session_id,
+                        mark.seq,
+                        keys.SESSION_TTL,
+                        mark.resume_url,
+                        mark.shard_count,
+                    ],
                     client=pipe,
                 )
             await pipe.execute()

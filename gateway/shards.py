@@ -17,6 +17,7 @@ import hikari
 from hikari.impl import config as hikari_config
 
 from gateway import hikari_adapter
+from shared import redis_client
 
 if typing.TYPE_CHECKING:
     from gateway import identify, publisher, sessions
@@ -105,7 +106,9 @@ class ShardGroup:
         if name == "READY":
             stats.connected = True
             stats.identifies += 1
-            self._publisher.begin_session(stream, payload["session_id"], seq)
+            self._publisher.begin_session(
+                stream, payload["session_id"], payload["resume_gateway_url"], seq
+            )
             self._spawn(
                 self._sessions.start(
                     shard.id, self.shard_count, payload["session_id"],
@@ -168,7 +171,7 @@ class ShardGroup:
         self.stats[shard_id] = ShardStats(started_at=time.monotonic())
         try:
             state = await self._sessions.load(shard_id, self.shard_count)
-        except (OSError, ConnectionError) as exc:
+        except redis_client.REDIS_ERRORS as exc:
             _LOGGER.warning(
                 "Redis unavailable: no stored session, identifying",
                 extra={"shard": shard_id, "error": str(exc)},
@@ -177,7 +180,7 @@ class ShardGroup:
         if state is not None:
             hikari_adapter.restore_session(shard, state)
             stream = self._publisher.stream(shard_id, self.shard_count)
-            self._publisher.begin_session(stream, state.session_id, state.seq)
+            self._publisher.begin_session(stream, state.session_id, state.resume_url, state.seq)
             stream.confirmed_seq = state.seq
             _LOGGER.info("resuming stored session", extra={"shard": shard_id, "seq": state.seq})
         self.shards[shard_id] = shard

@@ -215,6 +215,8 @@ class GatewaySettings:
     lavalink_password: Secret | None
     lease_ttl: int
     """Seconds before an unrenewed shard lease expires and another gateway takes the shard."""
+    publish_buffer: int
+    """Events held while the broker is slow or away; beyond it the shards' sockets are paused."""
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> GatewaySettings:
@@ -245,6 +247,7 @@ class GatewaySettings:
             lavalink_url=lavalink_url,
             lavalink_password=lavalink_password,
             lease_ttl=read.integer("LEASE_TTL", keys.LEASE_TTL, minimum=3, maximum=600),
+            publish_buffer=read.integer("PUBLISH_BUFFER", 50_000, minimum=10),
         )
 
 

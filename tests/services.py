@@ -142,3 +142,112 @@ class MongoServer:
                 os.kill(pid, 0)
                 time.sleep(0.1)
             os.kill(pid, signal.SIGKILL)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on a free port, that a test may stop and restart."""
+
+    def __init__(self, directory: pathlib.Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServiceUnavailableError(
+                "redis-server is not installed: apt-get install -y redis-server"
+            )
+        subprocess.run(
+            [
+                binary, "--bind", "127.0.0.1", "--port", str(self.port), "--daemonize", "yes",
+                "--pidfile", str(self.directory / "redis.pid"), "--dir", str(self.directory),
+                "--logfile", str(self.directory / "redis.log"), "--save", "", "--appendonly", "no",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        if not _wait_port(self.port, 10):
+            raise ServiceUnavailableError(f"private redis did not start; see {self.directory}")
+
+    def stop(self) -> None:
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            pid = int((self.directory / "redis.pid").read_text().strip())
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of our own (SERVICES.md), stoppable without touching the shared one."""
+
+    def __init__(self, directory: pathlib.Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.epmd_port = free_port()
+        self.name = f"shardline{self.port}@localhost"
+        self.pidfile = directory / "rabbit.pid"
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def _env(self) -> dict[str, str]:
+        erl_args = "-kernel inet_dist_use_interface {127,0,0,1}"
+        (self.directory / "rabbitmq-env.conf").touch()
+        return {
+            **os.environ,
+            "HOME": str(self.directory),
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "RABBITMQ_MNESIA_BASE": str(self.directory / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.directory / "log"),
+            "RABBITMQ_PID_FILE": str(self.pidfile),
+            "RABBITMQ_CONF_ENV_FILE": str(self.directory / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.directory / "enabled_plugins"),
+            # The machine's rabbitmq.conf names 5672; this node has its own config.
+            "RABBITMQ_CONFIG_FILE": str(self.directory / "rabbitmq.conf"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erl_args,
+            "RABBITMQ_CTL_ERL_ARGS": erl_args,
+        }
+
+    def start(self) -> None:
+        server = pathlib.Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        if not server.exists():
+            raise ServiceUnavailableError(
+                "rabbitmq-server is not installed: apt-get install -y rabbitmq-server"
+            )
+        (self.directory / "enabled_plugins").write_text("[].\n")
+        (self.directory / "rabbitmq.conf").write_text(
+            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
+        subprocess.run([str(server), "-detached"], env=self._env(), check=True, capture_output=True)
+        if not _wait_port(self.port, 120):
+            raise ServiceUnavailableError(
+                f"private RabbitMQ did not start; see {self.directory}/log"
+            )
+
+    def stop(self) -> None:
+        """Kill the node at once, as a crash or a network cut would."""
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            pid = int(self.pidfile.read_text().strip())
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def shutdown(self) -> None:
+        """Stop for good: the node and its private epmd."""
+        self.stop()
+        subprocess.run(
+            ["/usr/bin/pkill", "-f", f"epmd.*{self.epmd_port}"], check=False, capture_output=True
+        )
