@@ -1,0 +1,63 @@
+"""The Discord emulator in a process of its own, driven over stdin, for benchmarks.
+
+Prints ``ready <api_url> <token>``; then reads commands: ``wait-shards N`` (answers
+``connected``), ``blast COUNT BYTES`` (dispatches COUNT MESSAGE_CREATE of about BYTES each to
+shard 0 as fast as the socket takes them; answers ``sent SECONDS``), ``quit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+from playground.discord import emulator, gateway
+
+
+async def blast(discord: emulator.DiscordEmulator, count: int, size: int) -> float:
+    guild_id = next(iter(discord.world.guilds))
+    channel = discord.channels_of(guild_id)[0]
+    author = discord.add_user("bench-user")
+    template = discord.world.make_message(int(channel["id"]), author, "")
+    padding = max(size - len(str(template)), 10)
+    content = "x" * padding
+    session = discord.gateway.shards[0]
+    started = time.perf_counter()
+    for index in range(count):
+        message = dict(template)
+        message["id"] = str(int(template["id"]) + index)
+        message["content"] = f"{index} {content}"
+        discord.gateway.dispatch("MESSAGE_CREATE", message, guild_id=guild_id)
+        connection = session.connection
+        if connection is not None and connection.backlog > 2000:
+            while connection.backlog > 500:
+                await asyncio.sleep(0.001)
+    connection = session.connection
+    while connection is not None and connection.backlog:
+        await asyncio.sleep(0.001)
+    return time.perf_counter() - started
+
+
+async def main() -> None:
+    options = gateway.GatewayOptions(max_concurrency=16, recommended_shards=1)
+    async with emulator.DiscordEmulator(gateway_options=options) as discord:
+        discord.add_guild("bench", shard=(0, 1))
+        print(f"ready {discord.api_url} {discord.token}", flush=True)
+        loop = asyncio.get_running_loop()
+        while True:
+            line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
+            if not line or line[0] == "quit":
+                return
+            if line[0] == "wait-shards":
+                wanted = int(line[1])
+                await discord.wait_for(
+                    lambda wanted=wanted: len(discord.connected_shards()) >= wanted, timeout=60
+                )
+                print("connected", flush=True)
+            elif line[0] == "blast":
+                seconds = await blast(discord, int(line[1]), int(line[2]))
+                print(f"sent {seconds:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
