@@ -80,7 +80,9 @@ def proc_peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def consume(names: topology.Topology, group: str, counter: Counter) -> aio_pika.abc.AbstractRobustConnection:
+async def consume(
+    names: topology.Topology, group: str, counter: Counter
+) -> aio_pika.abc.AbstractRobustConnection:
     connection = await aio_pika.connect_robust(AMQP_URL)
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=2000)

@@ -10,6 +10,8 @@ import typing
 
 import pytest
 
+from gateway import identify
+
 if typing.TYPE_CHECKING:
     from gateway import app
     from tests.conftest import EmulatorFactory
@@ -94,3 +96,18 @@ async def test_auto_leases_rebalance_from_two_to_three_and_back(
     assert not [
         c for c in discord.records.closes if "elsewhere" in c.reason or "replaced" in c.reason
     ]
+
+
+async def test_refuses_to_identify_when_the_session_start_budget_is_nearly_spent(
+    make_emulator: EmulatorFactory, stack: Stack
+) -> None:
+    stack.discord = discord = await make_emulator(
+        session_start_remaining=identify.SESSION_START_RESERVE
+    )
+    with pytest.raises(identify.SessionStartBudgetError, match="refusing to IDENTIFY"):
+        async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+            pass
+    assert discord.records.identifies == []
+    assert discord.records.token_resets == 0
+    ledger = identify.SessionStartLedger(stack.redis, stack.keys)
+    assert await ledger.remaining() == identify.SESSION_START_RESERVE
