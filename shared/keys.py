@@ -9,6 +9,7 @@ from __future__ import annotations
 import typing
 
 __all__: typing.Sequence[str] = (
+    "CACHE_BUCKET_BITS",
     "DEDUPE_TTL",
     "HEALTH_TTL",
     "IDENTIFY_WINDOW",
@@ -37,6 +38,10 @@ MESSAGE_CACHE_TTL: typing.Final[int] = 60 * 60
 REST_CACHE_TTL: typing.Final[int] = 5 * 60
 #: A process's health key; its absence means the process is gone.
 HEALTH_TTL: typing.Final[int] = 30
+#: Members, users and the channel index are spread over 2**CACHE_BUCKET_BITS small hashes
+#: (about 100 entries each at 6.5 million members; raise Redis' hash-max-listpack-entries
+#: beyond that).
+CACHE_BUCKET_BITS: typing.Final[int] = 16
 
 
 class RedisKeys:
@@ -97,38 +102,67 @@ class RedisKeys:
     def health(self, process_id: str) -> str:
         return f"{self._prefix}:health:{process_id}"
 
-    # cache (written by the gateway, read by workers)
+    # cache (written by the gateway, read by workers); see shared/cache/
     def guild(self, guild_id: int) -> str:
-        return f"{self._prefix}:guild:{guild_id}"
+        """String: the guild's own fields as JSON (no members, channels, roles...)."""
+        return f"{self._prefix}:g:{guild_id}"
 
     def guild_channels(self, guild_id: int) -> str:
-        return f"{self._prefix}:guild:{guild_id}:channels"
+        """Hash: channel (and thread) id -> JSON."""
+        return f"{self._prefix}:g:{guild_id}:c"
 
     def guild_roles(self, guild_id: int) -> str:
-        return f"{self._prefix}:guild:{guild_id}:roles"
+        """Hash: role id -> JSON."""
+        return f"{self._prefix}:g:{guild_id}:r"
 
     def guild_emojis(self, guild_id: int) -> str:
-        return f"{self._prefix}:guild:{guild_id}:emojis"
+        return f"{self._prefix}:g:{guild_id}:e"
 
-    def guild_members(self, guild_id: int) -> str:
-        return f"{self._prefix}:guild:{guild_id}:members"
+    def guild_member_ids(self, guild_id: int) -> str:
+        """Set: user ids of the guild's cached members (an intset while small)."""
+        return f"{self._prefix}:g:{guild_id}:mi"
 
     def guild_voice_states(self, guild_id: int) -> str:
-        return f"{self._prefix}:guild:{guild_id}:voice"
+        """Hash: user id -> JSON voice state."""
+        return f"{self._prefix}:g:{guild_id}:v"
 
     def guild_presences(self, guild_id: int) -> str:
-        return f"{self._prefix}:guild:{guild_id}:presences"
+        return f"{self._prefix}:g:{guild_id}:p"
+
+    def member_bucket(self, guild_id: int, user_id: int) -> str:
+        """Hash: 16-byte (guild, user) -> packed member; members of every guild spread over
+        ``CACHE_BUCKETS`` small hashes that Redis keeps listpack-encoded."""
+        return f"{self._prefix}:mb:{_bucket(guild_id * 31 ^ user_id)}"
+
+    def user_bucket(self, user_id: int) -> str:
+        """Hash: 8-byte user id -> packed user. Users are stored once, whatever their guilds."""
+        return f"{self._prefix}:ub:{_bucket(user_id)}"
+
+    def channel_guild_bucket(self, channel_id: int) -> str:
+        """Hash: 8-byte channel id -> 8-byte guild id, to find a channel by its id alone."""
+        return f"{self._prefix}:cb:{_bucket(channel_id)}"
 
     def shard_guilds(self, shard_id: int) -> str:
         """Set: ids of the guilds a shard delivered (dropped when the shard re-identifies)."""
         return f"{self._prefix}:shard:{shard_id}:guilds"
 
-    def channel(self, channel_id: int) -> str:
-        return f"{self._prefix}:channel:{channel_id}"
+    def guilds(self) -> str:
+        """Set: every cached guild of the pool."""
+        return f"{self._prefix}:guilds"
 
-    def user(self, user_id: int) -> str:
-        """Users are shared across guilds and stored once."""
-        return f"{self._prefix}:user:{user_id}"
+    def unavailable_guilds(self) -> str:
+        """Set: guilds Discord reported unavailable (outage), data kept."""
+        return f"{self._prefix}:unavailable"
 
     def message(self, channel_id: int, message_id: int) -> str:
-        return f"{self._prefix}:message:{channel_id}:{message_id}"
+        """String with ``MESSAGE_CACHE_TTL``: a message's JSON (optional resource)."""
+        return f"{self._prefix}:msg:{channel_id}:{message_id}"
+
+    def read_through(self, kind: str, *ids: int) -> str:
+        """String with ``REST_CACHE_TTL``: what a worker fetched over REST."""
+        return f"{self._prefix}:rt:{kind}:" + ":".join(str(i) for i in ids)
+
+
+def _bucket(value: int) -> int:
+    # Fibonacci hashing: snowflakes' low bits (increment, worker) are far from uniform.
+    return ((value * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) >> (64 - CACHE_BUCKET_BITS)
