@@ -55,8 +55,14 @@ def namespace() -> str:
 async def redis_client(redis_url: str, namespace: str) -> typing.AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
-    async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
-        await client.delete(key)
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=f"{namespace}:*", count=5000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            await client.unlink(*batch)
+            batch.clear()
+    if batch:
+        await client.unlink(*batch)
     await client.aclose()
 
 

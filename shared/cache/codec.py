@@ -61,7 +61,8 @@ def _avatar_text(bits: int, raw: bytes) -> str | None:
 def _timestamp(value: str | None) -> int:
     if not value:
         return 0
-    return int(dt.datetime.fromisoformat(value).timestamp())
+    # Packed as uint32 seconds (until 2106); later dates are clamped there.
+    return min(max(int(dt.datetime.fromisoformat(value).timestamp()), 0), 0xFFFFFFFF)
 
 
 def _iso(value: int) -> str | None:

@@ -91,10 +91,12 @@ class CacheWriter:
                 self.keys.user_bucket(user_id), codec.id_bytes(user_id), codec.encode_user(user)
             )
 
-    def _put_member(self, pipe: Pipeline, guild_id: int, member: Json) -> None:
+    def _put_member(
+        self, pipe: Pipeline, guild_id: int, member: Json, *, index: bool = True
+    ) -> int | None:
         user = member.get("user")
         if not isinstance(user, dict):
-            return
+            return None
         user_id = int(user["id"])
         if self._on(CacheResource.MEMBERS):
             pipe.hset(
@@ -102,15 +104,23 @@ class CacheWriter:
                 codec.pair_bytes(guild_id, user_id),
                 codec.encode_member(member),
             )
-            pipe.sadd(self.keys.guild_member_ids(guild_id), user_id)
+            if index:
+                pipe.sadd(self.keys.guild_member_ids(guild_id), user_id)
         self._put_user(pipe, user)
+        return user_id
 
     async def _put_members(
         self, pipe: Pipeline, guild_id: int, members: typing.Sequence[Json]
     ) -> None:
-        for index, member in enumerate(members, 1):
-            self._put_member(pipe, guild_id, member)
-            if index % CHUNK == 0:
+        for start in range(0, len(members), CHUNK):
+            ids = [
+                self._put_member(pipe, guild_id, m, index=False)
+                for m in members[start : start + CHUNK]
+            ]
+            known = [i for i in ids if i is not None]
+            if known and self._on(CacheResource.MEMBERS):
+                pipe.sadd(self.keys.guild_member_ids(guild_id), *known)
+            if start + CHUNK < len(members):
                 # Send this slice; awaiting lets the loop run heartbeats in between.
                 await pipe.execute()
 
@@ -195,10 +205,10 @@ class CacheWriter:
                 self._put_presence(pipe, guild_id, presence)
         await self._put_members(pipe, guild_id, d.get("members", ()))
 
-    def _write_guild(self, pipe: Pipeline, guild_id: int, d: Json) -> None:
-        if self._on(CacheResource.GUILDS):
-            own = {k: v for k, v in d.items() if k not in _GUILD_PARTS}
-            pipe.set(self.keys.guild(guild_id), orjson.dumps(own))
+    def _write_guild(self, pipe: Pipeline, guild_id: int, d: Json, *, own: bool = True) -> None:
+        if own and self._on(CacheResource.GUILDS):
+            fields = {k: v for k, v in d.items() if k not in _GUILD_PARTS}
+            pipe.set(self.keys.guild(guild_id), orjson.dumps(fields))
         if self._on(CacheResource.ROLES) and "roles" in d:
             pipe.delete(self.keys.guild_roles(guild_id))
             if d["roles"]:
@@ -212,22 +222,17 @@ class CacheWriter:
     async def _guild_update(
         self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json
     ) -> None:
-        del redis, shard_id
+        del shard_id
         guild_id = int(d["id"])
         if self._on(CacheResource.GUILDS):
             # GUILD_UPDATE lacks the GUILD_CREATE-only fields (member_count, joined_at...):
-            # merge over what is stored.
-            pipe.eval(
-                "local old = redis.call('GET', KEYS[1]);"
-                "if not old then redis.call('SET', KEYS[1], ARGV[1]) return end;"
-                "local merged = cjson.decode(old);"
-                "for k, v in pairs(cjson.decode(ARGV[1])) do merged[k] = v end;"
-                "redis.call('SET', KEYS[1], cjson.encode(merged))",
-                1,
-                self.keys.guild(guild_id),
-                orjson.dumps({k: v for k, v in d.items() if k not in _GUILD_PARTS}),
-            )
-        self._write_guild(pipe, guild_id, {k: v for k, v in d.items() if k in ("roles", "emojis")})
+            # merge over what is stored, after what this flush queued so far has landed.
+            await pipe.execute()
+            raw = await redis.get(self.keys.guild(guild_id))
+            merged = orjson.loads(raw) if raw is not None else {}
+            merged.update({k: v for k, v in d.items() if k not in _GUILD_PARTS})
+            pipe.set(self.keys.guild(guild_id), orjson.dumps(merged))
+        self._write_guild(pipe, guild_id, d, own=False)
 
     async def _guild_delete(
         self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json

@@ -1,0 +1,278 @@
+"""The cache reader: hikari models and the lookups bots need, from what gateways wrote.
+
+Models are built by hikari's own entity factory from Discord-shaped JSON, so what a worker
+gets from the cache is the same type it would get from hikari's REST client.
+"""
+
+from __future__ import annotations
+
+import time
+import typing
+
+import hikari
+import orjson
+
+from shared import keys
+from shared.cache import codec, permissions
+
+if typing.TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from hikari.api import entity_factory as entity_factory_api
+
+Json = dict[str, typing.Any]
+
+
+def _overwrites(channel: Json) -> dict[int, permissions.Overwrite]:
+    return {
+        int(o["id"]): permissions.Overwrite(int(o["id"]), int(o["allow"]), int(o["deny"]))
+        for o in channel.get("permission_overwrites") or ()
+    }
+
+
+class CacheReader:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        redis_keys: keys.RedisKeys,
+        entity_factory: entity_factory_api.EntityFactory,
+    ) -> None:
+        self._redis = redis
+        self.keys = redis_keys
+        self._factory = entity_factory
+
+    # --- raw JSON ---------------------------------------------------------------------------
+
+    async def guild_json(self, guild_id: int) -> Json | None:
+        raw = await self._redis.get(self.keys.guild(guild_id))
+        return None if raw is None else typing.cast("Json", orjson.loads(raw))
+
+    async def channel_guild(self, channel_id: int) -> int | None:
+        raw = await self._redis.hget(
+            self.keys.channel_guild_bucket(channel_id), codec.id_bytes(channel_id)
+        )
+        return None if raw is None else int.from_bytes(typing.cast("bytes", raw), "big")
+
+    async def channel_json(self, channel_id: int, guild_id: int | None = None) -> Json | None:
+        if guild_id is None:
+            guild_id = await self.channel_guild(channel_id)
+            if guild_id is None:
+                return None
+        raw = await self._redis.hget(self.keys.guild_channels(guild_id), str(channel_id))
+        if raw is None:
+            return None
+        channel: Json = orjson.loads(raw)
+        channel.setdefault("guild_id", str(guild_id))
+        return channel
+
+    async def user_json(self, user_id: int) -> Json | None:
+        raw = await self._redis.hget(self.keys.user_bucket(user_id), codec.id_bytes(user_id))
+        return None if raw is None else codec.decode_user(user_id, typing.cast("bytes", raw))
+
+    async def member_json(self, guild_id: int, user_id: int) -> Json | None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(
+                self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id)
+            )
+            pipe.hget(self.keys.user_bucket(user_id), codec.id_bytes(user_id))
+            packed, user = await pipe.execute()
+        if packed is None:
+            return None
+        member = codec.decode_member(packed)
+        member["user"] = (
+            codec.decode_user(user_id, user)
+            if user is not None
+            else {"id": str(user_id), "username": "", "discriminator": "0", "avatar": None}
+        )
+        return member
+
+    # --- models -----------------------------------------------------------------------------
+
+    async def get_guild(self, guild_id: int) -> hikari.RESTGuild | None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.guild(guild_id))
+            pipe.hvals(self.keys.guild_roles(guild_id))
+            pipe.hvals(self.keys.guild_emojis(guild_id))
+            raw, roles, emojis = await pipe.execute()
+        if raw is None:
+            return None
+        payload: Json = orjson.loads(raw)
+        payload["roles"] = [orjson.loads(r) for r in roles]
+        payload["emojis"] = [orjson.loads(e) for e in emojis]
+        # Fields only REST sends: Discord's defaults.
+        payload.setdefault("stickers", [])
+        payload.setdefault("max_members", 500_000)
+        payload.setdefault("max_presences", None)
+        if "member_count" in payload:
+            payload.setdefault("approximate_member_count", payload["member_count"])
+        return self._factory.deserialize_rest_guild(payload)
+
+    async def get_channel(
+        self, channel_id: int, guild_id: int | None = None
+    ) -> hikari.PartialChannel | None:
+        payload = await self.channel_json(channel_id, guild_id)
+        if payload is None:
+            return None
+        return self._factory.deserialize_channel(payload)
+
+    async def get_guild_channels(self, guild_id: int) -> list[hikari.PartialChannel]:
+        raw = await self._redis.hvals(self.keys.guild_channels(guild_id))
+        channels = []
+        for item in raw:
+            payload: Json = orjson.loads(item)
+            payload.setdefault("guild_id", str(guild_id))
+            channels.append(self._factory.deserialize_channel(payload))
+        return channels
+
+    async def get_roles(self, guild_id: int) -> list[hikari.Role]:
+        raw = await self._redis.hvals(self.keys.guild_roles(guild_id))
+        roles = [
+            self._factory.deserialize_role(orjson.loads(r), guild_id=hikari.Snowflake(guild_id))
+            for r in raw
+        ]
+        return sorted(roles, key=lambda role: (role.position, role.id))
+
+    async def get_role(self, guild_id: int, role_id: int) -> hikari.Role | None:
+        raw = await self._redis.hget(self.keys.guild_roles(guild_id), str(role_id))
+        if raw is None:
+            return None
+        return self._factory.deserialize_role(
+            orjson.loads(raw), guild_id=hikari.Snowflake(guild_id)
+        )
+
+    async def get_user(self, user_id: int) -> hikari.User | None:
+        payload = await self.user_json(user_id)
+        return None if payload is None else self._factory.deserialize_user(payload)
+
+    async def get_member(self, guild_id: int, user_id: int) -> hikari.Member | None:
+        payload = await self.member_json(guild_id, user_id)
+        if payload is None:
+            return None
+        return self._factory.deserialize_member(payload, guild_id=hikari.Snowflake(guild_id))
+
+    async def get_member_roles(self, guild_id: int, user_id: int) -> list[hikari.Role]:
+        payload = await self.member_json(guild_id, user_id)
+        if payload is None:
+            return []
+        wanted = [str(guild_id), *payload["roles"]]
+        raw = await self._redis.hmget(self.keys.guild_roles(guild_id), wanted)
+        return [
+            self._factory.deserialize_role(orjson.loads(r), guild_id=hikari.Snowflake(guild_id))
+            for r in raw
+            if r is not None
+        ]
+
+    async def get_voice_state(self, guild_id: int, user_id: int) -> hikari.VoiceState | None:
+        raw = await self._redis.hget(self.keys.guild_voice_states(guild_id), str(user_id))
+        if raw is None:
+            return None
+        member = await self.member_json(guild_id, user_id)
+        if member is None:
+            return None
+        payload: Json = orjson.loads(raw)
+        payload["guild_id"] = str(guild_id)
+        payload["member"] = member
+        return self._factory.deserialize_voice_state(payload)
+
+    # --- lookups ----------------------------------------------------------------------------
+
+    async def member_permissions(
+        self, guild_id: int, user_id: int, channel_id: int | None = None
+    ) -> hikari.Permissions | None:
+        """Discord's documented computation; ``None`` when the member or guild is not cached."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(
+                self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id)
+            )
+            pipe.get(self.keys.guild(guild_id))
+            if channel_id is not None:
+                pipe.hget(self.keys.guild_channels(guild_id), str(channel_id))
+            results = await pipe.execute()
+        packed, guild_raw = results[0], results[1]
+        if packed is None or guild_raw is None:
+            return None
+        owner_id = int(orjson.loads(guild_raw)["owner_id"])
+        role_ids = codec.member_role_ids(packed)
+        if user_id == owner_id:
+            return hikari.Permissions(permissions.ALL)
+        wanted = [guild_id, *role_ids]
+        raw_roles = await self._redis.hmget(
+            self.keys.guild_roles(guild_id), [str(r) for r in wanted]
+        )
+        role_permissions = {
+            role_id: int(orjson.loads(raw)["permissions"])
+            for role_id, raw in zip(wanted, raw_roles, strict=True)
+            if raw is not None
+        }
+        base = permissions.base_permissions(
+            guild_id=guild_id,
+            owner_id=owner_id,
+            user_id=user_id,
+            member_role_ids=role_ids,
+            role_permissions=role_permissions,
+        )
+        if channel_id is None or results[2] is None:
+            return hikari.Permissions(base)
+        return hikari.Permissions(
+            permissions.channel_permissions(
+                base,
+                guild_id=guild_id,
+                user_id=user_id,
+                member_role_ids=role_ids,
+                overwrites=_overwrites(orjson.loads(results[2])),
+                timed_out=codec.member_timed_out(packed, time.time()),
+            )
+        )
+
+    async def guild_ids(self) -> set[int]:
+        return {int(g) for g in await self._redis.smembers(self.keys.guilds())}
+
+    async def unavailable_guild_ids(self) -> set[int]:
+        return {int(g) for g in await self._redis.smembers(self.keys.unavailable_guilds())}
+
+    async def member_ids(self, guild_id: int) -> set[int]:
+        return {int(u) for u in await self._redis.smembers(self.keys.guild_member_ids(guild_id))}
+
+    async def counts(self, guild_id: int | None = None) -> dict[str, int]:
+        """Guilds of the pool, or one guild's members, channels and roles."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if guild_id is None:
+                pipe.scard(self.keys.guilds())
+                pipe.scard(self.keys.unavailable_guilds())
+                guilds, unavailable = await pipe.execute()
+                return {"guilds": guilds, "unavailable": unavailable}
+            pipe.scard(self.keys.guild_member_ids(guild_id))
+            pipe.hlen(self.keys.guild_channels(guild_id))
+            pipe.hlen(self.keys.guild_roles(guild_id))
+            members, channels, roles = await pipe.execute()
+        return {"members": members, "channels": channels, "roles": roles}
+
+    # --- read-through -----------------------------------------------------------------------
+
+    async def remember(self, kind: str, ids: tuple[int, ...], payload: Json) -> None:
+        """Keep what a worker fetched over REST for ``REST_CACHE_TTL``, apart from (and never
+        over) what gateways wrote."""
+        await self._redis.set(
+            self.keys.read_through(kind, *ids), orjson.dumps(payload), ex=keys.REST_CACHE_TTL
+        )
+
+    async def recall(self, kind: str, ids: tuple[int, ...]) -> Json | None:
+        raw = await self._redis.get(self.keys.read_through(kind, *ids))
+        return None if raw is None else typing.cast("Json", orjson.loads(raw))
+
+    async def member_json_or_fetched(
+        self,
+        guild_id: int,
+        user_id: int,
+        fetch: typing.Callable[[], typing.Awaitable[Json | None]],
+    ) -> Json | None:
+        """Gateway data first, then what was fetched before, then ``fetch`` (and remember it)."""
+        cached = await self.member_json(guild_id, user_id)
+        if cached is not None:
+            return cached
+        remembered = await self.recall("member", (guild_id, user_id))
+        if remembered is not None:
+            return remembered
+        fetched = await fetch()
+        if fetched is not None:
+            await self.remember("member", (guild_id, user_id), fetched)
+        return fetched

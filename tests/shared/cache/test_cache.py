@@ -1,0 +1,482 @@
+"""The cache against real Redis: every state-changing event, read back as hikari models."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import typing
+
+import hikari
+import pytest
+
+from shared.cache import codec, resources
+from tests.shared.cache.conftest import Cache, make_cache
+
+if typing.TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+
+def guild_with(cache: Cache, members: int = 2) -> dict[str, typing.Any]:
+    guild = cache.world.add_guild("g", channels=2)
+    guild_id = int(guild["id"])
+    for index in range(members):
+        cache.world.add_member(guild_id, cache.world.add_user(f"user{index}"))
+    return cache.world.guild_create_payload(guild_id)
+
+
+async def test_guild_create_then_models(cache: Cache) -> None:
+    payload = guild_with(cache, members=3)
+    guild_id = int(payload["id"])
+    await cache.apply("GUILD_CREATE", payload)
+    guild = await cache.reader.get_guild(guild_id)
+    assert isinstance(guild, hikari.RESTGuild)
+    assert guild.name == "g"
+    assert guild.owner_id == int(payload["owner_id"])
+    assert [r.name for r in guild.roles.values()] == ["@everyone"]
+    channels = await cache.reader.get_guild_channels(guild_id)
+    assert sorted(c.name or "" for c in channels) == ["channel-0", "channel-1"]
+    assert all(isinstance(c, hikari.GuildTextChannel) for c in channels)
+    channel = await cache.reader.get_channel(int(payload["channels"][0]["id"]))
+    assert isinstance(channel, hikari.GuildTextChannel)
+    assert channel.guild_id == guild_id
+    members = await cache.reader.member_ids(guild_id)
+    assert len(members) == len(payload["members"])
+    some = payload["members"][-1]
+    member = await cache.reader.get_member(guild_id, int(some["user"]["id"]))
+    assert isinstance(member, hikari.Member)
+    assert member.username == some["user"]["username"]
+    assert member.guild_id == guild_id
+    user = await cache.reader.get_user(int(some["user"]["id"]))
+    assert isinstance(user, hikari.User)
+    assert user.username == some["user"]["username"]
+    assert await cache.reader.guild_ids() == {guild_id}
+    assert (await cache.reader.counts(guild_id))["channels"] == 2
+
+
+async def test_users_are_stored_once_across_guilds(
+    cache: Cache, redis_client: aioredis.Redis
+) -> None:
+    shared_user = cache.world.add_user("everywhere")
+    guild_ids = []
+    for index in range(3):
+        guild = cache.world.add_guild(f"g{index}")
+        cache.world.add_member(int(guild["id"]), shared_user)
+        guild_ids.append(int(guild["id"]))
+        await cache.apply("GUILD_CREATE", cache.world.guild_create_payload(int(guild["id"])))
+    user_id = int(shared_user["id"])
+    bucket = cache.reader.keys.user_bucket(user_id)
+    assert await redis_client.hexists(bucket, codec.id_bytes(user_id))
+    for guild_id in guild_ids:
+        assert (await cache.reader.get_member(guild_id, user_id)) is not None
+    renamed = {**shared_user, "username": "renamed"}
+    await cache.apply(
+        "GUILD_MEMBER_UPDATE",
+        {
+            "guild_id": str(guild_ids[0]),
+            "user": renamed,
+            "roles": [],
+            "joined_at": "2020-01-01T00:00:00+00:00",
+        },
+    )
+    for guild_id in guild_ids:
+        member = await cache.reader.get_member(guild_id, user_id)
+        assert member is not None
+        assert member.username == "renamed"
+
+
+async def test_channel_thread_role_emoji_events(cache: Cache) -> None:
+    payload = guild_with(cache)
+    guild_id = int(payload["id"])
+    await cache.apply("GUILD_CREATE", payload)
+    channel = cache.world.add_channel(guild_id, "new")
+    await cache.apply("CHANNEL_CREATE", channel)
+    assert (await cache.reader.get_channel(int(channel["id"]))) is not None
+    await cache.apply("CHANNEL_UPDATE", {**channel, "name": "renamed"})
+    updated = await cache.reader.get_channel(int(channel["id"]))
+    assert updated is not None
+    assert updated.name == "renamed"
+    await cache.apply("CHANNEL_DELETE", channel)
+    assert await cache.reader.get_channel(int(channel["id"])) is None
+    thread = {
+        **cache.world.add_channel(guild_id, "thread", kind=11),
+        "parent_id": payload["channels"][0]["id"],
+        "owner_id": "1",
+        "thread_metadata": {
+            "archived": False,
+            "auto_archive_duration": 60,
+            "archive_timestamp": "2024-01-01T00:00:00+00:00",
+            "locked": False,
+        },
+        "member_count": 1,
+        "message_count": 0,
+    }
+    await cache.apply("THREAD_CREATE", thread)
+    assert isinstance(await cache.reader.get_channel(int(thread["id"])), hikari.GuildThreadChannel)
+    await cache.apply(
+        "THREAD_DELETE",
+        {
+            "id": thread["id"],
+            "guild_id": str(guild_id),
+            "parent_id": thread["parent_id"],
+            "type": 11,
+        },
+    )
+    assert await cache.reader.get_channel(int(thread["id"])) is None
+    role = {
+        "id": "42",
+        "name": "mods",
+        "color": 0,
+        "hoist": False,
+        "icon": None,
+        "unicode_emoji": None,
+        "position": 1,
+        "permissions": "8",
+        "managed": False,
+        "mentionable": False,
+        "flags": 0,
+    }
+    await cache.apply("GUILD_ROLE_CREATE", {"guild_id": str(guild_id), "role": role})
+    fetched = await cache.reader.get_role(guild_id, 42)
+    assert fetched is not None
+    assert fetched.name == "mods"
+    await cache.apply(
+        "GUILD_ROLE_UPDATE", {"guild_id": str(guild_id), "role": {**role, "name": "admins"}}
+    )
+    assert [r.name for r in await cache.reader.get_roles(guild_id)] == ["@everyone", "admins"]
+    await cache.apply("GUILD_ROLE_DELETE", {"guild_id": str(guild_id), "role_id": "42"})
+    assert await cache.reader.get_role(guild_id, 42) is None
+    emoji = {
+        "id": "77",
+        "name": "blob",
+        "roles": [],
+        "user": None,
+        "require_colons": True,
+        "managed": False,
+        "animated": False,
+        "available": True,
+    }
+    await cache.apply("GUILD_EMOJIS_UPDATE", {"guild_id": str(guild_id), "emojis": [emoji]})
+    guild = await cache.reader.get_guild(guild_id)
+    assert guild is not None
+    assert [e.name for e in guild.emojis.values()] == ["blob"]
+    await cache.apply(
+        "GUILD_UPDATE",
+        {
+            **{k: v for k, v in payload.items() if k not in ("members", "channels")},
+            "name": "new name",
+        },
+    )
+    guild = await cache.reader.get_guild(guild_id)
+    assert guild is not None
+    assert guild.name == "new name"
+    assert guild.approximate_member_count == payload["member_count"], "merged over GUILD_CREATE"
+
+
+async def test_member_add_update_remove_and_voice(cache: Cache) -> None:
+    payload = guild_with(cache)
+    guild_id = int(payload["id"])
+    await cache.apply("GUILD_CREATE", payload)
+    user = cache.world.add_user("newcomer")
+    member = {
+        "user": user,
+        "roles": [],
+        "joined_at": "2024-05-01T10:00:00+00:00",
+        "nick": None,
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "pending": False,
+        "guild_id": str(guild_id),
+    }
+    await cache.apply("GUILD_MEMBER_ADD", member)
+    stored = await cache.reader.get_member(guild_id, int(user["id"]))
+    assert stored is not None
+    assert stored.joined_at.year == 2024
+    await cache.apply("GUILD_MEMBER_UPDATE", {**member, "nick": "nicky", "roles": [str(guild_id)]})
+    stored = await cache.reader.get_member(guild_id, int(user["id"]))
+    assert stored is not None
+    assert stored.nickname == "nicky"
+    voice = cache.world.add_channel(guild_id, "voice", kind=2)
+    state = {
+        "guild_id": str(guild_id),
+        "channel_id": voice["id"],
+        "user_id": user["id"],
+        "session_id": "s",
+        "deaf": False,
+        "mute": False,
+        "self_deaf": False,
+        "self_mute": True,
+        "self_video": False,
+        "suppress": False,
+        "request_to_speak_timestamp": None,
+    }
+    await cache.apply("VOICE_STATE_UPDATE", state)
+    voice_state = await cache.reader.get_voice_state(guild_id, int(user["id"]))
+    assert voice_state is not None
+    assert voice_state.channel_id == int(voice["id"])
+    assert voice_state.is_self_muted
+    await cache.apply("VOICE_STATE_UPDATE", {**state, "channel_id": None})
+    assert await cache.reader.get_voice_state(guild_id, int(user["id"])) is None
+    await cache.apply("GUILD_MEMBER_REMOVE", {"guild_id": str(guild_id), "user": user})
+    assert await cache.reader.get_member(guild_id, int(user["id"])) is None
+    assert int(user["id"]) not in await cache.reader.member_ids(guild_id)
+    assert await cache.reader.get_user(int(user["id"])) is not None, "users outlive membership"
+
+
+async def test_unavailable_vs_removed_guilds(cache: Cache) -> None:
+    payload = guild_with(cache)
+    guild_id = int(payload["id"])
+    await cache.apply("GUILD_CREATE", payload)
+    await cache.apply("GUILD_DELETE", {"id": str(guild_id), "unavailable": True})
+    assert guild_id in await cache.reader.unavailable_guild_ids()
+    assert await cache.reader.get_guild(guild_id) is not None, "an outage keeps the data"
+    await cache.apply("GUILD_CREATE", payload)
+    assert guild_id not in await cache.reader.unavailable_guild_ids()
+    await cache.apply("GUILD_DELETE", {"id": str(guild_id)})
+    assert await cache.reader.get_guild(guild_id) is None
+    assert await cache.reader.member_ids(guild_id) == set()
+    assert await cache.reader.get_channel(int(payload["channels"][0]["id"])) is None
+    assert guild_id not in await cache.reader.guild_ids()
+
+
+async def test_deletes_for_unknown_entities_are_harmless(cache: Cache) -> None:
+    for event, d in [
+        ("GUILD_DELETE", {"id": "1"}),
+        ("CHANNEL_DELETE", {"id": "2", "guild_id": "1", "type": 0}),
+        ("THREAD_DELETE", {"id": "3", "guild_id": "1", "type": 11}),
+        ("GUILD_ROLE_DELETE", {"guild_id": "1", "role_id": "4"}),
+        ("GUILD_MEMBER_REMOVE", {"guild_id": "1", "user": {"id": "5"}}),
+        ("MESSAGE_DELETE", {"id": "6", "channel_id": "2"}),
+        ("VOICE_STATE_UPDATE", {"guild_id": "1", "user_id": "5", "channel_id": None}),
+    ]:
+        await cache.apply(event, d)
+    assert await cache.reader.guild_ids() == set()
+
+
+async def test_a_reidentifying_shard_drops_its_stale_guilds(cache: Cache) -> None:
+    kept, gone = guild_with(cache), guild_with(cache)
+    for payload in (kept, gone):
+        await cache.apply("GUILD_CREATE", payload, shard_id=3)
+    ready = {"user": cache.world.bot_user, "guilds": [{"id": kept["id"], "unavailable": True}]}
+    await cache.apply("READY", ready, shard_id=3)
+    assert await cache.reader.guild_ids() == {int(kept["id"])}
+    assert await cache.reader.get_guild(int(gone["id"])) is None
+    assert await cache.reader.member_ids(int(gone["id"])) == set()
+    assert int(kept["id"]) in await cache.reader.unavailable_guild_ids()
+
+
+async def test_resource_flags_off(redis_client: aioredis.Redis, namespace: str) -> None:
+    cache = make_cache(
+        redis_client, namespace, resources.CacheResource.GUILDS | resources.CacheResource.ROLES
+    )
+    payload = guild_with(cache)
+    guild_id = int(payload["id"])
+    await cache.apply("GUILD_CREATE", payload)
+    assert await cache.reader.get_guild(guild_id) is not None
+    assert await cache.reader.get_guild_channels(guild_id) == []
+    assert await cache.reader.member_ids(guild_id) == set()
+    some = payload["members"][0]["user"]
+    assert await cache.reader.get_user(int(some["id"])) is None
+    message = cache.world.make_message(int(payload["channels"][0]["id"]), some, "hi")
+    await cache.apply("MESSAGE_CREATE", message)
+    assert not await redis_client.exists(
+        cache.reader.keys.message(int(message["channel_id"]), int(message["id"]))
+    )
+
+
+async def test_messages_when_switched_on(redis_client: aioredis.Redis, namespace: str) -> None:
+    cache = make_cache(redis_client, namespace, resources.ALL)
+    payload = guild_with(cache)
+    message = cache.world.make_message(
+        int(payload["channels"][0]["id"]), payload["members"][0]["user"], "hi"
+    )
+    await cache.apply("MESSAGE_CREATE", message)
+    key = cache.reader.keys.message(int(message["channel_id"]), int(message["id"]))
+    assert 0 < await redis_client.ttl(key) <= 3600
+    await cache.apply("MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"]})
+    assert not await redis_client.exists(key)
+
+
+@pytest.fixture
+async def permission_guild(cache: Cache) -> dict[str, typing.Any]:
+    payload = guild_with(cache, members=0)
+    guild_id = payload["id"]
+    everyone = payload["roles"][0]
+    everyone["permissions"] = str(
+        int(hikari.Permissions.VIEW_CHANNEL | hikari.Permissions.SEND_MESSAGES)
+    )
+    roles = {
+        "admin": {"id": "1001", "permissions": str(int(hikari.Permissions.ADMINISTRATOR))},
+        "mod": {
+            "id": "1002",
+            "permissions": str(
+                int(hikari.Permissions.KICK_MEMBERS | hikari.Permissions.MANAGE_MESSAGES)
+            ),
+        },
+        "muted": {"id": "1003", "permissions": "0"},
+    }
+    for position, (name, role) in enumerate(roles.items(), 1):
+        role.update(
+            {
+                "name": name,
+                "color": 0,
+                "hoist": False,
+                "icon": None,
+                "unicode_emoji": None,
+                "position": position,
+                "managed": False,
+                "mentionable": False,
+                "flags": 0,
+            }
+        )
+        payload["roles"].append(role)
+    people = {}
+    for name, role_ids in {
+        "plain": [],
+        "admin": ["1001"],
+        "mod": ["1002"],
+        "muted": ["1003"],
+        "special": [],
+    }.items():
+        user = cache.world.add_user(name)
+        payload["members"].append(
+            {
+                "user": user,
+                "roles": role_ids,
+                "joined_at": "2024-01-01T00:00:00+00:00",
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+                "pending": False,
+            }
+        )
+        people[name] = int(user["id"])
+    channel = payload["channels"][0]
+    channel["permission_overwrites"] = [
+        {
+            "id": guild_id,
+            "type": 0,
+            "allow": "0",
+            "deny": str(int(hikari.Permissions.SEND_MESSAGES)),
+        },
+        {"id": "1002", "type": 0, "allow": str(int(hikari.Permissions.SEND_MESSAGES)), "deny": "0"},
+        {"id": "1003", "type": 0, "allow": "0", "deny": str(int(hikari.Permissions.VIEW_CHANNEL))},
+        {
+            "id": str(people["special"]),
+            "type": 1,
+            "allow": str(int(hikari.Permissions.SEND_MESSAGES | hikari.Permissions.ATTACH_FILES)),
+            "deny": "0",
+        },
+    ]
+    await cache.apply("GUILD_CREATE", payload)
+    return {
+        "guild_id": int(guild_id),
+        "channel_id": int(channel["id"]),
+        "owner": int(payload["owner_id"]),
+        **people,
+    }
+
+
+async def test_permissions(cache: Cache, permission_guild: dict[str, typing.Any]) -> None:
+    g, c = permission_guild["guild_id"], permission_guild["channel_id"]
+    p = hikari.Permissions
+    compute = cache.reader.member_permissions
+    assert await compute(g, permission_guild["owner"], c) == p.all_permissions()
+    assert await compute(g, permission_guild["admin"], c) == p.all_permissions()
+    assert await compute(g, permission_guild["plain"]) == p.VIEW_CHANNEL | p.SEND_MESSAGES
+    # @everyone overwrite denies sending in the channel...
+    assert await compute(g, permission_guild["plain"], c) == p.VIEW_CHANNEL
+    # ...a role overwrite allows it back...
+    assert (
+        await compute(g, permission_guild["mod"], c)
+        == p.VIEW_CHANNEL | p.SEND_MESSAGES | p.KICK_MEMBERS | p.MANAGE_MESSAGES
+    )
+    # ...a role overwrite can hide the channel...
+    assert not (await compute(g, permission_guild["muted"], c) or p.NONE) & p.VIEW_CHANNEL
+    # ...and the member's own overwrite comes last.
+    assert (
+        await compute(g, permission_guild["special"], c)
+        == p.VIEW_CHANNEL | p.SEND_MESSAGES | p.ATTACH_FILES
+    )
+    assert await compute(g, 12345, c) is None, "unknown member"
+    roles = await cache.reader.get_member_roles(g, permission_guild["mod"])
+    assert sorted(r.name for r in roles) == ["@everyone", "mod"]
+
+
+async def test_a_timed_out_member_keeps_only_view_and_history(
+    cache: Cache, permission_guild: dict[str, typing.Any]
+) -> None:
+    g, c = permission_guild["guild_id"], permission_guild["channel_id"]
+    user = await cache.reader.user_json(permission_guild["mod"])
+    future = "2999-01-01T00:00:00+00:00"
+    await cache.apply(
+        "GUILD_MEMBER_UPDATE",
+        {
+            "guild_id": str(g),
+            "user": user,
+            "roles": ["1002"],
+            "joined_at": "2024-01-01T00:00:00+00:00",
+            "communication_disabled_until": future,
+        },
+    )
+    assert (
+        await cache.reader.member_permissions(g, permission_guild["mod"], c)
+        == hikari.Permissions.VIEW_CHANNEL
+    )
+
+
+async def test_read_through_never_overwrites_gateway_data(cache: Cache) -> None:
+    payload = guild_with(cache)
+    guild_id = int(payload["id"])
+    await cache.apply("GUILD_CREATE", payload)
+    known = payload["members"][0]
+    calls = []
+
+    async def fetch() -> dict[str, typing.Any]:
+        calls.append(1)
+        return {**known, "nick": "from REST"}
+
+    got = await cache.reader.member_json_or_fetched(guild_id, int(known["user"]["id"]), fetch)
+    assert got is not None
+    assert got["nick"] is None, "gateway data wins"
+    assert calls == []
+    stranger = {"user": {"id": "999", "username": "x"}, "roles": [], "nick": "rest"}
+
+    async def fetch_stranger() -> dict[str, typing.Any]:
+        calls.append(1)
+        return stranger
+
+    assert await cache.reader.member_json_or_fetched(guild_id, 999, fetch_stranger) == stranger
+    assert await cache.reader.member_json_or_fetched(guild_id, 999, fetch_stranger) == stranger
+    assert calls == [1], "fetched once, then remembered"
+    assert await cache.reader.get_member(guild_id, 999) is None, "never written into gateway data"
+
+
+async def test_a_100k_member_guild_create_lets_the_loop_breathe(cache: Cache) -> None:
+    guild = cache.world.add_guild("huge")
+    guild_id = int(guild["id"])
+    payload = cache.world.guild_create_payload(guild_id)
+    template = payload["members"][0]
+    payload["members"] = [
+        {**template, "user": {**template["user"], "id": str(10**17 + i), "username": f"u{i}"}}
+        for i in range(100_000)
+    ]
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def heartbeat() -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    beating = asyncio.get_running_loop().create_task(heartbeat())
+    await cache.apply("GUILD_CREATE", payload)
+    stop.set()
+    await beating
+    assert len(await cache.reader.member_ids(guild_id)) == 100_000
+    # The loop ran between slices: a heartbeat task kept ticking, never stalled for long.
+    assert len(gaps) > 10
+    assert max(gaps) < 0.5, max(gaps)
