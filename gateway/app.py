@@ -25,6 +25,8 @@ from gateway import (
 )
 from shared import health, keys, redis_client, topology
 from shared import logging as shard_logging
+from shared.cache import resources
+from shared.cache import writer as cache_writer
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -89,6 +91,12 @@ class GatewayApp:
             reply_to=self.topology.reply_queue(core.pool, self.gateway_id),
             max_buffered=self.settings.publish_buffer,
             on_pressure=self._on_pressure,
+            cache_writer=cache_writer.CacheWriter(
+                self.keys, resources.CacheResource(self.settings.cache_resources)
+            )
+            if self.settings.cache_resources
+            else None,
+            redis=self._redis,
         )
         await self._refresh_interests()
         self.group = shards.ShardGroup(

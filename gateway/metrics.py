@@ -52,6 +52,8 @@ def render(gateway: app.GatewayApp) -> str:
             ("published_messages_total", publisher.stats.published_messages, "broker messages"),
             ("skipped_events_total", publisher.stats.skipped_events, "no worker listens"),
             ("publish_failures_total", publisher.stats.publish_failures, "publish attempts failed"),
+            ("cache_writes_total", publisher.stats.cache_writes, "dispatches written to the cache"),
+            ("cache_failures_total", publisher.stats.cache_failures, "cache writes lost to Redis"),
         ):
             text.family(f"shardline_gateway_{name}", "counter", help_text, [(labels, value)])
     text.family(

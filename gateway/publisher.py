@@ -21,10 +21,13 @@ import aio_pika
 import orjson
 
 from gateway import sessions
-from shared import envelope, topology
+from shared import envelope, redis_client, topology
 
 if typing.TYPE_CHECKING:
+    import redis.asyncio as aioredis
     from aio_pika import abc as pika_abc
+
+    from shared.cache import writer
 
 _LOGGER = logging.getLogger("shardline.gateway.publisher")
 _RETRY_DELAYS: typing.Final = (0.05, 0.2, 0.5, 1.0, 2.0)
@@ -67,6 +70,8 @@ class PublisherStats:
     published_messages: int = 0
     skipped_events: int = 0
     publish_failures: int = 0
+    cache_writes: int = 0
+    cache_failures: int = 0
 
 
 class EventPublisher:
@@ -81,7 +86,15 @@ class EventPublisher:
         reply_to: str,
         max_buffered: int = 50_000,
         on_pressure: typing.Callable[[bool], None] | None = None,
+        cache_writer: writer.CacheWriter | None = None,
+        redis: aioredis.Redis | None = None,
     ) -> None:
+        self._cache_writer = cache_writer
+        self._redis = redis
+        self._cache_pending: list[tuple[int, str, typing.Any]] = []
+        self._cache_batches: dict[int, _Batch] = {}
+        self._chain: asyncio.Task[None] | None = None
+        self.cache_ok = True
         self._exchange = exchange
         self._pool = pool
         self._gateway_id = gateway_id
@@ -116,6 +129,8 @@ class EventPublisher:
     def accept(self, stream: ShardStream, seq: int, name: str, data: typing.Any) -> None:
         """Take one dispatch of ``stream``'s current session."""
         stream.seen_seq = seq
+        if self._cache_writer is not None and self._cache_writer.handles(name):
+            self._accept_cache_write(stream, seq, name, data)
         if name not in self.interests:
             self.stats.skipped_events += 1
             if not stream.inflight and not stream.pending:
@@ -145,9 +160,27 @@ class EventPublisher:
         if self.buffered >= self.max_buffered and not self.under_pressure:
             self._set_pressure(True)
 
+    def _accept_cache_write(
+        self, stream: ShardStream, seq: int, name: str, data: typing.Any
+    ) -> None:
+        self._cache_pending.append((stream.shard_id, name, data))
+        batch = self._cache_batches.get(stream.shard_id)
+        if batch is None:
+            # Held in the shard's in-flight line: the checkpoint waits for the cache write.
+            batch = self._cache_batches[stream.shard_id] = _Batch(stream.session, seq, 0)
+            stream.inflight.append(batch)
+        batch.last_seq = seq
+        batch.count += 1
+        self.buffered += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
     def flush(self) -> None:
-        """Publish everything pending, one message per run of one routing key."""
+        """Write the cache, then publish everything pending, one message per run of one
+        routing key; a flush never overtakes the one before it."""
         self._flush_scheduled = False
+        runs: list[tuple[ShardStream, list[tuple[str, dict[str, typing.Any]]]]] = []
         for stream in self.streams.values():
             if not stream.pending:
                 continue
@@ -155,8 +188,55 @@ class EventPublisher:
             start = 0
             for index in range(1, len(pending) + 1):
                 if index == len(pending) or pending[index][0] != pending[start][0]:
-                    self._publish_run(stream, pending[start:index])
+                    runs.append((stream, pending[start:index]))
                     start = index
+        cache_events, self._cache_pending = self._cache_pending, []
+        cache_batches, self._cache_batches = list(self._cache_batches.values()), {}
+        if not cache_events and self._chain is None:
+            for stream, run in runs:
+                self._publish_run(stream, run)
+            return
+        self._chain = self._loop.create_task(
+            self._write_then_publish(self._chain, cache_events, cache_batches, runs)
+        )
+
+    async def _write_then_publish(
+        self,
+        previous: asyncio.Task[None] | None,
+        cache_events: list[tuple[int, str, typing.Any]],
+        cache_batches: list[_Batch],
+        runs: list[tuple[ShardStream, list[tuple[str, dict[str, typing.Any]]]]],
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        if cache_events:
+            assert self._cache_writer is not None
+            assert self._redis is not None
+            try:
+                await self._cache_writer.write(self._redis, cache_events)
+                self.stats.cache_writes += len(cache_events)
+                if not self.cache_ok:
+                    _LOGGER.info("cache writes succeed again")
+                self.cache_ok = True
+            except redis_client.REDIS_ERRORS as exc:
+                # Events still go out: a stale cache beats a silent bot.
+                self.stats.cache_failures += len(cache_events)
+                if self.cache_ok:
+                    _LOGGER.warning(
+                        "Redis unavailable: cache not written", extra={"error": str(exc)}
+                    )
+                self.cache_ok = False
+        for batch in cache_batches:
+            batch.done = True
+            self.buffered -= batch.count
+        for stream, run in runs:
+            self._publish_run(stream, run)
+        for shard_id in {event[0] for event in cache_events}:
+            touched = self.streams.get(shard_id)
+            if touched is not None:
+                touched.advance()
+        if self._chain is asyncio.current_task():
+            self._chain = None
 
     def _publish_run(
         self, stream: ShardStream, run: list[tuple[str, dict[str, typing.Any]]]
@@ -243,12 +323,16 @@ class EventPublisher:
         """Flush and wait for every confirm (bounded); ``True`` when nothing is left."""
         self.flush()
         deadline = time.monotonic() + timeout
+        if self._chain is not None:
+            await asyncio.wait([self._chain], timeout=timeout)
         while self._tasks and time.monotonic() < deadline:
             await asyncio.wait(set(self._tasks), timeout=max(deadline - time.monotonic(), 0))
         return not self._tasks
 
     async def close(self) -> None:
         self._closing = True
+        if self._chain is not None:
+            self._chain.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

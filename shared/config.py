@@ -19,6 +19,7 @@ import urllib.parse
 import hikari
 
 from shared import keys, sharding
+from shared.cache import resources
 from shared.secret import Secret
 
 __all__: typing.Sequence[str] = (
@@ -201,6 +202,16 @@ def _parse_intents(read: EnvReader) -> int:
     return int(intents)
 
 
+def _parse_cache_resources(read: EnvReader) -> int:
+    raw = read.optional("CACHE_RESOURCES")
+    if raw is None:
+        return int(resources.DEFAULT)
+    try:
+        return int(resources.CacheResource.parse(raw))
+    except ValueError as exc:
+        raise ConfigError("CACHE_RESOURCES", str(exc)) from None
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class GatewaySettings:
     """A gateway process: which shards, with which intents, and where Lavalink is."""
@@ -217,6 +228,8 @@ class GatewaySettings:
     """Seconds before an unrenewed shard lease expires and another gateway takes the shard."""
     publish_buffer: int
     """Events held while the broker is slow or away; beyond it the shards' sockets are paused."""
+    cache_resources: int
+    """What the gateway writes to the shared cache (``shared.cache.resources``)."""
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> GatewaySettings:
@@ -248,6 +261,7 @@ class GatewaySettings:
             lavalink_password=lavalink_password,
             lease_ttl=read.integer("LEASE_TTL", keys.LEASE_TTL, minimum=3, maximum=600),
             publish_buffer=read.integer("PUBLISH_BUFFER", 50_000, minimum=10),
+            cache_resources=_parse_cache_resources(read),
         )
 
 
