@@ -115,6 +115,11 @@ class RedisKeys:
         """Hash: role id -> JSON."""
         return f"{self._prefix}:g:{guild_id}:r"
 
+    def guild_permissions(self, guild_id: int) -> str:
+        """Hash: ``owner`` -> 8-byte owner id, 8-byte role id -> permissions; what the
+        permission lookup reads in one round trip."""
+        return f"{self._prefix}:g:{guild_id}:rp"
+
     def guild_emojis(self, guild_id: int) -> str:
         return f"{self._prefix}:g:{guild_id}:e"
 

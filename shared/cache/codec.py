@@ -20,6 +20,9 @@ _NONE_LEN: typing.Final = 0xFF
 _USER_HEAD: typing.Final = struct.Struct(">BIH")  # bits, public_flags, discriminator
 _MEMBER_HEAD: typing.Final = struct.Struct(">IHBIIB")  # joined, flags, bits, boost, timeout, roles
 _ID: typing.Final = struct.Struct(">Q")
+#: Where a packed member's role count sits; its role ids (8 bytes each) follow. The reader's
+#: permission script cuts role ids out of packed members at these offsets.
+ROLE_COUNT_OFFSET: typing.Final[int] = _MEMBER_HEAD.size - 1
 _PAIR: typing.Final = struct.Struct(">QQ")
 
 _BOT, _SYSTEM, _AVATAR_SET, _AVATAR_ANIMATED = 1, 2, 4, 8

@@ -22,6 +22,25 @@ if typing.TYPE_CHECKING:
 Json = dict[str, typing.Any]
 
 
+# One round trip for a permission check: the packed member, then (the role ids cut out of it
+# as 8-byte strings, no number conversion) the owner and the permissions of @everyone and of
+# the member's roles, and the channel's JSON for its overwrites.
+_PERMISSION_INPUTS: typing.Final = f"""
+local packed = redis.call('HGET', KEYS[1], ARGV[1])
+if not packed then return {{false, {{}}, false}} end
+local fields = {{'owner', ARGV[2]}}
+local count = string.byte(packed, {codec.ROLE_COUNT_OFFSET + 1})
+for i = 0, count - 1 do
+  local start = {codec.ROLE_COUNT_OFFSET + 2} + 8 * i
+  fields[#fields + 1] = string.sub(packed, start, start + 7)
+end
+local values = redis.call('HMGET', KEYS[2], unpack(fields))
+local channel = false
+if ARGV[3] ~= '' then channel = redis.call('HGET', KEYS[3], ARGV[3]) end
+return {{packed, values, channel}}
+"""
+
+
 def _overwrites(channel: Json) -> dict[int, permissions.Overwrite]:
     return {
         int(o["id"]): permissions.Overwrite(int(o["id"]), int(o["allow"]), int(o["deny"]))
@@ -39,6 +58,7 @@ class CacheReader:
         self._redis = redis
         self.keys = redis_keys
         self._factory = entity_factory
+        self._permission_inputs = redis.register_script(_PERMISSION_INPUTS)
 
     # --- raw JSON ---------------------------------------------------------------------------
 
@@ -178,30 +198,30 @@ class CacheReader:
     async def member_permissions(
         self, guild_id: int, user_id: int, channel_id: int | None = None
     ) -> hikari.Permissions | None:
-        """Discord's documented computation; ``None`` when the member or guild is not cached."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hget(
-                self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id)
-            )
-            pipe.get(self.keys.guild(guild_id))
-            if channel_id is not None:
-                pipe.hget(self.keys.guild_channels(guild_id), str(channel_id))
-            results = await pipe.execute()
-        packed, guild_raw = results[0], results[1]
-        if packed is None or guild_raw is None:
+        """Discord's documented computation, from one round trip; ``None`` when the member or
+        the guild's roles are not cached."""
+        packed, values, channel_raw = await self._permission_inputs(
+            keys=[
+                self.keys.member_bucket(guild_id, user_id),
+                self.keys.guild_permissions(guild_id),
+                self.keys.guild_channels(guild_id),
+            ],
+            args=[
+                codec.pair_bytes(guild_id, user_id),
+                codec.id_bytes(guild_id),
+                "" if channel_id is None else str(channel_id),
+            ],
+        )
+        if packed is None or values[0] is None:
             return None
-        owner_id = int(orjson.loads(guild_raw)["owner_id"])
-        role_ids = codec.member_role_ids(packed)
+        owner_id = int.from_bytes(values[0], "big")
         if user_id == owner_id:
             return hikari.Permissions(permissions.ALL)
-        wanted = [guild_id, *role_ids]
-        raw_roles = await self._redis.hmget(
-            self.keys.guild_roles(guild_id), [str(r) for r in wanted]
-        )
+        role_ids = codec.member_role_ids(packed)
         role_permissions = {
-            role_id: int(orjson.loads(raw)["permissions"])
-            for role_id, raw in zip(wanted, raw_roles, strict=True)
-            if raw is not None
+            role_id: int(value)
+            for role_id, value in zip([guild_id, *role_ids], values[1:], strict=True)
+            if value is not None
         }
         base = permissions.base_permissions(
             guild_id=guild_id,
@@ -210,7 +230,7 @@ class CacheReader:
             member_role_ids=role_ids,
             role_permissions=role_permissions,
         )
-        if channel_id is None or results[2] is None:
+        if channel_id is None or not channel_raw:
             return hikari.Permissions(base)
         return hikari.Permissions(
             permissions.channel_permissions(
@@ -218,7 +238,7 @@ class CacheReader:
                 guild_id=guild_id,
                 user_id=user_id,
                 member_role_ids=role_ids,
-                overwrites=_overwrites(orjson.loads(results[2])),
+                overwrites=_overwrites(orjson.loads(channel_raw)),
                 timed_out=codec.member_timed_out(packed, time.time()),
             )
         )

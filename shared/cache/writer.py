@@ -153,6 +153,7 @@ class CacheWriter:
             self.keys.guild(guild_id),
             self.keys.guild_channels(guild_id),
             self.keys.guild_roles(guild_id),
+            self.keys.guild_permissions(guild_id),
             self.keys.guild_emojis(guild_id),
             self.keys.guild_member_ids(guild_id),
             self.keys.guild_voice_states(guild_id),
@@ -210,12 +211,21 @@ class CacheWriter:
             fields = {k: v for k, v in d.items() if k not in _GUILD_PARTS}
             pipe.set(self.keys.guild(guild_id), orjson.dumps(fields))
         if self._on(CacheResource.ROLES) and "roles" in d:
-            pipe.delete(self.keys.guild_roles(guild_id))
+            # Replaced whole: roles gone from the list must go from both hashes.
+            pipe.delete(self.keys.guild_roles(guild_id), self.keys.guild_permissions(guild_id))
             if d["roles"]:
                 pipe.hset(
                     self.keys.guild_roles(guild_id),
                     mapping={r["id"]: orjson.dumps(r) for r in d["roles"]},
                 )
+                pipe.hset(
+                    self.keys.guild_permissions(guild_id),
+                    mapping={codec.id_bytes(int(r["id"])): r["permissions"] for r in d["roles"]},
+                )
+        if self._on(CacheResource.ROLES) and "owner_id" in d:
+            pipe.hset(
+                self.keys.guild_permissions(guild_id), "owner", codec.id_bytes(int(d["owner_id"]))
+            )
         if self._on(CacheResource.EMOJIS) and "emojis" in d:
             self._replace_emojis(pipe, guild_id, d["emojis"])
 
@@ -287,13 +297,21 @@ class CacheWriter:
         del redis, shard_id
         if self._on(CacheResource.ROLES):
             role = d["role"]
-            pipe.hset(self.keys.guild_roles(int(d["guild_id"])), role["id"], orjson.dumps(role))
+            guild_id = int(d["guild_id"])
+            pipe.hset(self.keys.guild_roles(guild_id), role["id"], orjson.dumps(role))
+            pipe.hset(
+                self.keys.guild_permissions(guild_id),
+                codec.id_bytes(int(role["id"])),
+                role["permissions"],
+            )
 
     async def _role_delete(
         self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json
     ) -> None:
         del redis, shard_id
-        pipe.hdel(self.keys.guild_roles(int(d["guild_id"])), str(d["role_id"]))
+        guild_id = int(d["guild_id"])
+        pipe.hdel(self.keys.guild_roles(guild_id), str(d["role_id"]))
+        pipe.hdel(self.keys.guild_permissions(guild_id), codec.id_bytes(int(d["role_id"])))
 
     def _replace_emojis(self, pipe: Pipeline, guild_id: int, emojis: list[Json]) -> None:
         pipe.delete(self.keys.guild_emojis(guild_id))

@@ -1,0 +1,200 @@
+"""Redis memory of the shared cache per guild, member and channel, next to a naive layout.
+
+    .venv/bin/python -m bench.cache_memory [--guilds 1000] [--members 200] [--channels 20] [--roles 10]
+
+Fills the cache through the real writer with a realistic population (by default 1,000
+guilds, 200,000 members with their users, 20,000 channels, 10,000 roles) and, in the same run
+on the same Redis, a naive layout of one JSON document per entity key (members with their user
+inside). Measures every key with ``MEMORY USAGE`` and reports bytes per guild, per member
+(including its user) and per channel, the overall ratio, and the reader's latency for
+member-with-permissions (p50/p99 on loopback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import time
+import typing
+import uuid
+
+import orjson
+import redis.asyncio as aioredis
+from hikari.impl import entity_factory
+
+from playground.discord import world
+from shared import keys
+from shared.cache import reader, resources, writer
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+Json = dict[str, typing.Any]
+
+
+def population(args: argparse.Namespace) -> list[Json]:
+    rng = random.Random(7)
+    discord = world.World()
+    payloads = []
+    for g in range(args.guilds):
+        guild = discord.add_guild(f"guild {g}", channels=args.channels)
+        guild_id = int(guild["id"])
+        for r in range(args.roles - 1):
+            guild["roles"].append(
+                {
+                    "id": str(discord.snowflakes.next()), "name": f"role {r}", "color": rng.randrange(1 << 24),
+                    "hoist": False, "icon": None, "unicode_emoji": None, "position": r + 1,
+                    "permissions": str(rng.randrange(1 << 40)), "managed": False,
+                    "mentionable": False, "flags": 0,
+                }
+            )  # fmt: skip
+        role_ids = [r["id"] for r in guild["roles"][1:]]
+        payload = discord.guild_create_payload(guild_id)
+        members = []
+        for m in range(args.members):
+            user = world.World._user_payload(discord.snowflakes.next(), f"user{g}-{m}")  # noqa: SLF001
+            if rng.random() < 0.7:
+                user["avatar"] = f"{rng.getrandbits(128):032x}"
+            members.append(
+                {
+                    "user": user, "nick": f"nick{m}" if rng.random() < 0.2 else None,
+                    "avatar": None, "roles": rng.sample(role_ids, k=min(len(role_ids), rng.choice((0, 1, 1, 2, 3)))),
+                    "joined_at": world.iso_now(), "premium_since": None, "deaf": False,
+                    "mute": False, "flags": 0, "pending": False,
+                    "communication_disabled_until": None,
+                }
+            )  # fmt: skip
+        payload["members"] = members
+        payload["member_count"] = len(members)
+        payloads.append(payload)
+    return payloads
+
+
+async def write_naive(redis: aioredis.Redis, prefix: str, payloads: list[Json]) -> None:
+    for payload in payloads:
+        guild_id = payload["id"]
+        pipe = redis.pipeline(transaction=False)
+        own = {k: v for k, v in payload.items() if k not in ("members", "channels", "roles")}
+        pipe.set(f"{prefix}:guild:{guild_id}", orjson.dumps(own))
+        for role in payload["roles"]:
+            pipe.set(f"{prefix}:role:{guild_id}:{role['id']}", orjson.dumps(role))
+        for channel in payload["channels"]:
+            pipe.set(f"{prefix}:channel:{channel['id']}", orjson.dumps(channel))
+        for member in payload["members"]:
+            pipe.set(f"{prefix}:member:{guild_id}:{member['user']['id']}", orjson.dumps(member))
+        await pipe.execute()
+
+
+async def measure(redis: aioredis.Redis, pattern: str) -> dict[str, int]:
+    """Bytes by key kind (the part after the pool prefix up to the first id)."""
+    totals: dict[str, int] = {}
+    batch: list[bytes] = []
+
+    async def flush() -> None:
+        pipe = redis.pipeline(transaction=False)
+        for key in batch:
+            pipe.memory_usage(key, samples=0)
+        for key, size in zip(batch, await pipe.execute(), strict=True):
+            parts = key.decode().split(":")
+            kind = parts[2] if parts[2] != "g" else ("g:" + parts[4] if len(parts) > 4 else "g")
+            totals[kind] = totals.get(kind, 0) + int(size or 0)
+        batch.clear()
+
+    async for key in redis.scan_iter(match=pattern, count=5000):
+        batch.append(key)
+        if len(batch) >= 2000:
+            await flush()
+    if batch:
+        await flush()
+    return totals
+
+
+async def delete(redis: aioredis.Redis, pattern: str) -> None:
+    batch = []
+    async for key in redis.scan_iter(match=pattern, count=5000):
+        batch.append(key)
+        if len(batch) >= 2000:
+            await redis.unlink(*batch)
+            batch.clear()
+    if batch:
+        await redis.unlink(*batch)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--guilds", type=int, default=1000)
+    parser.add_argument("--members", type=int, default=200)
+    parser.add_argument("--channels", type=int, default=20)
+    parser.add_argument("--roles", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=5000)
+    args = parser.parse_args()
+    redis = aioredis.Redis.from_url(REDIS_URL)
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    redis_keys = keys.RedisKeys(namespace, "main")
+    payloads = population(args)
+    members = sum(len(p["members"]) for p in payloads)
+    channels = sum(len(p["channels"]) for p in payloads)
+    roles = sum(len(p["roles"]) for p in payloads)
+    try:
+        cache_writer = writer.CacheWriter(redis_keys, resources.DEFAULT)
+        started = time.perf_counter()
+        for payload in payloads:
+            await cache_writer.write(redis, [(0, "GUILD_CREATE", payload)])
+        write_seconds = time.perf_counter() - started
+        ours = await measure(redis, f"{namespace}:main:*")
+        naive_prefix = f"{namespace}:naive"
+        await write_naive(redis, naive_prefix, payloads)
+        naive = await measure(redis, f"{naive_prefix}:*")
+
+        per_member = ours.get("mb", 0) + ours.get("ub", 0) + ours.get("g:mi", 0)
+        per_channel = ours.get("g:c", 0) + ours.get("cb", 0)
+        per_guild = sum(ours.get(k, 0) for k in ("g", "g:r", "g:e", "guilds", "shard", "unavailable"))
+        ours_total = sum(ours.values())
+        naive_total = sum(naive.values())
+        print(f"population: {len(payloads):,} guilds, {members:,} members (with their users), {channels:,} channels, {roles:,} roles")
+        print(f"written through the cache writer in {write_seconds:.1f} s ({members / write_seconds:,.0f} members/s)")
+        print()
+        print("| bytes | shardline cache | naive (one JSON per entity) | ratio |")
+        print("|---|---|---|---|")
+        print(f"| per member, with its user | {per_member / members:.0f} | {naive.get('member', 0) / members:.0f} | {per_member / max(naive.get('member', 1), 1):.2f} |")
+        print(f"| per channel | {per_channel / channels:.0f} | {naive.get('channel', 0) / channels:.0f} | {per_channel / max(naive.get('channel', 1), 1):.2f} |")
+        print(f"| per guild (own fields, roles, emojis) | {per_guild / len(payloads):.0f} | {(naive.get('guild', 0) + naive.get('role', 0)) / len(payloads):.0f} | {per_guild / max(naive.get('guild', 0) + naive.get('role', 0), 1):.2f} |")
+        print(f"| everything | {ours_total / 1e6:.1f} MB | {naive_total / 1e6:.1f} MB | {ours_total / naive_total:.2f} |")
+
+        factory = entity_factory.EntityFactoryImpl(typing.cast("typing.Any", object()))
+        cache_reader = reader.CacheReader(redis, redis_keys, factory)
+        rng = random.Random(1)
+        timings = []
+        for _ in range(args.samples):
+            payload = rng.choice(payloads)
+            member = rng.choice(payload["members"])
+            channel = rng.choice(payload["channels"])
+            t0 = time.perf_counter()
+            result = await cache_reader.member_permissions(
+                int(payload["id"]), int(member["user"]["id"]), int(channel["id"])
+            )
+            timings.append(time.perf_counter() - t0)
+            assert result is not None
+        baseline = []
+        for _ in range(args.samples):
+            t0 = time.perf_counter()
+            await redis.hget(redis_keys.guild_permissions(int(payloads[0]["id"])), "owner")
+            baseline.append(time.perf_counter() - t0)
+
+        def quantiles(values: list[float]) -> str:
+            values.sort()
+            p50 = statistics.median(values) * 1000
+            p99 = values[int(len(values) * 0.99)] * 1000
+            return f"p50 {p50:.3f} ms, p99 {p99:.3f} ms"
+
+        print()
+        print(f"member-with-permissions in a channel ({args.samples:,} lookups, loopback): {quantiles(timings)}")
+        print(f"baseline, one bare HGET through the same client: {quantiles(baseline)}")
+    finally:
+        await delete(redis, f"{namespace}:*")
+        await redis.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
