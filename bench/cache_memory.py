@@ -149,18 +149,32 @@ async def main() -> None:
 
         per_member = ours.get("mb", 0) + ours.get("ub", 0) + ours.get("g:mi", 0)
         per_channel = ours.get("g:c", 0) + ours.get("cb", 0)
-        per_guild = sum(ours.get(k, 0) for k in ("g", "g:r", "g:e", "guilds", "shard", "unavailable"))
+        per_guild = sum(
+            ours.get(k, 0) for k in ("g", "g:r", "g:e", "guilds", "shard", "unavailable")
+        )
         ours_total = sum(ours.values())
         naive_total = sum(naive.values())
-        print(f"population: {len(payloads):,} guilds, {members:,} members (with their users), {channels:,} channels, {roles:,} roles")
-        print(f"written through the cache writer in {write_seconds:.1f} s ({members / write_seconds:,.0f} members/s)")
+        print(
+            f"population: {len(payloads):,} guilds, {members:,} members (with their users), {channels:,} channels, {roles:,} roles"
+        )
+        print(
+            f"written through the cache writer in {write_seconds:.1f} s ({members / write_seconds:,.0f} members/s)"
+        )
         print()
         print("| bytes | shardline cache | naive (one JSON per entity) | ratio |")
         print("|---|---|---|---|")
-        print(f"| per member, with its user | {per_member / members:.0f} | {naive.get('member', 0) / members:.0f} | {per_member / max(naive.get('member', 1), 1):.2f} |")
-        print(f"| per channel | {per_channel / channels:.0f} | {naive.get('channel', 0) / channels:.0f} | {per_channel / max(naive.get('channel', 1), 1):.2f} |")
-        print(f"| per guild (own fields, roles, emojis) | {per_guild / len(payloads):.0f} | {(naive.get('guild', 0) + naive.get('role', 0)) / len(payloads):.0f} | {per_guild / max(naive.get('guild', 0) + naive.get('role', 0), 1):.2f} |")
-        print(f"| everything | {ours_total / 1e6:.1f} MB | {naive_total / 1e6:.1f} MB | {ours_total / naive_total:.2f} |")
+        print(
+            f"| per member, with its user | {per_member / members:.0f} | {naive.get('member', 0) / members:.0f} | {per_member / max(naive.get('member', 1), 1):.2f} |"
+        )
+        print(
+            f"| per channel | {per_channel / channels:.0f} | {naive.get('channel', 0) / channels:.0f} | {per_channel / max(naive.get('channel', 1), 1):.2f} |"
+        )
+        print(
+            f"| per guild (own fields, roles, emojis) | {per_guild / len(payloads):.0f} | {(naive.get('guild', 0) + naive.get('role', 0)) / len(payloads):.0f} | {per_guild / max(naive.get('guild', 0) + naive.get('role', 0), 1):.2f} |"
+        )
+        print(
+            f"| everything | {ours_total / 1e6:.1f} MB | {naive_total / 1e6:.1f} MB | {ours_total / naive_total:.2f} |"
+        )
 
         factory = entity_factory.EntityFactoryImpl(typing.cast("typing.Any", object()))
         cache_reader = reader.CacheReader(redis, redis_keys, factory)
@@ -189,7 +203,9 @@ async def main() -> None:
             return f"p50 {p50:.3f} ms, p99 {p99:.3f} ms"
 
         print()
-        print(f"member-with-permissions in a channel ({args.samples:,} lookups, loopback): {quantiles(timings)}")
+        print(
+            f"member-with-permissions in a channel ({args.samples:,} lookups, loopback): {quantiles(timings)}"
+        )
         print(f"baseline, one bare HGET through the same client: {quantiles(baseline)}")
     finally:
         await delete(redis, f"{namespace}:*")
