@@ -162,6 +162,7 @@ class DiscordEmulator:
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
+            "attachment_size_limit": 26_214_400,
             "authorizing_integration_owners": {"0": str(guild_id)},
             "context": 0,
         }

@@ -44,6 +44,8 @@ class Interaction:
     response: Json | None = None
     original: Json | None = None
     followups: list[Json] = dataclasses.field(default_factory=list)
+    created_at_wall: float = dataclasses.field(default_factory=time.time)
+    """When Discord created it, on the clock the records use."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -476,7 +478,9 @@ _CALLBACK_TYPES: typing.Final = frozenset({1, 4, 5, 6, 7, 8, 9, 10, 12})
     auth=False,
     exempt_global=True,
 )
-def _interaction_callback(api: RestApi, _r: web.Request, p: dict[str, str], b: typing.Any) -> None:
+def _interaction_callback(
+    api: RestApi, request: web.Request, p: dict[str, str], b: typing.Any
+) -> Json | None:
     interaction = api.interaction(_snowflake(p, "interaction_id"), p["interaction_token"])
     if time.monotonic() - interaction.created_at > INTERACTION_DEADLINE:
         # After 3 s Discord has already shown "The application did not respond".
@@ -492,6 +496,23 @@ def _interaction_callback(api: RestApi, _r: web.Request, p: dict[str, str], b: t
         interaction.original = api.post_message(
             int(interaction.payload["channel_id"]), api.world.bot_user, data
         )
+    if request.query.get("with_response", "").lower() != "true":
+        return None
+    # ?with_response=true: 200 with an interaction callback response instead of 204.
+    flags = int((b.get("data") or {}).get("flags") or 0)
+    answer: Json = {
+        "interaction": {
+            "id": str(interaction.id),
+            "type": interaction.payload["type"],
+            "response_message_loading": b["type"] in (5, 6),
+            "response_message_ephemeral": bool(flags & 64),
+        },
+        "resource": {"type": b["type"]},
+    }
+    if interaction.original is not None:
+        answer["interaction"]["response_message_id"] = interaction.original["id"]
+        answer["resource"]["message"] = interaction.original
+    return answer
 
 
 @route("POST", "/webhooks/{application_id}/{webhook_token}", auth=False, exempt_global=True)

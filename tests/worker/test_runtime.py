@@ -1,0 +1,259 @@
+"""Worker replicas against the emulator, a real gateway, real RabbitMQ and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import typing
+
+import aio_pika
+import hikari
+import orjson
+
+from shared import config, envelope, topology
+from worker import app
+from worker import bot as bot_module
+
+if typing.TYPE_CHECKING:
+    from tests.gateway.conftest import Stack
+
+
+@contextlib.asynccontextmanager
+async def worker(
+    stack: Stack, bot: bot_module.Bot, **extra: str
+) -> typing.AsyncIterator[app.WorkerApp]:
+    settings = config.WorkerSettings.from_env(stack.env(**extra))
+    replica = app.WorkerApp(settings, bot)
+    try:
+        await replica.start()
+        yield replica
+    finally:
+        await replica.close()
+
+
+def text_channel(stack: Stack) -> tuple[int, int]:
+    guild = stack.discord.add_guild("g")
+    return int(guild["id"]), int(stack.discord.channels_of(int(guild["id"]))[0]["id"])
+
+
+async def test_an_injected_message_reaches_a_typed_listener_and_the_reply_reaches_discord(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    guild_id, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    seen: list[hikari.Event] = []
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        seen.append(event)
+        if event.content == "!ping" and event.author_id != discord.world.bot_id:
+            await event.message.respond("pong")
+
+    async with worker(stack, bot) as replica, stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        assert replica.bot.events.listened_gateway_events() == ["MESSAGE_CREATE"]
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        discord.send_message(channel_id, discord.add_user("alice"), "!ping")
+        await discord.wait_for(lambda: len(seen) >= 2, what="the message and the bot's own reply")
+    first = seen[0]
+    assert isinstance(first, hikari.GuildMessageCreateEvent)
+    assert first.guild_id == guild_id
+    assert first.content == "!ping"
+    assert first.shard.id == 0
+    posts = [c for c in discord.records.rest if c.method == "POST"]
+    assert [p.body["content"] for p in posts] == ["pong"]
+
+
+async def test_a_poison_message_is_dead_lettered_with_its_reason_while_others_flow(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    seen: list[str] = []
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        seen.append(event.content or "")
+
+    channel = await stack.connection.channel()
+    dead = await stack.topology.declare_dead_letter(channel)
+    async with worker(stack, bot) as replica, stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        exchange = await channel.get_exchange(stack.topology.events_exchange)
+        key = stack.topology.event_key("main", "MESSAGE_CREATE")
+        await exchange.publish(aio_pika.Message(b"{not json"), key)
+        await exchange.publish(aio_pika.Message(orjson.dumps({"v": 9, "t": "MESSAGE_CREATE"})), key)
+        discord.send_message(channel_id, discord.add_user("bob"), "still flowing")
+        await discord.wait_for(lambda: "still flowing" in seen)
+        await discord.wait_for(
+            lambda: replica.consumer is not None and replica.consumer.stats.dead_lettered == 2
+        )
+    reasons = []
+    for _ in range(2):
+        message = await dead.get(timeout=5)
+        reasons.append(message.headers[topology.HEADER_REASON])
+        await message.ack()
+    assert any("not valid JSON" in str(r) for r in reasons)
+    assert any("unsupported envelope version 9" in str(r) for r in reasons)
+
+
+async def test_a_failing_handler_is_retried_then_dead_lettered_and_never_stops_the_consumer(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    attempts: list[str] = []
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        attempts.append(event.content or "")
+        if event.content == "boom":
+            raise RuntimeError("handler bug")
+
+    channel = await stack.connection.channel()
+    dead = await stack.topology.declare_dead_letter(channel)
+    async with worker(stack, bot) as replica, stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        user = discord.add_user("carol")
+        discord.send_message(channel_id, user, "boom")
+        await discord.wait_for(
+            lambda: attempts.count("boom") >= topology.DELIVERY_LIMIT, timeout=20
+        )
+        discord.send_message(channel_id, user, "fine")
+        await discord.wait_for(lambda: "fine" in attempts)
+        assert replica.consumer is not None
+        assert replica.consumer.stats.failures["MESSAGE_CREATE"] >= topology.DELIVERY_LIMIT
+    message = await dead.get(timeout=10)
+    assert message.headers.get("x-first-death-reason") == "delivery_limit"
+    body = envelope.decode_message(message.body)
+    assert body[0].d["content"] == "boom"
+    await message.ack()
+
+
+async def test_a_resume_replay_is_not_handled_twice(stack: Stack) -> None:
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    handled: list[tuple[str, int]] = []
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        handled.append((event.content or "", event.message_id))
+
+    async with (
+        worker(stack, bot) as replica,
+        stack.gateway(SHARD_COUNT="1", SHARD_IDS="0") as gateway,
+    ):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        discord.send_message(channel_id, discord.add_user("dave"), "once")
+        await discord.wait_for(lambda: len(handled) == 1)
+        # The same dispatch published again, as a RESUME replay after a crash would.
+        assert gateway.publisher is not None
+        stream = gateway.publisher.streams[0]
+        replayed = dict(discord.gateway.shards[0].buffer[-1])
+        gateway.publisher.accept(stream, replayed["s"], "MESSAGE_CREATE", replayed["d"])
+        await discord.wait_for(
+            lambda: replica.consumer is not None and replica.consumer.stats.duplicates == 1
+        )
+    assert [h[0] for h in handled] == ["once"]
+
+
+async def test_a_remote_shard_voice_update_reaches_the_gateway_holding_the_shard(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    guild_id, channel_id = text_channel(stack)
+    voice = discord.world.add_channel(guild_id, "voice", kind=2)
+    bot = bot_module.Bot()
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        if event.content == "!join":
+            await event.shard.update_voice_state(event.guild_id, int(voice["id"]), self_deaf=True)
+
+    async with worker(stack, bot) as replica, stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        discord.send_message(channel_id, discord.add_user("erin"), "!join")
+        await discord.wait_for(lambda: discord.records.commands, what="op 4 at Discord")
+        [command] = discord.records.commands
+        assert command.op == 4
+        assert command.d["channel_id"] == voice["id"]
+        assert command.d["self_deaf"] is True
+        # And without an event to answer: routed by shard to whichever gateway holds it.
+        await replica.bot.shard_for(guild_id).update_voice_state(guild_id, None)
+        await discord.wait_for(lambda: len(discord.records.commands) == 2)
+        assert discord.records.commands[-1].d["channel_id"] is None
+
+
+async def test_an_interaction_behind_a_backlog_is_deferred_within_three_seconds(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    slow = asyncio.Event()
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        await asyncio.sleep(5)  # the backlog: ordinary events that take long
+
+    @bot.listen(hikari.InteractionCreateEvent)
+    async def on_interaction(event: hikari.InteractionCreateEvent) -> None:
+        assert isinstance(event.interaction, hikari.CommandInteraction)
+        await asyncio.sleep(4)  # a handler slower than Discord's deadline
+        await event.interaction.create_initial_response(
+            hikari.ResponseType.MESSAGE_CREATE, "done at last"
+        )
+        slow.set()
+
+    async with worker(stack, bot), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        user = discord.add_user("frank")
+        discord.send_message(channel_id, user, "backlog: a handler busy for 5 s")
+        await asyncio.sleep(0.2)
+        interaction = discord.send_interaction(channel_id, user, "slow")
+        await discord.wait_for(slow.is_set, timeout=15, what="the handler's late answer")
+    callbacks = [c for c in discord.records.rest if c.path.endswith("/callback")]
+    assert len(callbacks) == 1
+    assert callbacks[0].status == 200  # hikari asks ?with_response=true
+    assert callbacks[0].body["type"] == 5, "deferred"
+    assert callbacks[0].at - interaction.created_at_wall < 3.0
+    assert interaction.original is not None
+    assert interaction.original["content"] == "done at last"
+
+
+async def test_a_worker_killed_mid_handler_leaves_the_event_to_another_replica(
+    stack: Stack,
+) -> None:
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    env = {**os.environ, **stack.env(WORKER_PLUGINS="tests.worker.plugin_stall")}
+    doomed = subprocess.Popen([sys.executable, "-m", "worker"], env=env, stderr=subprocess.PIPE)
+    try:
+        async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+            await discord.wait_for(lambda: discord.connected_shards() == [0])
+            await asyncio.sleep(3)  # the replica binds its queue; the gateway reads interests
+            discord.send_message(channel_id, discord.add_user("gina"), "in flight")
+            await asyncio.sleep(1.5)  # taken by the stalling replica
+            doomed.send_signal(signal.SIGKILL)
+            await asyncio.get_running_loop().run_in_executor(None, doomed.wait)
+            bot = bot_module.Bot()
+            seen: list[str] = []
+
+            @bot.listen(hikari.GuildMessageCreateEvent)
+            async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+                seen.append(event.content or "")
+
+            async with worker(stack, bot):
+                await discord.wait_for(lambda: "in flight" in seen, timeout=20)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+    assert seen.count("in flight") == 1

@@ -1,0 +1,127 @@
+"""What bot code sees: an app that reads like hikari's.
+
+::
+
+    bot = Bot()
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        if event.content == "!ping":
+            await event.message.respond("pong")      # event.app.rest is hikari's REST client
+
+Events are hikari's own types, built by hikari's factories; ``event.shard`` and
+``bot.shard_for(guild_id)`` are remote shards whose commands go to the gateway holding them.
+"""
+
+from __future__ import annotations
+
+import typing
+
+import hikari
+from hikari.impl import entity_factory, event_factory
+
+from shared import sharding
+from worker import events, remote_shard
+from worker import interactions as deadline
+
+if typing.TYPE_CHECKING:
+    import concurrent.futures
+
+    from aio_pika import abc as pika_abc
+
+    from shared.cache import reader
+
+T = typing.TypeVar("T", bound=hikari.Event)
+Listener = typing.Callable[[T], typing.Coroutine[typing.Any, typing.Any, None]]
+
+
+class Bot:
+    """The worker-side app: listeners, REST, cache and remote shards."""
+
+    def __init__(self) -> None:
+        self._entity_factory = entity_factory.EntityFactoryImpl(
+            typing.cast("hikari.RESTAware", self)
+        )
+        self._event_factory = event_factory.EventFactoryImpl(typing.cast("hikari.RESTAware", self))
+        self.events = events.EventBuilder(self._entity_factory, self._event_factory)
+        self._rest: deadline.InteractionAwareRest | None = None
+        self.cache: reader.CacheReader | None = None
+        self._channel: pika_abc.AbstractChannel | None = None
+        self._pool = "main"
+        self._namespace = "shardline"
+        self.shard_count = 1
+
+    # --- what hikari models ask of their app ------------------------------------------------
+
+    @property
+    def rest(self) -> hikari.api.RESTClient:
+        if self._rest is None:
+            raise RuntimeError("the bot's REST client exists once the worker has started")
+        return typing.cast("hikari.api.RESTClient", self._rest)
+
+    @property
+    def interactions(self) -> deadline.InteractionAwareRest:
+        if self._rest is None:
+            raise RuntimeError("the bot's REST client exists once the worker has started")
+        return self._rest
+
+    @property
+    def entity_factory(self) -> entity_factory.EntityFactoryImpl:
+        return self._entity_factory
+
+    @property
+    def executor(self) -> concurrent.futures.Executor | None:
+        return None
+
+    @property
+    def http_settings(self) -> hikari.impl.HTTPSettings:
+        return hikari.impl.HTTPSettings()
+
+    @property
+    def proxy_settings(self) -> hikari.impl.ProxySettings:
+        return hikari.impl.ProxySettings()
+
+    # --- for bot code -----------------------------------------------------------------------
+
+    def listen(self, *event_types: type[T]) -> typing.Callable[[Listener[T]], Listener[T]]:
+        """Register a listener for hikari event types (as ``GatewayBot.listen`` does)."""
+
+        def decorator(callback: Listener[T]) -> Listener[T]:
+            for event_type in event_types:
+                self.events.subscribe(event_type, callback)
+            return callback
+
+        return decorator
+
+    def shard_for(self, guild_id: int) -> remote_shard.RemoteShard:
+        """The shard that holds ``guild_id``, wherever it runs now."""
+        return self.remote_shard(sharding.shard_for_guild(guild_id, self.shard_count))
+
+    def remote_shard(self, shard_id: int, reply_to: str | None = None) -> remote_shard.RemoteShard:
+        if self._channel is None:
+            raise RuntimeError("remote shards exist once the worker has started")
+        return remote_shard.RemoteShard(
+            self._channel,
+            pool=self._pool,
+            namespace=self._namespace,
+            shard_id=shard_id,
+            shard_count=self.shard_count,
+            reply_to=reply_to,
+        )
+
+    # --- wiring (the worker app) ------------------------------------------------------------
+
+    def attach(
+        self,
+        *,
+        rest: deadline.InteractionAwareRest,
+        cache: reader.CacheReader,
+        channel: pika_abc.AbstractChannel,
+        pool: str,
+        namespace: str,
+    ) -> None:
+        self._rest = rest
+        self.cache = cache
+        self._channel = channel
+        self._pool = pool
+        self._namespace = namespace

@@ -1,0 +1,140 @@
+"""Discord's 3-second deadline, never missed.
+
+When a handler has not answered an interaction about 2.5 s after the gateway received it, the
+worker defers it (a "thinking..." response). The handler's own response, whenever it comes,
+then becomes the edit of that deferred response, through the same REST call it made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import typing
+
+import hikari
+
+_LOGGER = logging.getLogger("shardline.worker.interactions")
+#: Seconds after the gateway received an interaction at which the worker defers it.
+DEFER_AFTER: typing.Final[float] = 2.5
+_COMPONENT_TYPES: typing.Final = frozenset({3, 5})  # component, modal submit
+
+
+@dataclasses.dataclass(slots=True)
+class _State:
+    application_id: int
+    token: str
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    responded: bool = False
+    deferred: bool = False
+
+
+class InteractionAwareRest:
+    """hikari's REST client, with interaction responses that know about auto-deferral."""
+
+    def __init__(self, rest: hikari.api.RESTClient) -> None:
+        self._rest = rest
+        self._states: dict[int, _State] = {}
+        self.auto_deferred = 0
+
+    def __getattr__(self, name: str) -> typing.Any:
+        return getattr(self._rest, name)
+
+    @property
+    def inner(self) -> hikari.api.RESTClient:
+        return self._rest
+
+    async def create_interaction_response(
+        self,
+        interaction: hikari.SnowflakeishOr[hikari.PartialInteraction],
+        token: str,
+        response_type: hikari.ResponseType | int,
+        content: hikari.UndefinedOr[typing.Any] = hikari.UNDEFINED,
+        **kwargs: typing.Any,
+    ) -> None:
+        state = self._states.get(int(interaction))
+        if state is None:
+            await self._rest.create_interaction_response(
+                interaction, token, response_type, content, **kwargs
+            )
+            return
+        async with state.lock:
+            if not state.deferred:
+                state.responded = True
+                await self._rest.create_interaction_response(
+                    interaction, token, response_type, content, **kwargs
+                )
+                return
+        # Deferred by the worker: the handler's answer becomes the deferred response's edit.
+        if int(response_type) in (
+            hikari.ResponseType.DEFERRED_MESSAGE_CREATE,
+            hikari.ResponseType.DEFERRED_MESSAGE_UPDATE,
+        ):
+            return
+        allowed = {k: v for k, v in kwargs.items() if k in _EDIT_FIELDS}
+        await self._rest.edit_interaction_response(
+            state.application_id, state.token, content, **allowed
+        )
+
+    @contextlib.asynccontextmanager
+    async def guard(
+        self, payload: dict[str, typing.Any], received_at: float
+    ) -> typing.AsyncIterator[None]:
+        """Run a handler for ``payload`` (an INTERACTION_CREATE) under the deadline."""
+        kind = payload.get("type")
+        if kind not in (2, 3, 5):  # autocomplete and ping cannot be deferred
+            yield
+            return
+        interaction_id = int(payload["id"])
+        state = _State(int(payload["application_id"]), payload["token"])
+        self._states[interaction_id] = state
+        delay = max(received_at + DEFER_AFTER - time.time(), 0.0)
+        timer = asyncio.get_running_loop().create_task(
+            self._defer_later(interaction_id, state, delay, component=kind in _COMPONENT_TYPES)
+        )
+        try:
+            yield
+        finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+            self._states.pop(interaction_id, None)
+
+    async def _defer_later(
+        self, interaction_id: int, state: _State, delay: float, *, component: bool
+    ) -> None:
+        await asyncio.sleep(delay)
+        async with state.lock:
+            if state.responded:
+                return
+            response_type = (
+                hikari.ResponseType.DEFERRED_MESSAGE_UPDATE
+                if component
+                else hikari.ResponseType.DEFERRED_MESSAGE_CREATE
+            )
+            try:
+                await self._rest.create_interaction_response(
+                    interaction_id, state.token, response_type
+                )
+            except hikari.HTTPError as exc:
+                _LOGGER.warning("could not defer an interaction", extra={"error": str(exc)})
+                return
+            state.deferred = True
+            self.auto_deferred += 1
+
+
+_EDIT_FIELDS: typing.Final = frozenset(
+    {
+        "attachment",
+        "attachments",
+        "component",
+        "components",
+        "embed",
+        "embeds",
+        "mentions_everyone",
+        "user_mentions",
+        "role_mentions",
+    }
+)

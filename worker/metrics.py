@@ -1,0 +1,89 @@
+"""The worker's Prometheus metrics."""
+
+from __future__ import annotations
+
+import typing
+
+from shared import health
+from worker import consumer as consumer_module
+
+if typing.TYPE_CHECKING:
+    from worker import app
+
+
+def _histogram(
+    text: health.MetricsText,
+    name: str,
+    help_text: str,
+    series: dict[str, consumer_module.Histogram],
+    label: str,
+) -> None:
+    samples: list[tuple[dict[str, str], float]] = []
+    for key, histogram in sorted(series.items()):
+        cumulative = 0
+        for bound, count in zip(
+            [*consumer_module.BUCKETS, float("inf")], histogram.counts, strict=True
+        ):
+            cumulative += count
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            samples.append(({label: key, "le": le} if label else {"le": le}, cumulative))
+    text.family(f"{name}_bucket", "histogram", help_text, samples)
+    text.family(
+        f"{name}_sum",
+        "counter",
+        help_text,
+        [(({label: k} if label else {}), h.total) for k, h in sorted(series.items())],
+    )
+    text.family(
+        f"{name}_count",
+        "counter",
+        help_text,
+        [(({label: k} if label else {}), h.count) for k, h in sorted(series.items())],
+    )
+
+
+def render(worker: app.WorkerApp) -> str:
+    text = health.MetricsText()
+    stats = (
+        worker.consumer.stats if worker.consumer is not None else consumer_module.ConsumerStats()
+    )
+    labels = {"pool": worker.settings.core.pool, "group": worker.settings.group}
+    text.family(
+        "shardline_worker_messages_consumed_total",
+        "counter",
+        "broker messages taken",
+        [(labels, stats.consumed)],
+    )
+    text.family(
+        "shardline_worker_events_handled_total",
+        "counter",
+        "events handled, by type",
+        [({**labels, "event": t}, n) for t, n in sorted(stats.handled.items())],
+    )
+    text.family(
+        "shardline_worker_handler_failures_total",
+        "counter",
+        "handler exceptions, by type",
+        [({**labels, "event": t}, n) for t, n in sorted(stats.failures.items())],
+    )
+    text.family(
+        "shardline_worker_duplicates_skipped_total",
+        "counter",
+        "replayed events not handled again",
+        [(labels, stats.duplicates)],
+    )
+    text.family(
+        "shardline_worker_dead_lettered_total",
+        "counter",
+        "unreadable messages parked with a reason",
+        [(labels, stats.dead_lettered)],
+    )
+    _histogram(text, "shardline_worker_handler_seconds", "handler latency", stats.latency, "event")
+    _histogram(
+        text,
+        "shardline_worker_event_age_seconds",
+        "age of an event when handling starts",
+        {"all": stats.age},
+        "",
+    )
+    return text.render()
