@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import signal
-import time
 import typing
 
 import aio_pika
@@ -23,8 +21,7 @@ from gateway import (
     sessions,
     shards,
 )
-from shared import health, keys, redis_client, topology
-from shared import logging as shard_logging
+from shared import health, keys, lifecycle, redis_client, topology
 from shared.cache import resources
 from shared.cache import writer as cache_writer
 
@@ -69,8 +66,6 @@ class GatewayApp:
     async def start(self) -> None:
         hikari_adapter.check_compatibility()
         core = self.settings.core
-        for value in (core.token, core.amqp_url, core.redis_url, self.settings.lavalink_password):
-            shard_logging.register_secret(value)
         info = await discord_api.fetch_gateway_bot(core.api_url, core.token)
         shard_count = self.settings.shard_count or info.shards
         self._redis = redis_client.connect(core.redis_url)
@@ -320,14 +315,11 @@ class GatewayApp:
             await self._redis.aclose()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
-        started = time.monotonic()
-        try:
-            await self.start()
-            _LOGGER.info("gateway ready", extra={"seconds": round(time.monotonic() - started, 3)})
-            await self.stopping.wait()
-            _LOGGER.info("SIGTERM: handing off shards")
-        finally:
-            await self.close()
+        """Start, hold the shards until SIGTERM, then hand them off."""
+        await lifecycle.run_until_stopped(
+            name="gateway",
+            start=self.start,
+            close=self.close,
+            stopping=self.stopping,
+            secrets=(*self.settings.core.secrets(), self.settings.lavalink_password),
+        )

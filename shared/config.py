@@ -156,6 +156,10 @@ class CoreSettings:
         read = EnvReader(os.environ if env is None else env)
         return cls._read(read)
 
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret value, for the log redactor."""
+        return (self.token, self.amqp_url, self.redis_url)
+
     @classmethod
     def _read(cls, read: EnvReader) -> CoreSettings:
         token = read.secret("DISCORD_TOKEN")

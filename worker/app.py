@@ -7,14 +7,12 @@ import contextlib
 import importlib
 import logging
 import secrets
-import signal
 import typing
 
 import aio_pika
 import hikari
 
-from shared import health, keys, redis_client, topology
-from shared import logging as shard_logging
+from shared import health, keys, lifecycle, redis_client, topology
 from shared.cache import reader
 from worker import bot as bot_module
 from worker import consumer, dedupe, events, interactions, metrics
@@ -66,8 +64,6 @@ class WorkerApp:
     async def start(self) -> None:
         events.check_compatibility()
         core = self.settings.core
-        for value in (core.token, core.amqp_url, core.redis_url, self.settings.mongo_url):
-            shard_logging.register_secret(value)
         load_plugins(self.bot, self.settings.plugins)
         self._redis = redis_client.connect(core.redis_url)
         self._amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
@@ -150,12 +146,11 @@ class WorkerApp:
             await self._redis.aclose()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
-        try:
-            await self.start()
-            await self.stopping.wait()
-            _LOGGER.info("SIGTERM: draining in-flight handlers")
-        finally:
-            await self.close()
+        """Start, consume until SIGTERM, then drain in-flight handlers."""
+        await lifecycle.run_until_stopped(
+            name="worker",
+            start=self.start,
+            close=self.close,
+            stopping=self.stopping,
+            secrets=(*self.settings.core.secrets(), self.settings.mongo_url),
+        )
