@@ -260,3 +260,36 @@ async def test_a_worker_killed_mid_handler_leaves_the_event_to_another_replica(
         if doomed.poll() is None:
             doomed.kill()
     assert seen.count("in flight") == 1
+
+
+async def test_a_worker_fills_the_cache_with_a_large_guilds_members_through_op_8(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    guild_id, _ = text_channel(stack)
+    for index in range(2500):
+        discord.add_member(guild_id, discord.add_user(f"member{index}"), announce=False)
+    bot = bot_module.Bot()
+
+    @bot.listen(hikari.GuildAvailableEvent)
+    async def noop(event: hikari.GuildAvailableEvent) -> None:
+        del event
+
+    async with worker(stack, bot) as replica, stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        cache = replica.bot.cache
+        assert cache is not None
+        before = len(await cache.member_ids(guild_id))
+        await replica.bot.shard_for(guild_id).request_guild_members(guild_id, nonce="fill")
+        expected = len(discord.world.members[guild_id])
+
+        async def filled() -> bool:
+            return len(await cache.member_ids(guild_id)) == expected
+
+        for _ in range(200):
+            if await filled():
+                break
+            await asyncio.sleep(0.05)
+        assert await filled()
+    assert before <= 250
+    assert [c.op for c in discord.records.commands] == [8]
