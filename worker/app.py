@@ -54,6 +54,7 @@ class WorkerApp:
         self.topology = topology.Topology(core.namespace)
         self.keys = keys.RedisKeys(core.namespace, core.pool)
         self.consumer: consumer.EventConsumer | None = None
+        self.deduplicator: dedupe.Deduplicator | None = None
         self.health: health.HealthServer | None = None
         self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
         self._redis: aioredis.Redis | None = None
@@ -133,6 +134,8 @@ class WorkerApp:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.consumer.stop_intake(), 5)
             await self.consumer.drain(DRAIN_TIMEOUT)
+        if self.deduplicator is not None:
+            await self.deduplicator.flush()
         if self.health is not None:
             await self.health.close()
         if self._rest is not None:

@@ -2,11 +2,13 @@
 
 A key per envelope (``pool:shard:session:seq``) moves from ``processing`` to ``done``. A copy
 that arrives while another is processing is skipped, unless the broker redelivered it (the
-holder died): then it is taken over. One pipelined script call per message, one write after.
+holder died): then it is taken over. One pipelined ``SET NX`` per message; the ``done`` marks of
+many messages go out together in the background.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import typing
 
@@ -19,14 +21,8 @@ if typing.TYPE_CHECKING:
 
 _LOGGER = logging.getLogger("shardline.worker.dedupe")
 _PROCESSING_TTL: typing.Final = 120
-_CLAIM: typing.Final = """
-local value = redis.call('GET', KEYS[1])
-if not value or (value ~= 'done' and ARGV[2] == '1') then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-  return 1
-end
-return 0
-"""
+#: "done" marks are written in the background, this often: one round trip for many events.
+_FLUSH_EVERY: typing.Final = 0.01
 
 
 class Deduplicator:
@@ -34,22 +30,30 @@ class Deduplicator:
         self._redis = redis
         self._keys = redis_keys
         self._holder = f"processing:{worker_id}"
-        self._claim = redis.register_script(_CLAIM)
+        self._done: list[str] = []
+        self._flusher: asyncio.Task[None] | None = None
         self.available = True
 
     async def claim(
         self, envelopes: typing.Sequence[envelope.EventEnvelope], *, redelivered: bool
     ) -> list[envelope.EventEnvelope]:
-        """The envelopes this worker should handle now."""
+        """The envelopes this worker should handle now (one round trip in the common case)."""
+        names = [self._keys.dedupe(item.dedupe_key) for item in envelopes]
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for item in envelopes:
-                    await self._claim(
-                        keys=[self._keys.dedupe(item.dedupe_key)],
-                        args=[self._holder, "1" if redelivered else "0", _PROCESSING_TTL],
-                        client=pipe,
-                    )
-                results = await pipe.execute()
+                for name in names:
+                    pipe.set(name, self._holder, nx=True, ex=_PROCESSING_TTL)
+                won = await pipe.execute()
+            if redelivered and not all(won):
+                # The broker redelivered: whoever held these died. Take over all but done ones.
+                taken = [i for i, ok in enumerate(won) if not ok]
+                values = await self._redis.mget([names[i] for i in taken])
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for index, value in zip(taken, values, strict=True):
+                        if value != b"done":
+                            pipe.set(names[index], self._holder, ex=_PROCESSING_TTL)
+                            won[index] = True
+                    await pipe.execute()
         except redis_client.REDIS_ERRORS as exc:
             if self.available:
                 _LOGGER.warning(
@@ -58,21 +62,38 @@ class Deduplicator:
             self.available = False
             return list(envelopes)
         self.available = True
-        return [item for item, won in zip(envelopes, results, strict=True) if won]
+        return [item for item, ok in zip(envelopes, won, strict=True) if ok]
 
     async def finish(
         self,
         done: typing.Sequence[envelope.EventEnvelope],
         failed: typing.Sequence[envelope.EventEnvelope],
     ) -> None:
-        if not done and not failed:
+        """Mark handled envelopes done (batched in the background); free failed ones now."""
+        self._done.extend(self._keys.dedupe(item.dedupe_key) for item in done)
+        if self._done and self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+        if failed:
+            try:
+                await self._redis.delete(*(self._keys.dedupe(item.dedupe_key) for item in failed))
+            except redis_client.REDIS_ERRORS as exc:
+                _LOGGER.warning(
+                    "Redis unavailable: dedupe claim not released", extra={"error": str(exc)}
+                )
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(_FLUSH_EVERY)
+        await self.flush()
+
+    async def flush(self) -> None:
+        self._flusher = None
+        names, self._done = self._done, []
+        if not names:
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for item in done:
-                    pipe.set(self._keys.dedupe(item.dedupe_key), "done", ex=keys.DEDUPE_TTL)
-                for item in failed:
-                    pipe.delete(self._keys.dedupe(item.dedupe_key))
+                for name in names:
+                    pipe.set(name, "done", ex=keys.DEDUPE_TTL)
                 await pipe.execute()
         except redis_client.REDIS_ERRORS as exc:
             _LOGGER.warning(
