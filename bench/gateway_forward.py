@@ -110,7 +110,9 @@ async def cleanup(names: topology.Topology, redis: aioredis.Redis, namespace: st
 async def gateway_case(namespace: str, events: int, size: int) -> Result:
     names = topology.Topology(namespace)
     redis = aioredis.Redis.from_url(REDIS_URL)
-    await redis.sadd(keys.RedisKeys(namespace, "main").interests("gateway"), "MESSAGE_CREATE")
+    redis_keys = keys.RedisKeys(namespace, "main")
+    await redis.sadd(redis_keys.interests("gateway"), "MESSAGE_CREATE")
+    await redis.sadd(redis_keys.interest_groups(), "gateway")
     counter = Counter(events)
     consumer = await consume(names, "gateway", counter)
     emulator = await asyncio.create_subprocess_exec(

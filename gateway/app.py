@@ -185,10 +185,15 @@ class GatewayApp:
         assert self._redis is not None
         assert self.publisher is not None
         try:
-            groups = [k async for k in self._redis.scan_iter(match=self.keys.interests("*"))]
+            groups = await self._redis.smembers(self.keys.interest_groups())
             names: set[str] = set()
             if groups:
-                members = await self._redis.sunion(groups)
+                members = await self._redis.sunion(
+                    [
+                        self.keys.interests(g.decode() if isinstance(g, bytes) else str(g))
+                        for g in groups
+                    ]
+                )
                 names = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
         except redis_client.REDIS_ERRORS as exc:
             _LOGGER.warning(

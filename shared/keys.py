@@ -84,6 +84,10 @@ class RedisKeys:
         """Set: event names a worker group listens to (selective forwarding)."""
         return f"{self._prefix}:interests:{group}"
 
+    def interest_groups(self) -> str:
+        """Set: the worker groups that registered interests (so gateways never SCAN)."""
+        return f"{self._prefix}:interest-groups"
+
     # workers
     def dedupe(self, envelope_key: str) -> str:
         """String with ``DEDUPE_TTL``: set once an envelope has been taken for handling."""

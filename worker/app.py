@@ -118,6 +118,7 @@ class WorkerApp:
             pipe.delete(interests)
             if wanted:
                 pipe.sadd(interests, *wanted)
+            pipe.sadd(self.keys.interest_groups(), self.settings.group)
             await pipe.execute()
         return queues
 

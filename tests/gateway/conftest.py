@@ -66,6 +66,7 @@ class Stack:
             channel, self.pool, group, events
         )
         await self.redis.sadd(self.keys.interests(group), *events)
+        await self.redis.sadd(self.keys.interest_groups(), group)
         sink = EventSink()
         await queue.consume(sink.on_message)
         await interactions.consume(sink.on_message)

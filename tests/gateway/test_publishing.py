@@ -56,6 +56,7 @@ async def test_a_worker_finds_the_cache_already_reflecting_the_event(stack: Stac
     channel = await stack.connection.channel()
     queue, _ = await stack.topology.declare_worker_queues(channel, "main", "default", events)
     await stack.redis.sadd(stack.keys.interests("default"), *events)
+    await stack.redis.sadd(stack.keys.interest_groups(), "default")
 
     async def check_then_ack(message: typing.Any) -> None:
         body = envelope.decode_message(message.body)
