@@ -130,6 +130,8 @@ class EventConsumer:
                     },
                 )
                 await self._dedupe.finish(done, fresh[index:])
+                # The redelivery must find the handled ones done, not merely ours "processing".
+                await self._dedupe.flush()
                 # Requeued: the quorum queue counts deliveries and dead-letters past its limit.
                 await message.nack(requeue=True)
                 return

@@ -293,3 +293,46 @@ async def test_a_worker_fills_the_cache_with_a_large_guilds_members_through_op_8
         assert await filled()
     assert before <= 250
     assert [c.op for c in discord.records.commands] == [8]
+
+
+async def test_health_and_metrics_of_a_replica(stack: Stack) -> None:
+    import aiohttp  # noqa: PLC0415
+
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        if event.content == "fail":
+            raise RuntimeError("on purpose")
+
+    async with (
+        worker(stack, bot) as replica,
+        stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"),
+        aiohttp.ClientSession() as http,
+    ):
+        assert replica.health is not None
+        base = f"http://127.0.0.1:{replica.health.port}"
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        user = discord.add_user("hank")
+        discord.send_message(channel_id, user, "ok")
+        discord.send_message(channel_id, user, "fail")
+        assert replica.consumer is not None
+        consumer = replica.consumer
+        await discord.wait_for(lambda: consumer.stats.failures["MESSAGE_CREATE"] >= 1)
+        await discord.wait_for(lambda: consumer.stats.handled["MESSAGE_CREATE"] >= 1)
+        async with http.get(f"{base}/readyz") as response:
+            assert response.status == 200
+        async with http.get(f"{base}/metrics") as response:
+            text = await response.text()
+    lines = set(text.splitlines())
+    labels = 'event="MESSAGE_CREATE",group="default",pool="main"'
+    assert f"shardline_worker_events_handled_total{{{labels}}} 1" in lines
+    assert any(
+        line.startswith(f"shardline_worker_handler_failures_total{{{labels}}}") for line in lines
+    )
+    assert any(line.startswith("shardline_worker_handler_seconds_bucket{") for line in lines)
+    assert any(line.startswith("shardline_worker_event_age_seconds_count") for line in lines)
+    assert "# TYPE shardline_worker_messages_consumed_total counter" in lines
+    assert discord.token not in text
