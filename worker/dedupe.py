@@ -2,8 +2,8 @@
 
 A key per envelope (``pool:shard:session:seq``) moves from ``processing`` to ``done``. A copy
 that arrives while another is processing is skipped, unless the broker redelivered it (the
-holder died): then it is taken over. One pipelined ``SET NX`` per message; the ``done`` marks of
-many messages go out together in the background.
+holder died): then it is taken over. One script call per message claims all its envelopes; the
+``done`` marks of many messages go out together in the background, in one call.
 """
 
 from __future__ import annotations
@@ -23,6 +23,26 @@ _LOGGER = logging.getLogger("shardline.worker.dedupe")
 _PROCESSING_TTL: typing.Final = 120
 #: "done" marks are written in the background, this often: one round trip for many events.
 _FLUSH_EVERY: typing.Final = 0.01
+# One command for all the envelopes of a message: claim each key, or take it over from a dead
+# holder when the broker redelivered (never a "done" one).
+_CLAIM_MANY: typing.Final = """
+local won = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[1], 'NX', 'EX', ARGV[3]) then
+    won[i] = 1
+  elseif ARGV[2] == '1' and redis.call('GET', key) ~= 'done' then
+    redis.call('SET', key, ARGV[1], 'EX', ARGV[3])
+    won[i] = 1
+  else
+    won[i] = 0
+  end
+end
+return won
+"""
+_DONE_MANY: typing.Final = """
+for _, key in ipairs(KEYS) do redis.call('SET', key, 'done', 'EX', ARGV[1]) end
+return #KEYS
+"""
 
 
 class Deduplicator:
@@ -30,6 +50,8 @@ class Deduplicator:
         self._redis = redis
         self._keys = redis_keys
         self._holder = f"processing:{worker_id}"
+        self._claim_many = redis.register_script(_CLAIM_MANY)
+        self._done_many = redis.register_script(_DONE_MANY)
         self._done: list[str] = []
         self._flusher: asyncio.Task[None] | None = None
         self.available = True
@@ -40,20 +62,9 @@ class Deduplicator:
         """The envelopes this worker should handle now (one round trip in the common case)."""
         names = [self._keys.dedupe(item.dedupe_key) for item in envelopes]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for name in names:
-                    pipe.set(name, self._holder, nx=True, ex=_PROCESSING_TTL)
-                won = await pipe.execute()
-            if redelivered and not all(won):
-                # The broker redelivered: whoever held these died. Take over all but done ones.
-                taken = [i for i, ok in enumerate(won) if not ok]
-                values = await self._redis.mget([names[i] for i in taken])
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for index, value in zip(taken, values, strict=True):
-                        if value != b"done":
-                            pipe.set(names[index], self._holder, ex=_PROCESSING_TTL)
-                            won[index] = True
-                    await pipe.execute()
+            won = await self._claim_many(
+                keys=names, args=[self._holder, "1" if redelivered else "0", _PROCESSING_TTL]
+            )
         except redis_client.REDIS_ERRORS as exc:
             if self.available:
                 _LOGGER.warning(
