@@ -26,16 +26,19 @@ _FLUSH_EVERY: typing.Final = 0.01
 # One command for all the envelopes of a message: claim each key, or take it over from a dead
 # holder when the broker redelivered (never a "done" one).
 _CLAIM_MANY: typing.Final = """
-local won = {}
+local won, seen = {}, {}
 for i, key in ipairs(KEYS) do
-  if redis.call('SET', key, ARGV[1], 'NX', 'EX', ARGV[3]) then
+  if seen[key] then
+    won[i] = 0
+  elseif redis.call('SET', key, ARGV[1], 'NX', 'EX', ARGV[2]) then
     won[i] = 1
-  elseif ARGV[2] == '1' and redis.call('GET', key) ~= 'done' then
-    redis.call('SET', key, ARGV[1], 'EX', ARGV[3])
+  elseif ARGV[2 + i] == '1' and redis.call('GET', key) ~= 'done' then
+    redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
     won[i] = 1
   else
     won[i] = 0
   end
+  seen[key] = true
 end
 return won
 """
@@ -54,6 +57,9 @@ class Deduplicator:
         self._done_many = redis.register_script(_DONE_MANY)
         self._done: list[str] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._waiting: list[tuple[list[str], bool, asyncio.Future[list[int]]]] = []
+        self._claim_scheduled = False
+        self._claims: set[asyncio.Task[None]] = set()
         self.available = True
 
     async def claim(
@@ -61,10 +67,14 @@ class Deduplicator:
     ) -> list[envelope.EventEnvelope]:
         """The envelopes this worker should handle now (one round trip in the common case)."""
         names = [self._keys.dedupe(item.dedupe_key) for item in envelopes]
+        # Messages that arrive together (up to the prefetch) share one script call.
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((names, redelivered, future))
+        if not self._claim_scheduled:
+            self._claim_scheduled = True
+            asyncio.get_running_loop().call_soon(self._claim_pending)
         try:
-            won = await self._claim_many(
-                keys=names, args=[self._holder, "1" if redelivered else "0", _PROCESSING_TTL]
-            )
+            won = await future
         except redis_client.REDIS_ERRORS as exc:
             if self.available:
                 _LOGGER.warning(
@@ -74,6 +84,36 @@ class Deduplicator:
             return list(envelopes)
         self.available = True
         return [item for item, ok in zip(envelopes, won, strict=True) if ok]
+
+    def _claim_pending(self) -> None:
+        self._claim_scheduled = False
+        waiting, self._waiting = self._waiting, []
+        task = asyncio.get_running_loop().create_task(self._claim_batch(waiting))
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def _claim_batch(
+        self, waiting: list[tuple[list[str], bool, asyncio.Future[list[int]]]]
+    ) -> None:
+        names = [name for batch, _, _ in waiting for name in batch]
+        flags = ["1" if redelivered else "0" for batch, redelivered, _ in waiting for _ in batch]
+        try:
+            won = await self._claim_many(keys=names, args=[self._holder, _PROCESSING_TTL, *flags])
+        except redis_client.REDIS_ERRORS as exc:
+            for _, _, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException as exc:
+            for _, _, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        offset = 0
+        for batch, _, future in waiting:
+            if not future.done():
+                future.set_result(list(won[offset : offset + len(batch)]))
+            offset += len(batch)
 
     async def finish(
         self,
