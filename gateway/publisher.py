@@ -226,6 +226,10 @@ class EventPublisher:
                         "Redis unavailable: cache not written", extra={"error": str(exc)}
                     )
                 self.cache_ok = False
+            except Exception:
+                # Whatever went wrong in the cache, the events themselves still go out.
+                self.stats.cache_failures += len(cache_events)
+                _LOGGER.exception("cache write failed; publishing anyway")
         for batch in cache_batches:
             batch.done = True
             self.buffered -= batch.count

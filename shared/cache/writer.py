@@ -9,6 +9,7 @@ heartbeats, keep running while 100,000 members are written.
 
 from __future__ import annotations
 
+import logging
 import typing
 
 import orjson
@@ -22,6 +23,7 @@ if typing.TYPE_CHECKING:
     from redis.asyncio.client import Pipeline
 
 Json = dict[str, typing.Any]
+_LOGGER = logging.getLogger("shardline.cache.writer")
 _GUILD_PARTS: typing.Final = frozenset(
     {
         "members", "channels", "threads", "roles", "emojis", "voice_states", "presences",
@@ -37,6 +39,7 @@ class CacheWriter:
     def __init__(self, redis_keys: keys.RedisKeys, resources: CacheResource) -> None:
         self.keys = redis_keys
         self.resources = resources
+        self.malformed = 0
         self._handlers: dict[str, typing.Callable[..., typing.Awaitable[None]]] = {
             "READY": self._ready,
             "GUILD_CREATE": self._guild_create,
@@ -74,8 +77,17 @@ class CacheWriter:
         """Apply ``(shard_id, event, d)`` in order; one round trip unless members are many."""
         pipe = redis.pipeline(transaction=False)
         for shard_id, event, d in events:
-            if isinstance(d, dict):
+            if not isinstance(d, dict):
+                continue
+            try:
                 await self._handlers[event](redis, pipe, shard_id, d)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # A payload not shaped as documented: skip its cache write, keep the rest.
+                self.malformed += 1
+                _LOGGER.warning(
+                    "malformed dispatch not cached",
+                    extra={"event": event, "shard": shard_id, "error": repr(exc)},
+                )
         if len(pipe):
             await pipe.execute()
 

@@ -480,3 +480,18 @@ async def test_a_100k_member_guild_create_lets_the_loop_breathe(cache: Cache) ->
     # The loop ran between slices: a heartbeat task kept ticking, never stalled for long.
     assert len(gaps) > 10
     assert max(gaps) < 0.5, max(gaps)
+
+
+async def test_malformed_payloads_are_skipped_and_the_rest_is_written(cache: Cache) -> None:
+    good = guild_with(cache)
+    await cache.writer.write(
+        cache.redis,
+        [
+            (0, "GUILD_MEMBER_ADD", {"guild_id": "not a number", "user": {"id": "x"}}),
+            (0, "CHANNEL_CREATE", {"guild_id": "1"}),
+            (0, "GUILD_ROLE_CREATE", {"guild_id": "1", "role": None}),
+            (0, "GUILD_CREATE", good),
+        ],
+    )
+    assert cache.writer.malformed == 3
+    assert await cache.reader.get_guild(int(good["id"])) is not None
