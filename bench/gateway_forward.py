@@ -28,6 +28,7 @@ import aio_pika
 import orjson
 import redis.asyncio as aioredis
 
+from bench import cleanup
 from shared import keys, topology
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -91,22 +92,6 @@ async def consume(
     return connection
 
 
-async def cleanup(names: topology.Topology, redis: aioredis.Redis, namespace: str) -> None:
-    connection = await aio_pika.connect_robust(AMQP_URL)
-    channel = await connection.channel()
-    for group in ("gateway", "reference"):
-        await channel.queue_delete(names.worker_queue("main", group))
-        await channel.queue_delete(names.interaction_queue("main", group))
-    exchanges, queues = names.all_static_names()
-    for queue in queues:
-        await channel.queue_delete(queue)
-    for exchange in exchanges:
-        await channel.exchange_delete(exchange)
-    await connection.close()
-    async for key in redis.scan_iter(match=f"{namespace}:*"):
-        await redis.delete(key)
-
-
 async def gateway_case(namespace: str, events: int, size: int) -> Result:
     names = topology.Topology(namespace)
     redis = aioredis.Redis.from_url(REDIS_URL)
@@ -158,7 +143,7 @@ async def gateway_case(namespace: str, events: int, size: int) -> Result:
     await emulator.stdin.drain()
     await emulator.wait()
     await consumer.close()
-    await cleanup(names, redis, namespace)
+    await cleanup.cleanup(AMQP_URL, REDIS_URL, namespace, ["gateway", "reference"])
     await redis.aclose()
     missing = events - len(counter.seqs)
     if missing:
@@ -168,7 +153,6 @@ async def gateway_case(namespace: str, events: int, size: int) -> Result:
 
 async def reference_case(namespace: str, events: int, size: int) -> Result:
     names = topology.Topology(namespace)
-    redis = aioredis.Redis.from_url(REDIS_URL)
     counter = Counter(events)
     consumer = await consume(names, "reference", counter)
     process = await asyncio.create_subprocess_exec(
@@ -181,8 +165,7 @@ async def reference_case(namespace: str, events: int, size: int) -> Result:
     await process.wait()
     await asyncio.wait_for(counter.done.wait(), timeout=600)
     await consumer.close()
-    await cleanup(names, redis, namespace)
-    await redis.aclose()
+    await cleanup.cleanup(AMQP_URL, REDIS_URL, namespace, ["gateway", "reference"])
     return Result(
         "bare aio-pika, one message per event, 200 confirms in flight",
         events, float(seconds), float(cpu), int(maxrss_kb) / 1024,

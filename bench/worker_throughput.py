@@ -24,10 +24,10 @@ import uuid
 import aio_pika
 import hikari
 import orjson
-import redis.asyncio as aioredis
 
+from bench import cleanup
 from playground.discord import world
-from shared import config, keys, topology
+from shared import config, topology
 from worker import app
 from worker import bot as bot_module
 
@@ -143,26 +143,6 @@ async def reference_case(namespace: str, items: list[dict[str, typing.Any]]) -> 
     return elapsed, used
 
 
-async def cleanup(namespace: str) -> None:
-    names = topology.Topology(namespace)
-    connection = await aio_pika.connect_robust(AMQP_URL)
-    channel = await connection.channel()
-    await channel.queue_delete(names.worker_queue("main", "bench"))
-    await channel.queue_delete(names.interaction_queue("main", "bench"))
-    exchanges, queues = names.all_static_names()
-    for queue in queues:
-        await channel.queue_delete(queue)
-    for exchange in exchanges:
-        await channel.exchange_delete(exchange)
-    await connection.close()
-    redis = aioredis.Redis.from_url(REDIS_URL)
-    prefix = keys.RedisKeys(namespace, "main").namespace
-    batch = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=5000)]
-    for start in range(0, len(batch), 1000):
-        await redis.unlink(*batch[start : start + 1000])
-    await redis.aclose()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
@@ -182,7 +162,7 @@ async def main() -> None:
         try:
             elapsed, used = await runner(namespace)
         finally:
-            await cleanup(namespace)
+            await cleanup.cleanup(AMQP_URL, REDIS_URL, namespace, ["bench"])
         rows.append((label, args.events / elapsed, used / args.events * 1000))
     print("| consumer | events/s | CPU s per 1k events |")
     print("|---|---|---|")

@@ -31,6 +31,8 @@ _GUILD_PARTS: typing.Final = frozenset(
     }
 )  # fmt: skip
 CHUNK: typing.Final[int] = 1000
+#: Announcement, public and private threads.
+_THREAD_TYPES: typing.Final = frozenset({10, 11, 12})
 
 
 class CacheWriter:
@@ -48,9 +50,9 @@ class CacheWriter:
             "CHANNEL_CREATE": self._channel_upsert,
             "CHANNEL_UPDATE": self._channel_upsert,
             "CHANNEL_DELETE": self._channel_delete,
-            "THREAD_CREATE": self._thread_upsert,
-            "THREAD_UPDATE": self._thread_upsert,
-            "THREAD_DELETE": self._thread_delete,
+            "THREAD_CREATE": self._channel_upsert,
+            "THREAD_UPDATE": self._channel_upsert,
+            "THREAD_DELETE": self._channel_delete,
             "THREAD_LIST_SYNC": self._thread_list_sync,
             "GUILD_ROLE_CREATE": self._role_upsert,
             "GUILD_ROLE_UPDATE": self._role_upsert,
@@ -270,25 +272,15 @@ class CacheWriter:
     async def _channel_upsert(
         self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json
     ) -> None:
+        """CHANNEL_* and THREAD_* alike: threads are channels, switched by their own flag."""
         del redis, shard_id
-        if self._on(CacheResource.CHANNELS) and d.get("guild_id"):
+        resource = (
+            CacheResource.THREADS if d.get("type") in _THREAD_TYPES else CacheResource.CHANNELS
+        )
+        if self._on(resource) and d.get("guild_id"):
             self._put_channel(pipe, int(d["guild_id"]), d)
 
     async def _channel_delete(
-        self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json
-    ) -> None:
-        del redis, shard_id
-        if d.get("guild_id"):
-            self._drop_channel(pipe, int(d["guild_id"]), int(d["id"]))
-
-    async def _thread_upsert(
-        self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json
-    ) -> None:
-        del redis, shard_id
-        if self._on(CacheResource.THREADS) and d.get("guild_id"):
-            self._put_channel(pipe, int(d["guild_id"]), d)
-
-    async def _thread_delete(
         self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json
     ) -> None:
         del redis, shard_id
