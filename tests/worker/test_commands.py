@@ -1,0 +1,320 @@
+"""Commands on one and several worker replicas: the emulator, a real gateway, RabbitMQ, Redis,
+MongoDB."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import typing
+
+import hikari
+
+from shared import config
+from worker import app
+from worker import bot as bot_module
+from worker.commands import Context, Cooldown, MaxConcurrency, option
+from worker.plugins import core
+
+if typing.TYPE_CHECKING:
+    from playground.discord import emulator
+    from tests.gateway.conftest import Stack
+
+
+def commands_bot() -> bot_module.Bot:
+    bot = bot_module.Bot()
+    core.setup(bot)
+
+    @bot.command(description="Says it again")
+    async def echo(
+        ctx: Context,
+        times: int = option("how many times", 1, min=1, max=3),
+        text: str = option("what to say", "nothing"),
+    ) -> None:
+        await ctx.respond(" ".join([text] * times))
+
+    @bot.command(description="Bans", user_permissions=hikari.Permissions.BAN_MEMBERS)
+    async def ban(ctx: Context, member: hikari.Member) -> None:
+        await ctx.respond(f"banned {member.id}")
+
+    config_group = bot.group("config", description="Server configuration")
+
+    @bot.command(description="Shows the configuration", group=config_group)
+    async def show(ctx: Context) -> None:
+        await ctx.respond("config shown")
+
+    @bot.command("set", description="Sets a value", group=config_group)
+    async def set_(ctx: Context, key: str, value: str) -> None:
+        await ctx.respond(f"{key}={value}")
+
+    async def fruits(interaction: hikari.AutocompleteInteraction, typed: str) -> list[str]:
+        del interaction
+        return [f for f in ("apple", "apricot", "banana") if f.startswith(typed)]
+
+    @bot.command(description="Picks a fruit")
+    async def pick(ctx: Context, fruit: str = option("which", autocomplete=fruits)) -> None:
+        await ctx.respond(fruit)
+
+    @bot.command(description="One at a time", max_concurrency=MaxConcurrency(1, "global"))
+    async def slow(ctx: Context) -> None:
+        await asyncio.sleep(4)  # long enough that all three arrive while it runs, even on a busy CI
+        await ctx.respond("done")
+
+    @bot.command(description="Twice a minute, for everyone", cooldown=Cooldown(2, 60, "global"))
+    async def limited(ctx: Context) -> None:
+        await ctx.respond("ok")
+
+    return bot
+
+
+@contextlib.asynccontextmanager
+async def replicas(
+    stack: Stack, count: int, make_bot: typing.Callable[[], bot_module.Bot] | None = None
+) -> typing.AsyncIterator[list[app.WorkerApp]]:
+    started: list[app.WorkerApp] = []
+    try:
+        for _ in range(count):
+            bot = (make_bot or commands_bot)()
+            replica = app.WorkerApp(config.WorkerSettings.from_env(stack.env()), bot)
+            await replica.start()
+            started.append(replica)
+        yield started
+    finally:
+        for replica in started:
+            await replica.close()
+
+
+def replies(discord: emulator.DiscordEmulator, channel_id: int) -> list[str]:
+    bot_id = str(discord.world.bot_id)
+    return [
+        m["content"]
+        for m in discord.world.messages.get(channel_id, {}).values()
+        if m["author"]["id"] == bot_id
+    ]
+
+
+def setup_guild(stack: Stack) -> tuple[int, int, dict[str, typing.Any]]:
+    guild = stack.discord.add_guild("g")
+    channel_id = int(stack.discord.channels_of(int(guild["id"]))[0]["id"])
+    owner = stack.discord.world.users[int(guild["owner_id"])]
+    return int(guild["id"]), channel_id, owner
+
+
+async def test_one_command_as_prefix_and_slash_with_typed_options(stack: Stack) -> None:
+    discord = stack.discord
+    _, channel_id, _ = setup_guild(stack)
+    user = discord.add_user("alice")
+    async with replicas(stack, 1), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        discord.send_message(channel_id, user, '!echo 2 "hello there"')
+        await discord.wait_for(lambda: replies(discord, channel_id) == ["hello there hello there"])
+        interaction = discord.send_interaction(
+            channel_id, user, "echo",
+            [{"name": "text", "type": 3, "value": "hi"}, {"name": "times", "type": 4, "value": 3}],
+        )  # fmt: skip
+        await discord.wait_for(lambda: interaction.response is not None)
+    assert interaction.response_type == 4
+    assert interaction.response is not None
+    assert interaction.response["data"]["content"] == "hi hi hi"
+
+
+async def test_bad_arguments_get_a_helpful_reply(stack: Stack) -> None:
+    discord = stack.discord
+    _, channel_id, _ = setup_guild(stack)
+    user = discord.add_user("bob")
+    async with replicas(stack, 1), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        discord.send_message(channel_id, user, "!echo lots")
+        discord.send_message(channel_id, user, "!echo 9 x")
+        discord.send_message(channel_id, user, "!ban nobody")
+        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 3)
+    said = sorted(replies(discord, channel_id))
+    assert any("`times` must be a whole number, not `lots`" in r and "Usage: `!echo" in r
+               for r in said)  # fmt: skip
+    assert any("`times` must be at most 3" in r for r in said)
+    assert any("`member` must be a user mention or id" in r for r in said)
+
+
+async def test_a_failed_permission_check_answers_and_the_owner_passes(stack: Stack) -> None:
+    discord = stack.discord
+    _, channel_id, owner = setup_guild(stack)
+    user = discord.add_user("carol")
+    async with replicas(stack, 1), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        discord.send_message(channel_id, owner, "hello")  # the owner joins (cache: member add)
+        discord.send_message(channel_id, user, "hi")
+        await asyncio.sleep(0.5)
+        discord.send_message(channel_id, user, f"!ban <@{owner['id']}>")
+        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 1)
+        discord.send_message(channel_id, owner, f"!ban <@{user['id']}>")
+        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 2)
+    first, second = replies(discord, channel_id)
+    assert "You need the **Ban Members** permission" in first
+    assert second == f"banned {user['id']}"
+
+
+async def test_a_cooldown_holds_exactly_across_three_replicas(stack: Stack) -> None:
+    discord = stack.discord
+    _, channel_id, _ = setup_guild(stack)
+    users = [discord.add_user(f"u{i}") for i in range(9)]
+    async with replicas(stack, 3) as three, stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        before = [r.consumer.stats.consumed if r.consumer else 0 for r in three]
+        for user in users:
+            discord.send_message(channel_id, user, "!limited")
+            await asyncio.sleep(0.02)  # separate broker messages, spread over the replicas
+        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 9, timeout=20)
+        took = [
+            (r.consumer.stats.consumed if r.consumer else 0) - b
+            for r, b in zip(three, before, strict=True)
+        ]
+    assert sum(1 for n in took if n) >= 2, took  # the burst really was spread
+    said = replies(discord, channel_id)
+    assert said.count("ok") == 2
+    assert sum("Slow down" in r for r in said) == 7
+
+
+async def test_a_prefix_set_on_one_replica_is_used_on_another_at_once(stack: Stack) -> None:
+    discord = stack.discord
+    _, channel_id, owner = setup_guild(stack)
+    async with replicas(stack, 2) as (first, second), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        discord.send_message(channel_id, owner, "!prefix ?")
+        await discord.wait_for(lambda: replies(discord, channel_id) == ["Prefix set to `?`."])
+        handled = [r.consumer.stats.consumed for r in (first, second) if r.consumer]
+        for index in range(6):  # whichever replica takes them
+            discord.send_message(channel_id, owner, f"?echo 1 m{index}")
+        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 7, timeout=20)
+        took = [r.consumer.stats.consumed for r in (first, second) if r.consumer]
+    assert replies(discord, channel_id)[1:] == [f"m{i}" for i in range(6)] or sorted(
+        replies(discord, channel_id)[1:]
+    ) == sorted(f"m{i}" for i in range(6))
+    assert all(after > before for before, after in zip(handled, took, strict=True))
+
+
+def prompting_bot() -> bot_module.Bot:
+    bot = commands_bot()
+
+    @bot.command(description="Asks your name")
+    async def ask(ctx: Context) -> None:
+        answer = await ctx.prompt(
+            "What's your name?", timeout=10, check=lambda a: not a.content.startswith("um")
+        )
+        await ctx.respond(f"Hello {answer.content}")
+
+    @bot.command(description="Asks to confirm")
+    async def confirm(ctx: Context) -> None:
+        row = ctx.bot.rest.build_message_action_row().add_interactive_button(
+            hikari.ButtonStyle.PRIMARY, "confirm-yes", label="Yes"
+        )
+        await ctx.respond("Sure?", component=row)
+        click = await ctx.wait_for_component(["confirm-yes"], timeout=10)
+        await ctx.respond(f"confirmed by {click.user_id}")
+
+    return bot
+
+
+async def waiting_replica(stack: Stack, replicas_: list[app.WorkerApp], key: str) -> app.WorkerApp:
+    """The replica whose handler waits, once the wait is registered in Redis."""
+    for _ in range(200):
+        if await stack.redis.exists(key):
+            break
+        await asyncio.sleep(0.05)
+    for replica in replicas_:
+        prompts = replica.bot.commands.prompts
+        if prompts is not None and prompts._waiting:
+            return replica
+    raise AssertionError("no replica waits")
+
+
+async def test_a_prompt_is_answered_through_another_replica(stack: Stack) -> None:
+    discord = stack.discord
+    _, channel_id, _ = setup_guild(stack)
+    user = discord.add_user("dana")
+    async with (
+        replicas(stack, 2, prompting_bot) as started,
+        stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"),
+    ):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        discord.send_message(channel_id, user, "!ask")
+        key = stack.keys.prompt(channel_id, int(user["id"]))
+        waiter = await waiting_replica(stack, started, key)
+        assert waiter.consumer is not None
+        await waiter.consumer.stop_intake()  # the answer can only reach the other one
+        discord.send_message(channel_id, user, "um...")  # fails the check: keeps waiting
+        discord.send_message(channel_id, user, "Dana")
+        await discord.wait_for(lambda: "Hello Dana" in replies(discord, channel_id))
+    assert replies(discord, channel_id) == ["What's your name?", "Hello Dana"]
+
+
+async def test_a_button_click_reaches_the_waiting_handler_on_another_replica(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    _, channel_id, _ = setup_guild(stack)
+    user = discord.add_user("eve")
+    async with (
+        replicas(stack, 2, prompting_bot) as started,
+        stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"),
+    ):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        discord.send_message(channel_id, user, "!confirm")
+        waiter = await waiting_replica(stack, started, stack.keys.component_wait("confirm-yes"))
+        assert waiter.consumer is not None
+        await waiter.consumer.stop_intake()
+        question = next(
+            m for m in discord.world.messages[channel_id].values()
+            if m["content"] == "Sure?"
+        )  # fmt: skip
+        click = discord.click(question, user, "confirm-yes")
+        await discord.wait_for(lambda: f"confirmed by {user['id']}" in replies(discord, channel_id))
+    assert click.response_type == 6  # acknowledged at once by the replica that got it
+
+
+async def test_max_concurrency_holds_across_replicas_and_frees_the_slot(stack: Stack) -> None:
+    discord = stack.discord
+    _, channel_id, _ = setup_guild(stack)
+    users = [discord.add_user(f"s{i}") for i in range(3)]
+    async with replicas(stack, 2), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        for user in users:
+            discord.send_message(channel_id, user, "!slow")
+            await asyncio.sleep(0.05)
+        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 3)
+        discord.send_message(channel_id, users[0], "!slow")  # the slot is free again
+        await discord.wait_for(lambda: replies(discord, channel_id).count("done") == 2)
+    said = replies(discord, channel_id)
+    assert said.count("done") == 2
+    assert sum("already running" in r for r in said) == 2
+
+
+async def test_subcommands_as_prefix_and_slash_and_autocomplete(stack: Stack) -> None:
+    discord = stack.discord
+    _, channel_id, _ = setup_guild(stack)
+    user = discord.add_user("fay")
+    async with replicas(stack, 1), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        discord.send_message(channel_id, user, "!config show")
+        await discord.wait_for(lambda: replies(discord, channel_id) == ["config shown"])
+        discord.send_message(channel_id, user, "!config nope")
+        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 2)
+        slash = discord.send_interaction(
+            channel_id, user, "config",
+            [{"type": 1, "name": "set", "options": [
+                {"name": "key", "type": 3, "value": "lang"},
+                {"name": "value", "type": 3, "value": "fr"},
+            ]}],
+        )  # fmt: skip
+        typing_in = discord.send_interaction(
+            channel_id, user, "pick", kind=4,
+            data={"id": "1", "name": "pick", "type": 1, "options": [
+                {"name": "fruit", "type": 3, "value": "ap", "focused": True},
+            ]},
+        )  # fmt: skip
+        await discord.wait_for(lambda: slash.response is not None)
+        await discord.wait_for(lambda: typing_in.response is not None)
+    assert "Choose one of `set`, `show`" in replies(discord, channel_id)[1]
+    assert slash.response is not None
+    assert slash.response["data"]["content"] == "lang=fr"
+    assert typing_in.response_type == 8
+    assert typing_in.response is not None
+    assert [c["value"] for c in typing_in.response["data"]["choices"]] == ["apple", "apricot"]

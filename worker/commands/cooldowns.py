@@ -1,0 +1,82 @@
+"""Cooldowns and max-concurrency held in Redis, so a burst spread over many replicas is
+limited as on one."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import typing
+
+if typing.TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from shared import keys
+    from worker.commands import model
+
+__all__: typing.Sequence[str] = ("Concurrency", "Cooldowns")
+
+# A sliding log: the uses of the last ``per`` seconds, trimmed and counted in one atomic step.
+# KEYS[1] = the scope's sorted set; ARGV = now ms, window ms, rate, unique member
+# -> 0 (allowed, recorded) or the ms until the oldest use leaves the window
+_TAKE: typing.Final = """
+local now, window, rate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= rate then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(math.ceil(tonumber(oldest[2]) + window - now), 1)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], window)
+return 0
+"""
+
+
+class Cooldowns:
+    def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> None:
+        self._keys = redis_keys
+        self._take = redis.register_script(_TAKE)
+
+    async def take(self, command: str, cooldown: model.Cooldown, scope_id: int) -> float:
+        """Record a use; 0 when allowed, else the seconds until one is."""
+        scope = f"{cooldown.scope}:{scope_id}"
+        wait_ms = await self._take(
+            keys=[self._keys.cooldown(command, scope)],
+            args=[int(time.time() * 1000), int(cooldown.per * 1000), cooldown.rate,
+                  secrets.token_hex(8)],
+        )  # fmt: skip
+        return int(wait_ms) / 1000
+
+
+# KEYS[1] = the scope's counter; ARGV = limit, safety TTL (s) -> 1 taken, 0 full
+_ENTER: typing.Final = """
+local n = redis.call('INCR', KEYS[1])
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return 0
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+_LEAVE: typing.Final = """
+if tonumber(redis.call('DECR', KEYS[1])) <= 0 then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+#: A replica that dies mid-command leaves its slot taken at most this long.
+_SLOT_TTL: typing.Final = 15 * 60
+
+
+class Concurrency:
+    """At most ``limit`` runs of a command at once per scope, across every replica."""
+
+    def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> None:
+        self._keys = redis_keys
+        self._enter = redis.register_script(_ENTER)
+        self._leave = redis.register_script(_LEAVE)
+
+    async def enter(self, command: str, limit: model.MaxConcurrency, scope_id: int) -> bool:
+        key = self._keys.concurrency(command, f"{limit.scope}:{scope_id}")
+        return bool(await self._enter(keys=[key], args=[limit.limit, _SLOT_TTL]))
+
+    async def leave(self, command: str, limit: model.MaxConcurrency, scope_id: int) -> None:
+        key = self._keys.concurrency(command, f"{limit.scope}:{scope_id}")
+        await self._leave(keys=[key])

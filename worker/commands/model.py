@@ -1,0 +1,88 @@
+"""A command: one definition, a slash command and (where the bot reads messages) a prefix
+command."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+
+import hikari
+
+if typing.TYPE_CHECKING:
+    from worker.commands import context
+    from worker.commands import options as options_module
+
+__all__: typing.Sequence[str] = ("Check", "Command", "Cooldown", "MaxConcurrency")
+
+Callback = typing.Callable[..., typing.Coroutine[typing.Any, typing.Any, None]]
+#: A check answers None (pass) or the reason it fails, which the user is told.
+Check = typing.Callable[["context.Context"], typing.Awaitable[str | None]]
+_NAME: typing.Final = re.compile(r"^[-_\w]{1,32}$")
+SCOPES: typing.Final = frozenset({"user", "channel", "guild", "global"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cooldown:
+    """At most ``rate`` uses per ``per`` seconds per ``scope``, across every replica."""
+
+    rate: int
+    per: float
+    scope: str = "user"
+
+    def __post_init__(self) -> None:
+        if self.rate < 1 or self.per <= 0 or self.scope not in SCOPES:
+            raise ValueError(f"bad cooldown {self!r}: scope is one of {sorted(SCOPES)}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MaxConcurrency:
+    """At most ``limit`` runs at once per ``scope``, across every replica."""
+
+    limit: int
+    scope: str = "global"
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or self.scope not in SCOPES:
+            raise ValueError(f"bad max concurrency {self!r}: scope is one of {sorted(SCOPES)}")
+
+
+@dataclasses.dataclass(slots=True)
+class Command:
+    name: str
+    description: str
+    #: ``None`` for a group: it only holds ``subcommands``.
+    callback: Callback | None
+    options: list[options_module.OptionSpec]
+    guild_only: bool = False
+    owner_only: bool = False
+    user_permissions: hikari.Permissions = hikari.Permissions.NONE
+    bot_permissions: hikari.Permissions = hikari.Permissions.NONE
+    checks: list[Check] = dataclasses.field(default_factory=list)
+    cooldown: Cooldown | None = None
+    max_concurrency: MaxConcurrency | None = None
+    aliases: tuple[str, ...] = ()
+    plugin: str = ""
+    subcommands: dict[str, Command] = dataclasses.field(default_factory=dict)
+    #: The group's name, for a subcommand.
+    parent: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name) or self.name != self.name.lower():
+            raise ValueError(f"command name {self.name!r}: 1-32 lowercase letters, digits, - or _")
+        if not 1 <= len(self.description) <= 100:
+            raise ValueError(f"command {self.name!r}: a description of 1-100 characters")
+        seen_optional = False
+        for spec in self.options:
+            if spec.required and seen_optional:
+                raise ValueError(f"command {self.name!r}: required option after an optional one")
+            seen_optional = seen_optional or not spec.required
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.parent} {self.name}" if self.parent else self.name
+
+    def usage(self, prefix: str) -> str:
+        if self.subcommands:
+            return f"{prefix}{self.name} <{'|'.join(sorted(self.subcommands))}> ..."
+        return " ".join([f"{prefix}{self.qualified_name}", *(o.usage() for o in self.options)])

@@ -1,0 +1,228 @@
+"""Typed command options: declared once by the callback's signature, parsed from a slash
+command's values or from the words after a prefix, with a helpful error on bad input.
+
+    async def ban(ctx, member: hikari.Member, days: int = option("days of messages", 0,
+                  min=0, max=7), reason: str = option("why", "no reason given")) -> None
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import re
+import shlex
+import types
+import typing
+
+import hikari
+
+__all__: typing.Sequence[str] = (
+    "ArgumentError",
+    "OptionSpec",
+    "option",
+    "options_of",
+)
+
+_REQUIRED: typing.Final = object()
+_MENTION: typing.Final = re.compile(r"^<(@!?|@&|#)(\d{15,21})>$|^(\d{15,21})$")
+_TRUE: typing.Final = frozenset({"yes", "y", "true", "t", "on", "1", "enable", "enabled"})
+_FALSE: typing.Final = frozenset({"no", "n", "false", "f", "off", "0", "disable", "disabled"})
+
+
+class ArgumentError(ValueError):
+    """Bad input for an option: the text is what the user is told."""
+
+
+class Kind(enum.IntEnum):
+    """Discord's application command option types."""
+
+    STRING = 3
+    INTEGER = 4
+    BOOLEAN = 5
+    USER = 6
+    CHANNEL = 7
+    ROLE = 8
+    NUMBER = 10
+
+
+_KINDS: typing.Final[dict[object, Kind]] = {
+    str: Kind.STRING,
+    int: Kind.INTEGER,
+    bool: Kind.BOOLEAN,
+    float: Kind.NUMBER,
+    hikari.User: Kind.USER,
+    hikari.Member: Kind.USER,
+    hikari.InteractionMember: Kind.USER,
+    hikari.PartialChannel: Kind.CHANNEL,
+    hikari.GuildChannel: Kind.CHANNEL,
+    hikari.Role: Kind.ROLE,
+}
+
+
+#: Suggests values while the user types: ``(interaction, text so far) -> choices``.
+Autocomplete = typing.Callable[
+    [hikari.AutocompleteInteraction, str], typing.Awaitable[typing.Sequence[str | int | float]]
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Declared:
+    description: str
+    default: object
+    min: float | None
+    max: float | None
+    choices: tuple[str | int | float, ...] | None
+    autocomplete: Autocomplete | None = None
+
+
+def option(
+    description: str = "",
+    default: object = _REQUIRED,
+    *,
+    min: float | None = None,  # noqa: A002 - Discord's own names
+    max: float | None = None,  # noqa: A002
+    choices: typing.Sequence[str | int | float] | None = None,
+    autocomplete: Autocomplete | None = None,
+) -> typing.Any:
+    """Describe an option in the callback's signature (its type comes from the annotation)."""
+    return _Declared(
+        description, default, min, max, tuple(choices) if choices else None, autocomplete
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OptionSpec:
+    name: str
+    kind: Kind
+    annotation: object
+    description: str
+    required: bool
+    default: object
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str | int | float, ...] | None = None
+    autocomplete: Autocomplete | None = None
+
+    @property
+    def wants_member(self) -> bool:
+        return self.annotation in (hikari.Member, hikari.InteractionMember)
+
+    def usage(self) -> str:
+        return f"<{self.name}>" if self.required else f"[{self.name}]"
+
+    def check(self, value: typing.Any) -> typing.Any:
+        """Ranges and choices, for both surfaces (Discord enforces them for slash commands,
+        but a prefix command's words are ours to check)."""
+        if self.choices and value not in self.choices:
+            listed = ", ".join(f"`{c}`" for c in self.choices)
+            raise ArgumentError(f"`{self.name}` must be one of {listed}.")
+        measured = len(value) if isinstance(value, str) else value
+        if isinstance(measured, int | float) and not isinstance(measured, bool):
+            if self.min is not None and measured < self.min:
+                raise ArgumentError(
+                    f"`{self.name}` must be at least {_num(self.min)}{_unit(self)}."
+                )
+            if self.max is not None and measured > self.max:
+                raise ArgumentError(f"`{self.name}` must be at most {_num(self.max)}{_unit(self)}.")
+        return value
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _unit(spec: OptionSpec) -> str:
+    return " characters long" if spec.kind is Kind.STRING else ""
+
+
+def options_of(callback: typing.Callable[..., typing.Any]) -> list[OptionSpec]:
+    """The options a command callback declares after its context parameter."""
+    parameters = list(inspect.signature(callback).parameters.values())[1:]
+    # Only the options' annotations: the context's may name a type-checking-only import.
+    holder = types.SimpleNamespace(
+        __annotations__={p.name: p.annotation for p in parameters if p.annotation is not p.empty}
+    )
+    hints = typing.get_type_hints(holder, globalns=getattr(callback, "__globals__", None))
+    specs = []
+    for parameter in parameters:
+        annotation = hints.get(parameter.name, str)
+        required = True
+        default: object = None
+        declared = parameter.default
+        info = _Declared("", _REQUIRED, None, None, None)
+        if isinstance(declared, _Declared):
+            info = declared
+        elif declared is not inspect.Parameter.empty:
+            info = _Declared("", declared, None, None, None)
+        if info.default is not _REQUIRED:
+            required, default = False, info.default
+        base = _unwrap_optional(annotation)
+        choices = info.choices
+        if typing.get_origin(base) is typing.Literal:
+            choices = typing.get_args(base)
+            base = type(choices[0])
+        kind = _KINDS.get(base)
+        if kind is None:
+            raise TypeError(f"option {parameter.name!r}: unsupported type {annotation!r}")
+        specs.append(
+            OptionSpec(
+                parameter.name, kind, base, info.description, required, default,
+                info.min, info.max, choices, info.autocomplete,
+            )
+        )  # fmt: skip
+    return specs
+
+
+def _unwrap_optional(annotation: object) -> object:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, type(int | None)) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def split_words(text: str) -> list[str]:
+    """Words after the command name; quotes group words ("two words")."""
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def convert_word(spec: OptionSpec, word: str) -> typing.Any:
+    """One prefix-command word as the option's type (ids for users, members, channels, roles:
+    the router resolves them)."""
+    if spec.kind is Kind.STRING:
+        return spec.check(word)
+    if spec.kind is Kind.INTEGER:
+        try:
+            number: float = int(word)
+        except ValueError:
+            raise ArgumentError(f"`{spec.name}` must be a whole number, not `{word}`.") from None
+        return spec.check(number)
+    if spec.kind is Kind.NUMBER:
+        try:
+            number = float(word)
+        except ValueError:
+            raise ArgumentError(f"`{spec.name}` must be a number, not `{word}`.") from None
+        return spec.check(number)
+    if spec.kind is Kind.BOOLEAN:
+        lowered = word.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ArgumentError(f"`{spec.name}` must be yes or no, not `{word}`.")
+    match = _MENTION.match(word)
+    wanted = {Kind.USER: "a user mention or id", Kind.CHANNEL: "a channel mention or id",
+              Kind.ROLE: "a role mention or id"}[spec.kind]  # fmt: skip
+    if match is None:
+        raise ArgumentError(f"`{spec.name}` must be {wanted}, not `{word}`.")
+    sigil = match.group(1)
+    if (
+        sigil is not None
+        and {"@": Kind.USER, "@!": Kind.USER, "@&": Kind.ROLE, "#": Kind.CHANNEL}[sigil]
+        is not spec.kind
+    ):
+        raise ArgumentError(f"`{spec.name}` must be {wanted}, not `{word}`.")
+    return hikari.Snowflake(int(match.group(2) or match.group(3)))
