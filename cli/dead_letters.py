@@ -1,0 +1,108 @@
+"""The dead-letter queue: what is there and why, and putting messages back."""
+
+from __future__ import annotations
+
+import typing
+
+from shared import topology
+
+if typing.TYPE_CHECKING:
+    from aio_pika import abc as pika_abc
+
+
+def _deaths(message: pika_abc.AbstractIncomingMessage) -> list[dict[str, typing.Any]]:
+    """RabbitMQ's ``x-death`` records, newest first."""
+    deaths = typing.cast("dict[str, typing.Any]", message.headers or {}).get("x-death")
+    if not isinstance(deaths, list):
+        return []
+    return [d for d in deaths if isinstance(d, dict)]
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _origin(message: pika_abc.AbstractIncomingMessage) -> tuple[str, str]:
+    """The exchange and routing key a dead letter was first published with."""
+    deaths = _deaths(message)
+    if deaths:
+        first = deaths[-1]
+        keys = first.get("routing-keys") or [message.routing_key or ""]
+        return _text(first.get("exchange", "")), _text(keys[0])
+    return "", message.routing_key or ""
+
+
+def describe(message: pika_abc.AbstractIncomingMessage) -> dict[str, typing.Any]:
+    headers = typing.cast("dict[str, typing.Any]", message.headers or {})
+    exchange, routing_key = _origin(message)
+    reason = headers.get(topology.HEADER_REASON)
+    deaths = _deaths(message)
+    if reason is None and deaths:
+        why, count = _text(deaths[0].get("reason", "dead-lettered")), deaths[0].get("count", "?")
+        reason = f"{why} after {count} deliveries"
+    return {
+        "id": message.message_id,
+        "routing_key": routing_key,
+        "exchange": exchange,
+        "bytes": len(message.body),
+        "reason": None if reason is None else _text(reason),
+    }
+
+
+async def inspect(
+    channel: pika_abc.AbstractChannel, names: topology.Topology, limit: int
+) -> list[dict[str, typing.Any]]:
+    """Up to ``limit`` dead letters, left where they are."""
+    queue = await channel.get_queue(names.dead_letter_queue)
+    seen: list[pika_abc.AbstractIncomingMessage] = []
+    try:
+        while len(seen) < limit:
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            seen.append(message)
+        return [describe(m) for m in seen]
+    finally:
+        for message in seen:
+            await message.nack(requeue=True)
+
+
+async def replay(
+    channel: pika_abc.AbstractChannel,
+    names: topology.Topology,
+    limit: int,
+    *,
+    reason_contains: str | None = None,
+) -> tuple[int, int]:
+    """Publish up to ``limit`` dead letters back to the events exchange with their original
+    routing key (confirmed before each is removed); returns (replayed, skipped)."""
+    queue = await channel.get_queue(names.dead_letter_queue)
+    exchange = await channel.get_exchange(names.events_exchange)
+    replayed = skipped = 0
+    kept: list[pika_abc.AbstractIncomingMessage] = []
+    try:
+        while replayed + skipped < limit:
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            info = describe(message)
+            if reason_contains and reason_contains not in str(info["reason"]):
+                kept.append(message)
+                skipped += 1
+                continue
+            headers = {
+                k: v
+                for k, v in (message.headers or {}).items()
+                if k not in ("x-death", topology.HEADER_REASON)
+                and not k.startswith("x-first-death")
+                and not k.startswith("x-last-death")
+            }
+            await exchange.publish(
+                topology.copy_message(message, headers), routing_key=info["routing_key"]
+            )
+            await message.ack()
+            replayed += 1
+    finally:
+        for message in kept:
+            await message.nack(requeue=True)
+    return replayed, skipped

@@ -1,0 +1,132 @@
+"""What the pool's shared state says: gateways, shards, sessions, workers, queues."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+import typing
+
+import aio_pika
+import orjson
+from aiormq import exceptions as amqp_errors
+
+from shared import keys, sharding, topology
+
+if typing.TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from aio_pika import abc as pika_abc
+
+
+@dataclasses.dataclass(slots=True)
+class Snapshot:
+    gateways: list[dict[str, typing.Any]]
+    shards: list[dict[str, typing.Any]]
+    workers: list[dict[str, typing.Any]]
+    queues: list[tuple[str, int | None, int | None]]
+    dead_letters: int | None
+    shard_count: int | None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _json_values(redis: aioredis.Redis, names: list[str]) -> list[dict[str, typing.Any]]:
+    if not names:
+        return []
+    raw = await redis.mget(names)
+    return [orjson.loads(value) for value in raw if value]
+
+
+async def snapshot(
+    redis: aioredis.Redis,
+    channel: pika_abc.AbstractChannel,
+    redis_keys: keys.RedisKeys,
+    names: topology.Topology,
+    pool: str,
+) -> Snapshot:
+    now = time.time()
+    # Every live gateway (leased shards or static SHARD_IDS) refreshes its status key.
+    found = [_text(k) async for k in redis.scan_iter(redis_keys.gateway_status("*"), count=500)]
+    statuses = {s["gateway"]: s for s in await _json_values(redis, found)}
+    draining = {_text(m) for m in await redis.smembers(redis_keys.draining())}
+    shard_count = next((s["shard_count"] for s in statuses.values() if s.get("shard_count")), None)
+    gateways = [
+        {
+            "gateway": gid,
+            "shards": len(status.get("shards", {})),
+            "connected": sum(1 for s in status.get("shards", {}).values() if s["connected"]),
+            "backlog": status.get("backlog"),
+            "state": "draining" if gid in draining or status.get("draining") else "serving",
+            "seen": round(now - status.get("at", now), 1),
+        }
+        for gid, status in sorted(statuses.items())
+    ]
+    shards = await _shards(redis, redis_keys, statuses, shard_count, now)
+    live = await redis.zrangebyscore(redis_keys.workers(), now - keys.HEALTH_TTL, "+inf")
+    worker_ids = sorted(_text(typing.cast("bytes", m)) for m in live)
+    workers = await _json_values(redis, [redis_keys.worker_status(w) for w in worker_ids])
+    groups = sorted(_text(g) for g in await redis.smembers(redis_keys.interest_groups()))
+    queues: list[tuple[str, int | None, int | None]] = []
+    for group in groups:
+        for queue in (names.worker_queue(pool, group), names.interaction_queue(pool, group)):
+            ready, consumers = await _depth(channel, queue)
+            queues.append((queue, ready, consumers))
+    dead, _ = await _depth(channel, names.dead_letter_queue)
+    return Snapshot(gateways, shards, workers, queues, dead, shard_count)
+
+
+async def _shards(
+    redis: aioredis.Redis,
+    redis_keys: keys.RedisKeys,
+    statuses: dict[str, dict[str, typing.Any]],
+    shard_count: int | None,
+    now: float,
+) -> list[dict[str, typing.Any]]:
+    if not shard_count:
+        return []
+    holders = await redis.mget([redis_keys.lease(s) for s in range(shard_count)])
+    by_shard: dict[int, tuple[str, dict[str, typing.Any]]] = {}
+    for gid, status in statuses.items():
+        for sid, shard in status.get("shards", {}).items():
+            by_shard[int(sid)] = (gid, shard)
+    guilds: collections.Counter[int] = collections.Counter(
+        sharding.shard_for_guild(int(g), shard_count)
+        for g in await redis.smembers(redis_keys.guilds())
+    )
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard_id in range(shard_count):
+            pipe.hmget(redis_keys.session(shard_id), "session_id", "seq", "started_at")
+        sessions = await pipe.execute()
+    rows = []
+    for shard_id in range(shard_count):
+        gateway, shard = by_shard.get(shard_id, (None, {}))
+        holder = holders[shard_id]
+        session_id, seq, started = sessions[shard_id]
+        rows.append(
+            {
+                "shard": shard_id,
+                "gateway": gateway or (_text(holder) if holder else None),
+                "state": "connected" if shard.get("connected") else "down",
+                "latency_ms": round(shard["latency"] * 1000, 1)
+                if shard.get("latency") is not None
+                else None,
+                "guilds": guilds.get(shard_id, 0),
+                "session_age_s": round(now - float(started)) if started else None,
+                "seq": int(seq) if seq else None,
+                "session": _text(session_id)[:8] if session_id else None,
+            }
+        )
+    return rows
+
+
+async def _depth(channel: pika_abc.AbstractChannel, queue: str) -> tuple[int | None, int | None]:
+    """Messages ready and consumers of a queue (None when it does not exist)."""
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+    except (amqp_errors.ChannelNotFoundEntity, aio_pika.exceptions.ChannelClosed):
+        await channel.reopen()
+        return None, None
+    result = declared.declaration_result
+    return result.message_count, result.consumer_count

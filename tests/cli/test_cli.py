@@ -1,0 +1,195 @@
+"""The operator CLI against a locally running system: gateways, a worker, RabbitMQ, Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import typing
+
+import aio_pika
+import hikari
+import orjson
+import pytest
+
+from cli import __main__ as cli
+from shared import config, envelope, topology
+from worker import app as worker_app
+from worker import bot as bot_module
+
+if typing.TYPE_CHECKING:
+    from tests.gateway.conftest import Stack
+
+
+@pytest.fixture
+def operator_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in stack.env().items():
+        monkeypatch.setenv(name, value)
+
+
+async def shardline(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = await cli.run(list(argv))
+    return code, capsys.readouterr().out
+
+
+@contextlib.asynccontextmanager
+async def worker(stack: Stack, bot: bot_module.Bot) -> typing.AsyncIterator[worker_app.WorkerApp]:
+    replica = worker_app.WorkerApp(config.WorkerSettings.from_env(stack.env()), bot)
+    try:
+        await replica.start()
+        yield replica
+    finally:
+        await replica.close()
+
+
+@pytest.mark.usefixtures("operator_env")
+async def test_status_shows_gateways_shards_workers_and_queues(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    discord = stack.discord
+    discord.add_guild("a", shard=(0, 2))
+    discord.add_guild("b", shard=(1, 2))
+    bot = bot_module.Bot()
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        del event
+
+    async with worker(stack, bot) as replica, stack.gateway(SHARD_COUNT="2") as gateway:
+        await discord.wait_for(lambda: discord.connected_shards() == [0, 1])
+        assert gateway.group is not None
+        await discord.wait_for(lambda: all(s.connected for s in gateway.group.stats.values()))
+        await gateway.write_status()
+        await replica.write_status()
+        code, out = await shardline(capsys, "status")
+    assert code == 0
+    assert "2 shards" in out
+    assert gateway.gateway_id in out
+    assert replica.worker_id in out
+    shard_lines = [line for line in out.splitlines() if line.split()[:1] in (["0"], ["1"])]
+    assert len(shard_lines) == 2
+    assert all("connected" in line and gateway.gateway_id in line for line in shard_lines)
+    assert stack.topology.worker_queue("main", "default") in out
+    assert stack.topology.dead_letter_queue in out
+
+
+@pytest.mark.usefixtures("operator_env")
+async def test_drain_hands_shards_to_the_other_gateway_with_resumes_only(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    discord = stack.discord
+    async with (
+        stack.gateway(SHARD_COUNT="2", LEASE_TTL="3") as first,
+        stack.gateway(SHARD_COUNT="2", LEASE_TTL="3") as second,
+    ):
+        await discord.wait_for(lambda: discord.connected_shards() == [0, 1], timeout=20)
+
+        def settled() -> bool:
+            groups = [g.group for g in (first, second) if g.group is not None]
+            return [len(g.shards) for g in groups] == [1, 1] and all(
+                s.connected for g in groups for s in g.stats.values()
+            )
+
+        await discord.wait_for(settled, timeout=20)
+        await asyncio.sleep(1.0)
+        identifies = len(discord.records.identifies)
+        resumes = len(discord.records.resumes)
+        moved = next(iter(first.group.shards))
+        await first.write_status()
+        code, out = await shardline(capsys, "drain", first.gateway_id)
+        assert code == 0, out
+        await discord.wait_for(lambda: len(second.group.shards) == 2, timeout=20)
+        await first.write_status()
+        assert not first.group.shards
+        code, out = await shardline(capsys, "status")
+        assert f"{first.gateway_id}  draining" in out
+    assert len(discord.records.identifies) == identifies  # no new session
+    accepted = [r.shard_id for r in discord.records.resumes[resumes:] if r.accepted]
+    assert accepted == [moved]
+
+
+@pytest.mark.usefixtures("operator_env")
+async def test_dead_letters_are_listed_with_their_reason_and_replayed(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[str] = []
+    bot = bot_module.Bot()
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        seen.append(event.content or "")
+
+    guild = stack.discord.add_guild("g")
+    channel_id = int(stack.discord.channels_of(int(guild["id"]))[0]["id"])
+    message = stack.discord.world.make_message(channel_id, stack.discord.add_user("u"), "again")
+    item = {
+        "v": 1, "pool": "main", "gateway": "gw", "reply_to": "rq", "shard": [0, 1],
+        "session": "s", "seq": 7, "t": "MESSAGE_CREATE", "d": message, "ts": 0.0,
+    }  # fmt: skip
+    channel = await stack.connection.channel()
+    await stack.topology.declare_dead_letter(channel)
+    dead = await channel.get_exchange(stack.topology.dead_letter_exchange)
+    key = topology.Topology.event_key("main", "MESSAGE_CREATE")
+    await dead.publish(
+        aio_pika.Message(
+            orjson.dumps(item),
+            headers={topology.HEADER_REASON: "handler failed 5 times"},
+            content_type=envelope.CONTENT_TYPE,
+            message_id="dead-1",
+        ),
+        routing_key=key,
+    )
+    await asyncio.sleep(0.3)
+    code, out = await shardline(capsys, "dead-letters")
+    assert code == 0
+    assert "dead-1" in out
+    assert key in out
+    assert "handler failed 5 times" in out
+    async with worker(stack, bot):
+        code, out = await shardline(capsys, "replay", "--reason", "handler failed")
+        assert "replayed 1" in out
+        await stack.discord.wait_for(lambda: seen == ["again"])
+    code, out = await shardline(capsys, "dead-letters")
+    assert "dead-1" not in out
+
+
+@pytest.mark.usefixtures("operator_env")
+async def test_a_reshard_plan_changes_nothing_and_says_what_it_takes(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    discord = stack.discord
+    async with stack.gateway(SHARD_COUNT="2") as gateway:
+        await discord.wait_for(lambda: discord.connected_shards() == [0, 1])
+        await gateway.write_status()
+        sessions = {s: await stack.redis.hget(stack.keys.session(s), "session_id") for s in (0, 1)}
+        code, out = await shardline(
+            capsys, "reshard-plan", "--shards", "4", "--max-concurrency", "2"
+        )
+        assert code == 0, out
+        assert "2 -> 4 shards" in out
+        assert "at least 5 s" in out  # two identify waves of two, five seconds apart
+        assert f"{gateway.gateway_id}  0-3" in out
+        assert {
+            s: await stack.redis.hget(stack.keys.session(s), "session_id") for s in (0, 1)
+        } == sessions
+        code, out = await shardline(capsys, "reshard-plan", "--shards", "2")
+        assert code == 1
+        assert "already runs 2 shards" in out
+    assert len(discord.records.identifies) == 2
+
+
+@pytest.mark.usefixtures("operator_env")
+async def test_restart_one_shard_resumes_it_where_it_runs(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    discord = stack.discord
+    async with stack.gateway(SHARD_COUNT="2", SHARD_IDS="0-1") as gateway:
+        await discord.wait_for(lambda: discord.connected_shards() == [0, 1])
+        assert gateway.group is not None
+        await discord.wait_for(lambda: all(s.connected for s in gateway.group.stats.values()))
+        identifies = len(discord.records.identifies)
+        code, out = await shardline(capsys, "restart-shard", "1", "--wait", "--timeout", "15")
+        assert code == 0, out
+        await discord.wait_for(lambda: [r.shard_id for r in discord.records.resumes] == [1])
+        await discord.wait_for(lambda: discord.connected_shards() == [0, 1])
+    assert len(discord.records.identifies) == identifies
+    assert discord.records.resumes[0].accepted
