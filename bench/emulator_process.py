@@ -2,7 +2,9 @@
 
 Prints ``ready <api_url> <token>``; then reads commands: ``wait-shards N`` (answers
 ``connected``), ``blast COUNT BYTES`` (dispatches COUNT MESSAGE_CREATE of about BYTES each to
-shard 0 as fast as the socket takes them; answers ``sent SECONDS``), ``quit``.
+shard 0 as fast as the socket takes them; answers ``sent SECONDS``), ``paced COUNT RATE BYTES``
+(COUNT MESSAGE_CREATE at RATE per second, each message's content starting with the wall-clock
+time it was dispatched, for latency measurements; answers ``sent SECONDS``), ``quit``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,25 @@ async def blast(discord: emulator.DiscordEmulator, count: int, size: int) -> flo
     return time.perf_counter() - started
 
 
+async def paced(discord: emulator.DiscordEmulator, count: int, rate: float, size: int) -> float:
+    """Dispatch at a fixed rate; a late tick sends what is due at once (no coordinated omission)."""
+    guild_id = next(iter(discord.world.guilds))
+    channel = discord.channels_of(guild_id)[0]
+    author = discord.add_user("bench-user")
+    template = discord.world.make_message(int(channel["id"]), author, "")
+    padding = "x" * max(size - len(str(template)) - 20, 10)
+    started = time.perf_counter()
+    for index in range(count):
+        delay = started + index / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        message = dict(template)
+        message["id"] = str(int(template["id"]) + index)
+        message["content"] = f"{time.time():.6f} {index} {padding}"
+        discord.gateway.dispatch("MESSAGE_CREATE", message, guild_id=guild_id)
+    return time.perf_counter() - started
+
+
 async def main() -> None:
     options = gateway.GatewayOptions(max_concurrency=16, recommended_shards=1)
     async with emulator.DiscordEmulator(gateway_options=options) as discord:
@@ -56,6 +77,9 @@ async def main() -> None:
                 print("connected", flush=True)
             elif line[0] == "blast":
                 seconds = await blast(discord, int(line[1]), int(line[2]))
+                print(f"sent {seconds:.3f}", flush=True)
+            elif line[0] == "paced":
+                seconds = await paced(discord, int(line[1]), float(line[2]), int(line[3]))
                 print(f"sent {seconds:.3f}", flush=True)
 
 

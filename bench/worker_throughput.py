@@ -27,7 +27,7 @@ import orjson
 
 from bench import cleanup
 from playground.discord import world
-from shared import config, topology
+from shared import config, lifecycle, topology
 from worker import app
 from worker import bot as bot_module
 
@@ -58,16 +58,20 @@ def envelopes(count: int) -> list[dict[str, typing.Any]]:
     ]  # fmt: skip
 
 
-async def fill(names: topology.Topology, items: list[dict[str, typing.Any]], batch: int) -> None:
+def encode(items: list[dict[str, typing.Any]], batch: int) -> list[bytes]:
+    """Message bodies of ``batch`` envelopes each (bytes: nothing for the collector to scan)."""
+    return [
+        orjson.dumps(items[i] if batch == 1 else items[i : i + batch])
+        for i in range(0, len(items), batch)
+    ]
+
+
+async def fill(names: topology.Topology, bodies: list[bytes]) -> None:
     """Publish (with confirms, 500 in flight) before the timed part starts."""
     connection = await aio_pika.connect_robust(AMQP_URL)
     channel = await connection.channel(publisher_confirms=True)
     exchange = await channel.get_exchange(names.events_exchange)
     key = names.event_key("main", "MESSAGE_CREATE")
-    bodies = [
-        orjson.dumps(items[i] if batch == 1 else items[i : i + batch])
-        for i in range(0, len(items), batch)
-    ]
     for start in range(0, len(bodies), 500):
         await asyncio.gather(
             *(exchange.publish(aio_pika.Message(body), key) for body in bodies[start : start + 500])
@@ -82,12 +86,10 @@ async def declare(names: topology.Topology) -> None:
     await connection.close()
 
 
-async def shardline_case(
-    namespace: str, items: list[dict[str, typing.Any]], batch: int
-) -> tuple[float, float]:
+async def shardline_case(namespace: str, bodies: list[bytes], count: int) -> tuple[float, float]:
     names = topology.Topology(namespace)
     await declare(names)
-    await fill(names, items, batch)
+    await fill(names, bodies)
     bot = bot_module.Bot()
     done = asyncio.Event()
     handled = 0
@@ -97,7 +99,7 @@ async def shardline_case(
         nonlocal handled
         del event
         handled += 1
-        if handled == len(items):
+        if handled == count:
             done.set()
 
     settings = config.WorkerSettings.from_env(
@@ -110,16 +112,17 @@ async def shardline_case(
     replica = app.WorkerApp(settings, bot)
     cpu0, t0 = cpu(), time.perf_counter()
     await replica.start()
+    lifecycle.settle_heap()  # as run_until_stopped does in `python -m worker`
     await asyncio.wait_for(done.wait(), timeout=600)
     elapsed, used = time.perf_counter() - t0, cpu() - cpu0
     await replica.close()
     return elapsed, used
 
 
-async def reference_case(namespace: str, items: list[dict[str, typing.Any]]) -> tuple[float, float]:
+async def reference_case(namespace: str, bodies: list[bytes]) -> tuple[float, float]:
     names = topology.Topology(namespace)
     await declare(names)
-    await fill(names, items, 1)
+    await fill(names, bodies)
     connection = await aio_pika.connect_robust(AMQP_URL)
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=100)
@@ -132,7 +135,7 @@ async def reference_case(namespace: str, items: list[dict[str, typing.Any]]) -> 
         orjson.loads(message.body)
         await message.ack()
         seen += 1
-        if seen == len(items):
+        if seen == len(bodies):
             done.set()
 
     cpu0, t0 = cpu(), time.perf_counter()
@@ -149,14 +152,22 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=50)
     args = parser.parse_args()
     items = envelopes(args.events)
+    single, batched = encode(items, 1), encode(items, args.batch)
+    del items  # the process under test holds no parsed payloads of its own
     rows = []
     for label, runner in (
-        ("shardline worker, one event per message", lambda ns: shardline_case(ns, items, 1)),
+        (
+            "shardline worker, one event per message",
+            lambda ns: shardline_case(ns, single, args.events),
+        ),
         (
             f"shardline worker, {args.batch} events per message",
-            lambda ns: shardline_case(ns, items, args.batch),
+            lambda ns: shardline_case(ns, batched, args.events),
         ),
-        ("bare aio-pika consume loop, one event per message", lambda ns: reference_case(ns, items)),
+        (
+            "bare aio-pika consume loop, one event per message",
+            lambda ns: reference_case(ns, single),
+        ),
     ):
         namespace = f"bench{uuid.uuid4().hex[:8]}"
         try:

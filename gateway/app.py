@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import typing
 
 import aio_pika
+import orjson
 
 from gateway import (
     commands,
@@ -37,6 +39,8 @@ CHECKPOINT_INTERVAL: typing.Final[float] = 0.25
 BROKER_CLOSE_TIMEOUT: typing.Final[float] = 5.0
 #: How often the set of events worker groups listen to is re-read.
 INTEREST_INTERVAL: typing.Final[float] = 2.0
+#: How often a gateway tells operators (``shardline status``) how its shards are.
+STATUS_INTERVAL: typing.Final[float] = 5.0
 
 
 class GatewayApp:
@@ -122,6 +126,7 @@ class GatewayApp:
         self._tasks = [
             asyncio.create_task(self._checkpoint_loop(), name="checkpoints"),
             asyncio.create_task(self._interest_loop(), name="interests"),
+            asyncio.create_task(self._status_loop(), name="status"),
         ]
         if self.settings.shard_ids is not None:
             await asyncio.gather(*(self._start_shard(s) for s in self.settings.shard_ids))
@@ -201,6 +206,73 @@ class GatewayApp:
             )
             return
         self.publisher.interests = frozenset(names)
+
+    def status(self) -> dict[str, typing.Any]:
+        """What ``shardline status`` shows of this gateway."""
+        shards: dict[str, typing.Any] = {}
+        if self.group is not None:
+            for shard_id, stats in sorted(self.group.stats.items()):
+                latency = metrics.shard_latency(self.group, shard_id)
+                shards[str(shard_id)] = {
+                    "connected": stats.connected,
+                    "latency": None if latency != latency else round(latency, 4),  # noqa: PLR0124 - NaN
+                    "identifies": stats.identifies,
+                    "resumes": stats.resumes,
+                    "events": stats.events,
+                }
+        return {
+            "gateway": self.gateway_id,
+            "pool": self.settings.core.pool,
+            "shard_count": self.group.shard_count if self.group is not None else None,
+            "leased": self.leases is not None,
+            "draining": bool(self.leases is not None and self.leases.draining),
+            "backlog": self.publisher.outstanding if self.publisher is not None else 0,
+            "at": time.time(),
+            "shards": shards,
+        }
+
+    async def write_status(self) -> None:
+        assert self._redis is not None
+        try:
+            await self._redis.set(
+                self.keys.gateway_status(self.gateway_id),
+                orjson.dumps(self.status()),
+                ex=keys.HEALTH_TTL,
+            )
+        except redis_client.REDIS_ERRORS as exc:
+            _LOGGER.debug("status not written", extra={"error": str(exc)})
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self.restart_requested_shards()
+            await self.write_status()
+            await asyncio.sleep(STATUS_INTERVAL)
+
+    async def restart_requested_shards(self) -> list[int]:
+        """Restart the held shards an operator asked for (``shardline restart-shard``): the
+        socket is closed with its session kept, and the shard RESUMEs."""
+        if self._redis is None or self.group is None:
+            return []
+        key = self.keys.restart_requests()
+        try:
+            asked = await self._redis.hkeys(key)
+            mine = [int(s) for s in asked if s.isdigit() and int(s) in self.group.shards]
+            # HDEL answers 1 to one gateway only: a shard is restarted once.
+            taken = [s for s in mine if await self._redis.hdel(key, str(s))]
+        except redis_client.REDIS_ERRORS as exc:
+            _LOGGER.debug("restart requests not read", extra={"error": str(exc)})
+            return []
+        for shard_id in taken:
+            _LOGGER.info("restarting a shard on request", extra={"shard": shard_id})
+            await self._stop_shard(shard_id)
+            try:
+                await self._start_shard(shard_id)
+            except Exception as exc:
+                _LOGGER.warning(
+                    "restarted shard did not come back",
+                    extra={"shard": shard_id, "error": repr(exc)},
+                )
+        return taken
 
     async def _interest_loop(self) -> None:
         while True:

@@ -80,7 +80,7 @@ def check_compatibility() -> None:
 class CoordinatedShard(shard_impl.GatewayShardImpl):
     """hikari's shard, asking ``identify_gate`` before every connection that will IDENTIFY."""
 
-    __slots__ = ("identify_gate", "identify_sent")
+    __slots__ = ("_abandoned", "_connecting", "identify_gate", "identify_sent")
 
     def __init__(
         self,
@@ -92,12 +92,28 @@ class CoordinatedShard(shard_impl.GatewayShardImpl):
         super().__init__(**kwargs)
         self.identify_gate = identify_gate
         self.identify_sent = identify_sent
+        self._abandoned = False
+        self._connecting: asyncio.Task[typing.Any] | None = None
+
+    def abandon(self) -> None:
+        """Stop a shard whose ``start()`` has not finished (hikari's ``close()`` only stops a
+        started one): its pending connection, perhaps queued for an identify slot, never
+        opens a session."""
+        self._abandoned = True
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
 
     async def _connect(self) -> tuple[asyncio.Task[None], ...]:
+        # Runs inside hikari's keep-alive task, which start() does not expose until READY.
+        self._connecting = asyncio.current_task()
+        if self._abandoned:
+            raise asyncio.CancelledError
         if self._seq is not None:
             return await super()._connect()
         # No session to resume: this connection will IDENTIFY. Wait for the pool's slot...
         await self.identify_gate(self.id)
+        if self._abandoned:
+            raise asyncio.CancelledError
         tasks = await super()._connect()
         # ...and hold it for a whole window from now: super()._connect() returns once READY
         # has arrived, so the window counts from after the IDENTIFY Discord saw.
@@ -137,6 +153,8 @@ async def close_keeping_session(shard: shard_impl.GatewayShardImpl) -> None:
         transport._sent_close = True  # noqa: SLF001
     if shard.is_alive:
         await shard.close()
+    elif isinstance(shard, CoordinatedShard):
+        shard.abandon()
     if transport is not None:
         try:
             await asyncio.wait_for(

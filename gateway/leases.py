@@ -41,25 +41,36 @@ class ShardLeases:
         self._keys = redis_keys
         self.gateway_id = gateway_id
         self.ttl = ttl
+        #: An operator asked this gateway to hand all its shards over (``shardline drain``).
+        self.draining = False
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
     async def heartbeat(self) -> list[str]:
-        """Announce this gateway; return the live gateways of the pool, sorted."""
+        """Announce this gateway; return the live gateways of the pool that take shards
+        (not those an operator is draining), sorted."""
         now = time.time()
         key = self._keys.gateways()
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zadd(key, {self.gateway_id: now})
             pipe.zremrangebyscore(key, "-inf", now - self.ttl)
             pipe.zrange(key, 0, -1)
-            *_, members = await pipe.execute()
-        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+            pipe.smembers(self._keys.draining())
+            *_, members, draining = await pipe.execute()
+        self.draining = self.gateway_id in {_text(m) for m in draining}
+        out = {_text(m) for m in draining}
+        return sorted(_text(m) for m in members if _text(m) not in out)
 
     async def leave(self) -> None:
-        await self._redis.zrem(self._keys.gateways(), self.gateway_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._keys.gateways(), self.gateway_id)
+            pipe.srem(self._keys.draining(), self.gateway_id)
+            await pipe.execute()
 
     def fair_share(self, live: typing.Sequence[str], shard_count: int) -> int:
         """How many shards this gateway should hold, given the live gateways."""
+        if self.draining:
+            return 0
         if self.gateway_id not in live:
             live = sorted([*live, self.gateway_id])
         ranges = sharding.split_shards(shard_count, len(live))
@@ -89,3 +100,7 @@ class ShardLeases:
 
     async def release(self, shard_id: int) -> None:
         await self._release(keys=[self._keys.lease(shard_id)], args=[self.gateway_id])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -27,7 +27,7 @@ def render(gateway: app.GatewayApp) -> str:
     if group is not None:
         text.family(
             "shardline_gateway_shard_latency_seconds", "gauge", "heartbeat round trip",
-            per_shard(lambda s: _latency(group, s)),
+            per_shard(lambda s: shard_latency(group, s)),
         )  # fmt: skip
     text.family(
         "shardline_gateway_events_total", "counter", "dispatches received",
@@ -71,6 +71,6 @@ def render(gateway: app.GatewayApp) -> str:
     return text.render()
 
 
-def _latency(group: shards.ShardGroup, shard_id: int) -> float:
+def shard_latency(group: shards.ShardGroup, shard_id: int) -> float:
     shard = group.shard(shard_id)
     return shard.heartbeat_latency if shard is not None else float("nan")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import typing
 
 from gateway import hikari_adapter
@@ -82,6 +83,7 @@ class SessionStore:
                     "seq": seq,
                     "resume_url": resume_url,
                     "shard_count": shard_count,
+                    "started_at": time.time(),
                 },
             )
             pipe.expire(key, keys.SESSION_TTL)

@@ -125,10 +125,13 @@ class ShardGroup:
     async def dispatch(self, event: object, *, return_tasks: bool = False) -> None:
         del return_tasks
         if isinstance(event, _Connected):
-            self.stats[event.shard.id].connected = True
+            stats = self.stats.get(event.shard.id)
+            if stats is None:  # a late event of a shard already stopped (handed over)
+                return
+            stats.connected = True
             if self.paused:
                 hikari_adapter.pause_reading(event.shard)
-        elif isinstance(event, _Disconnected):
+        elif isinstance(event, _Disconnected) and event.shard.id in self.stats:
             self.stats[event.shard.id].connected = False
 
     # --- lifecycle --------------------------------------------------------------------------

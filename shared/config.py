@@ -28,6 +28,7 @@ __all__: typing.Sequence[str] = (
     "CoreSettings",
     "EnvReader",
     "GatewaySettings",
+    "OperatorSettings",
     "WorkerSettings",
     "load_or_exit",
 )
@@ -149,6 +150,8 @@ class CoreSettings:
     pool: str
     namespace: str
     log_level: str
+    #: ``auto`` (readable on a terminal, JSON otherwise), ``json`` or ``text``.
+    log_format: str
     health_port: int
 
     @classmethod
@@ -171,17 +174,45 @@ class CoreSettings:
         log_level = read.text("LOG_LEVEL", "INFO").upper()
         if log_level not in _LOG_LEVELS:
             raise ConfigError("LOG_LEVEL", f"expected one of {', '.join(sorted(_LOG_LEVELS))}")
+        log_format = read.text("LOG_FORMAT", "auto").lower()
+        if log_format not in {"auto", "json", "text"}:
+            raise ConfigError("LOG_FORMAT", f"expected auto, json or text, got {log_format!r}")
+        where = OperatorSettings._read(read)  # noqa: SLF001 - one reader for both
         return cls(
             token=token,
             api_url=api_url,
+            amqp_url=where.amqp_url,
+            redis_url=where.redis_url,
+            pool=where.pool,
+            namespace=where.namespace,
+            log_level=log_level,
+            log_format=log_format,
+            health_port=read.integer("HEALTH_PORT", 8080, maximum=65535),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorSettings:
+    """Where a pool's shared state lives: what the operator CLI (``shardline``) needs."""
+
+    amqp_url: Secret
+    redis_url: Secret
+    pool: str
+    namespace: str
+
+    @classmethod
+    def from_env(cls, env: typing.Mapping[str, str] | None = None) -> OperatorSettings:
+        return cls._read(EnvReader(os.environ if env is None else env))
+
+    @classmethod
+    def _read(cls, read: EnvReader) -> OperatorSettings:
+        return cls(
             amqp_url=read.url("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", {"amqp", "amqps"}),
             redis_url=read.url(
                 "REDIS_URL", "redis://127.0.0.1:6379/0", {"redis", "rediss", "unix"}
             ),
             pool=read.name("POOL", "main"),
             namespace=read.name("NAMESPACE", "shardline"),
-            log_level=log_level,
-            health_port=read.integer("HEALTH_PORT", 8080, maximum=65535),
         )
 
 
@@ -278,6 +309,11 @@ class WorkerSettings:
     mongo_url: Secret
     plugins: tuple[str, ...]
     default_prefix: str
+    #: ``redis``: every replica's REST calls share one rate-limit state; ``off``: an external
+    #: REST proxy (nirn-proxy ...) at DISCORD_API_URL does the limiting.
+    rest_limiter: str
+    #: Requests per second the bot may make (Discord's default 50; some bots are raised).
+    rest_global_limit: int
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> WorkerSettings:
@@ -290,6 +326,9 @@ class WorkerSettings:
         prefix = read.text("DEFAULT_PREFIX", "!")
         if len(prefix) > 32:
             raise ConfigError("DEFAULT_PREFIX", "must be at most 32 characters")
+        limiter = read.text("REST_LIMITER", "redis")
+        if limiter not in {"redis", "off"}:
+            raise ConfigError("REST_LIMITER", f"expected 'redis' or 'off', got {limiter!r}")
         return cls(
             core=core,
             group=read.name("WORKER_GROUP", "default"),
@@ -298,6 +337,8 @@ class WorkerSettings:
             ),
             plugins=plugins,
             default_prefix=prefix,
+            rest_limiter=limiter,
+            rest_global_limit=read.integer("REST_GLOBAL_LIMIT", 50, minimum=1, maximum=100_000),
         )
 
 

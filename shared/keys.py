@@ -18,6 +18,7 @@ __all__: typing.Sequence[str] = (
     "PROMPT_TTL",
     "REST_CACHE_TTL",
     "SESSION_TTL",
+    "SETTINGS_CACHE_TTL",
     "RedisKeys",
 )
 
@@ -32,6 +33,9 @@ IDENTIFY_WINDOW: typing.Final[float] = 5.0
 DEDUPE_TTL: typing.Final[int] = 10 * 60
 #: How long a prompt (a handler waiting for a user's next message) may wait at most.
 PROMPT_TTL: typing.Final[int] = 15 * 60
+#: Settings copies in Redis expire after this (a copy a failed write could not refresh is
+#: stale at most this long).
+SETTINGS_CACHE_TTL: typing.Final[int] = 10 * 60
 #: Cached messages (an optional cache resource) expire after this.
 MESSAGE_CACHE_TTL: typing.Final[int] = 60 * 60
 #: Objects workers fetched over REST (never overwriting gateway-written data).
@@ -93,6 +97,44 @@ class RedisKeys:
         """String with ``DEDUPE_TTL``: set once an envelope has been taken for handling."""
         return f"{self.namespace}:dedupe:{envelope_key}"
 
+    def settings(self, kind: str, entity_id: int) -> str:
+        """String with ``SETTINGS_CACHE_TTL``: ``{rev}|`` + the BSON settings document of a
+        guild or user (all pools share them)."""
+        return f"{self.namespace}:settings:{kind}:{entity_id}"
+
+    def settings_channel(self) -> str:
+        """Pub/sub channel: ``{kind}:{id}:{rev}`` after every settings write."""
+        return f"{self.namespace}:settings-changed"
+
+    # REST rate limits, shared by every replica of a pool (one pool = one bot token)
+    def rest_global(self) -> str:
+        """String: the theoretical arrival time (ms) of the next request under the global
+        limit (GCRA)."""
+        return f"{self._prefix}:rest:global"
+
+    def rest_global_pause(self) -> str:
+        """String with a TTL: after a global 429, no request before this time (ms)."""
+        return f"{self._prefix}:rest:global-pause"
+
+    def rest_routes(self) -> str:
+        """Hash: route (``METHOD /path/{template}``) -> Discord's bucket hash, or ``-``."""
+        return f"{self._prefix}:rest:routes"
+
+    def rest_bucket_prefix(self) -> str:
+        return f"{self._prefix}:rest:bucket:"
+
+    def rest_bucket(self, bucket: str, major: str) -> str:
+        """Hash: limit, remaining, reset_at (ms), window (ms) of one bucket and major param."""
+        return f"{self.rest_bucket_prefix()}{bucket}:{major}"
+
+    def rest_discovery(self, what: str) -> str:
+        """String with a TTL: one replica is making the first request that learns a bucket."""
+        return f"{self._prefix}:rest:discovery:{what}"
+
+    def rest_invalid(self, window: int) -> str:
+        """Counter: invalid requests (401, 403, non-shared 429) in one 10-minute window."""
+        return f"{self._prefix}:rest:invalid:{window}"
+
     def cooldown(self, command: str, scope: str) -> str:
         return f"{self._prefix}:cooldown:{command}:{scope}"
 
@@ -103,8 +145,40 @@ class RedisKeys:
         """Pub/sub channel on which answers to prompts are published to every replica."""
         return f"{self._prefix}:prompts"
 
-    def health(self, process_id: str) -> str:
-        return f"{self._prefix}:health:{process_id}"
+    def prompt(self, channel_id: int, user_id: int) -> str:
+        """String with the prompt's timeout: the id of the prompt waiting for this user's next
+        message in this channel (whichever replica consumes the message forwards it)."""
+        return f"{self._prefix}:prompt:{channel_id}:{user_id}"
+
+    def prompts_pattern(self) -> str:
+        """SCAN pattern of every ``prompt`` key of the pool."""
+        return f"{self._prefix}:prompt:*"
+
+    def component_wait(self, custom_id: str) -> str:
+        """String with the wait's timeout: the prompt id waiting for a click on ``custom_id``."""
+        return f"{self._prefix}:component:{custom_id}"
+
+    # what operators see (``shardline status``)
+    def gateway_status(self, gateway_id: str) -> str:
+        """String with ``HEALTH_TTL``: JSON of a gateway's shards (state, latency, counts)."""
+        return f"{self._prefix}:gateway-status:{gateway_id}"
+
+    def workers(self) -> str:
+        """Sorted set: worker replica ids scored by their last heartbeat."""
+        return f"{self._prefix}:workers"
+
+    def worker_status(self, worker_id: str) -> str:
+        """String with ``HEALTH_TTL``: JSON of a worker replica's counters."""
+        return f"{self._prefix}:worker-status:{worker_id}"
+
+    def restart_requests(self) -> str:
+        """Hash: shard id -> when an operator asked; the gateway holding it restarts it (RESUME)
+        and removes the field."""
+        return f"{self._prefix}:restart-shards"
+
+    def draining(self) -> str:
+        """Set: gateway ids an operator is draining (they hand every shard over, resumes only)."""
+        return f"{self._prefix}:draining"
 
     # cache (written by the gateway, read by workers); see shared/cache/
     def guild(self, guild_id: int) -> str:

@@ -17,6 +17,7 @@ import logging
 import re
 import sys
 import threading
+import time
 import typing
 
 import orjson
@@ -106,6 +107,24 @@ class JsonFormatter(logging.Formatter):
         return redact(line)
 
 
+class TextFormatter(logging.Formatter):
+    """For a terminal: ``12:00:01 WARNING shardline.gateway message key=value ...``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%H:%M:%S", time.localtime(record.created))
+        context = " ".join(
+            f"{key}={value}"
+            for key, value in record.__dict__.items()
+            if key not in _RESERVED and not key.startswith("_")
+        )
+        line = f"{when} {record.levelname:<7} {record.name} {record.getMessage()}"
+        if context:
+            line = f"{line}  {context}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return redact(line)
+
+
 class _RedactingFilter(logging.Filter):
     """Guards handlers that other code adds with its own formatter."""
 
@@ -117,10 +136,16 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-def configure(level: str = "INFO", *, stream: typing.TextIO | None = None) -> logging.Handler:
-    """Send every logger's records to ``stream`` (stderr) as redacted JSON lines."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+def configure(
+    level: str = "INFO", *, fmt: str = "auto", stream: typing.TextIO | None = None
+) -> logging.Handler:
+    """Send every logger's records to ``stream`` (stderr), redacted: JSON lines (``json``, what
+    containers want) or readable lines (``text``); ``auto`` picks text on a terminal."""
+    out = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "text" if out.isatty() else "json"
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
     handler.addFilter(_RedactingFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):

@@ -20,11 +20,21 @@ REDIS_ERRORS: typing.Final[tuple[type[BaseException], ...]] = (
 )
 
 
+#: Connections per process. A burst beyond it waits for a free connection (up to
+#: ``_POOL_WAIT`` seconds) instead of failing: redis-py's default pool raises
+#: ``MaxConnectionsError`` at 100, which callers would take for Redis being down.
+MAX_CONNECTIONS: typing.Final = 64
+_POOL_WAIT: typing.Final = 5.0
+
+
 def connect(url: secret.Secret) -> aioredis.Redis:
     """A pooled client; short timeouts so that a Redis outage is noticed, not waited on."""
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url.reveal(),
+        max_connections=MAX_CONNECTIONS,
+        timeout=_POOL_WAIT,
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=15,
     )
+    return aioredis.Redis.from_pool(pool)

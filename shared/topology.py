@@ -36,6 +36,20 @@ HEADER_REASON: typing.Final[str] = "x-shardline-reason"
 INTERACTION_EVENTS: typing.Final[frozenset[str]] = frozenset({"INTERACTION_CREATE"})
 
 
+def copy_message(
+    message: pika_abc.AbstractIncomingMessage, headers: dict[str, typing.Any]
+) -> aio_pika.Message:
+    """A received message, to publish again (dead-lettering, replaying) with ``headers``."""
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        message_id=message.message_id,
+        type=message.type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
 class Topology:
     """Names and declarations for one namespace."""
 

@@ -7,17 +7,22 @@ import contextlib
 import importlib
 import logging
 import secrets
+import time
 import typing
 
 import aio_pika
-import hikari
+import orjson
 
 from shared import health, keys, lifecycle, redis_client, topology
+from shared import settings as settings_db
 from shared.cache import reader
 from worker import bot as bot_module
-from worker import consumer, dedupe, events, interactions, metrics
+from worker import consumer, dedupe, events, interactions, metrics, rest_limits
+from worker.commands import sync as command_sync
 
 if typing.TYPE_CHECKING:
+    import hikari
+    import pymongo
     import redis.asyncio as aioredis
 
     from shared import config
@@ -26,6 +31,8 @@ _LOGGER = logging.getLogger("shardline.worker")
 #: Messages in flight per replica; measured: 10 and up saturate one replica's consume loop.
 PREFETCH: typing.Final[int] = 64
 DRAIN_TIMEOUT: typing.Final[float] = 30.0
+#: How often a replica tells operators (``shardline status``) it is alive, and its counters.
+STATUS_INTERVAL: typing.Final[float] = 5.0
 
 
 class PluginError(RuntimeError):
@@ -58,29 +65,50 @@ class WorkerApp:
         self.health: health.HealthServer | None = None
         self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
         self._redis: aioredis.Redis | None = None
-        self._rest_app: hikari.RESTApp | None = None
+        self._mongo: pymongo.AsyncMongoClient[dict[str, typing.Any]] | None = None
+        self.settings_store: settings_db.SettingsStore | None = None
         self._rest: hikari.impl.RESTClientImpl | None = None
         self.stopping = asyncio.Event()
+        self._status_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         events.check_compatibility()
+        rest_limits.check_compatibility()
         core = self.settings.core
         load_plugins(self.bot, self.settings.plugins)
         self._redis = redis_client.connect(core.redis_url)
         self._amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
         channel = await self._amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=PREFETCH)
-        self._rest_app = hikari.RESTApp(url=core.api_url)
-        await self._rest_app.start()
-        self._rest = self._rest_app.acquire(core.token.reveal(), hikari.TokenType.BOT)
+        self._rest = rest_limits.build_client(
+            token=core.token.reveal(),
+            api_url=core.api_url,
+            entity_factory=self.bot.entity_factory,
+            limiter=self.settings.rest_limiter,
+            global_limit=self.settings.rest_global_limit,
+            redis=self._redis,
+            redis_keys=self.keys,
+        )
         self._rest.start()
+        # Never fails for MongoDB being away: reads fall back, writes say so, indexes retry.
+        self._mongo = settings_db.connect(self.settings.mongo_url.reveal())
+        self.settings_store = settings_db.SettingsStore(
+            self._mongo.get_default_database(default=core.namespace), self._redis, self.keys
+        )
+        await self.settings_store.start()
         self.bot.attach(
             rest=interactions.InteractionAwareRest(self._rest),
             cache=reader.CacheReader(self._redis, self.keys, self.bot.entity_factory),
             channel=channel,
             pool=core.pool,
             namespace=core.namespace,
+            settings=self.settings_store,
+            redis=self._redis,
+            redis_keys=self.keys,
+            default_prefix=self.settings.default_prefix,
         )
+        if self.bot.commands.prompts is not None:
+            await self.bot.commands.prompts.start()
         wanted = self.bot.events.listened_gateway_events()
         queues = await self._bind(channel, wanted)
         self.consumer = consumer.EventConsumer(
@@ -94,6 +122,7 @@ class WorkerApp:
             core.health_port, ready=self.readiness, metrics=lambda: metrics.render(self)
         )
         await self.health.start()
+        self._status_task = asyncio.get_running_loop().create_task(self._status_loop())
         _LOGGER.info("worker consuming", extra={"worker": self.worker_id, "events": wanted})
 
     async def _bind(
@@ -129,8 +158,52 @@ class WorkerApp:
             return "broker connection closed"
         return None
 
+    def status(self) -> dict[str, typing.Any]:
+        """What ``shardline status`` shows of this replica."""
+        stats = self.consumer.stats if self.consumer is not None else consumer.ConsumerStats()
+        return {
+            "worker": self.worker_id,
+            "pool": self.settings.core.pool,
+            "group": self.settings.group,
+            "consumed": stats.consumed,
+            "handled": sum(stats.handled.values()),
+            "failures": sum(stats.failures.values()),
+            "dead_lettered": stats.dead_lettered,
+            "duplicates": stats.duplicates,
+            "at": time.time(),
+        }
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self.write_status()
+            await asyncio.sleep(STATUS_INTERVAL)
+
+    async def write_status(self) -> None:
+        """Heartbeat and counters for operators (every few seconds)."""
+        assert self._redis is not None
+        now = time.time()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(self.keys.workers(), {self.worker_id: now})
+                pipe.zremrangebyscore(self.keys.workers(), "-inf", now - keys.HEALTH_TTL)
+                pipe.set(
+                    self.keys.worker_status(self.worker_id),
+                    orjson.dumps(self.status()),
+                    ex=keys.HEALTH_TTL,
+                )
+                await pipe.execute()
+        except redis_client.REDIS_ERRORS as exc:
+            _LOGGER.debug("status not written", extra={"error": str(exc)})
+
     async def close(self) -> None:
         """Stop intake, let in-flight handlers finish, then disconnect."""
+        if self._status_task is not None:
+            self._status_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._status_task
+            if self._redis is not None:
+                with contextlib.suppress(*redis_client.REDIS_ERRORS):
+                    await self._redis.zrem(self.keys.workers(), self.worker_id)
         if self.consumer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.consumer.stop_intake(), 5)
@@ -141,11 +214,15 @@ class WorkerApp:
             await self.health.close()
         if self._rest is not None:
             await self._rest.close()
-        if self._rest_app is not None:
-            await self._rest_app.close()
         if self._amqp is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._amqp.close(), 5)
+        if self.bot.commands.prompts is not None:
+            await self.bot.commands.prompts.close()
+        if self.settings_store is not None:
+            await self.settings_store.close()
+        if self._mongo is not None:
+            await self._mongo.close()
         if self._redis is not None:
             await self._redis.aclose()
 
@@ -158,3 +235,37 @@ class WorkerApp:
             stopping=self.stopping,
             secrets=(*self.settings.core.secrets(), self.settings.mongo_url),
         )
+
+
+async def sync_commands(
+    settings: config.WorkerSettings, *, dry_run: bool, guild_id: int | None = None
+) -> str:
+    """What ``python -m worker sync-commands`` does: diff the plugins' commands with Discord's
+    and, unless ``dry_run``, overwrite Discord's list with them."""
+    bot = bot_module.Bot()
+    load_plugins(bot, settings.plugins)
+    core = settings.core
+    redis = redis_client.connect(core.redis_url)
+    client = rest_limits.build_client(
+        token=core.token.reveal(),
+        api_url=core.api_url,
+        entity_factory=bot.entity_factory,
+        limiter=settings.rest_limiter,
+        global_limit=settings.rest_global_limit,
+        redis=redis,
+        redis_keys=keys.RedisKeys(core.namespace, core.pool),
+    )
+    client.start()
+    try:
+        application = await client.fetch_application()
+        commands = list(bot.commands.commands.values())
+        diff = await command_sync.plan(client, application.id, commands, guild_id)
+        where = f"guild {guild_id}" if guild_id is not None else "global"
+        report = f"application commands ({where}):\n{diff.describe()}"
+        if dry_run or diff.empty:
+            return report + ("\n(dry run: nothing changed)" if dry_run else "")
+        await command_sync.apply(client, application.id, commands, guild_id)
+        return report + "\napplied"
+    finally:
+        await client.close()
+        await redis.aclose()

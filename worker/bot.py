@@ -21,15 +21,21 @@ import hikari
 from hikari.impl import entity_factory, event_factory
 
 from shared import sharding
-from worker import events, remote_shard
+from worker import commands, events, remote_shard
 from worker import interactions as deadline
+from worker.commands import cooldowns as command_cooldowns
+from worker.commands import prompts as command_prompts
 
 if typing.TYPE_CHECKING:
     import concurrent.futures
 
+    import redis.asyncio as aioredis
     from aio_pika import abc as pika_abc
 
+    from shared import keys
+    from shared import settings as settings_store
     from shared.cache import reader
+    from worker.commands import model as command_model
 
 T = typing.TypeVar("T", bound=hikari.Event)
 Listener = typing.Callable[[T], typing.Coroutine[typing.Any, typing.Any, None]]
@@ -46,6 +52,13 @@ class Bot:
         self.events = events.EventBuilder(self._entity_factory, self._event_factory)
         self._rest: deadline.InteractionAwareRest | None = None
         self.cache: reader.CacheReader | None = None
+        #: Guild and user settings and infractions (MongoDB, cached across replicas).
+        self.settings: settings_store.SettingsStore | None = None
+        #: Slash and prefix commands (``@bot.command(...)``).
+        self.commands = commands.CommandRouter(self)
+        #: The pool's Redis and key schema, for plugins that keep shared state.
+        self.redis: aioredis.Redis | None = None
+        self.keys: keys.RedisKeys | None = None
         self._channel: pika_abc.AbstractChannel | None = None
         self._pool = "main"
         self._namespace = "shardline"
@@ -93,6 +106,16 @@ class Bot:
 
         return decorator
 
+    def command(
+        self, name: str | None = None, **kwargs: typing.Any
+    ) -> typing.Callable[[command_model.Callback], command_model.Callback]:
+        """Register a slash and prefix command; see ``CommandRouter.command``."""
+        return self.commands.command(name, **kwargs)
+
+    def group(self, name: str, **kwargs: typing.Any) -> command_model.Command:
+        """A command holding subcommands; see ``CommandRouter.group``."""
+        return self.commands.group(name, **kwargs)
+
     def shard_for(self, guild_id: int) -> remote_shard.RemoteShard:
         """The shard that holds ``guild_id``, wherever it runs now."""
         return self.remote_shard(sharding.shard_for_guild(guild_id, self.shard_count))
@@ -111,7 +134,7 @@ class Bot:
 
     # --- wiring (the worker app) ------------------------------------------------------------
 
-    def attach(
+    def attach(  # noqa: PLR0913 - what the worker app hands over, by name
         self,
         *,
         rest: deadline.InteractionAwareRest,
@@ -119,8 +142,20 @@ class Bot:
         channel: pika_abc.AbstractChannel,
         pool: str,
         namespace: str,
+        settings: settings_store.SettingsStore | None = None,
+        redis: aioredis.Redis | None = None,
+        redis_keys: keys.RedisKeys | None = None,
+        default_prefix: str = "!",
     ) -> None:
         self._rest = rest
+        self.settings = settings
+        self.redis = redis
+        self.keys = redis_keys
+        self.commands.default_prefix = default_prefix
+        if redis is not None and redis_keys is not None:
+            self.commands.cooldowns = command_cooldowns.Cooldowns(redis, redis_keys)
+            self.commands.concurrency = command_cooldowns.Concurrency(redis, redis_keys)
+            self.commands.prompts = command_prompts.Prompts(redis, redis_keys)
         self.cache = cache
         self._channel = channel
         self._pool = pool

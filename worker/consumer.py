@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import dataclasses
 import logging
 import time
 import typing
 
-import aio_pika
-
 from shared import envelope, topology
 
 if typing.TYPE_CHECKING:
+    import hikari
     from aio_pika import abc as pika_abc
 
     from worker import bot as bot_module
-    from worker import dedupe
+    from worker import dedupe, events
 
 _LOGGER = logging.getLogger("shardline.worker.consumer")
 #: Histogram buckets (seconds) for handler latency and event age.
@@ -45,12 +45,8 @@ class Histogram:
     count: int = 0
 
     def observe(self, value: float) -> None:
-        for index, bound in enumerate(BUCKETS):
-            if value <= bound:
-                self.counts[index] += 1
-                break
-        else:
-            self.counts[-1] += 1
+        # The first bucket whose bound is >= value; past the last bound, the +Inf bucket.
+        self.counts[bisect.bisect_left(BUCKETS, value)] += 1
         self.total += value
         self.count += 1
 
@@ -64,6 +60,14 @@ class ConsumerStats:
     dead_lettered: int = 0
     latency: dict[str, Histogram] = dataclasses.field(default_factory=dict)
     age: Histogram = dataclasses.field(default_factory=Histogram)
+
+
+async def _call(listeners: list[events.Listener], event: hikari.Event) -> None:
+    """Run an event's listeners; one (the common case) is awaited without a task of its own."""
+    if len(listeners) == 1:
+        await listeners[0](event)
+    else:
+        await asyncio.gather(*(listener(event) for listener in listeners))
 
 
 class EventConsumer:
@@ -151,9 +155,9 @@ class EventConsumer:
                 continue
             if item.t in topology.INTERACTION_EVENTS:
                 async with self._bot.interactions.guard(item.d, item.ts):
-                    await asyncio.gather(*(listener(event) for listener in listeners))
+                    await _call(listeners, event)
             else:
-                await asyncio.gather(*(listener(event) for listener in listeners))
+                await _call(listeners, event)
         elapsed = time.time() - started
         histogram = self.stats.latency.get(item.t)
         if histogram is None:
@@ -168,14 +172,7 @@ class EventConsumer:
         headers = dict(message.headers or {})
         headers[topology.HEADER_REASON] = reason
         await exchange.publish(
-            aio_pika.Message(
-                message.body,
-                headers=headers,
-                content_type=message.content_type,
-                message_id=message.message_id,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=message.routing_key or "",
+            topology.copy_message(message, headers), routing_key=message.routing_key or ""
         )
         self.stats.dead_lettered += 1
         await message.ack()

@@ -131,6 +131,7 @@ class DiscordEmulator:
         *,
         kind: int = 2,
         data: Json | None = None,
+        message: Json | None = None,
     ) -> rest.Interaction:
         """A user runs a slash command (or clicks a component): INTERACTION_CREATE."""
         channel = self.world.channels[channel_id]
@@ -166,10 +167,28 @@ class DiscordEmulator:
             "authorizing_integration_owners": {"0": str(guild_id)},
             "context": 0,
         }
+        if message is not None:
+            payload["message"] = message  # component interactions carry their message
         interaction = rest.Interaction(interaction_id, token, time.monotonic(), payload)
         self.rest.interactions[interaction_id] = interaction
         self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=guild_id)
         return interaction
+
+    def click(
+        self,
+        message: Json,
+        user: Json,
+        custom_id: str,
+        *,
+        values: list[str] | None = None,
+    ) -> rest.Interaction:
+        """A user clicks a button (or, with ``values``, picks in a select) of ``message``."""
+        data: Json = {"custom_id": custom_id, "component_type": 3 if values is not None else 2}
+        if values is not None:
+            data["values"] = values
+        return self.send_interaction(
+            int(message["channel_id"]), user, "", kind=3, data=data, message=message
+        )
 
     def dispatch(self, event: str, data: Json, *, guild_id: int | None = None) -> int:
         """Inject any dispatch into the shard that owns ``guild_id`` (every shard if None)."""

@@ -240,6 +240,7 @@ class RestApi:
         for key in ("embeds", "components", "tts", "flags"):
             if key in body:
                 message[key] = body[key]
+        number_components(message["components"])
         message["mentions"] = [
             self.world.users[int(user_id)]
             for user_id in _MENTION.findall(message["content"])
@@ -310,6 +311,10 @@ def _get_application(api: RestApi, _r: web.Request, _p: dict[str, str], _b: typi
         "team": None,
         "flags": 0,
         "summary": "",
+        # Returned by Get Current Application (GET /applications/@me and the OAuth2 form).
+        "approximate_guild_count": len(api.world.guilds),
+        "approximate_user_install_count": 0,
+        "integration_types_config": {"0": {}},
     }
 
 
@@ -342,7 +347,9 @@ def _edit_message(api: RestApi, _r: web.Request, p: dict[str, str], b: typing.An
     message = _stored_message(api, p)
     if message["author"]["id"] != str(api.world.bot_id):
         raise DiscordHTTPError(403, 50005, "Cannot edit a message authored by another user")
-    message.update({k: v for k, v in _message_body(b).items() if k in ("content", "embeds")})
+    fields = ("content", "embeds", "components")
+    message.update({k: v for k, v in _message_body(b).items() if k in fields})
+    number_components(message.get("components") or [])
     message["edited_timestamp"] = world.iso_now()
     return message
 
@@ -566,5 +573,27 @@ def _edit_original(api: RestApi, _r: web.Request, p: dict[str, str], b: typing.A
         )
         return interaction.original
     original.update({k: v for k, v in body.items() if k in ("content", "embeds", "components")})
+    number_components(original.get("components") or [])
     original["edited_timestamp"] = world.iso_now()
     return original
+
+
+def number_components(components: list[Json]) -> None:
+    """Give every component without one Discord's sequential ``id`` (1, 2, ... in the order
+    they appear, nested ones included), as Discord does when a message is sent."""
+    used = set()
+    pending = list(components)
+    ordered = []
+    while pending:
+        component = pending.pop(0)
+        ordered.append(component)
+        if "id" in component:
+            used.add(component["id"])
+        pending[:0] = list(component.get("components") or [])
+    next_id = 1
+    for component in ordered:
+        if "id" not in component:
+            while next_id in used:
+                next_id += 1
+            component["id"] = next_id
+            used.add(next_id)

@@ -35,6 +35,15 @@ CHUNK: typing.Final[int] = 1000
 _THREAD_TYPES: typing.Final = frozenset({10, 11, 12})
 
 
+#: Events that write nothing unless their resource is cached.
+_ONLY_FOR: typing.Final[dict[str, CacheResource]] = {
+    "MESSAGE_CREATE": CacheResource.MESSAGES,
+    "MESSAGE_UPDATE": CacheResource.MESSAGES,
+    "MESSAGE_DELETE": CacheResource.MESSAGES,
+    "PRESENCE_UPDATE": CacheResource.PRESENCES,
+}
+
+
 class CacheWriter:
     """Turns dispatches into cache writes for one pool."""
 
@@ -69,6 +78,13 @@ class CacheWriter:
             "MESSAGE_UPDATE": self._message_update,
             "MESSAGE_DELETE": self._message_delete,
         }
+
+        # Events whose only effect is an optional resource that is off write nothing: the
+        # gateway must not hold their publication behind a cache write (a flush chained on
+        # Redis for every message otherwise).
+        for event, resource in _ONLY_FOR.items():
+            if not self._on(resource):
+                del self._handlers[event]
 
     def handles(self, event: str) -> bool:
         return event in self._handlers

@@ -35,6 +35,7 @@ class Stack:
     redis_url: str
     redis: aioredis.Redis
     connection: pika_abc.AbstractRobustConnection
+    mongo_url: str
     pool: str = "main"
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -43,6 +44,7 @@ class Stack:
             "DISCORD_API_URL": self.discord.api_url,
             "AMQP_URL": self.amqp_url,
             "REDIS_URL": self.redis_url,
+            "MONGO_URL": self.mongo_url,
             "NAMESPACE": self.namespace,
             "POOL": self.pool,
             "HEALTH_PORT": "0",
@@ -117,8 +119,9 @@ async def stack(
     redis_url: str,
     redis_client: aioredis.Redis,
     amqp_connection: pika_abc.AbstractRobustConnection,
+    mongo_url: str,
 ) -> Stack:
-    return Stack(discord, namespace, amqp_url, redis_url, redis_client, amqp_connection)
+    return Stack(discord, namespace, amqp_url, redis_url, redis_client, amqp_connection, mongo_url)
 
 
 async def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> str:

@@ -32,8 +32,9 @@ async def test_redis_down_keeps_publishing_and_says_so(
     private.start()
     client = aioredis.Redis.from_url(private.url)
     faulty = Stack(
-        stack.discord, stack.namespace, stack.amqp_url, private.url, client, stack.connection
-    )
+        stack.discord, stack.namespace, stack.amqp_url, private.url, client, stack.connection,
+        stack.mongo_url,
+    )  # fmt: skip
     discord = stack.discord
     channel_id = channel_of(discord)
     user = discord.add_user("u")
@@ -76,8 +77,9 @@ async def test_broker_down_buffers_pauses_and_loses_nothing(
     await proxy.start()
     broker_url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/?reconnect_interval=0.5"
     faulty = Stack(
-        stack.discord, stack.namespace, broker_url, stack.redis_url, stack.redis, stack.connection
-    )
+        stack.discord, stack.namespace, broker_url, stack.redis_url, stack.redis, stack.connection,
+        stack.mongo_url,
+    )  # fmt: skip
     discord = stack.discord
     channel_id = channel_of(discord)
     user = discord.add_user("u")

@@ -131,3 +131,13 @@ def test_load_or_exit_prints_one_line(capsys: pytest.CaptureFixture[str]) -> Non
     err = capsys.readouterr().err
     expected = "DISCORD_TOKEN: is required but not set (or set DISCORD_TOKEN_FILE)"
     assert err == f"gateway: configuration error: {expected}\n"
+
+
+def test_rest_limiter_is_redis_or_off() -> None:
+    base = {"DISCORD_TOKEN": "a.b.c"}
+    assert config.WorkerSettings.from_env(base).rest_limiter == "redis"
+    assert config.WorkerSettings.from_env({**base, "REST_LIMITER": "off"}).rest_limiter == "off"
+    with pytest.raises(config.ConfigError, match="REST_LIMITER"):
+        config.WorkerSettings.from_env({**base, "REST_LIMITER": "nirn"})
+    with pytest.raises(config.ConfigError, match="REST_GLOBAL_LIMIT"):
+        config.WorkerSettings.from_env({**base, "REST_GLOBAL_LIMIT": "0"})

@@ -62,3 +62,21 @@ def test_secret_repr_is_masked() -> None:
     assert TOKEN not in str(value)
     assert TOKEN not in f"{value}"
     assert value.reveal() == TOKEN
+
+
+def test_text_format_for_terminals_is_readable_and_redacted() -> None:
+    stream = io.StringIO()
+    handler = shard_logging.configure("INFO", fmt="text", stream=stream)
+    try:
+        shard_logging.register_secret("super-secret-value")
+        logging.getLogger("shardline.test").warning(
+            "shard down", extra={"shard": 3, "token": "super-secret-value"}
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+    line = stream.getvalue()
+    assert "WARNING" in line
+    assert "shardline.test shard down" in line
+    assert "shard=3" in line
+    assert "super-secret-value" not in line
+    assert not line.startswith("{")

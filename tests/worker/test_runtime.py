@@ -336,3 +336,39 @@ async def test_health_and_metrics_of_a_replica(stack: Stack) -> None:
     assert any(line.startswith("shardline_worker_event_age_seconds_count") for line in lines)
     assert "# TYPE shardline_worker_messages_consumed_total counter" in lines
     assert discord.token not in text
+
+
+async def test_listeners_read_settings_a_write_on_another_replica_just_changed(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    guild_id, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    replies: list[str] = []
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        if event.author_id == discord.world.bot_id:
+            return
+        store = typing.cast("bot_module.Bot", event.app).settings
+        assert store is not None
+        prefix = (await store.guild(guild_id)).prefix or "!"
+        replies.append(prefix)
+        await event.message.respond(f"my prefix is {prefix}")
+
+    async with (
+        worker(stack, bot) as reader,
+        worker(stack, bot_module.Bot(), WORKER_GROUP="admin") as writer,
+        stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"),
+    ):
+        assert reader.bot.settings is not None
+        assert writer.bot.settings is not None
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        user = discord.add_user("alice")
+        discord.send_message(channel_id, user, "what is the prefix?")
+        await discord.wait_for(lambda: len(replies) == 1)
+        await writer.bot.settings.set_prefix(guild_id, "?")
+        discord.send_message(channel_id, user, "and now?")
+        await discord.wait_for(lambda: len(replies) == 2)
+    assert replies == ["!", "?"]
+    assert reader.bot.settings.stats.mongo_reads == 1

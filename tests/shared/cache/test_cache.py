@@ -9,7 +9,8 @@ import typing
 import hikari
 import pytest
 
-from shared.cache import codec, resources
+from shared import keys as keys_module
+from shared.cache import codec, resources, writer
 from tests.shared.cache.conftest import Cache, make_cache
 
 if typing.TYPE_CHECKING:
@@ -495,3 +496,16 @@ async def test_malformed_payloads_are_skipped_and_the_rest_is_written(cache: Cac
     )
     assert cache.writer.malformed == 3
     assert await cache.reader.get_guild(int(good["id"])) is not None
+
+
+def test_events_of_a_resource_that_is_off_are_not_claimed_by_the_writer() -> None:
+    """The gateway publishes what the writer does not handle without waiting on Redis."""
+    names = keys_module.RedisKeys("ns", "main")
+    default = writer.CacheWriter(names, resources.DEFAULT)
+    everything = writer.CacheWriter(names, resources.ALL)
+    assert not default.handles("MESSAGE_CREATE")
+    assert not default.handles("PRESENCE_UPDATE")
+    assert default.handles("GUILD_MEMBER_ADD")
+    assert default.handles("VOICE_STATE_UPDATE")  # also refreshes the member
+    assert everything.handles("MESSAGE_CREATE")
+    assert everything.handles("PRESENCE_UPDATE")

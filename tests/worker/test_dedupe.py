@@ -1,0 +1,94 @@
+"""The deduplicator against real Redis: claims, take-overs, done marks riding on claims."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis.asyncio as aioredis
+
+from shared import envelope, keys
+from worker import dedupe
+
+
+def item(seq: int, *, shard: int = 0, session: str = "s1") -> envelope.EventEnvelope:
+    return envelope.EventEnvelope(
+        pool="main", gateway="gw", reply_to="rq", shard_id=shard, shard_count=2,
+        session=session, seq=seq, t="MESSAGE_CREATE", d={}, ts=time.time(),
+    )  # fmt: skip
+
+
+def seqs(items: list[envelope.EventEnvelope]) -> list[tuple[int, int]]:
+    return [(i.shard_id, i.seq) for i in items]
+
+
+async def test_a_second_copy_is_skipped_while_the_first_is_processing_and_after_it_is_done(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    redis_keys = keys.RedisKeys(namespace, "main")
+    first = dedupe.Deduplicator(redis_client, redis_keys, "w1")
+    second = dedupe.Deduplicator(redis_client, redis_keys, "w2")
+    batch = [item(1), item(2), item(3)]
+    assert seqs(await first.claim(batch, redelivered=False)) == [(0, 1), (0, 2), (0, 3)]
+    assert await second.claim(batch, redelivered=False) == []
+    stored = await redis_client.get(redis_keys.dedupe(batch[0].dedupe_key))
+    assert stored == b"processing:w1"
+    await first.finish(batch[:2], batch[2:])
+    await first.flush()
+    assert await redis_client.get(redis_keys.dedupe(batch[0].dedupe_key)) == b"done"
+    assert await redis_client.ttl(redis_keys.dedupe(batch[0].dedupe_key)) > 60
+    # The failed one was released; the done ones stay handled, even for a redelivery.
+    assert seqs(await second.claim(batch, redelivered=True)) == [(0, 3)]
+
+
+async def test_a_redelivery_takes_over_a_dead_holders_claim_but_a_fresh_copy_does_not(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    redis_keys = keys.RedisKeys(namespace, "main")
+    dead = dedupe.Deduplicator(redis_client, redis_keys, "dead")
+    alive = dedupe.Deduplicator(redis_client, redis_keys, "alive")
+    batch = [item(7), item(8)]
+    await dead.claim(batch, redelivered=False)
+    assert await alive.claim(batch, redelivered=False) == []
+    assert seqs(await alive.claim(batch, redelivered=True)) == [(0, 7), (0, 8)]
+
+
+async def test_messages_arriving_together_share_one_call_and_carry_pending_done_marks(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    redis_keys = keys.RedisKeys(namespace, "main")
+    worker = dedupe.Deduplicator(redis_client, redis_keys, "w")
+    handled = [item(1, shard=1), item(2, shard=1)]
+    await worker.claim(handled, redelivered=False)
+    await worker.finish(handled, [])  # pending: flushed in the background, or with a claim
+    # Three messages (two streams, and a duplicate inside one message) claimed concurrently.
+    results = await asyncio.gather(
+        worker.claim([item(10), item(11)], redelivered=False),
+        worker.claim([item(10, session="s2"), item(10, session="s2")], redelivered=False),
+        worker.claim([item(12)], redelivered=False),
+    )
+    assert [seqs(r) for r in results] == [[(0, 10), (0, 11)], [(0, 10)], [(0, 12)]]
+    marks = await redis_client.mget([redis_keys.dedupe(i.dedupe_key) for i in handled])
+    assert marks == [b"done", b"done"]
+    await worker.flush()  # nothing left pending: no error, nothing written twice
+
+
+async def test_large_sequence_numbers_make_the_same_keys_as_python(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    redis_keys = keys.RedisKeys(namespace, "main")
+    worker = dedupe.Deduplicator(redis_client, redis_keys, "w")
+    big = item(2**40 + 3)
+    assert await worker.claim([big], redelivered=False) == [big]
+    assert await redis_client.exists(redis_keys.dedupe(big.dedupe_key)) == 1
+
+
+async def test_redis_down_means_handling_without_dedupe_not_a_crash(namespace: str) -> None:
+    unreachable = aioredis.Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.2)
+    worker = dedupe.Deduplicator(unreachable, keys.RedisKeys(namespace, "main"), "w")
+    batch = [item(1), item(2)]
+    assert await worker.claim(batch, redelivered=False) == batch
+    assert worker.available is False
+    await worker.finish(batch, [])
+    await worker.flush()  # logged, not raised
+    await unreachable.aclose()
