@@ -360,11 +360,7 @@ class GatewayApp:
 
     async def close(self) -> None:
         """Stop intake, hand every shard over with its session kept, then disconnect."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await lifecycle.cancel_and_wait(self._tasks)
         if self._spawned:
             await asyncio.wait(set(self._spawned), timeout=30)
         if self.commands is not None:

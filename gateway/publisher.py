@@ -21,7 +21,7 @@ import aio_pika
 import orjson
 
 from gateway import sessions
-from shared import envelope, redis_client, topology
+from shared import envelope, lifecycle, redis_client, topology
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -337,7 +337,4 @@ class EventPublisher:
         self._closing = True
         if self._chain is not None:
             self._chain.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await lifecycle.cancel_and_wait(list(self._tasks))

@@ -33,10 +33,12 @@ async def follow(
         pubsub = redis.pubsub()
         try:
             await pubsub.subscribe(channel)
+            _raise_if_cancelled()
             if on_up is not None:
                 await on_up()
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                _raise_if_cancelled()
                 if message is not None:
                     on_message(message["data"])
         except asyncio.CancelledError:
@@ -50,3 +52,15 @@ async def follow(
         finally:
             with contextlib.suppress(*redis_client.REDIS_ERRORS):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _raise_if_cancelled() -> None:
+    """Honour a cancellation redis-py swallowed.
+
+    redis-py 8.1 can return normally from ``subscribe`` when the task is cancelled while the
+    connection is being made (seen in ``tests/shared/settings``: the follower then read on,
+    and whoever awaited it hung); the request is still counted by ``Task.cancelling()``.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

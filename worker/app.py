@@ -198,9 +198,7 @@ class WorkerApp:
     async def close(self) -> None:
         """Stop intake, let in-flight handlers finish, then disconnect."""
         if self._status_task is not None:
-            self._status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._status_task
+            await lifecycle.cancel_and_wait([self._status_task])
             if self._redis is not None:
                 with contextlib.suppress(*redis_client.REDIS_ERRORS):
                     await self._redis.zrem(self.keys.workers(), self.worker_id)

@@ -36,7 +36,7 @@ from bson import codec_options
 from bson import errors as bson_errors
 from pymongo import errors as mongo_errors
 
-from shared import keys, pubsub, redis_client
+from shared import keys, lifecycle, pubsub, redis_client
 from shared.settings import documents
 
 if typing.TYPE_CHECKING:
@@ -148,20 +148,26 @@ class SettingsStore:
 
     async def start(self) -> None:
         """Create the indexes (or keep trying in the background) and follow invalidations."""
-        if not await self._ensure_indexes():
-            self._tasks.append(asyncio.get_running_loop().create_task(self._indexes_later()))
-        if self._redis is not None:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._follow()))
+        if not await self._ensure_indexes() and not self._tasks_named("settings-indexes"):
+            self._tasks.append(
+                asyncio.get_running_loop().create_task(
+                    self._indexes_later(), name="settings-indexes"
+                )
+            )
+        if self._redis is not None and not self._tasks_named("settings-follow"):
+            self._tasks.append(
+                asyncio.get_running_loop().create_task(self._follow(), name="settings-follow")
+            )
             try:
                 await asyncio.wait_for(self._subscribed.wait(), timeout=2.0)
             except TimeoutError:
                 _LOGGER.warning("settings invalidations not followed yet: Redis unreachable")
 
+    def _tasks_named(self, name: str) -> bool:
+        return any(task.get_name() == name and not task.done() for task in self._tasks)
+
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
+        await lifecycle.cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     async def _ensure_indexes(self) -> bool:

@@ -26,7 +26,7 @@ import typing
 import hikari
 import orjson
 
-from shared import keys, pubsub, redis_client
+from shared import keys, lifecycle, pubsub, redis_client
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -75,9 +75,7 @@ class Prompts:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await lifecycle.cancel_and_wait([self._task])
         for future, _ in self._waiting.values():
             future.cancel()
 
