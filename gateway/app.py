@@ -23,7 +23,7 @@ from gateway import (
     sessions,
     shards,
 )
-from shared import health, keys, lifecycle, redis_client, topology
+from shared import health, keys, lifecycle, redis_client, rpc, topology
 from shared.cache import resources
 from shared.cache import writer as cache_writer
 
@@ -56,6 +56,7 @@ class GatewayApp:
         self.commands: commands.CommandConsumer | None = None
         self.leases: leases.ShardLeases | None = None
         self.health: health.HealthServer | None = None
+        self.endpoint: rpc.Endpoint | None = None
         self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
         self._redis: aioredis.Redis | None = None
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
@@ -115,6 +116,7 @@ class GatewayApp:
             self._reply_queue, command_channel, self.group, self.gateway_id
         )
         await self.commands.start()
+        await self._start_rpc()
         self.health = health.HealthServer(
             core.health_port, ready=self.readiness, metrics=self.render_metrics
         )
@@ -353,6 +355,20 @@ class GatewayApp:
         down = [s for s, st in self.group.stats.items() if not st.connected]
         return f"shards not connected: {down}" if down else None
 
+    async def _start_rpc(self) -> None:
+        """Answer fleet questions (``stats``: what ``shardline status`` shows of this gateway)."""
+        assert self._amqp is not None
+        rpc_channel = await self._amqp.channel(publisher_confirms=True, on_return_raises=True)
+        self.endpoint = rpc.Endpoint(
+            rpc_channel, self.topology, self.settings.core.pool, self.gateway_id
+        )
+
+        async def stats(_: object) -> dict[str, typing.Any]:
+            return self.status()
+
+        self.endpoint.answer("stats", stats)
+        await self.endpoint.start()
+
     def render_metrics(self) -> str:
         return metrics.render(self)
 
@@ -375,6 +391,8 @@ class GatewayApp:
                         await self.leases.release(shard_id)
                 with contextlib.suppress(Exception):
                     await self.leases.leave()
+        if self.endpoint is not None:
+            await self.endpoint.close()
         if self.publisher is not None:
             await self.publisher.drain(timeout=10)
             await self._write_checkpoints()

@@ -300,6 +300,10 @@ class GatewaySettings:
         )
 
 
+#: What a worker replica can do (``WORKER_ROLES``).
+WORKER_ROLES: typing.Final[frozenset[str]] = frozenset({"events", "services"})
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerSettings:
     """A worker replica: its group, its plugins, where settings live."""
@@ -314,6 +318,13 @@ class WorkerSettings:
     rest_limiter: str
     #: Requests per second the bot may make (Discord's default 50; some bots are raised).
     rest_global_limit: int
+    #: ``events``: consume the group's events; ``services``: stand for services' leadership and
+    #: run schedules. A services-only Swarm service sets just ``services``.
+    roles: frozenset[str] = frozenset(WORKER_ROLES)
+    #: Processes for CPU-bound work (``bot.cpu``); at most this many calls run at once.
+    cpu_processes: int = 1
+    #: Seconds a CPU-bound call may run before its process is killed.
+    cpu_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> WorkerSettings:
@@ -329,6 +340,13 @@ class WorkerSettings:
         limiter = read.text("REST_LIMITER", "redis")
         if limiter not in {"redis", "off"}:
             raise ConfigError("REST_LIMITER", f"expected 'redis' or 'off', got {limiter!r}")
+        roles = frozenset(
+            r.strip() for r in read.text("WORKER_ROLES", "events,services").split(",")
+        )
+        if not roles or not roles <= WORKER_ROLES:
+            raise ConfigError(
+                "WORKER_ROLES", f"expected a list of {', '.join(sorted(WORKER_ROLES))}"
+            )
         return cls(
             core=core,
             group=read.name("WORKER_GROUP", "default"),
@@ -339,6 +357,9 @@ class WorkerSettings:
             default_prefix=prefix,
             rest_limiter=limiter,
             rest_global_limit=read.integer("REST_GLOBAL_LIMIT", 50, minimum=1, maximum=100_000),
+            roles=roles,
+            cpu_processes=read.integer("CPU_PROCESSES", 1, minimum=1, maximum=256),
+            cpu_timeout=read.number("CPU_TIMEOUT", 30.0, minimum=0.001),
         )
 
 

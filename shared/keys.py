@@ -158,6 +158,15 @@ class RedisKeys:
         """String with the wait's timeout: the prompt id waiting for a click on ``custom_id``."""
         return f"{self._prefix}:component:{custom_id}"
 
+    # services and schedules (run once across the pool's workers)
+    def service_leader(self, service: str) -> str:
+        """String with the service's lease TTL: the process id leading the service."""
+        return f"{self._prefix}:service:{service}:leader"
+
+    def schedule(self, name: str) -> str:
+        """Hash: done (last period run), running, holder, deadline of a schedule's runs."""
+        return f"{self._prefix}:schedule:{name}"
+
     # what operators see (``shardline status``)
     def gateway_status(self, gateway_id: str) -> str:
         """String with ``HEALTH_TTL``: JSON of a gateway's shards (state, latency, counts)."""

@@ -6,6 +6,9 @@
                                                    └──▶ {ns}.{pool}.{group}.interactions
     worker ──{pool}.shard.{id} | {gateway id}──▶ {ns}.gateway (direct) ──▶ reply queue
     any queue ──(delivery limit, rejected)──▶ {ns}.dead (fanout) ──▶ {ns}.dead-letter
+    caller ──{pool}.service.{name}──▶ {ns}.rpc (direct) ──▶ {ns}.{pool}.service.{name} (leader)
+    anyone ──{pool}.process.{id}──▶ {ns}.rpc (direct) ──▶ {ns}.{pool}.process.{id} (replies,
+                                                            fleet questions to that process)
 
 Interactions have their own queue and consumer (the priority path): a backlog of ordinary
 events never stands between an INTERACTION_CREATE and Discord's 3-second deadline.
@@ -69,6 +72,10 @@ class Topology:
         return f"{self.namespace}.gateway"
 
     @property
+    def rpc_exchange(self) -> str:
+        return f"{self.namespace}.rpc"
+
+    @property
     def dead_letter_exchange(self) -> str:
         return f"{self.namespace}.dead"
 
@@ -84,6 +91,22 @@ class Topology:
 
     def reply_queue(self, pool: str, gateway_id: str) -> str:
         return f"{self.namespace}.{pool}.gateway.{gateway_id}"
+
+    def service_queue(self, pool: str, service: str) -> str:
+        return f"{self.namespace}.{pool}.service.{service}"
+
+    def process_queue(self, pool: str, process_id: str) -> str:
+        return f"{self.namespace}.{pool}.process.{process_id}"
+
+    @staticmethod
+    def service_key(pool: str, service: str) -> str:
+        """Routing key of a request to a service (consumed by its leader only)."""
+        return f"{pool}.service.{service}"
+
+    @staticmethod
+    def process_key(pool: str, process_id: str) -> str:
+        """Routing key of one process's RPC queue: replies to its calls, questions to it."""
+        return f"{pool}.process.{process_id}"
 
     @staticmethod
     def event_key(pool: str, event_name: str) -> str:
@@ -203,9 +226,49 @@ class Topology:
     async def unbind_shard(self, queue: pika_abc.AbstractQueue, pool: str, shard_id: int) -> None:
         await queue.unbind(self.commands_exchange, self.shard_key(pool, shard_id))
 
+    async def declare_rpc_exchange(
+        self, channel: pika_abc.AbstractChannel
+    ) -> pika_abc.AbstractExchange:
+        return await channel.declare_exchange(
+            self.rpc_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+
+    async def declare_service_queue(
+        self, channel: pika_abc.AbstractChannel, pool: str, service: str
+    ) -> pika_abc.AbstractQueue:
+        """A service's request queue: durable, so requests wait out a leader's failover, and
+        single-active-consumer, so even two processes that both believe they lead never both
+        handle requests."""
+        exchange = await self.declare_rpc_exchange(channel)
+        await self.declare_dead_letter(channel)
+        queue = await channel.declare_queue(
+            self.service_queue(pool, service),
+            durable=True,
+            arguments={**self._worker_queue_arguments(), "x-single-active-consumer": True},
+        )
+        await queue.bind(exchange, self.service_key(pool, service))
+        return queue
+
+    async def declare_process_queue(
+        self, channel: pika_abc.AbstractChannel, pool: str, process_id: str
+    ) -> pika_abc.AbstractQueue:
+        """One process's own RPC queue (exclusive: it disappears with the process, so a
+        request to a dead process is unroutable and fails at once)."""
+        exchange = await self.declare_rpc_exchange(channel)
+        queue = await channel.declare_queue(
+            self.process_queue(pool, process_id), exclusive=True, auto_delete=True
+        )
+        await queue.bind(exchange, self.process_key(pool, process_id))
+        return queue
+
     def all_static_names(self) -> tuple[list[str], list[str]]:
         """(exchanges, queues) that exist once per namespace: what a clean-up removes."""
         return (
-            [self.events_exchange, self.commands_exchange, self.dead_letter_exchange],
+            [
+                self.events_exchange,
+                self.commands_exchange,
+                self.dead_letter_exchange,
+                self.rpc_exchange,
+            ],
             [self.dead_letter_queue],
         )

@@ -76,6 +76,10 @@ async def amqp_connection(
     await connection.close()
 
 
+#: Services the tests define (their durable queues are removed after each test).
+TEST_SERVICES: typing.Final = ("counter", "echo")
+
+
 async def cleanup_broker(connection: aio_pika.abc.AbstractConnection, namespace: str) -> None:
     """Delete every exchange and queue of the namespace that a test may have declared."""
     names = topology.Topology(namespace)
@@ -83,6 +87,7 @@ async def cleanup_broker(connection: aio_pika.abc.AbstractConnection, namespace:
     for pool in ("main", "premium", "beta"):
         for group in ("default", "a", "b"):
             queues += [names.worker_queue(pool, group), names.interaction_queue(pool, group)]
+        queues += [names.service_queue(pool, service) for service in TEST_SERVICES]
     channel = await connection.channel()
     for queue in queues:
         await channel.queue_delete(queue)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import logging
 import secrets
@@ -13,11 +14,11 @@ import typing
 import aio_pika
 import orjson
 
-from shared import health, keys, lifecycle, redis_client, topology
+from shared import health, keys, lifecycle, redis_client, rpc, topology
 from shared import settings as settings_db
 from shared.cache import reader
 from worker import bot as bot_module
-from worker import consumer, dedupe, events, interactions, metrics, rest_limits
+from worker import consumer, cpu, dedupe, events, interactions, metrics, rest_limits, services
 from worker.commands import sync as command_sync
 
 if typing.TYPE_CHECKING:
@@ -31,6 +32,8 @@ _LOGGER = logging.getLogger("shardline.worker")
 #: Messages in flight per replica; measured: 10 and up saturate one replica's consume loop.
 PREFETCH: typing.Final[int] = 64
 DRAIN_TIMEOUT: typing.Final[float] = 30.0
+#: Service requests in flight on a leader at once.
+SERVICE_PREFETCH: typing.Final[int] = 16
 #: How often a replica tells operators (``shardline status``) it is alive, and its counters.
 STATUS_INTERVAL: typing.Final[float] = 5.0
 
@@ -70,16 +73,21 @@ class WorkerApp:
         self._rest: hikari.impl.RESTClientImpl | None = None
         self.stopping = asyncio.Event()
         self._status_task: asyncio.Task[None] | None = None
+        self.endpoint: rpc.Endpoint | None = None
+        self.service_host: services.ServiceHost | None = None
+        self.scheduler: services.Scheduler | None = None
 
     async def start(self) -> None:
         events.check_compatibility()
         rest_limits.check_compatibility()
         core = self.settings.core
+        self.bot.cpu = cpu.CpuPool(self.settings.cpu_processes, timeout=self.settings.cpu_timeout)
         load_plugins(self.bot, self.settings.plugins)
         self._redis = redis_client.connect(core.redis_url)
         self._amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
         channel = await self._amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=PREFETCH)
+        await self._start_rpc()
         self._rest = rest_limits.build_client(
             token=core.token.reveal(),
             api_url=core.api_url,
@@ -109,21 +117,73 @@ class WorkerApp:
         )
         if self.bot.commands.prompts is not None:
             await self.bot.commands.prompts.start()
+        if "services" in self.settings.roles:
+            await self._start_services()
         wanted = self.bot.events.listened_gateway_events()
-        queues = await self._bind(channel, wanted)
-        self.consumer = consumer.EventConsumer(
-            self.bot,
-            channel,
-            self.topology,
-            dedupe.Deduplicator(self._redis, self.keys, self.worker_id),
-        )
-        await self.consumer.start(queues)
+        if "events" in self.settings.roles:
+            queues = await self._bind(channel, wanted)
+            self.consumer = consumer.EventConsumer(
+                self.bot,
+                channel,
+                self.topology,
+                dedupe.Deduplicator(self._redis, self.keys, self.worker_id),
+            )
+            await self.consumer.start(queues)
         self.health = health.HealthServer(
             core.health_port, ready=self.readiness, metrics=lambda: metrics.render(self)
         )
         await self.health.start()
         self._status_task = asyncio.get_running_loop().create_task(self._status_loop())
-        _LOGGER.info("worker consuming", extra={"worker": self.worker_id, "events": wanted})
+        _LOGGER.info(
+            "worker consuming",
+            extra={
+                "worker": self.worker_id,
+                "events": wanted if self.consumer is not None else [],
+                "roles": sorted(self.settings.roles),
+            },
+        )
+
+    async def _start_rpc(self) -> None:
+        """This replica's RPC endpoint: service calls, fleet questions (``stats`` built in)."""
+        assert self._amqp is not None
+        assert self._redis is not None
+        rpc_channel = await self._amqp.channel(publisher_confirms=True, on_return_raises=True)
+        self.endpoint = rpc.Endpoint(
+            rpc_channel, self.topology, self.settings.core.pool, self.worker_id
+        )
+
+        async def stats(_: object) -> dict[str, typing.Any]:
+            return self.status()
+
+        self.endpoint.answer("stats", stats)
+        self.bot.services.attach(self.endpoint)
+        self.bot.fleet.attach(self.endpoint, self._redis, self.keys)
+        await self.endpoint.start()
+
+    async def _start_services(self) -> None:
+        """Stand for every service's leadership and run the schedules this replica wins."""
+        assert self._amqp is not None
+        assert self._redis is not None
+        if self.bot.services.defined:
+            service_channel = await self._amqp.channel(publisher_confirms=True)
+            await service_channel.set_qos(prefetch_count=SERVICE_PREFETCH)
+            self.service_host = services.ServiceHost(
+                self.bot.services.defined.values(),
+                channel=service_channel,
+                redis=self._redis,
+                keys=self.keys,
+                topology=self.topology,
+                process_id=self.worker_id,
+            )
+            await self.service_host.start()
+        if self.bot.schedules.defined:
+            self.scheduler = services.Scheduler(
+                self.bot.schedules.defined.values(),
+                redis=self._redis,
+                keys=self.keys,
+                holder=self.worker_id,
+            )
+            await self.scheduler.start()
 
     async def _bind(
         self, channel: aio_pika.abc.AbstractChannel, wanted: list[str]
@@ -152,7 +212,7 @@ class WorkerApp:
         return queues
 
     def readiness(self) -> str | None:
-        if self.consumer is None:
+        if self.health is None:
             return "starting"
         if self._amqp is None or self._amqp.is_closed:
             return "broker connection closed"
@@ -170,6 +230,10 @@ class WorkerApp:
             "failures": sum(stats.failures.values()),
             "dead_lettered": stats.dead_lettered,
             "duplicates": stats.duplicates,
+            "roles": sorted(self.settings.roles),
+            "leading": sorted(self.service_host.leading) if self.service_host else [],
+            "schedule_runs": self.scheduler.runs if self.scheduler else 0,
+            "cpu": dataclasses.asdict(self.bot.cpu.stats),
             "at": time.time(),
         }
 
@@ -202,10 +266,14 @@ class WorkerApp:
             if self._redis is not None:
                 with contextlib.suppress(*redis_client.REDIS_ERRORS):
                     await self._redis.zrem(self.keys.workers(), self.worker_id)
+        await self._close_services()
         if self.consumer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.consumer.stop_intake(), 5)
             await self.consumer.drain(DRAIN_TIMEOUT)
+        if self.endpoint is not None:
+            await self.endpoint.close()
+        await self.bot.cpu.close()
         if self.deduplicator is not None:
             await self.deduplicator.flush()
         if self.health is not None:
@@ -223,6 +291,13 @@ class WorkerApp:
             await self._mongo.close()
         if self._redis is not None:
             await self._redis.aclose()
+
+    async def _close_services(self) -> None:
+        """Give up what this replica leads first, so successors take over during the drain."""
+        if self.scheduler is not None:
+            await self.scheduler.close()
+        if self.service_host is not None:
+            await self.service_host.close()
 
     async def run(self) -> None:
         """Start, consume until SIGTERM, then drain in-flight handlers."""

@@ -21,7 +21,7 @@ import hikari
 from hikari.impl import entity_factory, event_factory
 
 from shared import sharding
-from worker import commands, events, remote_shard
+from worker import commands, cpu, events, remote_shard, services
 from worker import interactions as deadline
 from worker.commands import cooldowns as command_cooldowns
 from worker.commands import prompts as command_prompts
@@ -59,6 +59,12 @@ class Bot:
         #: The pool's Redis and key schema, for plugins that keep shared state.
         self.redis: aioredis.Redis | None = None
         self.keys: keys.RedisKeys | None = None
+        #: Services (run once across the pool, callable from anywhere), schedules, fleet
+        #: requests, and a process pool for CPU-bound work.
+        self.services = services.Services()
+        self.schedules = services.Schedules()
+        self.fleet = services.Fleet()
+        self.cpu = cpu.CpuPool()
         self._channel: pika_abc.AbstractChannel | None = None
         self._pool = "main"
         self._namespace = "shardline"
