@@ -9,7 +9,8 @@ its lease while it runs and, when done, moves ``due`` to the next period. So:
   restarts of every replica (it lives in Redis);
 - a run is never lost: if the holder dies, its lease ends and another replica runs the same
   period (the only case where a run's body may execute twice: it died part-way);
-- periods missed while no replica was up are caught up with one run, not a burst.
+- a late run (its holder died) does not cost the next period its run; periods missed while
+  no replica was up at all are caught up with one run, not a burst.
 
 ::
 
@@ -51,6 +52,8 @@ __all__: typing.Sequence[str] = (
 _LOGGER = logging.getLogger("shardline.schedules")
 #: Seconds a run is held without renewal before another replica may take it over.
 DEFAULT_LEASE: typing.Final[float] = 30.0
+#: Cron periods stepped through to find the latest one started after an outage.
+_CATCH_UP_STEPS: typing.Final[int] = 100_000
 #: The longest a replica sleeps between looks at its schedules.
 MAX_TICK: typing.Final[float] = 1.0
 
@@ -116,14 +119,33 @@ class Schedule:
         start of the current period), a cron schedule at its next time."""
         if self.interval is not None:
             return (now // self.interval) * self.interval
-        return self.next_due(now)
+        return self.after(now)
 
-    def next_due(self, after: float) -> float:
+    def after(self, moment: float) -> float:
+        """The first period start strictly after ``moment``."""
         if self.interval is not None:
-            return (after // self.interval + 1) * self.interval
+            return (moment // self.interval + 1) * self.interval
         assert self.expression is not None
-        moment = dt.datetime.fromtimestamp(after, dt.UTC)
-        return self.expression.next_after(moment).timestamp()
+        return self.expression.next_after(dt.datetime.fromtimestamp(moment, dt.UTC)).timestamp()
+
+    def next_due(self, done: float, now: float) -> float:
+        """The run after the one due at ``done``, finished at ``now``.
+
+        Each period gets its run, even late (a holder that died held it for a lease). Only when
+        more than one whole period was missed (every replica down) is the backlog run once:
+        at the latest period that has started, not as a burst.
+        """
+        following = self.after(done)
+        if self.after(following) > now:
+            return following
+        if self.interval is not None:
+            return (now // self.interval) * self.interval
+        for _ in range(_CATCH_UP_STEPS):
+            later = self.after(following)
+            if later > now:
+                return following
+            following = later
+        return self.after(now)
 
 
 class Schedules:
@@ -258,7 +280,7 @@ class Scheduler:
                 exc_info=body.exception(),
                 extra={"schedule": schedule.name, "due": run.due.isoformat()},
             )
-        next_due = schedule.next_due(max(time.time(), due))
+        next_due = schedule.next_due(due, time.time())
         self.runs += 1
         self._known_due[schedule.name] = next_due
         await self._done(keys=[key], args=[self.holder, due_ms, int(next_due * 1000)])
