@@ -84,6 +84,9 @@ def test_bad_values_name_the_variable(values: dict[str, str], variable: str) -> 
         ({"WORKER_PLUGINS": "good.module, bad-module"}, "WORKER_PLUGINS"),
         ({"MONGO_URL": "redis://x"}, "MONGO_URL"),
         ({"WORKER_GROUP": "UPPER"}, "WORKER_GROUP"),
+        ({"WORKER_ROLES": "events,cron"}, "WORKER_ROLES"),
+        ({"CPU_PROCESSES": "0"}, "CPU_PROCESSES"),
+        ({"CPU_TIMEOUT": "soon"}, "CPU_TIMEOUT"),
     ],
 )
 def test_bad_worker_values_name_the_variable(values: dict[str, str], variable: str) -> None:
@@ -141,3 +144,11 @@ def test_rest_limiter_is_redis_or_off() -> None:
         config.WorkerSettings.from_env({**base, "REST_LIMITER": "nirn"})
     with pytest.raises(config.ConfigError, match="REST_GLOBAL_LIMIT"):
         config.WorkerSettings.from_env({**base, "REST_GLOBAL_LIMIT": "0"})
+
+
+def test_worker_roles_and_cpu_pool() -> None:
+    base = {"DISCORD_TOKEN": "a.b.c"}
+    worker = config.WorkerSettings.from_env(base)
+    assert (worker.roles, worker.cpu_processes) == (frozenset({"events", "services"}), 1)
+    services_only = config.WorkerSettings.from_env({**base, "WORKER_ROLES": " services "})
+    assert services_only.roles == frozenset({"services"})
