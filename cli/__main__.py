@@ -9,6 +9,8 @@
     shardline restart-shard SHARD [--wait] close a shard's socket; it RESUMEs where it runs
     shardline reshard-plan --shards N [--max-concurrency K]
                                            what moving to N shards would take (changes nothing)
+    shardline ask QUESTION [--role gateway|worker] [--timeout S]
+                                           a fleet request: every process's answer (or error)
 
 Reads AMQP_URL, REDIS_URL (or their _FILE forms), NAMESPACE and POOL like the services do.
 Every action is one of these; nothing is evaluated.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import sys
 import time
 import typing
@@ -27,7 +30,7 @@ import aio_pika
 import orjson
 
 from cli import dead_letters, reshard, state, tables
-from shared import config, keys, redis_client, topology
+from shared import config, fleet, keys, redis_client, rpc, topology
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -178,6 +181,28 @@ async def reshard_plan(ctx: Context, args: argparse.Namespace) -> int:
     return 1 if planned.problems else 0
 
 
+async def ask(ctx: Context, args: argparse.Namespace) -> int:
+    """Ask every live gateway and/or worker a registered question (``stats`` is built in)."""
+    if ctx.amqp is None:
+        ctx.amqp = await aio_pika.connect(ctx.settings.amqp_url.reveal())
+    channel = await ctx.amqp.channel(publisher_confirms=True, on_return_raises=True)
+    endpoint = rpc.Endpoint(channel, ctx.names, ctx.settings.pool, f"cli-{secrets.token_hex(4)}")
+    await endpoint.start()
+    try:
+        roles = (args.role,) if args.role else ("gateway", "worker")
+        answers = await fleet.ask(
+            endpoint, ctx.redis, ctx.keys, args.question, roles=roles, timeout=args.timeout
+        )
+    finally:
+        await endpoint.close()
+    rows = [
+        (a.role, a.target, orjson.dumps(a.value).decode() if a.ok else f"error: {a.error}")
+        for a in answers
+    ]
+    print(tables.render(("role", "process", "answer"), rows) if rows else "no live process")
+    return 0 if all(a.ok for a in answers) else 1
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="shardline", description=__doc__.split("\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
@@ -206,6 +231,11 @@ def parser() -> argparse.ArgumentParser:
     planning.add_argument("--shards", type=int, required=True)
     planning.add_argument("--max-concurrency", type=int, default=1)
     planning.set_defaults(run=reshard_plan)
+    asking = commands.add_parser("ask", help="a fleet request to every gateway and worker")
+    asking.add_argument("question", help="a registered question, e.g. stats")
+    asking.add_argument("--role", choices=sorted(fleet.ROLES))
+    asking.add_argument("--timeout", type=float, default=fleet.DEFAULT_TIMEOUT)
+    asking.set_defaults(run=ask)
     return root
 
 

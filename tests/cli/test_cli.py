@@ -193,3 +193,27 @@ async def test_restart_one_shard_resumes_it_where_it_runs(
         await discord.wait_for(lambda: discord.connected_shards() == [0, 1])
     assert len(discord.records.identifies) == identifies
     assert discord.records.resumes[0].accepted
+
+
+@pytest.mark.usefixtures("operator_env")
+async def test_ask_gathers_every_process_answer(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with (
+        worker(stack, bot_module.Bot()) as replica,
+        stack.gateway(SHARD_COUNT="1", SHARD_IDS="0") as gateway,
+    ):
+        await stack.discord.wait_for(
+            lambda: gateway.group is not None and gateway.group.stats[0].connected
+        )
+        for _ in range(100):  # the gateway's first status write
+            if await stack.redis.exists(stack.keys.gateway_status(gateway.gateway_id)):
+                break
+            await asyncio.sleep(0.05)
+        code, out = await shardline(capsys, "ask", "stats")
+        assert code == 0, out
+        assert gateway.gateway_id in out
+        assert replica.worker_id in out
+        code, out = await shardline(capsys, "ask", "nope", "--role", "worker")
+        assert code == 1
+        assert "has no handler 'nope'" in out
