@@ -86,4 +86,38 @@ def render(worker: app.WorkerApp) -> str:
         {"all": stats.age},
         "",
     )
+    _services(text, worker, labels)
     return text.render()
+
+
+def _services(text: health.MetricsText, worker: app.WorkerApp, labels: dict[str, str]) -> None:
+    host = worker.service_host
+    leading = [] if host is None else [(s.name, s.name in host.leading) for s in host.services]
+    text.family(
+        "shardline_worker_service_leader",
+        "gauge",
+        "1 for each service this replica leads",
+        [({**labels, "service": name}, int(led)) for name, led in leading],
+    )
+    text.family(
+        "shardline_worker_schedule_runs_total",
+        "counter",
+        "scheduled runs this replica did",
+        [(labels, worker.scheduler.runs if worker.scheduler is not None else 0)],
+    )
+    cpu = worker.bot.cpu.stats
+    text.family(
+        "shardline_worker_cpu_calls_total", "counter", "CPU-pool calls", [(labels, cpu.calls)]
+    )
+    text.family(
+        "shardline_worker_cpu_timeouts_total",
+        "counter",
+        "CPU-pool calls killed at their timeout",
+        [(labels, cpu.timeouts)],
+    )
+    text.family(
+        "shardline_worker_cpu_waiting",
+        "gauge",
+        "CPU-pool calls waiting for a process",
+        [(labels, cpu.waiting)],
+    )
