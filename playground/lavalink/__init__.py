@@ -1,0 +1,1 @@
+"""A Lavalink v4 node emulator (REST + WebSocket), for tests, benchmarks and the playground."""
