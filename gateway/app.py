@@ -22,6 +22,7 @@ from gateway import (
     publisher,
     sessions,
     shards,
+    voice,
 )
 from shared import health, keys, lifecycle, redis_client, rpc, topology
 from shared.cache import resources
@@ -57,6 +58,7 @@ class GatewayApp:
         self.leases: leases.ShardLeases | None = None
         self.health: health.HealthServer | None = None
         self.endpoint: rpc.Endpoint | None = None
+        self.voice: voice.VoiceBridge | None = None
         self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
         self._redis: aioredis.Redis | None = None
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
@@ -117,6 +119,18 @@ class GatewayApp:
         )
         await self.commands.start()
         await self._start_rpc()
+        if self.settings.lavalink is not None:
+            self.voice = voice.VoiceBridge(
+                self.settings.lavalink,
+                redis=self._redis,
+                keys=self.keys,
+                publisher=self.publisher,
+                gateway_id=self.gateway_id,
+                user_id=await discord_api.fetch_bot_user_id(core.api_url, core.token),
+                shard_count=lambda: self.group.shard_count if self.group is not None else 1,
+            )
+            self.group.on_dispatch = self.voice.on_dispatch
+            await self.voice.start()
         self.health = health.HealthServer(
             core.health_port, ready=self.readiness, metrics=self.render_metrics
         )
@@ -231,6 +245,9 @@ class GatewayApp:
             "backlog": self.publisher.outstanding if self.publisher is not None else 0,
             "at": time.time(),
             "shards": shards,
+            "lavalink": (
+                {"sessions": len(self.voice.sessions), **self.voice.stats} if self.voice else None
+            ),
         }
 
     async def write_status(self) -> None:
@@ -391,6 +408,10 @@ class GatewayApp:
                         await self.leases.release(shard_id)
                 with contextlib.suppress(Exception):
                     await self.leases.leave()
+        if self.voice is not None:
+            if self.group is not None:
+                self.group.on_dispatch = None
+            await self.voice.close()
         if self.endpoint is not None:
             await self.endpoint.close()
         if self.publisher is not None:
@@ -412,5 +433,8 @@ class GatewayApp:
             start=self.start,
             close=self.close,
             stopping=self.stopping,
-            secrets=(*self.settings.core.secrets(), self.settings.lavalink_password),
+            secrets=(
+                *self.settings.core.secrets(),
+                self.settings.lavalink.password if self.settings.lavalink else None,
+            ),
         )

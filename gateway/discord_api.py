@@ -1,4 +1,5 @@
-"""The one REST call the gateway makes itself: ``GET /gateway/bot``."""
+"""The REST calls the gateway makes itself: ``GET /gateway/bot`` and, for voice,
+``GET /users/@me`` (Lavalink wants the bot's user id)."""
 
 from __future__ import annotations
 
@@ -25,21 +26,26 @@ class GatewayBotInfo:
     max_concurrency: int
 
 
-async def fetch_gateway_bot(api_url: str, token: secret.Secret) -> GatewayBotInfo:
+async def _get(api_url: str, token: secret.Secret, path: str) -> dict[str, typing.Any]:
     headers = {"Authorization": f"Bot {token.reveal()}", "User-Agent": "DiscordBot (shardline)"}
     timeout = aiohttp.ClientTimeout(total=30)
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(f"{api_url}/gateway/bot", headers=headers) as response,
+            session.get(f"{api_url}{path}", headers=headers) as response,
         ):
             if response.status == 401:
                 raise DiscordApiError("DISCORD_TOKEN was rejected by Discord (401 Unauthorized)")
             if response.status != 200:
-                raise DiscordApiError(f"GET /gateway/bot answered {response.status}")
+                raise DiscordApiError(f"GET {path} answered {response.status}")
             body: dict[str, typing.Any] = await response.json()
     except aiohttp.ClientError as exc:
         raise DiscordApiError(f"cannot reach DISCORD_API_URL: {exc.__class__.__name__}") from None
+    return body
+
+
+async def fetch_gateway_bot(api_url: str, token: secret.Secret) -> GatewayBotInfo:
+    body = await _get(api_url, token, "/gateway/bot")
     limit = body["session_start_limit"]
     return GatewayBotInfo(
         url=body["url"],
@@ -49,3 +55,7 @@ async def fetch_gateway_bot(api_url: str, token: secret.Secret) -> GatewayBotInf
         reset_after=float(limit["reset_after"]) / 1000,
         max_concurrency=int(limit["max_concurrency"]),
     )
+
+
+async def fetch_bot_user_id(api_url: str, token: secret.Secret) -> int:
+    return int((await _get(api_url, token, "/users/@me"))["id"])

@@ -296,6 +296,52 @@ class EventPublisher:
         if self.under_pressure and self.buffered <= self.max_buffered // 2:
             self._set_pressure(False)
 
+    def publish_event(
+        self,
+        name: str,
+        data: typing.Any,
+        *,
+        shard_id: int,
+        shard_count: int,
+        session: str,
+        seq: int,
+    ) -> None:
+        """Publish an event that is not a shard's dispatch (Lavalink's), on its own; it takes
+        no part in the shards' checkpoints. Skipped when no worker group listens to it."""
+        if name not in self.interests:
+            self.stats.skipped_events += 1
+            return
+        body = orjson.dumps(
+            {
+                "v": envelope.VERSION,
+                "pool": self._pool,
+                "gateway": self._gateway_id,
+                "reply_to": self._reply_to,
+                "shard": [shard_id, shard_count],
+                "session": session,
+                "seq": seq,
+                "t": name,
+                "d": data,
+                "ts": time.time(),
+            }
+        )
+        message = aio_pika.Message(
+            body,
+            content_type=envelope.CONTENT_TYPE,
+            message_id=f"{self._pool}:{shard_id}:{session}:{seq}-{seq}",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            type=name,
+        )
+        stream = ShardStream(shard_id, shard_count, session)  # a stream of its own, unchecked
+        batch = _Batch(session, seq, 1)
+        stream.inflight.append(batch)
+        self.buffered += 1
+        task = self._loop.create_task(
+            self._publish(stream, batch, message, topology.Topology.event_key(self._pool, name))
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _set_pressure(self, on: bool) -> None:
         self.under_pressure = on
         _LOGGER.warning(

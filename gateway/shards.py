@@ -78,6 +78,7 @@ class ShardGroup:
         session_store: sessions.SessionStore,
         identify_queue: identify.IdentifyQueue,
         ledger: identify.SessionStartLedger,
+        on_dispatch: typing.Callable[[str, typing.Any], None] | None = None,
     ) -> None:
         self._token = settings.token
         self._url = settings.gateway_url
@@ -88,6 +89,8 @@ class ShardGroup:
         self._sessions = session_store
         self._identify = identify_queue
         self._ledger = ledger
+        #: Also told of every dispatch (the voice bridge, for the bot's voice events).
+        self.on_dispatch = on_dispatch
         self.shards: dict[int, hikari_adapter.CoordinatedShard] = {}
         self.stats: dict[int, ShardStats] = {}
         self._factory = _EventFactory()
@@ -119,6 +122,8 @@ class ShardGroup:
             stats.connected = True
             stats.resumes += 1
         self._publisher.accept(stream, seq, name, payload)
+        if self.on_dispatch is not None and name.startswith("VOICE_"):
+            self.on_dispatch(name, payload)
         if self.paused:
             hikari_adapter.pause_reading(shard)
 

@@ -247,6 +247,34 @@ def _parse_cache_resources(read: EnvReader) -> int:
         raise ConfigError("CACHE_RESOURCES", str(exc)) from None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class LavalinkSettings:
+    """Lavalink nodes (``LAVALINK_URL``, comma-separated) and their password."""
+
+    urls: tuple[str, ...]
+    password: Secret
+    #: Seconds Lavalink keeps a session's players playing while no gateway holds it (hand-off).
+    resume_timeout: int = 60
+
+    @classmethod
+    def _read(cls, read: EnvReader) -> LavalinkSettings | None:
+        raw = read.optional("LAVALINK_URL")
+        if raw is None:
+            return None
+        urls = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
+        for url in urls:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ConfigError("LAVALINK_URL", f"expected http(s) URLs, got {url!r}")
+        if not urls:
+            raise ConfigError("LAVALINK_URL", "expected at least one http(s) URL")
+        return cls(
+            urls=urls,
+            password=read.secret("LAVALINK_PASSWORD"),
+            resume_timeout=read.integer("LAVALINK_RESUME_TIMEOUT", 60, minimum=5, maximum=3600),
+        )
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class GatewaySettings:
     """A gateway process: which shards, with which intents, and where Lavalink is."""
@@ -257,8 +285,8 @@ class GatewaySettings:
     shard_ids: tuple[int, ...] | None
     """``None`` means claim shards automatically through Redis leases."""
     intents: int
-    lavalink_url: str | None
-    lavalink_password: Secret | None
+    lavalink: LavalinkSettings | None
+    """``None`` when ``LAVALINK_URL`` is unset: no voice."""
     lease_ttl: int
     """Seconds before an unrenewed shard lease expires and another gateway takes the shard."""
     publish_buffer: int
@@ -281,19 +309,12 @@ class GatewaySettings:
                 shard_ids = sharding.parse_shard_ids(raw_ids, shard_count)
             except sharding.ShardIdsError as exc:
                 raise ConfigError("SHARD_IDS", str(exc)) from None
-        lavalink_url = read.optional("LAVALINK_URL")
-        lavalink_password = None
-        if lavalink_url is not None:
-            if urllib.parse.urlsplit(lavalink_url).scheme not in {"http", "https"}:
-                raise ConfigError("LAVALINK_URL", f"expected an http(s) URL, got {lavalink_url!r}")
-            lavalink_password = read.secret("LAVALINK_PASSWORD")
         return cls(
             core=core,
             shard_count=shard_count,
             shard_ids=shard_ids,
             intents=_parse_intents(read),
-            lavalink_url=lavalink_url,
-            lavalink_password=lavalink_password,
+            lavalink=LavalinkSettings._read(read),  # noqa: SLF001 - the shared reader
             lease_ttl=read.integer("LEASE_TTL", keys.LEASE_TTL, minimum=3, maximum=600),
             publish_buffer=read.integer("PUBLISH_BUFFER", 50_000, minimum=10),
             cache_resources=_parse_cache_resources(read),
@@ -325,6 +346,8 @@ class WorkerSettings:
     cpu_processes: int = 1
     #: Seconds a CPU-bound call may run before its process is killed.
     cpu_timeout: float = 30.0
+    #: Lavalink nodes whose players the worker controls (``None``: no voice).
+    lavalink: LavalinkSettings | None = None
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> WorkerSettings:
@@ -360,6 +383,7 @@ class WorkerSettings:
             roles=roles,
             cpu_processes=read.integer("CPU_PROCESSES", 1, minimum=1, maximum=256),
             cpu_timeout=read.number("CPU_TIMEOUT", 30.0, minimum=0.001),
+            lavalink=LavalinkSettings._read(read),  # noqa: SLF001 - the shared reader
         )
 
 

@@ -158,6 +158,33 @@ class RedisKeys:
         """String with the wait's timeout: the prompt id waiting for a click on ``custom_id``."""
         return f"{self._prefix}:component:{custom_id}"
 
+    # voice: Lavalink sessions held by gateways, players controlled by workers
+    def lavalink_sessions(self) -> str:
+        """Hash: Lavalink session id -> JSON {node, gateway, at} of sessions gateways hold now."""
+        return f"{self._prefix}:lavalink:sessions"
+
+    def lavalink_orphans(self) -> str:
+        """Hash: Lavalink session id -> JSON {node, at} of sessions a stopped gateway left to be
+        resumed (their players keep playing for the resume timeout); HDEL claims one."""
+        return f"{self._prefix}:lavalink:orphans"
+
+    def voice_player(self, guild_id: int) -> str:
+        """Hash: a guild's Lavalink player (node, session, voice, track, position ...), see
+        ``shared.voice.PlayerRecord``."""
+        return f"{self._prefix}:voice:{guild_id}"
+
+    def voice_players_of(self, session_id: str) -> str:
+        """Set: guild ids whose player lives in a Lavalink session (to recreate them elsewhere)."""
+        return f"{self._prefix}:voice-session:{session_id}"
+
+    def music_queue(self, guild_id: int) -> str:
+        """List: the music plugin's queue of a guild (Lavalink track JSON, in order)."""
+        return f"{self._prefix}:music:{guild_id}:queue"
+
+    def music_state(self, guild_id: int) -> str:
+        """Hash: the music plugin's now-playing track, loop mode, text channel of a guild."""
+        return f"{self._prefix}:music:{guild_id}:state"
+
     # services and schedules (run once across the pool's workers)
     def service_leader(self, service: str) -> str:
         """String with the service's lease TTL: the process id leading the service."""

@@ -306,7 +306,11 @@ class WorkerApp:
             start=self.start,
             close=self.close,
             stopping=self.stopping,
-            secrets=(*self.settings.core.secrets(), self.settings.mongo_url),
+            secrets=(
+                *self.settings.core.secrets(),
+                self.settings.mongo_url,
+                self.settings.lavalink.password if self.settings.lavalink else None,
+            ),
         )
 
 
