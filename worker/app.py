@@ -16,6 +16,7 @@ import orjson
 
 from shared import health, keys, lifecycle, redis_client, rpc, topology
 from shared import settings as settings_db
+from shared import voice as shared_voice
 from shared.cache import reader
 from worker import bot as bot_module
 from worker import consumer, cpu, dedupe, events, interactions, metrics, rest_limits, services
@@ -76,6 +77,7 @@ class WorkerApp:
         self.endpoint: rpc.Endpoint | None = None
         self.service_host: services.ServiceHost | None = None
         self.scheduler: services.Scheduler | None = None
+        self._lavalink: shared_voice.LavalinkRest | None = None
 
     async def start(self) -> None:
         events.check_compatibility()
@@ -117,9 +119,13 @@ class WorkerApp:
         )
         if self.bot.commands.prompts is not None:
             await self.bot.commands.prompts.start()
+        if self.settings.lavalink is not None:
+            self._lavalink = shared_voice.LavalinkRest(self.settings.lavalink)
+            await self._lavalink.start()
+            self.bot.voice.attach(self._lavalink, self._redis, self.keys)
         if "services" in self.settings.roles:
             await self._start_services()
-        wanted = self.bot.events.listened_gateway_events()
+        wanted = self.bot.events.listened_gateway_events() + self.bot.voice.listened_events()
         if "events" in self.settings.roles:
             queues = await self._bind(channel, wanted)
             self.consumer = consumer.EventConsumer(
@@ -274,6 +280,8 @@ class WorkerApp:
         if self.endpoint is not None:
             await self.endpoint.close()
         await self.bot.cpu.close()
+        if self._lavalink is not None:
+            await self._lavalink.close()
         if self.deduplicator is not None:
             await self.deduplicator.flush()
         if self.health is not None:

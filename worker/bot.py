@@ -21,7 +21,7 @@ import hikari
 from hikari.impl import entity_factory, event_factory
 
 from shared import sharding
-from worker import commands, cpu, events, remote_shard, services
+from worker import commands, cpu, events, remote_shard, services, voice
 from worker import interactions as deadline
 from worker.commands import cooldowns as command_cooldowns
 from worker.commands import prompts as command_prompts
@@ -65,6 +65,8 @@ class Bot:
         self.schedules = services.Schedules()
         self.fleet = services.Fleet()
         self.cpu = cpu.CpuPool()
+        #: Lavalink players and events (when LAVALINK_URL is set).
+        self.voice = voice.Voice(self)
         self._channel: pika_abc.AbstractChannel | None = None
         self._pool = "main"
         self._namespace = "shardline"

@@ -10,7 +10,7 @@ import logging
 import time
 import typing
 
-from shared import envelope, topology
+from shared import envelope, topology, voice
 
 if typing.TYPE_CHECKING:
     import hikari
@@ -147,8 +147,12 @@ class EventConsumer:
         started = time.time()
         self.stats.age.observe(max(started - item.ts, 0.0))
         self._bot.shard_count = item.shard_count
-        shard = self._bot.remote_shard(item.shard_id, reply_to=item.reply_to)
-        built = self._bot.events.build(item.t, typing.cast("typing.Any", shard), item.d)
+        if item.t.startswith(voice.EVENT_PREFIX):
+            await self._bot.voice.dispatch(item)
+            built = []
+        else:
+            shard = self._bot.remote_shard(item.shard_id, reply_to=item.reply_to)
+            built = self._bot.events.build(item.t, typing.cast("typing.Any", shard), item.d)
         for event in built:
             listeners = self._bot.events.listeners_for(event)
             if not listeners:

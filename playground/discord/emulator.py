@@ -109,6 +109,23 @@ class DiscordEmulator:
             )
         return member
 
+    def add_voice_channel(self, guild_id: int, name: str = "General") -> Json:
+        channel = self.world.add_channel(guild_id, name, kind=2)
+        self.gateway.dispatch("CHANNEL_CREATE", channel, guild_id=guild_id)
+        return channel
+
+    def join_voice(self, guild_id: int, user: Json, channel_id: int | None) -> Json:
+        """A user joins (or, with ``None``, leaves) a voice channel: VOICE_STATE_UPDATE."""
+        state = self.world.set_voice_state(
+            guild_id, int(user["id"]), channel_id, f"user-session-{user['id']}"
+        )
+        self.gateway.dispatch("VOICE_STATE_UPDATE", state, guild_id=guild_id)
+        return state
+
+    def move_voice_server(self, guild_id: int) -> Json | None:
+        """Discord moves the bot's call to another voice server (a new VOICE_SERVER_UPDATE)."""
+        return self.gateway.voice_server_update(guild_id)
+
     def channels_of(self, guild_id: int) -> list[Json]:
         return self.world.guild_channels(guild_id)
 

@@ -194,6 +194,8 @@ class GatewayServer:
         self.resume_url = ""
         """READY's ``resume_gateway_url``: another path, so tests see that clients use it."""
         self._sweeper: asyncio.Task[None] | None = None
+        #: guild -> the last VOICE_SERVER_UPDATE sent to the bot (what Lavalink must be given).
+        self.voice_servers: dict[int, Json] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -574,32 +576,32 @@ class GatewayServer:
         if guild_id is None:
             return
         channel_id = d.get("channel_id")
-        member = self.world.members[guild_id].get(self.world.bot_id)
-        state = {
-            "guild_id": str(guild_id),
-            "channel_id": channel_id,
-            "user_id": str(self.world.bot_id),
-            "member": member,
-            "session_id": session.session_id,
-            "deaf": False,
-            "mute": False,
-            "self_deaf": bool(d.get("self_deaf")),
-            "self_mute": bool(d.get("self_mute")),
-            "self_video": False,
-            "suppress": False,
-            "request_to_speak_timestamp": None,
-        }
+        state = self.world.set_voice_state(
+            guild_id,
+            self.world.bot_id,
+            None if channel_id is None else int(channel_id),
+            session.session_id,
+            self_deaf=bool(d.get("self_deaf")),
+            self_mute=bool(d.get("self_mute")),
+        )
         self._dispatch(session, "VOICE_STATE_UPDATE", state)
         if channel_id is not None:
-            self._dispatch(
-                session,
-                "VOICE_SERVER_UPDATE",
-                {
-                    "token": secrets.token_hex(8),
-                    "guild_id": str(guild_id),
-                    "endpoint": "voice.emulator.local:443",
-                },
-            )
+            self.voice_server_update(guild_id)
+
+    def voice_server_update(self, guild_id: int) -> Json | None:
+        """Send the bot a (new) voice server for ``guild_id``, as Discord does on joining and
+        when it moves the call to another voice server; returns what was sent."""
+        if self.world.bot_id not in self.world.voice_states.get(guild_id, {}):
+            return None
+        payload = {
+            "token": secrets.token_hex(8),
+            "guild_id": str(guild_id),
+            "endpoint": f"{secrets.choice(('rotterdam', 'us-east', 'japan'))}"
+            f"{secrets.randbelow(9000) + 1000}.discord.media:443",
+        }
+        self.voice_servers[guild_id] = payload
+        self.dispatch("VOICE_SERVER_UPDATE", payload, guild_id=guild_id)
+        return payload
 
     # --- dispatch ---------------------------------------------------------------------------
 

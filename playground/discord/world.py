@@ -78,6 +78,8 @@ class World:
         self.members: dict[int, dict[int, Json]] = {}
         self.messages: dict[int, dict[int, Json]] = {}
         self.commands: dict[int | None, dict[int, Json]] = {}
+        #: guild -> user -> voice state (Discord's shape, with guild_id)
+        self.voice_states: dict[int, dict[int, Json]] = {}
         """Application commands by guild id (``None`` for global)."""
 
     @staticmethod
@@ -226,6 +228,31 @@ class World:
             gid for gid in self.guilds if sharding.shard_for_guild(gid, shard_count) == shard_id
         ]
 
+    def set_voice_state(
+        self, guild_id: int, user_id: int, channel_id: int | None, session_id: str, **flags: bool
+    ) -> Json:
+        """Record where a user is in voice (``channel_id`` None: left), as Discord shows it."""
+        state: Json = {
+            "guild_id": str(guild_id),
+            "channel_id": None if channel_id is None else str(channel_id),
+            "user_id": str(user_id),
+            "member": self.members.get(guild_id, {}).get(user_id),
+            "session_id": session_id,
+            "deaf": False,
+            "mute": False,
+            "self_deaf": bool(flags.get("self_deaf")),
+            "self_mute": bool(flags.get("self_mute")),
+            "self_video": False,
+            "suppress": False,
+            "request_to_speak_timestamp": None,
+        }
+        states = self.voice_states.setdefault(guild_id, {})
+        if channel_id is None:
+            states.pop(user_id, None)
+        else:
+            states[user_id] = state
+        return state
+
     def guild_create_payload(self, guild_id: int) -> Json:
         """The full GUILD_CREATE a bot receives for a guild it is in."""
         guild = dict(self.guilds[guild_id])
@@ -236,7 +263,10 @@ class World:
                 "large": len(members) > 250,
                 "unavailable": False,
                 "member_count": len(members),
-                "voice_states": [],
+                "voice_states": [
+                    {k: v for k, v in state.items() if k != "guild_id"}
+                    for state in self.voice_states.get(guild_id, {}).values()
+                ],
                 "members": members[:250] if len(members) > 250 else members,
                 "channels": [
                     {k: v for k, v in c.items() if k != "guild_id"}
