@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from playground.discord import emulator, gateway
+from playground.lavalink import emulator as lavalink_emulator
 from shared import topology
 from tests import services
 
@@ -121,3 +122,12 @@ async def make_emulator() -> typing.AsyncIterator[EmulatorFactory]:
 @pytest.fixture
 async def discord(make_emulator: EmulatorFactory) -> emulator.DiscordEmulator:
     return await make_emulator()
+
+
+@pytest.fixture
+async def lavalink() -> typing.AsyncIterator[lavalink_emulator.LavalinkEmulator]:
+    """A Lavalink v4 node emulator (playerUpdate every 0.5 s, so tests see positions move)."""
+    node = lavalink_emulator.LavalinkEmulator(player_update_interval=0.5)
+    await node.start()
+    yield node
+    await node.close()

@@ -193,6 +193,16 @@ class CacheReader:
         payload["member"] = member
         return self._factory.deserialize_voice_state(payload)
 
+    async def voice_channel_members(self, guild_id: int) -> dict[int, int]:
+        """Who is in which voice channel of a guild: user id -> channel id (one round trip)."""
+        found = await self._redis.hgetall(self.keys.guild_voice_states(guild_id))
+        members: dict[int, int] = {}
+        for user_id, raw in found.items():
+            channel = orjson.loads(raw).get("channel_id")
+            if channel is not None:
+                members[int(user_id)] = int(channel)
+        return members
+
     # --- lookups ----------------------------------------------------------------------------
 
     async def member_permissions(
