@@ -101,6 +101,24 @@ def _resume_on_reconnect(client: lavalink.Client) -> None:
     client._session._trace_configs.append(trace)  # noqa: SLF001
 
 
+class _NoPlayerNoise(logging.Filter):
+    """lavalink.py warns about every event for a guild it has no player object for; here that
+    is every event (players are not kept in lavalink.py), so the warning says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "non-existent player" not in str(record.msg)
+
+
+def _quiet_lavalink_logs() -> None:
+    library = logging.getLogger("lavalink")
+    # At DEBUG lavalink.py logs request bodies, which carry Discord voice tokens.
+    if library.getEffectiveLevel() < logging.INFO:
+        library.setLevel(logging.INFO)
+    transport = logging.getLogger("lavalink.transport")
+    if not any(isinstance(f, _NoPlayerNoise) for f in transport.filters):
+        transport.addFilter(_NoPlayerNoise())
+
+
 class VoiceBridge:
     """Lavalink for one gateway process."""
 
@@ -138,6 +156,7 @@ class VoiceBridge:
 
     async def start(self) -> None:
         check_compatibility()
+        _quiet_lavalink_logs()
         await self.rest.start()
         self.client = lavalink.Client(self.user_id)
         _resume_on_reconnect(self.client)

@@ -10,7 +10,7 @@ import typing
 
 import pytest
 
-from shared import config
+from shared import config, lifecycle
 from worker import app
 from worker import bot as bot_module
 from worker.plugins import music
@@ -132,6 +132,13 @@ async def test_play_joins_hands_the_voice_to_lavalink_and_plays(scene: Scene) ->
         assert "Resumed" in await scene.say("!resume", "Resumed")
         now = await scene.say("!nowplaying", "Now playing")
         assert "Long Song" in now
+        # The same commands as slash commands: /play queues behind what plays.
+        slash = discord.send_interaction(
+            scene.text_id, scene.user, "play", [{"name": "query", "type": 3, "value": "song two"}]
+        )
+        await scene.wait_for(lambda: slash.response is not None)
+        assert slash.response is not None
+        assert "Queued **Song Two** (0:03) at position 1" in slash.response["data"]["content"]
         # Discord moves the call to another voice server: Lavalink is given the new one.
         moved = discord.move_voice_server(scene.guild_id)
         assert moved is not None
@@ -189,6 +196,46 @@ async def test_a_gateway_hand_off_keeps_the_lavalink_session_and_the_music(scene
             )  # nothing was torn down
             # And the new gateway carries the player's events: commands still work.
             assert "Paused" in await scene.say("!pause", "Paused")
+
+
+async def test_a_dead_gateways_players_are_rebuilt_by_a_live_one(scene: Scene) -> None:
+    discord = scene.discord
+    guild = discord.add_guild("g2", shard=(0, 2))  # on the shard the doomed gateway holds
+    guild_id = int(guild["id"])
+    voice_id = int(discord.add_voice_channel(guild_id)["id"])
+    text_id = int(discord.channels_of(guild_id)[0]["id"])
+    discord.add_member(guild_id, scene.user, announce=False)
+    discord.join_voice(guild_id, scene.user, voice_id)
+    stack = scene.stack
+    env = {"SHARD_COUNT": "2", "LAVALINK_URL": scene.node.url}
+    async with (
+        scene.workers(1),
+        stack.gateway(SHARD_IDS="0", LAVALINK_PASSWORD=scene.node.password, **env) as doomed,
+        stack.gateway(SHARD_IDS="1", LAVALINK_PASSWORD=scene.node.password, **env) as survivor,
+    ):
+        await scene.wait_for(lambda: discord.connected_shards() == [0, 1])
+        before = len(discord.world.messages[text_id])
+        discord.send_message(text_id, scene.user, "!play long song")
+        await scene.wait_for(lambda: scene.node.player(guild_id) is not None)
+        await scene.wait_for(lambda: len(discord.world.messages[text_id]) > before + 1)
+        player = scene.node.player(guild_id)
+        assert player is not None
+        assert player.session.session_id in doomed.voice.sessions.values()
+        # The doomed gateway dies: its Lavalink socket drops (the session waits, resumable),
+        # and its heartbeat stops. Nobody will resume it: the survivor rebuilds its players.
+        assert doomed.voice is not None
+        await doomed.voice.client.close()
+        await lifecycle.cancel_and_wait(doomed._tasks)
+        await stack.redis.delete(stack.keys.gateway_status(doomed.gateway_id))
+        position = player.position
+        assert survivor.voice is not None
+        alive = scene.node.sessions[next(iter(survivor.voice.sessions.values()))]
+        await scene.wait_for(lambda: guild_id in alive.players, timeout=10)
+        rebuilt = alive.players[guild_id]
+        assert rebuilt.info is not None
+        assert rebuilt.info.title == "Long Song"
+        assert rebuilt.position >= position
+        assert rebuilt.voice == player.voice
 
 
 async def test_a_lavalink_restart_recreates_the_player_where_it_was(scene: Scene) -> None:
