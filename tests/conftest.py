@@ -6,6 +6,7 @@ import typing
 import uuid
 
 import aio_pika
+import hypothesis
 import pytest
 import redis.asyncio as aioredis
 
@@ -131,3 +132,11 @@ async def lavalink() -> typing.AsyncIterator[lavalink_emulator.LavalinkEmulator]
     await node.start()
     yield node
     await node.close()
+
+
+# Fuzzing on a shared 2-core machine: no per-example deadline, no complaint that generating
+# examples is slow; the number of examples stays each test's own.
+hypothesis.settings.register_profile(
+    "shardline", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("shardline")

@@ -301,6 +301,10 @@ class SettingsStore:
         return stored if stored is not None else new
 
     def _remember(self, key: tuple[str, int], doc: Document) -> None:
+        held = self._local.get(key)
+        if held is not None and held[1].get("rev", 0) > doc.get("rev", 0):
+            # Concurrent writes finish in any order: never trade a newer copy for an older.
+            return
         self._local[key] = (time.monotonic() + self._local_ttl, doc)
         self._local.move_to_end(key)
         while len(self._local) > self._local_size:

@@ -3,7 +3,9 @@ from __future__ import annotations
 import typing
 
 import hikari
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from shared import config
 
@@ -152,3 +154,60 @@ def test_worker_roles_and_cpu_pool() -> None:
     assert (worker.roles, worker.cpu_processes) == (frozenset({"events", "services"}), 1)
     services_only = config.WorkerSettings.from_env({**base, "WORKER_ROLES": " services "})
     assert services_only.roles == frozenset({"services"})
+
+
+def test_lavalink_nodes_for_gateways_and_workers() -> None:
+    base = {"DISCORD_TOKEN": "a.b.c", "LAVALINK_PASSWORD": "pw"}
+    two = {**base, "LAVALINK_URL": "http://a:2333, https://b:443/"}
+    gateway = config.GatewaySettings.from_env(two)
+    worker = config.WorkerSettings.from_env(two)
+    assert gateway.lavalink is not None
+    assert gateway.lavalink.urls == ("http://a:2333", "https://b:443")
+    assert worker.lavalink == gateway.lavalink
+    assert "pw" not in repr(worker.lavalink)
+    assert config.WorkerSettings.from_env(base).lavalink is None
+    with pytest.raises(config.ConfigError, match="LAVALINK_URL"):
+        config.GatewaySettings.from_env({**base, "LAVALINK_URL": "ws://a:2333"})
+    with pytest.raises(config.ConfigError, match="LAVALINK_RESUME_TIMEOUT"):
+        config.GatewaySettings.from_env({**two, "LAVALINK_RESUME_TIMEOUT": "1"})
+
+
+# --- fuzzing: any environment gives settings, or one line naming the variable ------------------
+
+_VARIABLES = (
+    "AMQP_URL", "CACHE_RESOURCES", "CPU_PROCESSES", "CPU_TIMEOUT", "DEFAULT_PREFIX",
+    "DISCORD_API_URL", "DISCORD_TOKEN", "HEALTH_PORT", "INTENTS", "LAVALINK_PASSWORD",
+    "LAVALINK_RESUME_TIMEOUT", "LAVALINK_URL", "LEASE_TTL", "LOG_FORMAT", "LOG_LEVEL",
+    "NAMESPACE", "POOL", "PUBLISH_BUFFER", "REST_GLOBAL_LIMIT", "REST_LIMITER", "SHARD_COUNT",
+    "SHARD_IDS", "WORKER_GROUP", "WORKER_PLUGINS", "WORKER_ROLES", "MONGO_URL", "REDIS_URL",
+)  # fmt: skip
+_VALUES = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(["0", "-1", "1e9", "auto", "all", "none", "0-7", "3-1", "http://x:1", " "]),
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+)
+
+
+@hypothesis.given(st.dictionaries(st.sampled_from(_VARIABLES), _VALUES, max_size=8))
+@hypothesis.settings(max_examples=300)
+def test_fuzz_any_environment_is_settings_or_one_clear_line(values: dict[str, str]) -> None:
+    environment = {"DISCORD_TOKEN": TOKEN, **values}
+    secrets = ("DISCORD_TOKEN", "LAVALINK_PASSWORD", "AMQP_URL", "REDIS_URL", "MONGO_URL")
+    plain = {value for name, value in environment.items() if name not in secrets}
+    secret_values = {
+        environment[name]
+        for name in secrets
+        if len(environment.get(name, "")) >= 8 and environment[name] not in plain
+    }
+    for kind in (config.GatewaySettings, config.WorkerSettings, config.OperatorSettings):
+        try:
+            kind.from_env(environment)
+        except config.ConfigError as exc:
+            error = exc
+        else:
+            continue
+        message = str(error)
+        assert error.variable in {*_VARIABLES, *(f"{v}_FILE" for v in _VARIABLES)}
+        assert message.startswith(error.variable)
+        assert "\n" not in message
+        assert not any(secret in message for secret in secret_values)

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import typing
 
+import hypothesis
 import orjson
 import pytest
+from hypothesis import strategies as st
 
 from shared import envelope
+
+_WIRE_FIELDS = ("v", "pool", "gateway", "reply_to", "shard", "session", "seq", "t", "d", "ts")
 
 
 def sample(seq: int = 42, **changes: typing.Any) -> envelope.EventEnvelope:
@@ -90,3 +94,56 @@ def test_malformed_bodies(body: bytes) -> None:
 def test_oversized_body_is_refused_unread() -> None:
     with pytest.raises(envelope.MalformedEnvelopeError, match="exceeds"):
         envelope.decode(b" " * (envelope.MAX_MESSAGE_BYTES + 1))
+
+
+# --- fuzzing: whatever arrives, the decoder answers with envelopes or an EnvelopeError ---------
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)  # what JSON encoders can write
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_FIELD_VALUES = st.one_of(
+    _JSON,
+    st.lists(st.integers(min_value=-3, max_value=20), min_size=0, max_size=3),
+)
+
+
+def _decodes_or_explains(body: bytes) -> None:
+    try:
+        decoded = envelope.decode_message(body)
+    except envelope.EnvelopeError as exc:
+        reason = str(exc)  # for the dead-letter queue
+    else:
+        assert decoded
+        for item in decoded:
+            assert isinstance(item, envelope.EventEnvelope)
+            assert 0 <= item.shard_id < item.shard_count
+        return
+    assert reason
+    assert "\n" not in reason
+
+
+@hypothesis.given(st.binary(max_size=300))
+def test_fuzz_arbitrary_bytes(body: bytes) -> None:
+    _decodes_or_explains(body)
+
+
+@hypothesis.given(st.dictionaries(st.sampled_from(list(_WIRE_FIELDS)), _FIELD_VALUES))
+def test_fuzz_envelope_shaped_objects(fields: dict[str, typing.Any]) -> None:
+    _decodes_or_explains(orjson.dumps(fields))
+
+
+@hypothesis.given(
+    st.sampled_from(list(_WIRE_FIELDS)), _FIELD_VALUES, st.integers(min_value=1, max_value=3)
+)
+def test_fuzz_one_field_of_a_valid_batch_changed(name: str, value: typing.Any, size: int) -> None:
+    batch = [orjson.loads(envelope.encode(sample(seq))) for seq in range(1, size + 1)]
+    batch[-1][name] = value
+    _decodes_or_explains(orjson.dumps(batch))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import math
 import re
 import shlex
 import types
@@ -181,6 +182,10 @@ def _unwrap_optional(annotation: object) -> object:
     return annotation
 
 
+#: Discord ids are unsigned 64-bit integers.
+_SNOWFLAKE_LIMIT: typing.Final[int] = 2**64
+
+
 def split_words(text: str) -> list[str]:
     """Words after the command name; quotes group words ("two words")."""
     try:
@@ -204,7 +209,9 @@ def convert_word(spec: OptionSpec, word: str) -> typing.Any:
         try:
             number = float(word)
         except ValueError:
-            raise ArgumentError(f"`{spec.name}` must be a number, not `{word}`.") from None
+            number = math.nan
+        if not math.isfinite(number):  # "nan", "inf", "1e309" parse, but are no answer
+            raise ArgumentError(f"`{spec.name}` must be a number, not `{word}`.")
         return spec.check(number)
     if spec.kind is Kind.BOOLEAN:
         lowered = word.lower()
@@ -225,4 +232,7 @@ def convert_word(spec: OptionSpec, word: str) -> typing.Any:
         is not spec.kind
     ):
         raise ArgumentError(f"`{spec.name}` must be {wanted}, not `{word}`.")
-    return hikari.Snowflake(int(match.group(2) or match.group(3)))
+    snowflake = int(match.group(2) or match.group(3))
+    if snowflake >= _SNOWFLAKE_LIMIT:
+        raise ArgumentError(f"`{spec.name}`: no such {spec.kind.name.lower()}.")
+    return hikari.Snowflake(snowflake)

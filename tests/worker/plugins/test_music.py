@@ -101,7 +101,7 @@ def scene(stack: Stack, lavalink: lavalink_emulator.LavalinkEmulator) -> Scene:
 
 async def test_play_joins_hands_the_voice_to_lavalink_and_plays(scene: Scene) -> None:
     discord = scene.discord
-    async with scene.workers(2), scene.gateway() as gateway:
+    async with scene.workers(2) as workers, scene.gateway() as gateway:
         await scene.wait_for(lambda: discord.connected_shards() == [0])
         assert "Join a voice channel first" in await scene.say("!play long song", "Join")
         discord.join_voice(scene.guild_id, scene.user, scene.voice_id)
@@ -130,6 +130,15 @@ async def test_play_joins_hands_the_voice_to_lavalink_and_plays(scene: Scene) ->
         assert player.volume == 50
         assert "at most 200" in await scene.say("!volume 500", "200")
         assert "Resumed" in await scene.say("!resume", "Resumed")
+        # Seek and filters, from any replica's bot.voice.
+        remote = workers[1].bot.voice.player(scene.guild_id)
+        await remote.seek(90_000)
+        assert player.position >= 90_000
+        await remote.set_filters({"timescale": {"speed": 1.2, "pitch": 1.0, "rate": 1.0}})
+        assert player.filters == {"timescale": {"speed": 1.2, "pitch": 1.0, "rate": 1.0}}
+        record = await remote.record()
+        assert record is not None
+        assert record.filters == player.filters
         now = await scene.say("!nowplaying", "Now playing")
         assert "Long Song" in now
         # The same commands as slash commands: /play queues behind what plays.

@@ -1,0 +1,86 @@
+"""Command arguments, fuzzed: any words give typed values or a helpful error, never a crash."""
+
+from __future__ import annotations
+
+import math
+import typing
+
+import hikari
+import hypothesis
+import pytest
+from hypothesis import strategies as st
+
+from worker.commands import option, options
+
+
+async def sample(
+    ctx: object,
+    count: int = option("how many", 1, min=1, max=10),
+    ratio: float = option("how much", 0.5, min=0, max=1),
+    loud: bool = option("shout?", False),
+    mode: str = option("which", "off", choices=["off", "track", "queue"]),
+    name: str = option("a name", "x", min=2, max=20),
+    who: hikari.User | None = option("someone", None),  # noqa: B008
+    where: hikari.GuildChannel | None = option("somewhere", None),  # noqa: B008
+    role: hikari.Role | None = option("a role", None),  # noqa: B008
+) -> None:
+    del ctx, count, ratio, loud, mode, name, who, where, role
+
+
+SPECS = options.options_of(sample)
+_WORDS = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["nan", "inf", "-inf", "1e308", "1e309", "0x10", "<@123>", "<#1>", "<@&9>"]),
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.from_regex(r"<(@!?|@&|#)[0-9]{1,25}>", fullmatch=True),
+)
+
+
+@hypothesis.given(st.sampled_from(SPECS), _WORDS)
+@hypothesis.settings(max_examples=500)
+def test_fuzz_any_word_is_a_value_or_a_helpful_error(spec: options.OptionSpec, word: str) -> None:
+    try:
+        value = options.convert_word(spec, word)
+    except options.ArgumentError as exc:
+        message = str(exc)
+        assert f"`{spec.name}`" in message
+        assert "\n" not in message
+        return
+    if spec.kind is options.Kind.INTEGER:
+        assert isinstance(value, int)
+        assert spec.min is not None
+        assert spec.max is not None
+        assert spec.min <= value <= spec.max
+    elif spec.kind is options.Kind.NUMBER:
+        assert math.isfinite(value)
+        assert 0 <= value <= 1
+    elif spec.kind is options.Kind.BOOLEAN:
+        assert isinstance(value, bool)
+    elif spec.kind is options.Kind.STRING:
+        assert value in spec.choices if spec.choices else 2 <= len(value) <= 20
+    else:
+        assert isinstance(value, hikari.Snowflake)
+        assert 0 <= int(value) < 2**64
+
+
+@hypothesis.given(st.text(max_size=200))
+def test_fuzz_splitting_words_never_fails(text: str) -> None:
+    words = options.split_words(text)
+    assert all(isinstance(w, str) for w in words)
+
+
+@pytest.mark.parametrize("word", ["nan", "inf", "-inf", "1e309"])
+def test_numbers_that_are_not_numbers_are_refused(word: str) -> None:
+    ratio = next(s for s in SPECS if s.name == "ratio")
+    with pytest.raises(options.ArgumentError, match="must be a number"):
+        options.convert_word(ratio, word)
+
+
+def test_an_id_too_large_for_discord_is_refused() -> None:
+    who = next(s for s in SPECS if s.name == "who")
+    with pytest.raises(options.ArgumentError, match="no such user"):
+        options.convert_word(who, str(2**64))
+    assert typing.cast("int", options.convert_word(who, "<@!175928847299117063>")) == (
+        175928847299117063
+    )
