@@ -182,6 +182,15 @@ def _unwrap_optional(annotation: object) -> object:
     return annotation
 
 
+def shown(word: str, limit: int = 40) -> str:
+    """A user's word quoted back to them: one line, short, inert (no mention pings anyone,
+    no backtick breaks out of the code span)."""
+    flat = " ".join(word.split()).replace("`", "'").replace("@", "@\u200b")
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return f"`{flat}`"
+
+
 #: Discord ids are unsigned 64-bit integers.
 _SNOWFLAKE_LIMIT: typing.Final[int] = 2**64
 
@@ -203,7 +212,9 @@ def convert_word(spec: OptionSpec, word: str) -> typing.Any:
         try:
             number: float = int(word)
         except ValueError:
-            raise ArgumentError(f"`{spec.name}` must be a whole number, not `{word}`.") from None
+            raise ArgumentError(
+                f"`{spec.name}` must be a whole number, not {shown(word)}."
+            ) from None
         return spec.check(number)
     if spec.kind is Kind.NUMBER:
         try:
@@ -211,7 +222,7 @@ def convert_word(spec: OptionSpec, word: str) -> typing.Any:
         except ValueError:
             number = math.nan
         if not math.isfinite(number):  # "nan", "inf", "1e309" parse, but are no answer
-            raise ArgumentError(f"`{spec.name}` must be a number, not `{word}`.")
+            raise ArgumentError(f"`{spec.name}` must be a number, not {shown(word)}.")
         return spec.check(number)
     if spec.kind is Kind.BOOLEAN:
         lowered = word.lower()
@@ -219,19 +230,19 @@ def convert_word(spec: OptionSpec, word: str) -> typing.Any:
             return True
         if lowered in _FALSE:
             return False
-        raise ArgumentError(f"`{spec.name}` must be yes or no, not `{word}`.")
+        raise ArgumentError(f"`{spec.name}` must be yes or no, not {shown(word)}.")
     match = _MENTION.match(word)
     wanted = {Kind.USER: "a user mention or id", Kind.CHANNEL: "a channel mention or id",
               Kind.ROLE: "a role mention or id"}[spec.kind]  # fmt: skip
     if match is None:
-        raise ArgumentError(f"`{spec.name}` must be {wanted}, not `{word}`.")
+        raise ArgumentError(f"`{spec.name}` must be {wanted}, not {shown(word)}.")
     sigil = match.group(1)
     if (
         sigil is not None
         and {"@": Kind.USER, "@!": Kind.USER, "@&": Kind.ROLE, "#": Kind.CHANNEL}[sigil]
         is not spec.kind
     ):
-        raise ArgumentError(f"`{spec.name}` must be {wanted}, not `{word}`.")
+        raise ArgumentError(f"`{spec.name}` must be {wanted}, not {shown(word)}.")
     snowflake = int(match.group(2) or match.group(3))
     if snowflake >= _SNOWFLAKE_LIMIT:
         raise ArgumentError(f"`{spec.name}`: no such {spec.kind.name.lower()}.")

@@ -258,7 +258,9 @@ class CommandRouter:
             value = options_module.convert_word(spec, word)
             kwargs[spec.name] = await self._resolve(ctx, spec, value)
         if words:
-            raise options_module.ArgumentError(f"Too many words: `{' '.join(words)}`.")
+            raise options_module.ArgumentError(
+                f"Too many words: {options_module.shown(' '.join(words))}."
+            )
         return kwargs
 
     async def _resolve(
@@ -444,7 +446,14 @@ class CommandRouter:
 
     async def _tell(self, ctx: context_module.Context, text: str) -> None:
         try:
-            await ctx.respond(text, ephemeral=_EPHEMERAL_ERRORS)
+            # What the bot says about bad input pings nobody, whatever the input was.
+            await ctx.respond(
+                text,
+                ephemeral=_EPHEMERAL_ERRORS,
+                mentions_everyone=False,
+                user_mentions=False,
+                role_mentions=False,
+            )
         except hikari.HTTPError as exc:
             _LOGGER.warning("could not answer a command", extra={"error": str(exc)})
 

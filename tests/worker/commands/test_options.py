@@ -84,3 +84,14 @@ def test_an_id_too_large_for_discord_is_refused() -> None:
     assert typing.cast("int", options.convert_word(who, "<@!175928847299117063>")) == (
         175928847299117063
     )
+
+
+def test_a_bad_word_is_quoted_back_inert_and_short() -> None:
+    count = next(s for s in SPECS if s.name == "count")
+    with pytest.raises(options.ArgumentError) as raised:
+        options.convert_word(count, "@everyone `x`\nand " + "y" * 100)
+    message = str(raised.value)
+    assert "@everyone" not in message  # a zero-width space keeps it from pinging
+    assert "\n" not in message
+    assert message.count("`") == 4  # the option's name and the word, nothing breaks out
+    assert len(message) < 120
