@@ -138,6 +138,10 @@ class RedisKeys:
     def cooldown(self, command: str, scope: str) -> str:
         return f"{self._prefix}:cooldown:{command}:{scope}"
 
+    def cooldown_notice(self, command: str, scope: str) -> str:
+        """String, expiring with the cooldown: set once the scope was told to slow down."""
+        return f"{self._prefix}:cooldown-notice:{command}:{scope}"
+
     def concurrency(self, command: str, scope: str) -> str:
         return f"{self._prefix}:concurrency:{command}:{scope}"
 

@@ -34,7 +34,17 @@ return 0
 class Cooldowns:
     def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> None:
         self._keys = redis_keys
+        self._redis = redis
         self._take = redis.register_script(_TAKE)
+
+    async def first_notice(
+        self, command: str, cooldown: model.Cooldown, scope_id: int, user_id: int, wait: float
+    ) -> bool:
+        """True once per wait for each user: a flood is told to slow down once, not once a
+        message (each reply would cost a REST call in a rate-limited channel, and hold a
+        worker while it waits)."""
+        key = self._keys.cooldown_notice(command, f"{cooldown.scope}:{scope_id}:{user_id}")
+        return bool(await self._redis.set(key, 1, nx=True, px=max(1, int(wait * 1000))))
 
     async def take(self, command: str, cooldown: model.Cooldown, scope_id: int) -> float:
         """Record a use; 0 when allowed, else the seconds until one is."""

@@ -416,7 +416,10 @@ class CommandRouter:
                 scope_id = _scope_id(ctx, command.cooldown.scope)
                 wait = await self.cooldowns.take(command.name, command.cooldown, scope_id)
                 if wait > 0:
-                    await self._tell(ctx, f"Slow down: try again in {wait:.1f} s.")
+                    if await self.cooldowns.first_notice(
+                        command.name, command.cooldown, scope_id, int(ctx.author.id), wait
+                    ):
+                        await self._tell(ctx, f"Slow down: try again in {wait:.1f} s.")
                     return
             callback = command.callback
             assert callback is not None  # groups are resolved to a subcommand first
