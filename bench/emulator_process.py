@@ -4,7 +4,10 @@ Prints ``ready <api_url> <token>``; then reads commands: ``wait-shards N`` (answ
 ``connected``), ``blast COUNT BYTES`` (dispatches COUNT MESSAGE_CREATE of about BYTES each to
 shard 0 as fast as the socket takes them; answers ``sent SECONDS``), ``paced COUNT RATE BYTES``
 (COUNT MESSAGE_CREATE at RATE per second, each message's content starting with the wall-clock
-time it was dispatched, for latency measurements; answers ``sent SECONDS``), ``quit``.
+time it was dispatched, for latency measurements; answers ``sent SECONDS``), ``roundtrip
+COUNT`` (COUNT users' ``!rt N`` messages one after another, each in its own channel, waiting
+for the bot's ``rt N`` reply through REST; answers ``rt`` and the round trips in ms),
+``quit``.
 """
 
 from __future__ import annotations
@@ -59,10 +62,34 @@ async def paced(discord: emulator.DiscordEmulator, count: int, rate: float, size
     return time.perf_counter() - started
 
 
+async def roundtrip(discord: emulator.DiscordEmulator, count: int) -> list[float]:
+    """Message in, REST reply seen: one at a time, each in its own channel (no rate limit)."""
+    guild_id = next(iter(discord.world.guilds))
+    author = discord.add_user("bench-user")
+    bot_id = str(discord.world.bot_id)
+    channels = [int(c["id"]) for c in discord.channels_of(guild_id)]
+    took = []
+    for index in range(count):
+        channel = channels[index % len(channels)]
+        before = len(discord.world.messages[channel])
+        started = time.perf_counter()
+        discord.send_message(channel, author, f"!rt {index}")
+        expected = f"rt {index}"
+        while not any(
+            m["author"]["id"] == bot_id and m["content"] == expected
+            for m in list(discord.world.messages[channel].values())[before:]
+        ):
+            await asyncio.sleep(0.0005)
+        took.append((time.perf_counter() - started) * 1000)
+    return took
+
+
 async def main() -> None:
     options = gateway.GatewayOptions(max_concurrency=16, recommended_shards=1)
     async with emulator.DiscordEmulator(gateway_options=options) as discord:
-        discord.add_guild("bench", shard=(0, 1))
+        discord.add_guild(
+            "bench", shard=(0, 1), channels=int(sys.argv[1]) if len(sys.argv) > 1 else 1
+        )
         print(f"ready {discord.api_url} {discord.token}", flush=True)
         loop = asyncio.get_running_loop()
         while True:
@@ -78,6 +105,9 @@ async def main() -> None:
             elif line[0] == "blast":
                 seconds = await blast(discord, int(line[1]), int(line[2]))
                 print(f"sent {seconds:.3f}", flush=True)
+            elif line[0] == "roundtrip":
+                took = await roundtrip(discord, int(line[1]))
+                print("rt " + " ".join(f"{t:.3f}" for t in took), flush=True)
             elif line[0] == "paced":
                 seconds = await paced(discord, int(line[1]), float(line[2]), int(line[3]))
                 print(f"sent {seconds:.3f}", flush=True)

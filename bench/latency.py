@@ -51,9 +51,9 @@ class Emulator:
         self.token = token
 
     @classmethod
-    async def start(cls) -> Emulator:
+    async def start(cls, channels: int = 1) -> Emulator:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-O", "-m", "bench.emulator_process",
+            sys.executable, "-O", "-m", "bench.emulator_process", str(channels),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
         )  # fmt: skip
         assert process.stdout is not None
@@ -203,6 +203,35 @@ async def gateway_bot_case(
         await bot.close()
 
 
+def plot(ours: list[Row], baseline: list[Row], path: pathlib.Path) -> None:
+    """Latency (p50, p99) against event rate, Shardline next to the GatewayBot, as a PNG."""
+    try:
+        import matplotlib as mpl  # noqa: PLC0415 - an optional benchmark dependency
+
+        mpl.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        print("no plot: pip install -e '.[bench]' for matplotlib", file=sys.stderr)
+        return
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
+    rates = [row.rate for row in ours]
+    for rows, name, colour in (
+        (ours, "Shardline", "tab:blue"),
+        (baseline, "GatewayBot", "tab:grey"),
+    ):
+        axes.plot(rates, [r.p50 for r in rows], "-o", color=colour, label=f"{name} p50")
+        axes.plot(rates, [r.p99 for r in rows], "--o", color=colour, label=f"{name} p99")
+    axes.set_xlabel("events per second")
+    axes.set_ylabel("dispatch to listener (ms)")
+    axes.set_yscale("log")
+    axes.grid(visible=True, which="both", alpha=0.3)
+    axes.legend()
+    axes.set_title("End-to-end latency against event rate (python -m bench.latency)")
+    figure.tight_layout()
+    figure.savefig(path)
+    print(f"plot written to {path}", file=sys.stderr)
+
+
 def report(ours: list[Row], baseline: list[Row]) -> str:
     lines = [
         (
@@ -225,6 +254,7 @@ async def main() -> None:
     parser.add_argument("--rates", default="250,1000,2000")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--bytes", type=int, default=780)
+    parser.add_argument("--plot", type=pathlib.Path, help="write a PNG of latency against rate")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     emulator = await Emulator.start()
@@ -234,6 +264,8 @@ async def main() -> None:
     finally:
         await emulator.close()
     print(report(ours, baseline))
+    if args.plot is not None:
+        plot(ours, baseline, args.plot)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,107 @@
+"""Every benchmark, one command, each with its baseline measured in the same run.
+
+    .venv/bin/python -m bench [--scale quick|full] [--out FILE] [--plot FILE.png]
+
+Runs, one after another (they share this machine's cores, so never side by side):
+gateway forwarding, worker throughput, end-to-end latency at fixed rates (with a PNG plot of
+latency against event rate), command round trip, cache memory per guild and member, settings
+reads, REST rate limits across replicas. Each prints its Markdown table; this collects them
+with the machine's description, into ``--out`` when given. ``quick`` takes about five minutes
+here, ``full`` (the figures in docs/benchmarks.md) about fifteen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pathlib
+import platform
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+#: (title, module, quick arguments, full arguments)
+RUNS: list[tuple[str, str, list[str], list[str]]] = [
+    ("Gateway forwarding", "bench.gateway_forward", ["--events", "20000"], ["--events", "50000"]),
+    (
+        "Worker throughput",
+        "bench.worker_throughput",
+        ["--events", "10000"],
+        ["--events", "20000"],
+    ),
+    (
+        "End-to-end latency",
+        "bench.latency",
+        ["--rates", "250,1000", "--seconds", "5"],
+        ["--rates", "100,250,500,1000,2000", "--seconds", "10"],
+    ),
+    ("Command round trip", "bench.command_roundtrip", ["--count", "150"], ["--count", "400"]),
+    (
+        "Cache memory",
+        "bench.cache_memory",
+        ["--guilds", "200", "--members", "100"],
+        ["--guilds", "1000", "--members", "200"],
+    ),
+    ("Settings reads", "bench.settings_reads", ["--reads", "5000"], ["--reads", "20000"]),
+    ("REST rate limits", "bench.rest_limits", ["--latency-requests", "300"], []),
+]
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    memory = ""
+    meminfo = pathlib.Path("/proc/meminfo")
+    if meminfo.exists():
+        kib = int(meminfo.read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GB"
+    return f"{platform.platform()}, Python {platform.python_version()}, {cpus} cores{memory}"
+
+
+async def run(module: str, arguments: list[str]) -> tuple[int, str, float]:
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-O", "-m", module, *arguments,
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    output, _ = await process.communicate()
+    return process.returncode or 0, output.decode(), time.monotonic() - started
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--scale", choices=("quick", "full"), default="quick")
+    parser.add_argument("--out", type=pathlib.Path)
+    parser.add_argument("--plot", type=pathlib.Path, default=ROOT / "docs" / "latency.png")
+    parser.add_argument("--only", help="comma-separated titles (e.g. 'Command round trip')")
+    args = parser.parse_args()
+    wanted = {t.strip().lower() for t in args.only.split(",")} if args.only else None
+    sections = [
+        f"# Shardline benchmarks ({args.scale})",
+        "",
+        f"Machine: {machine()}. Command: `.venv/bin/python -m bench --scale {args.scale}`.",
+    ]
+    failed = []
+    for title, module, quick, full in RUNS:
+        if wanted is not None and title.lower() not in wanted:
+            continue
+        arguments = list(quick if args.scale == "quick" else full)
+        if module == "bench.latency":
+            arguments += ["--plot", str(args.plot)]
+        print(f"== {title} ({module} {' '.join(arguments)})", file=sys.stderr, flush=True)
+        code, output, seconds = await run(module, arguments)
+        sections += ["", f"## {title}", "", output.strip(), "", f"({seconds:.0f} s)"]
+        if code:
+            failed.append(title)
+            sections.append(f"**failed with exit status {code}**")
+    report = "\n".join(sections) + "\n"
+    print(report)
+    if args.out is not None:
+        args.out.write_text(report)
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
