@@ -4,8 +4,8 @@
 
 Runs, one after another (they share this machine's cores, so never side by side):
 gateway forwarding, worker throughput, end-to-end latency at fixed rates (with a PNG plot of
-latency against event rate), command round trip, cache memory per guild and member, settings
-reads, REST rate limits across replicas. Each prints its Markdown table; this collects them
+latency against event rate), command round trip, start-up of N shards against the identify
+limit, cache memory per guild and member, settings reads, REST rate limits across replicas. Each prints its Markdown table; this collects them
 with the machine's description, into ``--out`` when given. ``quick`` takes about five minutes
 here, ``full`` (the figures in docs/benchmarks.md) about fifteen.
 """
@@ -38,6 +38,12 @@ RUNS: list[tuple[str, str, list[str], list[str]]] = [
         ["--rates", "100,250,500,1000,2000", "--seconds", "10"],
     ),
     ("Command round trip", "bench.command_roundtrip", ["--count", "150"], ["--count", "400"]),
+    (
+        "Start-up of N shards",
+        "bench.startup",
+        ["--shards", "4", "--max-concurrency", "2"],
+        ["--shards", "16", "--max-concurrency", "4"],
+    ),
     (
         "Cache memory",
         "bench.cache_memory",

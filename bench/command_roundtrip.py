@@ -4,7 +4,9 @@
 
 One Discord emulator process; each round trip is a user posting ``!rt N`` in a channel of
 its own (so Discord's per-channel rate limit never applies) and waiting until the emulator's
-REST API has stored the bot's ``rt N`` reply. In the same run:
+REST API has stored the bot's ``rt N`` reply, 20 round trips a second at most (under the
+global limit of 50 requests a second, which would otherwise be what is measured). In the same
+run:
 
 * Shardline: a real ``python -m gateway`` process, RabbitMQ, and one worker replica
   (``WorkerApp`` in this process) with an ``rt`` prefix command (per-guild prefix lookup,

@@ -5,8 +5,9 @@ Prints ``ready <api_url> <token>``; then reads commands: ``wait-shards N`` (answ
 shard 0 as fast as the socket takes them; answers ``sent SECONDS``), ``paced COUNT RATE BYTES``
 (COUNT MESSAGE_CREATE at RATE per second, each message's content starting with the wall-clock
 time it was dispatched, for latency measurements; answers ``sent SECONDS``), ``roundtrip
-COUNT`` (COUNT users' ``!rt N`` messages one after another, each in its own channel, waiting
-for the bot's ``rt N`` reply through REST; answers ``rt`` and the round trips in ms),
+COUNT`` (COUNT users' ``!rt N`` messages one after another, at most 20 a second, each in its
+own channel, waiting for the bot's ``rt N`` reply through REST; answers ``rt`` and the round
+trips in ms),
 ``quit``.
 """
 
@@ -81,15 +82,18 @@ async def roundtrip(discord: emulator.DiscordEmulator, count: int) -> list[float
         ):
             await asyncio.sleep(0.0005)
         took.append((time.perf_counter() - started) * 1000)
+        # 20 a second: under Discord's global limit (50/s), which would otherwise be measured.
+        await asyncio.sleep(max(0.0, 0.05 - (time.perf_counter() - started)))
     return took
 
 
 async def main() -> None:
-    options = gateway.GatewayOptions(max_concurrency=16, recommended_shards=1)
+    # Arguments, each optional: channels in the guild, shards, max_concurrency.
+    given = [int(a) for a in sys.argv[1:4]]
+    channels, shards, concurrency = given + [1, 1, 16][len(given) :]
+    options = gateway.GatewayOptions(max_concurrency=concurrency, recommended_shards=shards)
     async with emulator.DiscordEmulator(gateway_options=options) as discord:
-        discord.add_guild(
-            "bench", shard=(0, 1), channels=int(sys.argv[1]) if len(sys.argv) > 1 else 1
-        )
+        discord.add_guild("bench", shard=(0, shards), channels=channels)
         print(f"ready {discord.api_url} {discord.token}", flush=True)
         loop = asyncio.get_running_loop()
         while True:

@@ -51,9 +51,10 @@ class Emulator:
         self.token = token
 
     @classmethod
-    async def start(cls, channels: int = 1) -> Emulator:
+    async def start(cls, channels: int = 1, shards: int = 1, concurrency: int = 16) -> Emulator:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-O", "-m", "bench.emulator_process", str(channels),
+            sys.executable, "-O", "-m", "bench.emulator_process",
+            str(channels), str(shards), str(concurrency),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
         )  # fmt: skip
         assert process.stdout is not None

@@ -1,0 +1,90 @@
+"""Start-up of N shards, against the least Discord's identify limits allow.
+
+    .venv/bin/python -m bench.startup [--shards 8] [--max-concurrency 2]
+
+Discord lets a bot IDENTIFY ``max_concurrency`` shards per 5 seconds, so N shards need at
+least ``(ceil(N / max_concurrency) - 1) * 5`` seconds. Measured from process start to every
+shard connected (READY), against the emulator (which enforces the identify limit and closes
+a shard that breaks it with 4009... as Discord does): a real ``python -m gateway`` process
+holding all N shards, and, in the same run, a single-process hikari ``GatewayBot``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import sys
+import time
+import uuid
+
+import hikari
+
+from bench import cleanup
+from bench.latency import AMQP_URL, REDIS_URL, ROOT, Emulator
+from shared import config
+
+
+async def shardline_case(shards: int, concurrency: int) -> float:
+    emulator = await Emulator.start(1, shards, concurrency)
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    env = {
+        "DISCORD_TOKEN": emulator.token, "DISCORD_API_URL": emulator.api_url,
+        "AMQP_URL": AMQP_URL, "REDIS_URL": REDIS_URL, "NAMESPACE": namespace,
+        "HEALTH_PORT": "0", "LOG_LEVEL": "WARNING", "SHARD_COUNT": str(shards),
+        "SHARD_IDS": f"0-{shards - 1}",
+    }  # fmt: skip
+    started = time.monotonic()
+    gateway = await asyncio.create_subprocess_exec(
+        sys.executable, "-O", "-m", "gateway", env={**os.environ, **env}, cwd=ROOT
+    )
+    try:
+        await emulator.command(f"wait-shards {shards}")
+        return time.monotonic() - started
+    finally:
+        gateway.terminate()
+        await gateway.wait()
+        await emulator.close()
+        await cleanup.cleanup(AMQP_URL, REDIS_URL, namespace, [])
+
+
+async def gateway_bot_case(shards: int, concurrency: int) -> float:
+    emulator = await Emulator.start(1, shards, concurrency)
+    bot = hikari.GatewayBot(
+        emulator.token,
+        rest_url=emulator.api_url,
+        intents=config.DEFAULT_INTENTS,
+        banner=None,
+        logs="WARNING",
+        suppress_optimization_warning=True,
+    )
+    started = time.monotonic()
+    try:
+        await bot.start(shard_count=shards, check_for_updates=False)
+        await emulator.command(f"wait-shards {shards}")
+        return time.monotonic() - started
+    finally:
+        await bot.close()
+        await emulator.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--max-concurrency", type=int, default=2)
+    args = parser.parse_args()
+    least = (math.ceil(args.shards / args.max_concurrency) - 1) * 5
+    ours = await shardline_case(args.shards, args.max_concurrency)
+    baseline = await gateway_bot_case(args.shards, args.max_concurrency)
+    print(
+        f"| start-up of {args.shards} shards, max_concurrency {args.max_concurrency} | seconds | over the least possible |"
+    )
+    print("|---|---|---|")
+    print(f"| the least Discord's identify limit allows | {least:.1f} | |")
+    print(f"| Shardline gateway process | {ours:.1f} | +{ours - least:.1f} s |")
+    print(f"| baseline: one hikari GatewayBot | {baseline:.1f} | +{baseline - least:.1f} s |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
