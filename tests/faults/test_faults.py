@@ -1,7 +1,8 @@
 """The platform under load while things fail: worker processes killed and stopped, a
-RECONNECT/INVALID_SESSION storm, the platform's Redis restarted, malformed and oversized
-envelopes, one user flooding commands. Each scenario counts what was lost and handled twice
-(the recording plugin counts every handler run in Redis) and bounds the recovery time.
+RECONNECT/INVALID_SESSION storm, the platform's Redis restarted, RabbitMQ killed and
+restarted, malformed and oversized envelopes, one user flooding commands. Each scenario counts
+what was lost and handled twice (the recording plugin counts every handler run in Redis) and
+bounds the recovery time.
 
 Run alone with ``bash tests/run.sh -m fault``; the suite prints a summary table.
 """
@@ -246,6 +247,42 @@ async def test_the_platforms_redis_restarts_under_load(
         await load.stop_all()
         await platform_redis.aclose()
         private.stop()
+
+
+async def test_rabbitmq_is_killed_and_restarted_under_load(
+    stack: Stack, tmp_path: pathlib.Path, fault_report: typing.Callable[[Row], None]
+) -> None:
+    broker = services.PrivateRabbitMQ(tmp_path / "rabbit")
+    broker.directory.mkdir()
+    broker.start()
+    faulty = Stack(
+        stack.discord, stack.namespace, broker.url, stack.redis_url, stack.redis,
+        stack.connection, stack.mongo_url,
+    )  # fmt: skip
+    load = Load(faulty, tmp_path)
+    try:
+        load.spawn_worker()
+        await load.workers_ready(1)
+        async with faulty.gateway(SHARD_COUNT="1", SHARD_IDS="0") as gateway:
+            await load.discord.wait_for(lambda: load.discord.connected_shards() == [0])
+            await _gateway_listens(gateway)
+            sending = asyncio.get_running_loop().create_task(load.send(400, rate=100))
+            await asyncio.sleep(1.5)
+            broker.stop()  # SIGKILL: what a crash or a lost node looks like
+            await asyncio.sleep(1.0)
+            broker.start()
+            restarted = time.monotonic()
+            await sending
+            done_at = await load.all_handled(timeout=90)
+        row = await load.row("RabbitMQ killed and restarted", done_at - restarted, 60,
+                             "none lost, none twice")  # fmt: skip
+        fault_report(row)
+        assert row.lost == 0
+        assert row.duplicates == 0
+        assert row.recovery < row.bound
+    finally:
+        await load.stop_all()
+        broker.shutdown()
 
 
 async def test_malformed_and_oversized_envelopes_go_to_the_dead_letter_queue(
