@@ -1,6 +1,7 @@
 """The platform under load while things fail: worker processes killed and stopped, a
 RECONNECT/INVALID_SESSION storm, the platform's Redis restarted, RabbitMQ killed and
-restarted, malformed and oversized envelopes, one user flooding commands. Each scenario counts
+restarted, MongoDB restarted while commands flow, malformed and oversized envelopes, one user
+flooding commands. Each scenario counts
 what was lost and handled twice (the recording plugin counts every handler run in Redis) and
 bounds the recovery time.
 
@@ -283,6 +284,66 @@ async def test_rabbitmq_is_killed_and_restarted_under_load(
     finally:
         await load.stop_all()
         broker.shutdown()
+
+
+async def test_mongodb_restarts_while_commands_flow(
+    stack: Stack, tmp_path: pathlib.Path, fault_report: typing.Callable[[Row], None]
+) -> None:
+    mongod = services.MongoServer(tmp_path / "mongod")
+    mongod.directory.mkdir()
+    mongod.start()
+    faulty = Stack(
+        stack.discord, stack.namespace, stack.amqp_url, stack.redis_url, stack.redis,
+        stack.connection, mongod.url,
+    )  # fmt: skip
+    load = Load(faulty, tmp_path)
+    discord = load.discord
+    guild_id = int(discord.world.channels[load.channels[0]]["guild_id"])
+    channels = [int(discord.world.add_channel(guild_id, f"c{i}")["id"]) for i in range(20)]
+    users = [discord.add_user(f"u{i}") for i in range(100)]
+    bot_id = str(discord.world.bot_id)
+
+    def answers() -> list[str]:
+        return [
+            m["content"]
+            for channel in channels
+            for m in discord.world.messages.get(channel, {}).values()
+            if m["author"]["id"] == bot_id
+        ]
+
+    try:
+        load.spawn_worker()
+        await load.workers_ready(1)
+        async with faulty.gateway(SHARD_COUNT="1", SHARD_IDS="0") as gateway:
+            await discord.wait_for(lambda: discord.connected_shards() == [0])
+            await _gateway_listens(gateway)
+            for index, user in enumerate(users):
+                if index == 20:
+                    mongod.stop()  # settings reads fall back; nothing waits on MongoDB
+                if index == 60:
+                    mongod.start()
+                    restarted = time.monotonic()
+                discord.send_message(channels[index % 20], user, "!hi")
+                await asyncio.sleep(0.02)
+            await discord.wait_for(lambda: len(answers()) >= len(users), timeout=60)
+            done_at = time.monotonic()
+        said = answers()
+        row = Row(
+            scenario="MongoDB restarted while commands flow",
+            sent=len(users),
+            handled=len(set(said)),
+            lost=len(users) - len(set(said)),
+            duplicates=len(said) - len(set(said)),
+            recovery=done_at - restarted,
+            bound=30,
+            promise="every command answered once",
+        )
+        fault_report(row)
+        assert sorted(said) == sorted(f"hi {u['id']}" for u in users)
+        assert row.recovery < row.bound
+    finally:
+        await load.stop_all()
+        mongod.stop()
 
 
 async def test_malformed_and_oversized_envelopes_go_to_the_dead_letter_queue(
