@@ -130,6 +130,9 @@ class GatewayApp:
                 shard_count=lambda: self.group.shard_count if self.group is not None else 1,
             )
             self.group.on_dispatch = self.voice.on_dispatch
+            # Visible as alive before its Lavalink sessions are listed: other gateways adopt
+            # the sessions of gateways without a status.
+            await self.write_status()
             await self.voice.start()
         self.health = health.HealthServer(
             core.health_port, ready=self.readiness, metrics=self.render_metrics

@@ -55,6 +55,19 @@ _FORWARD_ERRORS: typing.Final[tuple[type[BaseException], ...]] = (
     voice.LavalinkError,
     *redis_client.REDIS_ERRORS,
 )
+# KEYS[1] = a guild's player record; ARGV[1] = the encoded track that ended. Clears the
+# record's track only if it is still that one.
+_CLEAR_ENDED: typing.Final[str] = """
+local raw = redis.call('HGET', KEYS[1], 'track')
+if raw and raw ~= '' and raw ~= 'null' then
+  local ok, track = pcall(cjson.decode, raw)
+  if ok and type(track) == 'table' and track['encoded'] == ARGV[1] then
+    redis.call('HSET', KEYS[1], 'track', 'null', 'position', '0')
+    return 1
+  end
+end
+return 0
+"""
 #: How often a gateway looks for sessions nobody resumed (and gateways that died).
 ADOPT_INTERVAL: typing.Final[float] = 2.0
 #: How long a starting gateway waits for its Lavalink sessions to be ready.
@@ -99,6 +112,22 @@ def _resume_on_reconnect(client: lavalink.Client) -> None:
     trace.on_request_start.append(on_request_start)
     trace.freeze()
     client._session._trace_configs.append(trace)  # noqa: SLF001
+
+
+def _entries(raw: dict[typing.Any, typing.Any]) -> list[tuple[str, dict[str, typing.Any]]]:
+    """A hash of session id -> JSON, skipping (and logging) what cannot be read."""
+    entries = []
+    for key, value in raw.items():
+        try:
+            info = orjson.loads(value)
+            if not isinstance(info, dict) or "node" not in info or "at" not in info:
+                raise ValueError("missing node or at")  # noqa: TRY301 - one path for bad data
+            float(info["at"])
+        except (ValueError, TypeError, orjson.JSONDecodeError):
+            _LOGGER.warning("unreadable Lavalink session entry skipped")
+            continue
+        entries.append((key.decode() if isinstance(key, bytes) else str(key), info))
+    return entries
 
 
 class _NoPlayerNoise(logging.Filter):
@@ -150,6 +179,10 @@ class VoiceBridge:
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._adopter: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._missing: set[str] = set()
+        self._inbox: asyncio.Queue[tuple[str, typing.Any]] = asyncio.Queue()
+        self._clear_ended = redis.register_script(_CLEAR_ENDED)
         self.stats = {"published": 0, "voice_patches": 0, "recreated": 0, "resumed": 0}
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -158,6 +191,7 @@ class VoiceBridge:
         check_compatibility()
         _quiet_lavalink_logs()
         await self.rest.start()
+        self._reader = asyncio.get_running_loop().create_task(self._inbox_loop())
         self.client = lavalink.Client(self.user_id)
         _resume_on_reconnect(self.client)
         self.client.add_event_hook(self._on_raw, event=lavalink.IncomingWebSocketMessage)
@@ -203,6 +237,11 @@ class VoiceBridge:
                 await pipe.execute()
         if self.client is not None:
             await self.client.close()
+        if self._reader is not None:
+            # What already arrived is published before the connections close.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._inbox.join(), 2)
+            await lifecycle.cancel_and_wait([self._reader])
         await self.rest.close()
 
     # --- sessions ---------------------------------------------------------------------------
@@ -210,20 +249,18 @@ class VoiceBridge:
     async def _claim_orphan(self, url: str) -> str | None:
         """A session a stopped gateway left for this node, if one is still resumable."""
         try:
-            orphans = await self.redis.hgetall(self.keys.lavalink_orphans())
-        except redis_client.REDIS_ERRORS:
-            return None
-        for raw_id, raw in sorted(orphans.items(), key=lambda item: -orjson.loads(item[1])["at"]):
-            info = orjson.loads(raw)
-            session_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-            fresh = time.time() - info["at"] < self.settings.resume_timeout - 2
-            if (
-                info["node"] == url
-                and fresh
-                and await self.redis.hdel(self.keys.lavalink_orphans(), session_id)
-            ):
-                _LOGGER.info("resuming a Lavalink session left by a stopped gateway")
-                return session_id
+            orphans = _entries(await self.redis.hgetall(self.keys.lavalink_orphans()))
+            for session_id, info in sorted(orphans, key=lambda item: -float(item[1]["at"])):
+                fresh = time.time() - float(info["at"]) < self.settings.resume_timeout - 2
+                if (
+                    info["node"] == url
+                    and fresh
+                    and await self.redis.hdel(self.keys.lavalink_orphans(), session_id)
+                ):
+                    _LOGGER.info("resuming a Lavalink session left by a stopped gateway")
+                    return session_id
+        except redis_client.REDIS_ERRORS as exc:
+            _LOGGER.warning("no Lavalink session resumed: Redis", extra={"error": str(exc)})
         return None
 
     async def _on_ready(self, event: lavalink.NodeReadyEvent) -> None:
@@ -231,23 +268,29 @@ class VoiceBridge:
         url = self._urls[name]
         previous = self.sessions.get(name) or self._expected.get(name)
         self.sessions[name] = event.session_id
-        self._expected[name] = None
         try:
-            await event.node.update_session(resuming=True, timeout=self.settings.resume_timeout)
-        except lavalink.ClientError:
-            _LOGGER.exception("could not make the Lavalink session resumable")
-        await self.redis.hset(
-            self.keys.lavalink_sessions(),
-            event.session_id,
-            orjson.dumps({"node": url, "gateway": self.gateway_id, "at": time.time()}),
-        )
-        if event.resumed:
-            self.stats["resumed"] += 1
-            _LOGGER.info("Lavalink session resumed: its players kept playing")
-        elif previous and previous != event.session_id:
-            await self.redis.hdel(self.keys.lavalink_sessions(), previous)
-            await self.recreate(previous, url, event.session_id)
-        self._ready[name].set()
+            try:
+                await event.node.update_session(resuming=True, timeout=self.settings.resume_timeout)
+            except Exception:
+                _LOGGER.exception("could not make the Lavalink session resumable")
+            await self.redis.hset(
+                self.keys.lavalink_sessions(),
+                event.session_id,
+                orjson.dumps({"node": url, "gateway": self.gateway_id, "at": time.time()}),
+            )
+            if event.resumed:
+                self.stats["resumed"] += 1
+                _LOGGER.info("Lavalink session resumed: its players kept playing")
+            elif previous and previous != event.session_id:
+                await self.redis.hdel(self.keys.lavalink_sessions(), previous)
+                await self.recreate(previous, url, event.session_id)
+            self._expected[name] = None
+        except Exception:
+            # Kept for the next ready: its players are recreated then.
+            self._expected[name] = previous
+            _LOGGER.exception("Lavalink session not set up; retried at the next ready")
+        finally:
+            self._ready[name].set()
 
     async def recreate(self, old_session: str, url: str, new_session: str) -> int:
         """Rebuild every player of ``old_session`` on ``new_session``, each at its position."""
@@ -255,8 +298,13 @@ class VoiceBridge:
         count = 0
         for member in members:
             guild_id = int(member)
-            record = await voice.read_player(self.redis, self.keys, guild_id)
+            try:
+                record = await voice.read_player(self.redis, self.keys, guild_id)
+            except (ValueError, TypeError, orjson.JSONDecodeError):
+                _LOGGER.warning("unreadable player record skipped", extra={"guild": guild_id})
+                record = None
             if record is None or record.session != old_session:
+                await self.redis.srem(self.keys.voice_players_of(old_session), member)
                 continue
             body = record.restore_body()
             try:
@@ -272,7 +320,7 @@ class VoiceBridge:
                     self.redis, self.keys, guild_id, position=body["position"], at=time.time()
                 )
             count += 1
-        await self.redis.delete(self.keys.voice_players_of(old_session))
+        # Moved guilds left the old session's set in _assign; failures stay for another try.
         self.stats["recreated"] += count
         _LOGGER.info(
             "players recreated on a new Lavalink session",
@@ -300,32 +348,30 @@ class VoiceBridge:
                 await self.adopt_abandoned()
             except redis_client.REDIS_ERRORS as exc:
                 _LOGGER.debug("abandoned sessions not checked", extra={"error": str(exc)})
+            except Exception:
+                _LOGGER.exception("abandoned sessions not checked")
 
     async def adopt_abandoned(self) -> None:
         """Sessions no gateway resumed in time, or whose gateway died: their players are
-        rebuilt on this gateway's session for the same node."""
-        mine = {
-            url: self.sessions[name] for name, url in self._urls.items() if name in self.sessions
-        }
+        rebuilt on this gateway's session for the same node. A gateway counts as dead once its
+        status has been missing at two looks in a row (not in the moment it starts, nor
+        because its key expired during one Redis hiccup)."""
+        mine = {url: self.sessions[n] for n, url in self._urls.items() if n in self.sessions}
         candidates: list[tuple[str, str]] = []
-        orphans = await self.redis.hgetall(self.keys.lavalink_orphans())
-        for raw_id, raw in orphans.items():
-            info = orjson.loads(raw)
+        for session_id, info in _entries(await self.redis.hgetall(self.keys.lavalink_orphans())):
             # Give a starting successor the first half of the timeout to resume it itself.
-            if time.time() - info["at"] > self.settings.resume_timeout / 2:
-                candidates.append(
-                    (raw_id.decode() if isinstance(raw_id, bytes) else raw_id, info["node"])
-                )
-        held = await self.redis.hgetall(self.keys.lavalink_sessions())
-        for raw_id, raw in held.items():
-            info = orjson.loads(raw)
-            if (
-                info["gateway"] != self.gateway_id
-                and not await self.redis.zscore(self.keys.gateways(), info["gateway"])
-                and not await self.redis.exists(self.keys.gateway_status(info["gateway"]))
-            ):
-                session_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-                candidates.append((session_id, info["node"]))
+            if time.time() - float(info["at"]) > self.settings.resume_timeout / 2:
+                candidates.append((session_id, str(info["node"])))
+        missing: set[str] = set()
+        held = _entries(await self.redis.hgetall(self.keys.lavalink_sessions()))
+        for session_id, info in held:
+            gateway = str(info.get("gateway"))
+            if gateway == self.gateway_id or await self._alive(gateway):
+                continue
+            missing.add(gateway)
+            if gateway in self._missing:
+                candidates.append((session_id, str(info["node"])))
+        self._missing = missing
         for session_id, url in candidates:
             target = mine.get(url)
             if target is None or session_id == target:
@@ -334,6 +380,12 @@ class VoiceBridge:
             claimed += await self.redis.hdel(self.keys.lavalink_sessions(), session_id)
             if claimed:
                 await self.recreate(session_id, url, target)
+
+    async def _alive(self, gateway: str) -> bool:
+        return bool(
+            await self.redis.zscore(self.keys.gateways(), gateway)
+            or await self.redis.exists(self.keys.gateway_status(gateway))
+        )
 
     # --- voice events from the shards -------------------------------------------------------
 
@@ -420,20 +472,40 @@ class VoiceBridge:
     # --- Lavalink's messages ----------------------------------------------------------------
 
     async def _on_raw(self, event: lavalink.IncomingWebSocketMessage) -> None:
-        data = event.data
-        op = data.get("op")
-        if op not in {"event", "playerUpdate"} or "guildId" not in data:
+        # lavalink.py runs each hook in a task of its own: queue at once (before any await)
+        # so that one task handles a node's messages in the order they arrived.
+        self._inbox.put_nowait((event.node.name, event.data))
+
+    async def _inbox_loop(self) -> None:
+        while True:
+            name, data = await self._inbox.get()
+            try:
+                await self._handle_raw(name, data)
+            except Exception:
+                _LOGGER.exception("Lavalink message not handled")
+            finally:
+                self._inbox.task_done()
+
+    async def _handle_raw(self, name: str, data: typing.Any) -> None:
+        if not isinstance(data, dict) or data.get("op") not in {"event", "playerUpdate"}:
             return
-        name = event.node.name
-        session_id = self.sessions.get(name, "")
+        op = data["op"]
+        kind = data.get("type") if op == "event" else op
         try:
             guild_id = int(data["guildId"])
-            await self._follow(guild_id, session_id, data)
-        except (ValueError, TypeError):
+        except (KeyError, ValueError, TypeError):
+            _LOGGER.warning("Lavalink message without a guild ignored", extra={"op": op})
             return
+        if not isinstance(kind, str) or not kind.isidentifier():
+            _LOGGER.warning("Lavalink event without a type ignored")
+            return
+        session_id = self.sessions.get(name, "")
+        try:
+            await self._follow(guild_id, session_id, data)
         except redis_client.REDIS_ERRORS as exc:
             _LOGGER.warning("player record not updated", extra={"error": str(exc)})
-        kind = data["type"] if op == "event" else op
+        except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError):
+            _LOGGER.warning("player record not updated: unreadable", extra={"guild": guild_id})
         count = max(self.shard_count(), 1)
         self.publisher.publish_event(
             f"{voice.EVENT_PREFIX}{kind}",
@@ -451,19 +523,22 @@ class VoiceBridge:
         if record is None or record.session != session_id:
             return
         if data["op"] == "playerUpdate":
-            state = data.get("state") or {}
-            await voice.write_player(
-                self.redis,
-                self.keys,
-                guild_id,
-                position=int(state.get("position", 0)),
-                at=int(state.get("time", time.time() * 1000)) / 1000,
-            )
-        elif data.get("type") == "TrackStartEvent":
+            state = data.get("state")
+            if isinstance(state, dict):
+                await voice.write_player(
+                    self.redis,
+                    self.keys,
+                    guild_id,
+                    position=int(state.get("position", 0)),
+                    at=int(state.get("time", time.time() * 1000)) / 1000,
+                )
+        elif data.get("type") == "TrackStartEvent" and isinstance(data.get("track"), dict):
             await voice.write_player(
                 self.redis, self.keys, guild_id, track=data["track"], position=0, at=time.time()
             )
-        elif data.get("type") == "TrackEndEvent":
-            ended = (data.get("track") or {}).get("encoded")
-            if record.track is not None and record.track.get("encoded") == ended:
-                await voice.write_player(self.redis, self.keys, guild_id, track=None, position=0)
+        elif data.get("type") == "TrackEndEvent" and isinstance(data.get("track"), dict):
+            # Only if what ended is still what the record says plays: a worker may already
+            # have started the next track (compare and clear in one step).
+            await self._clear_ended(
+                keys=[self.keys.voice_player(guild_id)], args=[str(data["track"].get("encoded"))]
+            )
