@@ -110,7 +110,9 @@ class BadRequestError(RemoteError):
 
 
 def _error_body(exc: BaseException) -> bytes:
-    message = exc.message if isinstance(exc, RemoteError) else str(exc)
+    # An unexpected exception's text may carry anything (a URL with a key in it): the caller
+    # gets its type; the server's log has the rest.
+    message = exc.message if isinstance(exc, RemoteError) else "the handler failed; see its log"
     remote_type = exc.remote_type if isinstance(exc, RemoteError) else _type_name(type(exc))
     return orjson.dumps({"err": {"type": remote_type, "message": message}})
 

@@ -240,11 +240,12 @@ class Topology:
         single-active-consumer, so even two processes that both believe they lead never both
         handle requests."""
         exchange = await self.declare_rpc_exchange(channel)
-        await self.declare_dead_letter(channel)
+        # No dead-lettering: a request whose caller gave up (its expiration) is dropped, not
+        # parked beside real poison messages; handler errors are answered, never requeued.
         queue = await channel.declare_queue(
             self.service_queue(pool, service),
             durable=True,
-            arguments={**self._worker_queue_arguments(), "x-single-active-consumer": True},
+            arguments={"x-queue-type": "quorum", "x-single-active-consumer": True},
         )
         await queue.bind(exchange, self.service_key(pool, service))
         return queue

@@ -73,13 +73,24 @@ class CpuPool:
         # event loop with its threads and sockets.
         self._context = multiprocessing.get_context("forkserver")
         self._free: asyncio.Queue[_Slot] | None = None
+        self._slots_made: set[_Slot] = set()
 
     def _slots(self) -> asyncio.Queue[_Slot]:
         if self._free is None:  # processes start lazily: most replicas never need them
             self._free = asyncio.Queue()
             for _ in range(self.processes):
-                self._free.put_nowait(_Slot(self._context))
+                self._free.put_nowait(self._new_slot())
         return self._free
+
+    def _new_slot(self) -> _Slot:
+        slot = _Slot(self._context)
+        self._slots_made.add(slot)
+        return slot
+
+    def _replace(self, slot: _Slot) -> _Slot:
+        slot.kill()
+        self._slots_made.discard(slot)
+        return self._new_slot()
 
     async def run(
         self,
@@ -103,17 +114,21 @@ class CpuPool:
         try:
             future = loop.run_in_executor(slot.executor, functools.partial(fn, *args, **kwargs))
             return await asyncio.wait_for(future, limit)
+        except asyncio.CancelledError:
+            # The caller gave up; the process would go on computing for nobody.
+            slot = self._replace(slot)
+            raise
         except TimeoutError:
+            if future.done() and not future.cancelled():
+                raise  # fn's own TimeoutError, not the pool's limit
             self.stats.timeouts += 1
-            slot.kill()
-            slot = _Slot(self._context)
+            slot = self._replace(slot)
             raise CpuTimeoutError(
                 f"{name} ran longer than {limit:g} s; its process was stopped"
             ) from None
         except concurrent.futures.process.BrokenProcessPool:
             self.stats.failures += 1
-            slot.kill()
-            slot = _Slot(self._context)
+            slot = self._replace(slot)
             raise CpuPoolError(f"the process running {name} died") from None
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
             if "pickle" not in str(exc).lower():
@@ -128,8 +143,12 @@ class CpuPool:
             free.put_nowait(slot)
 
     async def close(self) -> None:
-        if self._free is None:
-            return
-        while not self._free.empty():
-            self._free.get_nowait().executor.shutdown(wait=False, cancel_futures=True)
+        """Stop every process, busy ones included (a call still running is abandoned)."""
+        for slot in list(self._slots_made):
+            if slot.executor._processes:  # noqa: SLF001 - see _Slot.kill
+                slot.kill()
+            else:
+                slot.executor.shutdown(wait=False, cancel_futures=True)
+        self._slots_made.clear()
+        self._free = None
         _LOGGER.debug("cpu pool closed")

@@ -78,3 +78,17 @@ async def test_a_dead_process_and_an_unpicklable_function_are_clear_errors() -> 
         assert await pool.run(cpu_work.spin, 0.01) > 0  # still serving
     finally:
         await pool.close()
+
+
+async def test_a_cancelled_call_frees_its_process_at_once() -> None:
+    pool = cpu.CpuPool(1, timeout=30)
+    try:
+        first_pid = await pool.run(cpu_work.pid)
+        running = asyncio.ensure_future(pool.run(cpu_work.spin, 30.0))
+        await asyncio.sleep(0.3)
+        running.cancel()
+        started = time.monotonic()
+        assert await pool.run(cpu_work.pid) != first_pid  # not queued behind 30 s of work
+        assert time.monotonic() - started < 5
+    finally:
+        await pool.close()

@@ -292,6 +292,11 @@ def _events(bot: bot_module.Bot) -> None:
         if not event.may_start_next:
             return  # replaced or stopped: a command already decided what comes next
         music = Music(bot, event.guild_id)
+        record = await music.player.record()
+        if record is not None and record.track is not None:
+            # The gateway clears the track before publishing its end: one is set again, so
+            # this end was already handled (a redelivery) or a command started another.
+            return
         try:
             following = await music.advance(event.track)
         except VoiceUnavailableError:

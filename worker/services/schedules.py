@@ -53,7 +53,7 @@ _LOGGER = logging.getLogger("shardline.schedules")
 #: Seconds a run is held without renewal before another replica may take it over.
 DEFAULT_LEASE: typing.Final[float] = 30.0
 #: Cron periods stepped through to find the latest one started after an outage.
-_CATCH_UP_STEPS: typing.Final[int] = 100_000
+_CATCH_UP_STEPS: typing.Final[int] = 1_000
 #: The longest a replica sleeps between looks at its schedules.
 MAX_TICK: typing.Final[float] = 1.0
 
@@ -229,6 +229,8 @@ class Scheduler:
                     "schedule not checked: Redis unavailable",
                     extra={"schedule": schedule.name, "error": str(exc)},
                 )
+            except Exception:
+                _LOGGER.exception("schedule not checked", extra={"schedule": schedule.name})
             wait = self._known_due.get(schedule.name, 0.0) - time.time()
             await asyncio.sleep(min(max(wait, 0.0), MAX_TICK) + random.uniform(0.0, 0.02))  # noqa: S311
 
@@ -267,7 +269,11 @@ class Scheduler:
                 if finished:
                     break
                 deadline = int((time.time() + schedule.lease) * 1000)
-                if not await self._renew(keys=[key], args=[self.holder, due_ms, deadline]):
+                try:
+                    renewed = await self._renew(keys=[key], args=[self.holder, due_ms, deadline])
+                except redis_client.REDIS_ERRORS:
+                    renewed = True  # not known: the run goes on; the lease set last still holds
+                if not renewed:
                     _LOGGER.warning(
                         "schedule run lost its lease", extra={"schedule": schedule.name}
                     )
@@ -282,5 +288,10 @@ class Scheduler:
             )
         next_due = schedule.next_due(due, time.time())
         self.runs += 1
+        for attempt in range(5):  # marking it done again is harmless; not marking it reruns it
+            try:
+                await self._done(keys=[key], args=[self.holder, due_ms, int(next_due * 1000)])
+                break
+            except redis_client.REDIS_ERRORS:
+                await asyncio.sleep(0.2 * (attempt + 1))
         self._known_due[schedule.name] = next_due
-        await self._done(keys=[key], args=[self.holder, due_ms, int(next_due * 1000)])

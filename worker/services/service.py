@@ -196,7 +196,15 @@ class ServiceHost:
             if left == 0.0:
                 valid_until = started + service.lease
                 if service.name not in self.leading:
-                    await self._lead(service)
+                    try:
+                        await self._lead(service)
+                    except Exception:
+                        # The broker refused the consumer (reconnecting, say): give the lease
+                        # back so another replica can lead, and stand again later.
+                        _LOGGER.exception("could not lead service", extra={"service": service.name})
+                        await self._step_down(service, "could not consume its requests")
+                        with contextlib.suppress(*_LEASE_ERRORS):
+                            await lease.release()
                 await asyncio.sleep(renew_every)
                 continue
             if service.name in self.leading:  # someone else holds it: we lost it
@@ -213,9 +221,9 @@ class ServiceHost:
         async def on_request(message: pika_abc.AbstractIncomingMessage) -> None:
             await rpc.serve_request(exchange, message, service.methods, what=what)
 
+        self._consumers[service.name] = await self._queues[service.name].consume(on_request)
         self.leading.add(service.name)
         self.handovers += 1
-        self._consumers[service.name] = await self._queues[service.name].consume(on_request)
         loop = asyncio.get_running_loop()
         self._background[service.name] = [
             loop.create_task(self._keep_running(service, task), name=f"{what}: {task.__name__}")

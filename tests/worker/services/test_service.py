@@ -71,7 +71,9 @@ async def test_remote_errors_arrive_typed(stack: Stack) -> None:
         await wait_for(lambda: leaders([replica]))
         with pytest.raises(plugin_services.NotFoundError, match="no item 'x'"):
             await bot.services.call("counter", "find", {"name": "x"})
-        with pytest.raises(rpc.RemoteError, match="ZeroDivisionError") as raised:
+        with pytest.raises(
+            rpc.RemoteError, match="ZeroDivisionError: the handler failed"
+        ) as raised:
             await bot.services.call("counter", "divide", {"a": 1, "b": 0})
         assert raised.value.remote_type == "builtins.ZeroDivisionError"
         with pytest.raises(rpc.UnknownMethodError, match="no handler 'nope'"):
