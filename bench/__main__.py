@@ -1,13 +1,15 @@
 """Every benchmark, one command, each with its baseline measured in the same run.
 
     .venv/bin/python -m bench [--scale quick|full] [--out FILE] [--plot FILE.png]
+                              [--rates 250,1000] [--guilds N] [--shards N] [--events N]
 
 Runs, one after another (they share this machine's cores, so never side by side):
 gateway forwarding, worker throughput, end-to-end latency at fixed rates (with a PNG plot of
 latency against event rate), command round trip, start-up of N shards against the identify
 limit, cache memory per guild and member, settings reads, REST rate limits across replicas. Each prints its Markdown table; this collects them
 with the machine's description, into ``--out`` when given. ``quick`` takes about five minutes
-here, ``full`` (the figures in docs/benchmarks.md) about fifteen.
+here, ``full`` about fifteen. ``--rates``, ``--guilds``, ``--shards`` and ``--events`` set
+the scale of the benchmarks that take them, over the preset.
 """
 
 from __future__ import annotations
@@ -55,6 +57,29 @@ RUNS: list[tuple[str, str, list[str], list[str]]] = [
 ]
 
 
+#: A scale option of this command -> the benchmarks (and their flag) it sets.
+OVERRIDES: dict[str, list[tuple[str, str]]] = {
+    "rates": [("bench.latency", "--rates")],
+    "guilds": [("bench.cache_memory", "--guilds"), ("bench.settings_reads", "--guilds")],
+    "shards": [("bench.startup", "--shards")],
+    "events": [("bench.gateway_forward", "--events"), ("bench.worker_throughput", "--events")],
+}
+
+
+def with_overrides(module: str, arguments: list[str], args: argparse.Namespace) -> list[str]:
+    result = list(arguments)
+    for option, targets in OVERRIDES.items():
+        value = getattr(args, option)
+        for target, flag in targets:
+            if value is None or target != module:
+                continue
+            if flag in result:
+                result[result.index(flag) + 1] = str(value)
+            else:
+                result += [flag, str(value)]
+    return result
+
+
 def machine() -> str:
     cpus = os.cpu_count()
     memory = ""
@@ -81,6 +106,10 @@ async def main() -> None:
     parser.add_argument("--out", type=pathlib.Path)
     parser.add_argument("--plot", type=pathlib.Path, default=ROOT / "docs" / "latency.png")
     parser.add_argument("--only", help="comma-separated titles (e.g. 'Command round trip')")
+    parser.add_argument("--rates", help="events per second for the latency runs, e.g. 250,1000")
+    parser.add_argument("--guilds", type=int)
+    parser.add_argument("--shards", type=int)
+    parser.add_argument("--events", type=int)
     args = parser.parse_args()
     wanted = {t.strip().lower() for t in args.only.split(",")} if args.only else None
     sections = [
@@ -92,7 +121,7 @@ async def main() -> None:
     for title, module, quick, full in RUNS:
         if wanted is not None and title.lower() not in wanted:
             continue
-        arguments = list(quick if args.scale == "quick" else full)
+        arguments = with_overrides(module, quick if args.scale == "quick" else full, args)
         if module == "bench.latency":
             arguments += ["--plot", str(args.plot)]
         print(f"== {title} ({module} {' '.join(arguments)})", file=sys.stderr, flush=True)

@@ -29,7 +29,7 @@ import uuid
 import hikari
 
 from bench import cleanup
-from bench.latency import AMQP_URL, REDIS_URL, ROOT, Emulator
+from bench.latency import AMQP_URL, REDIS_URL, ROOT, Emulator, gateway_bot
 from shared import config, lifecycle
 from worker import app
 from worker import bot as bot_module
@@ -79,14 +79,7 @@ async def shardline_case(emulator: Emulator, count: int, mongo_url: str) -> list
 
 
 async def gateway_bot_case(emulator: Emulator, count: int) -> list[float]:
-    bot = hikari.GatewayBot(
-        emulator.token,
-        rest_url=emulator.api_url,
-        intents=config.DEFAULT_INTENTS,
-        banner=None,
-        logs="WARNING",
-        suppress_optimization_warning=True,
-    )
+    bot = gateway_bot(emulator)
 
     @bot.listen(hikari.GuildMessageCreateEvent)
     async def on_message(event: hikari.GuildMessageCreateEvent) -> None:

@@ -182,11 +182,9 @@ async def shardline_case(
         await cleanup.cleanup(AMQP_URL, REDIS_URL, namespace, [replica.settings.group])
 
 
-async def gateway_bot_case(
-    emulator: Emulator, rates: list[float], seconds: float, size: int
-) -> list[Row]:
-    recorder = Recorder()
-    bot = hikari.GatewayBot(
+def gateway_bot(emulator: Emulator) -> hikari.GatewayBot:
+    """The baseline every benchmark compares with: one hikari GatewayBot, default cache."""
+    return hikari.GatewayBot(
         emulator.token,
         rest_url=emulator.api_url,
         intents=config.DEFAULT_INTENTS,
@@ -194,6 +192,13 @@ async def gateway_bot_case(
         logs="WARNING",
         suppress_optimization_warning=True,
     )
+
+
+async def gateway_bot_case(
+    emulator: Emulator, rates: list[float], seconds: float, size: int
+) -> list[Row]:
+    recorder = Recorder()
+    bot = gateway_bot(emulator)
     bot.subscribe(hikari.GuildMessageCreateEvent, recorder.listener)
     await bot.start(shard_count=1, check_for_updates=False)
     try:

@@ -19,11 +19,8 @@ import sys
 import time
 import uuid
 
-import hikari
-
 from bench import cleanup
-from bench.latency import AMQP_URL, REDIS_URL, ROOT, Emulator
-from shared import config
+from bench.latency import AMQP_URL, REDIS_URL, ROOT, Emulator, gateway_bot
 
 
 async def shardline_case(shards: int, concurrency: int) -> float:
@@ -51,14 +48,7 @@ async def shardline_case(shards: int, concurrency: int) -> float:
 
 async def gateway_bot_case(shards: int, concurrency: int) -> float:
     emulator = await Emulator.start(1, shards, concurrency)
-    bot = hikari.GatewayBot(
-        emulator.token,
-        rest_url=emulator.api_url,
-        intents=config.DEFAULT_INTENTS,
-        banner=None,
-        logs="WARNING",
-        suppress_optimization_warning=True,
-    )
+    bot = gateway_bot(emulator)
     started = time.monotonic()
     try:
         await bot.start(shard_count=shards, check_for_updates=False)

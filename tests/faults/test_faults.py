@@ -11,6 +11,7 @@ Run alone with ``bash tests/run.sh -m fault``; the suite prints a summary table.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -26,10 +27,11 @@ import redis.asyncio as aioredis
 from shared import envelope, topology
 from tests import services
 from tests.faults.conftest import Row
-from tests.gateway.conftest import Stack
 
 if typing.TYPE_CHECKING:
     import pathlib
+
+    from tests.gateway.conftest import Stack
 
 pytestmark = pytest.mark.fault
 
@@ -216,10 +218,7 @@ async def test_the_platforms_redis_restarts_under_load(
     private = services.PrivateRedis(tmp_path)
     private.start()
     platform_redis = aioredis.Redis.from_url(private.url)
-    faulty = Stack(
-        stack.discord, stack.namespace, stack.amqp_url, private.url, platform_redis,
-        stack.connection, stack.mongo_url,
-    )  # fmt: skip
+    faulty = dataclasses.replace(stack, redis_url=private.url, redis=platform_redis)
     load = Load(faulty, tmp_path)
     load.stack = stack  # counts live in the suite's own Redis, which stays up
     try:
@@ -256,10 +255,7 @@ async def test_rabbitmq_is_killed_and_restarted_under_load(
     broker = services.PrivateRabbitMQ(tmp_path / "rabbit")
     broker.directory.mkdir()
     broker.start()
-    faulty = Stack(
-        stack.discord, stack.namespace, broker.url, stack.redis_url, stack.redis,
-        stack.connection, stack.mongo_url,
-    )  # fmt: skip
+    faulty = dataclasses.replace(stack, amqp_url=broker.url)
     load = Load(faulty, tmp_path)
     try:
         load.spawn_worker()
@@ -292,10 +288,7 @@ async def test_mongodb_restarts_while_commands_flow(
     mongod = services.MongoServer(tmp_path / "mongod")
     mongod.directory.mkdir()
     mongod.start()
-    faulty = Stack(
-        stack.discord, stack.namespace, stack.amqp_url, stack.redis_url, stack.redis,
-        stack.connection, mongod.url,
-    )  # fmt: skip
+    faulty = dataclasses.replace(stack, mongo_url=mongod.url)
     load = Load(faulty, tmp_path)
     discord = load.discord
     guild_id = int(discord.world.channels[load.channels[0]]["guild_id"])
