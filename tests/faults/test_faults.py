@@ -1,9 +1,8 @@
-"""The platform under load while things fail: worker processes killed and stopped, a
-RECONNECT/INVALID_SESSION storm, the platform's Redis restarted, RabbitMQ killed and
+"""The platform under load while things fail: worker and gateway processes killed and
+stopped, a RECONNECT/INVALID_SESSION storm, the platform's Redis restarted, RabbitMQ killed and
 restarted, MongoDB restarted while commands flow, malformed and oversized envelopes, one user
-flooding commands. Each scenario counts
-what was lost and handled twice (the recording plugin counts every handler run in Redis) and
-bounds the recovery time.
+flooding commands. Each scenario counts what was lost and handled twice (the recording plugin
+counts every handler run in Redis) and bounds the recovery time.
 
 Run alone with ``bash tests/run.sh -m fault``; the suite prints a summary table.
 """
@@ -168,6 +167,63 @@ async def test_a_worker_dies_under_load(
         assert row.duplicates == 0  # drained: nothing in flight was abandoned
     else:
         assert row.duplicates <= IN_FLIGHT  # only what the dead replica held is run again
+    assert row.recovery < row.bound
+
+
+@pytest.mark.parametrize(
+    ("how", "promise"),
+    [(signal.SIGKILL, "exactly once"), (signal.SIGTERM, "exactly once")],
+    ids=["kill-9", "sigterm"],
+)
+async def test_a_gateway_dies_under_load(
+    load: Load,
+    stack: Stack,
+    how: signal.Signals,
+    promise: str,
+    fault_report: typing.Callable[[Row], None],
+) -> None:
+    load.spawn_worker()
+    await load.workers_ready(1)
+    env = {**os.environ, **stack.env(SHARD_COUNT="1", LEASE_TTL="3")}
+    spawned: list[subprocess.Popen[bytes]] = []
+
+    def gateway() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(load.tmp_path / f"gateway-{len(spawned)}.log").open("wb"),
+        )
+        spawned.append(process)
+        return process
+
+    try:
+        doomed = gateway()
+        await load.discord.wait_for(lambda: load.discord.connected_shards() == [0], timeout=30)
+        await asyncio.sleep(2.5)  # it has read the worker group's interests
+        sending = asyncio.get_running_loop().create_task(load.send(500, rate=100))
+        await asyncio.sleep(1.5)
+        doomed.send_signal(how)
+        stopped_at = time.monotonic()
+        await asyncio.get_running_loop().run_in_executor(None, doomed.wait, 30)
+        gateway()  # the successor: takes the shard when the lease frees it, and RESUMEs
+        await sending
+        done_at = await load.all_handled(timeout=60)
+    finally:
+        for process in spawned:
+            if process.poll() is None:
+                process.terminate()
+            await asyncio.get_running_loop().run_in_executor(None, process.wait, 30)
+    records = load.discord.records
+    row = await load.row(
+        f"gateway {'kill -9' if how == signal.SIGKILL else 'SIGTERM'} (lease 3 s)",
+        done_at - stopped_at, 30, promise,
+    )  # fmt: skip
+    fault_report(row)
+    assert row.lost == 0
+    assert row.duplicates == 0  # replays after the RESUME are deduplicated by the workers
+    assert [r.accepted for r in records.resumes] == [True]
+    assert len([i for i in records.identifies if i.accepted]) == 1  # never identified again
     assert row.recovery < row.bound
 
 
