@@ -7,7 +7,10 @@ guilds, 200,000 members with their users, 20,000 channels, 10,000 roles) and, in
 on the same Redis, a naive layout of one JSON document per entity key (members with their user
 inside). Measures every key with ``MEMORY USAGE`` and reports bytes per guild, per member
 (including its user) and per channel, the overall ratio, and the reader's latency for
-member-with-permissions (p50/p99 on loopback).
+member-with-permissions (p50/p99 on loopback). The baseline a bot author knows: the same
+GUILD_CREATEs through a hikari ``GatewayBot``'s event manager into its default in-process
+cache, measured with ``tracemalloc`` (Python heap only, so an underestimate of its RSS), once
+with members and once without, for bytes per member.
 """
 
 from __future__ import annotations
@@ -121,6 +124,40 @@ async def delete(redis: aioredis.Redis, pattern: str) -> None:
         await redis.unlink(*batch)
 
 
+def gateway_bot_cache_bytes(payloads: list[Json]) -> int:
+    """Python heap a hikari GatewayBot's default cache takes for these GUILD_CREATEs."""
+    import gc  # noqa: PLC0415 - only for this measurement
+    import tracemalloc  # noqa: PLC0415
+
+    import hikari  # noqa: PLC0415
+
+    user_id = 123456789012345678
+
+    class _Shard:
+        id = 0
+        shard_count = 1
+
+        def get_user_id(self) -> hikari.Snowflake:
+            return hikari.Snowflake(user_id)
+
+    bot = hikari.GatewayBot(
+        world.make_bot_token(user_id),
+        banner=None,
+        intents=hikari.Intents.ALL,
+        suppress_optimization_warning=True,
+    )
+    shard = typing.cast("typing.Any", _Shard())
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for payload in payloads:
+        bot.event_manager.consume_raw_event("GUILD_CREATE", shard, payload)
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    return sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--guilds", type=int, default=1000)
@@ -175,6 +212,22 @@ async def main() -> None:
         print(
             f"| everything | {ours_total / 1e6:.1f} MB | {naive_total / 1e6:.1f} MB | {ours_total / naive_total:.2f} |"
         )
+
+        with_members = gateway_bot_cache_bytes(payloads)
+        without_members = gateway_bot_cache_bytes([{**p, "members": []} for p in payloads])
+        hikari_member = (with_members - without_members) / members
+        print()
+        print(
+            "| bytes | shardline cache (Redis, shared by every process) | hikari GatewayBot cache (one process's heap) | ratio |"
+        )
+        print("|---|---|---|---|")
+        print(
+            f"| per member, with its user | {per_member / members:.0f} | {hikari_member:.0f} | {per_member / members / max(hikari_member, 1):.2f} |"
+        )
+        print(
+            f"| everything | {ours_total / 1e6:.1f} MB | {with_members / 1e6:.1f} MB | {ours_total / max(with_members, 1):.2f} |"
+        )
+        print()
 
         factory = entity_factory.EntityFactoryImpl(typing.cast("typing.Any", object()))
         cache_reader = reader.CacheReader(redis, redis_keys, factory)
