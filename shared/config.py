@@ -18,7 +18,7 @@ import urllib.parse
 
 import hikari
 
-from shared import keys, sharding
+from shared import keys, playground, sharding
 from shared.cache import resources
 from shared.secret import Secret
 
@@ -30,6 +30,7 @@ __all__: typing.Sequence[str] = (
     "GatewaySettings",
     "OperatorSettings",
     "WorkerSettings",
+    "discord_token_given",
     "load_or_exit",
 )
 
@@ -55,10 +56,33 @@ class ConfigError(Exception):
 class EnvReader:
     """Typed access to an environment mapping, raising :class:`ConfigError` on bad values."""
 
-    __slots__ = ("_env",)
+    __slots__ = ("_env", "_playground")
 
     def __init__(self, env: typing.Mapping[str, str]) -> None:
         self._env = env
+        self._playground: playground.Connection | None = None
+
+    def playground(self) -> playground.Connection | None:
+        """The playground's answer when there is no ``DISCORD_TOKEN`` but a ``PLAYGROUND_URL``.
+
+        Asked once per reader (core and Lavalink settings share it); with a token set the
+        playground is not used at all.
+        """
+        if discord_token_given(self):
+            return None
+        url = self.optional("PLAYGROUND_URL")
+        if url is None:
+            return None
+        if self._playground is None:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ConfigError("PLAYGROUND_URL", f"expected an http(s) URL, got {url!r}")
+            try:
+                wait = self.number("PLAYGROUND_WAIT", 30.0)
+                self._playground = playground.connect(url, wait=wait)
+            except playground.PlaygroundUnavailableError as exc:
+                raise ConfigError("PLAYGROUND_URL", str(exc)) from None
+        return self._playground
 
     def text(self, name: str, default: str | None = None) -> str:
         value = self._env.get(name, "").strip()
@@ -165,10 +189,20 @@ class CoreSettings:
 
     @classmethod
     def _read(cls, read: EnvReader) -> CoreSettings:
-        token = read.secret("DISCORD_TOKEN")
+        local = read.playground()
+        if local is not None:
+            token, api_url = Secret(local.token), local.api_url.rstrip("/")
+        else:
+            if not discord_token_given(read):
+                raise ConfigError(
+                    "DISCORD_TOKEN",
+                    "is required but not set (or set DISCORD_TOKEN_FILE; or PLAYGROUND_URL to "
+                    "run against the playground, python -m playground)",
+                )
+            token = read.secret("DISCORD_TOKEN")
+            api_url = read.text("DISCORD_API_URL", "https://discord.com/api/v10").rstrip("/")
         if any(ch.isspace() for ch in token.reveal()):
             raise ConfigError("DISCORD_TOKEN", "contains whitespace; paste the bare token")
-        api_url = read.text("DISCORD_API_URL", "https://discord.com/api/v10").rstrip("/")
         if urllib.parse.urlsplit(api_url).scheme not in {"http", "https"}:
             raise ConfigError("DISCORD_API_URL", f"expected an http(s) URL, got {api_url!r}")
         log_level = read.text("LOG_LEVEL", "INFO").upper()
@@ -259,6 +293,13 @@ class LavalinkSettings:
     @classmethod
     def _read(cls, read: EnvReader) -> LavalinkSettings | None:
         raw = read.optional("LAVALINK_URL")
+        local = read.playground() if raw is None else None
+        if local is not None and local.lavalink_url is not None:
+            return cls(
+                urls=(local.lavalink_url.rstrip("/"),),
+                password=Secret(local.lavalink_password or ""),
+                resume_timeout=read.integer("LAVALINK_RESUME_TIMEOUT", 60, minimum=5, maximum=3600),
+            )
         if raw is None:
             return None
         urls = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
@@ -385,6 +426,12 @@ class WorkerSettings:
             cpu_timeout=read.number("CPU_TIMEOUT", 30.0, minimum=0.001),
             lavalink=LavalinkSettings._read(read),  # noqa: SLF001 - the shared reader
         )
+
+
+def discord_token_given(env: typing.Mapping[str, str] | EnvReader | None = None) -> bool:
+    """Whether ``DISCORD_TOKEN`` (or ``DISCORD_TOKEN_FILE``) is set: Discord, not the playground."""
+    read = env if isinstance(env, EnvReader) else EnvReader(os.environ if env is None else env)
+    return any(read.optional(name) is not None for name in ("DISCORD_TOKEN", "DISCORD_TOKEN_FILE"))
 
 
 def load_or_exit(loader: typing.Callable[[], T], *, program: str) -> T:

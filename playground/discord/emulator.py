@@ -34,7 +34,10 @@ class DiscordEmulator:
         rate_limits: ratelimit.RateLimitOptions | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        routes: typing.Callable[[web.Application], None] | None = None,
     ) -> None:
+        """``routes`` adds more routes to the same server (the playground's page and API)."""
+        self._routes = routes
         self.host = host
         self.port = port
         app_id = world.user_id_of_token(token) if token is not None else None
@@ -56,6 +59,8 @@ class DiscordEmulator:
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_get("/resume", self.gateway.handle)
         app.router.add_route("*", "/api/v10/{tail:.*}", self.rest.handle)
+        if self._routes is not None:
+            self._routes(app)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=2.0
         )
@@ -66,9 +71,9 @@ class DiscordEmulator:
         assert server is not None
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1]
-        # GET /gateway/bot returns this URL; the client appends ?v=10&encoding=json&compress=...
-        self.gateway.base_url = f"ws://{self.host}:{self.port}/gateway"
-        self.gateway.resume_url = f"ws://{self.host}:{self.port}/resume"
+        # What a client on this address is handed (clients elsewhere get their own host's).
+        self.gateway.base_url = gateway.gateway_url(f"{self.host}:{self.port}")
+        self.gateway.resume_url = gateway.resume_url(f"{self.host}:{self.port}")
         self.gateway.start()
 
     async def close(self) -> None:

@@ -100,6 +100,7 @@ class Connection:
         "_outbox",
         "_writer",
         "closed",
+        "host",
         "last_heartbeat",
         "path",
         "received",
@@ -107,9 +108,13 @@ class Connection:
         "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, *, compress: str | None, path: str) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, *, compress: str | None, path: str, host: str
+    ) -> None:
         self.ws = ws
         self.path = path
+        self.host = host
+        """The host (and port) the client reached the emulator by: READY's resume URL uses it."""
         self._compressor: typing.Callable[[bytes], bytes] | None = None
         if compress == "zlib-stream":
             deflate = zlib.compressobj()
@@ -167,6 +172,17 @@ class Connection:
             await asyncio.wait_for(self._writer, timeout)
 
 
+def gateway_url(host: str) -> str:
+    """The URL ``GET /gateway/bot`` hands out, on the host the client reached us by (so it
+    works on loopback and between containers alike)."""
+    return f"ws://{host}/gateway"
+
+
+def resume_url(host: str) -> str:
+    """READY's ``resume_gateway_url``: another path, so tests see that clients use it."""
+    return f"ws://{host}/resume"
+
+
 class GatewayServer:
     """Sessions and connections of the emulated gateway."""
 
@@ -190,9 +206,9 @@ class GatewayServer:
         self.session_start_remaining = options.session_start_remaining
         self._session_start_reset_at = time.monotonic() + options.session_start_reset_after
         self.base_url = ""
-        """The URL ``GET /gateway/bot`` hands out."""
+        """The URL ``GET /gateway/bot`` hands out on the emulator's own address."""
         self.resume_url = ""
-        """READY's ``resume_gateway_url``: another path, so tests see that clients use it."""
+        """READY's ``resume_gateway_url`` on the emulator's own address (see :func:`resume_url`)."""
         self._sweeper: asyncio.Task[None] | None = None
         #: guild -> the last VOICE_SERVER_UPDATE sent to the bot (what Lavalink must be given).
         self.voice_servers: dict[int, Json] = {}
@@ -250,7 +266,9 @@ class GatewayServer:
         version = request.query.get("v", str(protocol.API_VERSION))
         compress = request.query.get("compress")
         supported = compress in (None, "zlib-stream", "zstd-stream")
-        connection = Connection(ws, compress=compress if supported else None, path=request.path)
+        connection = Connection(
+            ws, compress=compress if supported else None, path=request.path, host=request.host
+        )
         self.connections.add(connection)
         try:
             if version != str(protocol.API_VERSION):
@@ -437,7 +455,7 @@ class GatewayServer:
                 "user": self.world.bot_user,
                 "guilds": [{"id": str(gid), "unavailable": True} for gid in guild_ids],
                 "session_id": session.session_id,
-                "resume_gateway_url": self.resume_url,
+                "resume_gateway_url": resume_url(connection.host),
                 "shard": [shard_id, shard_count],
                 "application": {"id": str(self.world.application_id), "flags": 0},
                 "private_channels": [],

@@ -57,11 +57,37 @@ class RestCallRecord:
     status: int
     body: typing.Any
     bucket: str | None
+    remaining: int | None = None
+    """``X-RateLimit-Remaining`` of the answer, when it had one."""
+
+
+Listener = typing.Callable[[str, object], None]
+"""Told ``(kind, record)`` as each record is added; ``kind`` is the list's field name."""
+
+
+class _Log(list[typing.Any]):
+    """A list that tells the records' listeners about each appended record."""
+
+    def __init__(self, kind: str, listeners: list[Listener]) -> None:
+        super().__init__()
+        self._kind = kind
+        self._listeners = listeners
+
+    def append(self, item: typing.Any) -> None:
+        super().append(item)
+        for listener in self._listeners:
+            listener(self._kind, item)
+
+
+_LOGS: typing.Final = ("identifies", "resumes", "commands", "closes", "rest", "identify_violations")
 
 
 @dataclasses.dataclass(slots=True)
 class Records:
-    """Everything recorded since the emulator started (or since ``clear()``)."""
+    """Everything recorded since the emulator started (or since ``clear()``).
+
+    ``listeners`` are told about each record as it is added (the playground's live page).
+    """
 
     identifies: list[IdentifyRecord] = dataclasses.field(default_factory=list)
     resumes: list[ResumeRecord] = dataclasses.field(default_factory=list)
@@ -70,6 +96,11 @@ class Records:
     rest: list[RestCallRecord] = dataclasses.field(default_factory=list)
     identify_violations: list[IdentifyRecord] = dataclasses.field(default_factory=list)
     token_resets: int = 0
+    listeners: list[Listener] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for kind in _LOGS:
+            setattr(self, kind, _Log(kind, self.listeners))
 
     @property
     def rate_limited(self) -> list[RestCallRecord]:
@@ -77,6 +108,6 @@ class Records:
         return [call for call in self.rest if call.status == 429]
 
     def clear(self) -> None:
-        for field in ("identifies", "resumes", "commands", "closes", "rest", "identify_violations"):
-            getattr(self, field).clear()
+        for kind in _LOGS:
+            getattr(self, kind).clear()
         self.token_resets = 0

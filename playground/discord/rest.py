@@ -3,6 +3,7 @@ error shapes, authentication and rate limits, recording every call."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
@@ -46,6 +47,8 @@ class Interaction:
     followups: list[Json] = dataclasses.field(default_factory=list)
     created_at_wall: float = dataclasses.field(default_factory=time.time)
     """When Discord created it, on the clock the records use."""
+    answered: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    """Set when the bot's initial response arrives."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -202,7 +205,14 @@ class RestApi:
         self.limiter.count_response(status, scope)
         self.records.rest.append(
             records.RestCallRecord(
-                time.time(), method, path, template, status, body, headers.get("X-RateLimit-Bucket")
+                time.time(),
+                method,
+                path,
+                template,
+                status,
+                body,
+                headers.get("X-RateLimit-Bucket"),
+                _remaining(headers),
             )
         )
         if payload is None:
@@ -248,6 +258,7 @@ class RestApi:
         ]
         if guild_id is not None and member is not None:
             message["member"] = {k: v for k, v in member.items() if k != "user"}
+        self.world.message_changed("create", message)
         self.gateway.dispatch("MESSAGE_CREATE", message, guild_id=guild_id)
         return message
 
@@ -270,14 +281,14 @@ class RestApi:
 
 
 @route("GET", "/gateway", auth=False)
-def _get_gateway(api: RestApi, _r: web.Request, _p: dict[str, str], _b: typing.Any) -> Json:
-    return {"url": api.gateway.base_url}
+def _get_gateway(_api: RestApi, r: web.Request, _p: dict[str, str], _b: typing.Any) -> Json:
+    return {"url": gateway.gateway_url(r.host)}
 
 
 @route("GET", "/gateway/bot")
-def _get_gateway_bot(api: RestApi, _r: web.Request, _p: dict[str, str], _b: typing.Any) -> Json:
+def _get_gateway_bot(api: RestApi, r: web.Request, _p: dict[str, str], _b: typing.Any) -> Json:
     return {
-        "url": api.gateway.base_url,
+        "url": gateway.gateway_url(r.host),
         "shards": api.gateway.options.recommended_shards,
         "session_start_limit": api.gateway.session_start_limit(),
     }
@@ -351,6 +362,7 @@ def _edit_message(api: RestApi, _r: web.Request, p: dict[str, str], b: typing.An
     message.update({k: v for k, v in _message_body(b).items() if k in fields})
     number_components(message.get("components") or [])
     message["edited_timestamp"] = world.iso_now()
+    api.world.message_changed("update", message)
     return message
 
 
@@ -358,6 +370,7 @@ def _edit_message(api: RestApi, _r: web.Request, p: dict[str, str], b: typing.An
 def _delete_message(api: RestApi, _r: web.Request, p: dict[str, str], _b: typing.Any) -> None:
     message = _stored_message(api, p)
     del api.world.messages[int(message["channel_id"])][int(message["id"])]
+    api.world.message_changed("delete", message)
 
 
 @route("GET", "/guilds/{guild_id}")
@@ -498,6 +511,7 @@ def _interaction_callback(
         raise DiscordHTTPError(400, 50035, "Invalid Form Body", {"type": {"_errors": []}})
     interaction.response_type = b["type"]
     interaction.response = b
+    interaction.answered.set()
     if b["type"] == 4:
         data = _message_body(b.get("data") or {})
         interaction.original = api.post_message(
@@ -575,7 +589,13 @@ def _edit_original(api: RestApi, _r: web.Request, p: dict[str, str], b: typing.A
     original.update({k: v for k, v in body.items() if k in ("content", "embeds", "components")})
     number_components(original.get("components") or [])
     original["edited_timestamp"] = world.iso_now()
+    api.world.message_changed("update", original)
     return original
+
+
+def _remaining(headers: dict[str, str]) -> int | None:
+    raw = headers.get("X-RateLimit-Remaining")
+    return int(raw) if raw is not None else None
 
 
 def number_components(components: list[Json]) -> None:

@@ -78,6 +78,8 @@ class World:
         self.members: dict[int, dict[int, Json]] = {}
         self.messages: dict[int, dict[int, Json]] = {}
         self.commands: dict[int | None, dict[int, Json]] = {}
+        #: Told ``(kind, message)`` when a message is created, updated or deleted (the web page).
+        self.message_listeners: list[typing.Callable[[str, Json], None]] = []
         #: guild -> user -> voice state (Discord's shape, with guild_id)
         self.voice_states: dict[int, dict[int, Json]] = {}
         """Application commands by guild id (``None`` for global)."""
@@ -312,6 +314,11 @@ class World:
         self.messages[channel_id][mid] = message
         channel["last_message_id"] = str(mid)
         return message
+
+    def message_changed(self, kind: str, message: Json) -> None:
+        """``kind`` is ``create``, ``update`` or ``delete``."""
+        for listener in self.message_listeners:
+            listener(kind, message)
 
     def new_token(self) -> str:
         """An interaction token: long, opaque, URL-safe."""

@@ -134,7 +134,10 @@ def test_load_or_exit_prints_one_line(capsys: pytest.CaptureFixture[str]) -> Non
         config.load_or_exit(lambda: config.GatewaySettings.from_env({}), program="gateway")
     assert exited.value.code == 2
     err = capsys.readouterr().err
-    expected = "DISCORD_TOKEN: is required but not set (or set DISCORD_TOKEN_FILE)"
+    expected = (
+        "DISCORD_TOKEN: is required but not set (or set DISCORD_TOKEN_FILE; or PLAYGROUND_URL "
+        "to run against the playground, python -m playground)"
+    )
     assert err == f"gateway: configuration error: {expected}\n"
 
 

@@ -1,0 +1,534 @@
+"""The playground: the Discord and Lavalink emulators as a local Discord, with a web page.
+
+One port serves the emulated Discord (``/gateway``, ``/api/v10``), the chat page (``/``),
+its JSON API (``/playground/api/...``), the live feed (``/playground/live``, a WebSocket)
+and ``/playground/connect``, where a gateway or worker without a token learns the token and
+URLs (``shared.playground``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import pathlib
+import time
+import typing
+
+import orjson
+from aiohttp import web
+
+from playground.discord import emulator, gateway, protocol, records, rest
+from playground.lavalink import emulator as lavalink_emulator
+from shared import playground as link
+from shared import sharding
+
+if typing.TYPE_CHECKING:
+    from playground import supervisor as supervisor_module
+
+Json = dict[str, typing.Any]
+
+_LOGGER = logging.getLogger("shardline.playground")
+_STATIC = pathlib.Path(__file__).parent / "static"
+#: Panel entries kept for a page that connects later.
+PANEL_BACKLOG: typing.Final[int] = 400
+#: Messages per channel a page is given when it loads.
+HISTORY: typing.Final[int] = 100
+#: Discord shows "The application did not respond" after this long without an answer.
+INTERACTION_DEADLINE: typing.Final[float] = 3.0
+_OP_NAMES: typing.Final = {op.value: op.name for op in protocol.Op}
+_MAX_TEXT: typing.Final[int] = 2000
+TEST_USERS: typing.Final = ("alice", "bob", "carol")
+
+
+class BadRequest(web.HTTPBadRequest):
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            text=orjson.dumps({"error": reason}).decode(), content_type="application/json"
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlaygroundOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    shard_count: int = 2
+    """What ``GET /gateway/bot`` recommends: the platform starts with this many shards."""
+    heartbeat_interval: float = 41.25
+
+
+class Playground:
+    """Owns the emulators, seeds a small world, and serves the page."""
+
+    def __init__(
+        self,
+        options: PlaygroundOptions | None = None,
+        *,
+        supervisor: supervisor_module.Supervisor | None = None,
+    ) -> None:
+        self.options = options or PlaygroundOptions()
+        self.supervisor = supervisor
+        self.discord = emulator.DiscordEmulator(
+            host=self.options.host,
+            port=self.options.port,
+            gateway_options=gateway.GatewayOptions(
+                recommended_shards=self.options.shard_count,
+                heartbeat_interval=self.options.heartbeat_interval,
+            ),
+            routes=self._routes,
+        )
+        self.lavalink = lavalink_emulator.LavalinkEmulator(host=self.options.host)
+        self.users: list[Json] = []
+        self.panel: collections.deque[Json] = collections.deque(maxlen=PANEL_BACKLOG)
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._sockets: dict[web.WebSocketResponse, asyncio.Queue[bytes]] = {}
+        self._tasks: set[asyncio.Task[typing.Any]] = set()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._seed()
+        self.discord.records.listeners.append(self._on_record)
+        self.discord.world.message_listeners.append(self._on_message)
+        await self.lavalink.start()
+        await self.discord.start()
+
+    async def close(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.discord.close()
+        await self.lavalink.close()
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.options.host in ("0.0.0.0", "::") else self.options.host
+        return f"http://{host}:{self.discord.port}"
+
+    def _seed(self) -> None:
+        world = self.discord.world
+        self.users = [world.add_user(name) for name in TEST_USERS]
+        count = self.options.shard_count
+        home = self.discord.add_guild("Shardline Playground", shard=(0, count), channels=0)
+        home_id = int(home["id"])
+        for name in ("general", "commands"):
+            world.add_channel(home_id, name)
+        world.add_channel(home_id, "Lounge", kind=2)
+        beta = self.discord.add_guild("Beta Testers", shard=(count - 1, count), channels=0)
+        world.add_channel(int(beta["id"]), "general")
+        for guild in (home, beta):
+            for user in self.users:
+                world.add_member(int(guild["id"]), user)
+        for title, author, length in (
+            ("Never Gonna Give You Up", "Rick Astley", 213_000),
+            ("Lo-fi beats to shard to", "Shardline", 3_600_000),
+            ("Resume, Don't Identify", "The Heartbeats", 185_000),
+        ):
+            self.lavalink.add_track(title, length, author=author)
+
+    # --- routes -----------------------------------------------------------------------------
+
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_get("/", self._index)
+        app.router.add_static("/static/", _STATIC, append_version=True)
+        app.router.add_get(link.CONNECT_PATH, self._connect)
+        app.router.add_get("/playground/live", self._live)
+        app.router.add_get("/playground/api/state", self._state)
+        app.router.add_post("/playground/api/messages", self._post_message)
+        app.router.add_post("/playground/api/commands", self._post_command)
+        app.router.add_post("/playground/api/autocomplete", self._post_autocomplete)
+        app.router.add_post("/playground/api/components", self._post_component)
+        app.router.add_post("/playground/api/scenarios/{name}", self._post_scenario)
+
+    async def _index(self, _request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(_STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def _connect(self, request: web.Request) -> web.Response:
+        """Token and URLs for a gateway or worker, on the host it reached us by."""
+        hostname = request.url.host or "127.0.0.1"
+        host = f"[{hostname}]" if ":" in hostname else hostname
+        answer = link.Connection(
+            token=self.discord.token,
+            api_url=f"http://{request.host}/api/v10",
+            lavalink_url=f"http://{host}:{self.lavalink.port}",
+            lavalink_password=self.lavalink.password,
+        )
+        return web.json_response(answer.to_json())
+
+    async def _state(self, _request: web.Request) -> web.Response:
+        world = self.discord.world
+        count = self.options.shard_count
+        guilds = []
+        for guild_id, guild in world.guilds.items():
+            channels = [
+                {"id": c["id"], "name": c["name"], "type": c["type"]}
+                for c in world.guild_channels(guild_id)
+            ]
+            guilds.append(
+                {
+                    "id": guild["id"],
+                    "name": guild["name"],
+                    "shard": sharding.shard_for_guild(guild_id, count),
+                    "members": len(world.members.get(guild_id, {})),
+                    "channels": channels,
+                }
+            )
+        messages = {
+            str(channel_id): [_message_view(m) for m in list(by_id.values())[-HISTORY:]]
+            for channel_id, by_id in world.messages.items()
+        }
+        body = {
+            "bot": world.bot_user,
+            "users": self.users,
+            "guilds": guilds,
+            "messages": messages,
+            "commands": self._commands(),
+            "shards": self._shards(),
+            "panel": list(self.panel),
+            "counters": dict(self.counters),
+            "processes": self.supervisor.snapshot() if self.supervisor is not None else None,
+        }
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    def _commands(self) -> list[Json]:
+        found: dict[str, Json] = {}
+        for scope in self.discord.world.commands.values():
+            for command in scope.values():
+                if command.get("type", 1) == 1:
+                    found[command["name"]] = command
+        return sorted(found.values(), key=lambda c: str(c["name"]))
+
+    def _shards(self) -> list[Json]:
+        shards = []
+        for shard_id, session in sorted(self.discord.gateway.shards.items()):
+            connection = session.connection
+            shards.append(
+                {
+                    "id": shard_id,
+                    "count": session.shard_count,
+                    "session": session.session_id[:8],
+                    "seq": session.seq,
+                    "connected": connection is not None and not connection.closed,
+                }
+            )
+        return shards
+
+    # --- what users do ----------------------------------------------------------------------
+
+    async def _json(self, request: web.Request) -> Json:
+        try:
+            body = await request.json(loads=orjson.loads)
+        except ValueError:
+            raise BadRequest("expected a JSON body") from None
+        if not isinstance(body, dict):
+            raise BadRequest("expected a JSON object")
+        return body
+
+    def _user(self, body: Json) -> Json:
+        user = self.discord.world.users.get(_id(body, "user_id"))
+        if user is None or user.get("bot"):
+            raise BadRequest("unknown user")
+        return user
+
+    def _channel(self, body: Json) -> int:
+        channel_id = _id(body, "channel_id")
+        channel = self.discord.world.channels.get(channel_id)
+        if channel is None or channel.get("type") != 0:
+            raise BadRequest("unknown text channel")
+        return channel_id
+
+    async def _post_message(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        user, channel_id = self._user(body), self._channel(body)
+        content = body.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise BadRequest("type something first")
+        if len(content) > _MAX_TEXT:
+            raise BadRequest(f"messages are at most {_MAX_TEXT} characters")
+        message = self.discord.send_message(channel_id, user, content)
+        return web.json_response({"id": message["id"]})
+
+    async def _post_command(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        user, channel_id = self._user(body), self._channel(body)
+        command = self._command(body.get("name"))
+        options = body.get("options") or []
+        if not isinstance(options, list):
+            raise BadRequest("options must be a list")
+        data = {
+            "id": command["id"],
+            "name": command["name"],
+            "type": 1,
+            "options": options,
+        }
+        interaction = self.discord.send_interaction(
+            channel_id, user, command["name"], kind=2, data=data
+        )
+        self._watch(interaction, f"/{command['name']}", channel_id)
+        return web.json_response({"id": str(interaction.id)})
+
+    async def _post_autocomplete(self, request: web.Request) -> web.Response:
+        """Type 4 interaction; waits (up to Discord's 3 s) for the bot's type 8 answer."""
+        body = await self._json(request)
+        user, channel_id = self._user(body), self._channel(body)
+        command = self._command(body.get("name"))
+        options = body.get("options") or []
+        if not isinstance(options, list):
+            raise BadRequest("options must be a list")
+        data = {"id": command["id"], "name": command["name"], "type": 1, "options": options}
+        interaction = self.discord.send_interaction(
+            channel_id, user, command["name"], kind=4, data=data
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(interaction.answered.wait(), INTERACTION_DEADLINE)
+        choices = ((interaction.response or {}).get("data") or {}).get("choices") or []
+        return web.json_response({"choices": choices})
+
+    async def _post_component(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        user, channel_id = self._user(body), self._channel(body)
+        message = self.discord.world.messages[channel_id].get(_id(body, "message_id"))
+        if message is None:
+            raise BadRequest("unknown message")
+        custom_id = body.get("custom_id")
+        if not isinstance(custom_id, str) or not _has_component(message, custom_id):
+            raise BadRequest("that message has no such component")
+        values = body.get("values")
+        if values is not None and not (
+            isinstance(values, list) and all(isinstance(v, str) for v in values)
+        ):
+            raise BadRequest("values must be a list of strings")
+        interaction = self.discord.click(message, user, custom_id, values=values)
+        self._watch(interaction, "the click", channel_id)
+        return web.json_response({"id": str(interaction.id)})
+
+    def _command(self, name: typing.Any) -> Json:
+        for command in self._commands():
+            if command["name"] == name:
+                return command
+        raise BadRequest(f"the bot has no /{name} command (were commands synced?)")
+
+    def _watch(self, interaction: rest.Interaction, what: str, channel_id: int) -> None:
+        """Tell the page when the bot answered, deferred, or did not answer in time."""
+
+        async def watch() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(interaction.answered.wait(), INTERACTION_DEADLINE)
+            state = {None: "failed", 5: "deferred", 6: "acknowledged"}.get(
+                interaction.response_type, "answered"
+            )
+            self._publish(
+                {
+                    "type": "interaction",
+                    "id": str(interaction.id),
+                    "what": what,
+                    "state": state,
+                    "channel_id": str(channel_id),
+                }
+            )
+
+        self._spawn(watch())
+
+    # --- scenarios --------------------------------------------------------------------------
+
+    async def _post_scenario(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await self._json(request)
+        if name == "add-guild":
+            return web.json_response(self._add_guild(body))
+        if name in ("reconnect", "invalid-session"):
+            shard_id = _int(body, "shard", 0, 4095)
+            if shard_id not in self.discord.connected_shards():
+                raise BadRequest(f"shard {shard_id} is not connected")
+            if name == "reconnect":
+                self.discord.force_reconnect(shard_id)
+            else:
+                self.discord.force_invalid_session(
+                    shard_id, resumable=bool(body.get("resumable", False))
+                )
+            self._note("scenario", f"{name} sent to shard {shard_id}")
+            return web.json_response({"ok": True})
+        if self.supervisor is None:
+            raise BadRequest("this playground runs no processes (started with --no-platform)")
+        try:
+            done = await self.supervisor.act(name, str(body.get("process", "")))
+        except LookupError as exc:
+            raise BadRequest(str(exc)) from None
+        self._note("scenario", done)
+        return web.json_response({"ok": True, "done": done})
+
+    def _add_guild(self, body: Json) -> Json:
+        name = str(body.get("name") or "New guild").strip()[:100] or "New guild"
+        members = _int(body, "members", 0, 10_000)
+        count = self.options.shard_count
+        shard_id = _int(body, "shard", 0, count - 1)
+        world = self.discord.world
+        guild = self.discord.add_guild(name, shard=(shard_id, count), channels=0)
+        guild_id = int(guild["id"])
+        world.add_channel(guild_id, "general")
+        for user in self.users:
+            world.add_member(guild_id, user)
+        for index in range(members):
+            world.add_member(guild_id, world.add_user(f"member{index + 1}"))
+        # The bot joins: GUILD_CREATE on the guild's shard, as Discord sends it.
+        self.discord.dispatch(
+            "GUILD_CREATE", world.guild_create_payload(guild_id), guild_id=guild_id
+        )
+        self._note("scenario", f"guild {name!r} with {members} members added on shard {shard_id}")
+        return {"id": guild["id"], "shard": shard_id}
+
+    # --- the live feed ----------------------------------------------------------------------
+
+    async def _live(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=20)
+        await ws.prepare(request)
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+        self._sockets[ws] = queue
+        writer = self._spawn(self._write(ws, queue))
+        try:
+            async for _ in ws:
+                pass  # the page only listens
+        finally:
+            self._sockets.pop(ws, None)
+            writer.cancel()
+        return ws
+
+    async def _write(self, ws: web.WebSocketResponse, queue: asyncio.Queue[bytes]) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            while not ws.closed:
+                await ws.send_bytes(await queue.get())
+
+    def _publish(self, event: Json) -> None:
+        data = orjson.dumps(event)
+        for ws, queue in list(self._sockets.items()):
+            try:
+                queue.put_nowait(data)
+            except asyncio.QueueFull:
+                self._spawn(ws.close(message=b"too slow"))
+
+    def _note(self, kind: str, text: str, **extra: typing.Any) -> None:
+        """A line in the page's side panel (kept for pages that connect later)."""
+        entry = {"type": "panel", "kind": kind, "at": time.time(), "text": text, **extra}
+        self.panel.append(entry)
+        self.counters[kind] += 1
+        self._publish({**entry, "shards": self._shards(), "counters": dict(self.counters)})
+
+    def _spawn(
+        self, coro: typing.Coroutine[typing.Any, typing.Any, typing.Any]
+    ) -> asyncio.Task[typing.Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _on_message(self, kind: str, message: Json) -> None:
+        self._publish({"type": "message", "kind": kind, "message": _message_view(message)})
+
+    def _on_record(self, kind: str, record: object) -> None:
+        if isinstance(record, records.IdentifyRecord):
+            outcome = "accepted" if record.accepted else f"refused ({record.reason})"
+            self._note(
+                "identify",
+                f"IDENTIFY shard {record.shard_id}/{record.shard_count}: {outcome}",
+                shard=record.shard_id,
+            )
+        elif isinstance(record, records.ResumeRecord):
+            outcome = (
+                f"resumed, {record.replayed} events replayed"
+                if record.accepted
+                else f"refused ({record.reason})"
+            )
+            text = f"RESUME shard {record.shard_id}: {outcome}"
+            self._note("resume", text, shard=record.shard_id)
+        elif isinstance(record, records.CloseRecord):
+            who = "client" if record.by_client else "Discord"
+            self._note(
+                "close",
+                f"shard {record.shard_id} closed by {who}: {record.code} {record.reason}".rstrip(),
+                shard=record.shard_id,
+            )
+        elif isinstance(record, records.GatewayCommandRecord):
+            if record.op == protocol.Op.HEARTBEAT:
+                self.counters["heartbeat"] += 1
+                return
+            name = _OP_NAMES.get(record.op, str(record.op))
+            self._note("command", f"shard {record.shard_id} sent op {record.op} {name}")
+        elif isinstance(record, records.RestCallRecord):
+            remaining = "" if record.remaining is None else f" · {record.remaining} left"
+            bucket = f" · bucket {record.bucket[:8]}" if record.bucket else ""
+            self._note(
+                "rest" if record.status != 429 else "ratelimit",
+                f"{record.route} → {record.status}{bucket}{remaining}",
+                status=record.status,
+            )
+        else:
+            self._note(kind, str(record))
+
+    def on_process(self, text: str) -> None:
+        """The supervisor's news (a process started, stopped, exited) for the panel."""
+        self._note("process", text, processes=self.supervisor.snapshot() if self.supervisor else [])
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _id(body: Json, name: str) -> int:
+    raw = body.get(name)
+    try:
+        value = int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be a snowflake") from None
+    if not 0 < value < 2**64:
+        raise BadRequest(f"{name} must be a snowflake")
+    return value
+
+
+def _int(body: Json, name: str, minimum: int, maximum: int) -> int:
+    raw = body.get(name, minimum)
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise BadRequest(f"{name} must be a whole number")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number") from None
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"{name} must be from {minimum} to {maximum}")
+    return value
+
+
+def _has_component(message: Json, custom_id: str) -> bool:
+    pending = list(message.get("components") or [])
+    while pending:
+        component = pending.pop()
+        if component.get("custom_id") == custom_id and not component.get("disabled"):
+            return True
+        pending.extend(component.get("components") or [])
+    return False
+
+
+def _message_view(message: Json) -> Json:
+    """What the page draws: Discord's own message shape, minus what it does not need."""
+    author = message["author"]
+    return {
+        "id": message["id"],
+        "channel_id": message["channel_id"],
+        "author": {
+            "id": author["id"],
+            "name": author.get("global_name") or author["username"],
+            "bot": bool(author.get("bot")),
+        },
+        "content": message.get("content") or "",
+        "embeds": message.get("embeds") or [],
+        "components": message.get("components") or [],
+        "flags": message.get("flags") or 0,
+        "timestamp": message["timestamp"],
+        "edited": message.get("edited_timestamp") is not None,
+        "mentions": [
+            {"id": u["id"], "name": u.get("global_name") or u["username"]}
+            for u in message.get("mentions") or []
+        ],
+    }
