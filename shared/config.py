@@ -68,10 +68,8 @@ class EnvReader:
         Asked once per reader (core and Lavalink settings share it); with a token set the
         playground is not used at all.
         """
-        if discord_token_given(self):
-            return None
         url = self.optional("PLAYGROUND_URL")
-        if url is None:
+        if url is None or discord_token_given(self):
             return None
         if self._playground is None:
             parts = urllib.parse.urlsplit(url)

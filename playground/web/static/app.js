@@ -4,6 +4,7 @@
 const state = {
   bot: null, users: [], guilds: [], commands: [], messages: new Map(),
   channel: null, guild: null, command: null, shardCount: 1,
+  settled: new Set(),  // interactions whose outcome arrived (maybe before the POST returned)
 };
 const $ = (id) => document.getElementById(id);
 const MAX_EVENTS = 300;
@@ -78,7 +79,7 @@ function renderGuilds() {
           onclick: () => selectChannel(guild, channel),
         }, `# ${channel.name}`));
       } else if (channel.type === 2) {
-        nav.append(el("div", { class: "voice" }, `🔈 ${channel.name} (voice)`));
+        nav.append(el("div", { class: "voice" }, `${channel.name} (voice)`));
       }
     }
   }
@@ -298,10 +299,10 @@ async function send(event) {
   try {
     if (state.command) {
       const name = state.command.name;
-      await api("commands", {
+      const { id } = await api("commands", {
         channel_id: state.channel, user_id: $("user").value, name, options: collectOptions(null),
       });
-      say(`/${name} sent…`);
+      if (!state.settled.has(id)) say(`/${name} sent…`);
       clearCommand();
     } else {
       const content = composer.value;
@@ -382,6 +383,7 @@ function connectLive() {
       if (data.counters) renderCounters(data.counters);
       if (data.processes) renderProcesses(data.processes);
     } else if (data.type === "interaction") {
+      state.settled.add(data.id);
       if (data.state === "failed") say(`${data.what}: The application did not respond`, true);
       else if (data.state === "deferred") say(`${data.what}: Shardline is thinking…`);
       else say(`${data.what}: ${data.state}`);
