@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from playground.discord import emulator, gateway
 from playground.lavalink import emulator as lavalink_emulator
+from playground.web import server as playground_server
 from shared import topology
 from tests import services
 
@@ -140,3 +141,12 @@ hypothesis.settings.register_profile(
     "shardline", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
 )
 hypothesis.settings.load_profile("shardline")
+
+
+@pytest.fixture
+async def playground() -> typing.AsyncIterator[playground_server.Playground]:
+    """The playground's emulators and page on a free port, running no processes."""
+    local = playground_server.Playground(playground_server.PlaygroundOptions(port=0))
+    await local.start()
+    yield local
+    await local.close()

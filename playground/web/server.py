@@ -253,36 +253,13 @@ class Playground:
         return web.json_response({"id": message["id"]})
 
     async def _post_command(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
-        user, channel_id = self._user(body), self._channel(body)
-        command = self._command(body.get("name"))
-        options = body.get("options") or []
-        if not isinstance(options, list):
-            raise BadRequest("options must be a list")
-        data = {
-            "id": command["id"],
-            "name": command["name"],
-            "type": 1,
-            "options": options,
-        }
-        interaction = self.discord.send_interaction(
-            channel_id, user, command["name"], kind=2, data=data
-        )
-        self._watch(interaction, f"/{command['name']}", channel_id)
+        interaction, name, channel_id = await self._command_interaction(request, kind=2)
+        self._watch(interaction, f"/{name}", channel_id)
         return web.json_response({"id": str(interaction.id)})
 
     async def _post_autocomplete(self, request: web.Request) -> web.Response:
         """Type 4 interaction; waits (up to Discord's 3 s) for the bot's type 8 answer."""
-        body = await self._json(request)
-        user, channel_id = self._user(body), self._channel(body)
-        command = self._command(body.get("name"))
-        options = body.get("options") or []
-        if not isinstance(options, list):
-            raise BadRequest("options must be a list")
-        data = {"id": command["id"], "name": command["name"], "type": 1, "options": options}
-        interaction = self.discord.send_interaction(
-            channel_id, user, command["name"], kind=4, data=data
-        )
+        interaction, _, _ = await self._command_interaction(request, kind=4)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(interaction.answered.wait(), INTERACTION_DEADLINE)
         choices = ((interaction.response or {}).get("data") or {}).get("choices") or []
@@ -305,6 +282,22 @@ class Playground:
         interaction = self.discord.click(message, user, custom_id, values=values)
         self._watch(interaction, "the click", channel_id)
         return web.json_response({"id": str(interaction.id)})
+
+    async def _command_interaction(
+        self, request: web.Request, *, kind: int
+    ) -> tuple[rest.Interaction, str, int]:
+        """A user runs (kind 2) or types an option of (kind 4) the command the body names."""
+        body = await self._json(request)
+        user, channel_id = self._user(body), self._channel(body)
+        command = self._command(body.get("name"))
+        options = body.get("options") or []
+        if not isinstance(options, list):
+            raise BadRequest("options must be a list")
+        data = {"id": command["id"], "name": command["name"], "type": 1, "options": options}
+        interaction = self.discord.send_interaction(
+            channel_id, user, command["name"], kind=kind, data=data
+        )
+        return interaction, str(command["name"]), channel_id
 
     def _command(self, name: typing.Any) -> Json:
         for command in self._commands():

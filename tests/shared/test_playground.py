@@ -9,19 +9,10 @@ import typing
 
 import pytest
 
-from playground.web import server
 from shared import config
 
 if typing.TYPE_CHECKING:
-    import collections.abc
-
-
-@pytest.fixture
-async def playground() -> collections.abc.AsyncIterator[server.Playground]:
-    local = server.Playground(server.PlaygroundOptions(port=0))
-    await local.start()
-    yield local
-    await local.close()
+    from playground.web import server
 
 
 def closed_port() -> int:

@@ -9,20 +9,12 @@ import aiohttp
 import orjson
 import pytest
 
-from playground.web import server
-
 if typing.TYPE_CHECKING:
     import collections.abc
 
+    from playground.web import server
+
 Json = dict[str, typing.Any]
-
-
-@pytest.fixture
-async def playground() -> collections.abc.AsyncIterator[server.Playground]:
-    local = server.Playground(server.PlaygroundOptions(port=0))
-    await local.start()
-    yield local
-    await local.close()
 
 
 @pytest.fixture
