@@ -30,7 +30,8 @@ def test_missing_token_is_one_line_naming_the_variable() -> None:
     assert result.stderr.splitlines() == [
         (
             "gateway: configuration error: DISCORD_TOKEN: is required but not set "
-            "(or set DISCORD_TOKEN_FILE)"
+            "(or set DISCORD_TOKEN_FILE; or PLAYGROUND_URL to run against the playground, "
+            "python -m playground)"
         )
     ]
 
