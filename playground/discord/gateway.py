@@ -200,7 +200,10 @@ class GatewayServer:
         self.token = token
         self.sessions: dict[str, Session] = {}
         self.shards: dict[int, Session] = {}
-        """The live session of each shard id."""
+        """The live session of each shard id (of the layout identified last)."""
+        self.layouts: dict[tuple[int, int], Session] = {}
+        """Every live session by ``(shard_id, shard_count)``: Discord lets two shard layouts run
+        side by side (zero-downtime re-sharding), each getting its own guilds' events."""
         self.connections: set[Connection] = set()
         self._bucket_last_identify: dict[int, float] = {}
         self.session_start_remaining = options.session_start_remaining
@@ -374,12 +377,31 @@ class GatewayServer:
     def _invalidate(self, session: Session) -> None:
         session.invalid = True
         self.sessions.pop(session.session_id, None)
+        layout = (session.shard_id, session.shard_count)
+        if self.layouts.get(layout) is session:
+            del self.layouts[layout]
         if self.shards.get(session.shard_id) is session:
             del self.shards[session.shard_id]
+            others = [s for (sid, _), s in self.layouts.items() if sid == session.shard_id]
+            if others:
+                self.shards[session.shard_id] = others[-1]
 
     # --- handshakes -------------------------------------------------------------------------
 
-    def _identify(self, connection: Connection, d: typing.Any) -> None:  # noqa: C901, PLR0911
+    def _new_session(self, shard_id: int, shard_count: int, intents: int) -> Session:
+        """A session for ``[shard_id, shard_count]``, replacing that layout's previous one."""
+        previous = self.layouts.get((shard_id, shard_count))
+        if previous is not None:
+            if previous.connection is not None:
+                self._close(previous.connection, protocol.Close.UNKNOWN_ERROR, "replaced")
+            self._invalidate(previous)
+        session = Session(shard_id, shard_count, intents, self.options.replay_buffer)
+        self.sessions[session.session_id] = session
+        self.shards[shard_id] = session
+        self.layouts[(shard_id, shard_count)] = session
+        return session
+
+    def _identify(self, connection: Connection, d: typing.Any) -> None:  # noqa: PLR0911
         if connection.session is not None:
             self._close(connection, protocol.Close.ALREADY_AUTHENTICATED)
             return
@@ -435,14 +457,7 @@ class GatewayServer:
             return
         self._bucket_last_identify[bucket] = now
         self.session_start_remaining -= 1
-        previous = self.shards.get(shard_id)
-        if previous is not None:
-            if previous.connection is not None:
-                self._close(previous.connection, protocol.Close.UNKNOWN_ERROR, "replaced")
-            self._invalidate(previous)
-        session = Session(shard_id, shard_count, intents, self.options.replay_buffer)
-        self.sessions[session.session_id] = session
-        self.shards[shard_id] = session
+        session = self._new_session(shard_id, shard_count, intents)
         session.connection = connection
         connection.session = session
         record(True, "ok", session.session_id)
@@ -646,14 +661,14 @@ class GatewayServer:
         if guild_id is not None:
             targets = [
                 s
-                for s in self.shards.values()
+                for s in self.layouts.values()
                 if sharding.shard_for_guild(guild_id, s.shard_count) == s.shard_id
             ]
         elif shard_id is not None:
             session = self.shards.get(shard_id)
             targets = [session] if session is not None else []
         else:
-            targets = list(self.shards.values())
+            targets = list(self.layouts.values())
         taken = 0
         for session in targets:
             needed = protocol.required_intent(event, in_guild=guild_id is not None)
