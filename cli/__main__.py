@@ -9,6 +9,9 @@
     shardline restart-shard SHARD [--wait] close a shard's socket; it RESUMEs where it runs
     shardline reshard-plan --shards N [--max-concurrency K]
                                            what moving to N shards would take (changes nothing)
+    shardline reshard --shards N [--dry-run] [--timeout S] [--abort]
+                                           move to N shards without downtime: standby gateways
+                                           identify beside the old layout, then switch over
     shardline ask QUESTION [--role gateway|worker] [--timeout S]
                                            a fleet request: every process's answer (or error)
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import sys
 import time
@@ -31,6 +35,7 @@ import orjson
 
 from cli import dead_letters, reshard, state, tables
 from shared import config, fleet, keys, redis_client, rpc, topology
+from shared import reshard as shared_reshard
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -181,6 +186,40 @@ async def reshard_plan(ctx: Context, args: argparse.Namespace) -> int:
     return 1 if planned.problems else 0
 
 
+async def reshard_run(ctx: Context, args: argparse.Namespace) -> int:
+    """Discord's zero-downtime re-shard, driven step by step (``cli.reshard.switch_over``)."""
+    if args.abort:
+        record = await shared_reshard.load(ctx.redis, ctx.keys)
+        if record is None or record.state is not shared_reshard.State.WARMING:
+            print("shardline: no re-shard is warming; only a warming one can be aborted")
+            return 1
+        aborted = dataclasses.replace(record, state=shared_reshard.State.ABORTED)
+        await shared_reshard.save(ctx.redis, ctx.keys, aborted)
+        print(f"aborted: the {record.source}-shard layout keeps serving")
+        return 0
+    if args.dry_run:
+        return await reshard_plan(ctx, args)
+    snap = await state.snapshot(
+        ctx.redis, await ctx.channel(), ctx.keys, ctx.names, ctx.settings.pool
+    )
+    if snap.shard_count is None:
+        print("shardline: no gateway serves this pool; nothing to re-shard")
+        return 1
+    if snap.shard_count == args.shards:
+        print(f"shardline: the pool already runs {args.shards} shards")
+        return 1
+    print(f"re-shard: {snap.shard_count} -> {args.shards} shards")
+    try:
+        await reshard.switch_over(
+            ctx.redis, ctx.keys, source=snap.shard_count, target=args.shards,
+            say=lambda line: print(line, flush=True), timeout=args.timeout,
+        )  # fmt: skip
+    except reshard.ReshardError as exc:
+        print(f"shardline: {exc}")
+        return 1
+    return 0
+
+
 async def ask(ctx: Context, args: argparse.Namespace) -> int:
     """Ask every live gateway and/or worker a registered question (``stats`` is built in)."""
     if ctx.amqp is None:
@@ -231,6 +270,13 @@ def parser() -> argparse.ArgumentParser:
     planning.add_argument("--shards", type=int, required=True)
     planning.add_argument("--max-concurrency", type=int, default=1)
     planning.set_defaults(run=reshard_plan)
+    moving = commands.add_parser("reshard", help="move to a new shard count without downtime")
+    moving.add_argument("--shards", type=int, required=True)
+    moving.add_argument("--max-concurrency", type=int, default=1, help="for --dry-run")
+    moving.add_argument("--dry-run", action="store_true", help="print the plan only")
+    moving.add_argument("--abort", action="store_true", help="call off a warming re-shard")
+    moving.add_argument("--timeout", type=float, default=3600.0)
+    moving.set_defaults(run=reshard_run)
     asking = commands.add_parser("ask", help="a fleet request to every gateway and worker")
     asking.add_argument("question", help="a registered question, e.g. stats")
     asking.add_argument("--role", choices=sorted(fleet.ROLES))

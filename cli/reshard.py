@@ -8,11 +8,16 @@ how many session starts that spends, how long identifying takes at the pool's
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
+import time
 import typing
 
+import orjson
+
 from shared import keys, sharding
+from shared import reshard as shared_reshard
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -82,3 +87,114 @@ async def plan(
         identify_seconds=(waves - 1) * IDENTIFY_SECONDS,
         guilds_per_shard=guilds / target if guilds else None,
     )
+
+
+# --- the switch-over -----------------------------------------------------------------------
+
+
+class ReshardError(Exception):
+    """The re-shard could not go on; the record says where it stopped."""
+
+
+Say = typing.Callable[[str], None]
+
+
+async def _statuses(
+    redis: aioredis.Redis, redis_keys: keys.RedisKeys
+) -> list[dict[str, typing.Any]]:
+    found = [k async for k in redis.scan_iter(redis_keys.gateway_status("*"), count=500)]
+    values = await redis.mget(found) if found else []
+    return [orjson.loads(v) for v in values if v]
+
+
+async def switch_over(
+    redis: aioredis.Redis,
+    redis_keys: keys.RedisKeys,
+    *,
+    source: int,
+    target: int,
+    say: Say,
+    timeout: float,
+    poll: float = 0.5,
+) -> None:
+    """Move the pool from ``source`` to ``target`` shards, the way Discord documents it.
+
+    Standby gateways (``SHARD_COUNT=target``, ``GATEWAY_STANDBY=true``) identify beside the
+    old layout; once every new shard is READY they publish too, then the old layout closes.
+    Progress goes to ``say``. On a timeout before the switch the re-shard is aborted (the old
+    layout never stopped); after it, the record stays where it is for the operator.
+    """
+    current = await shared_reshard.load(redis, redis_keys)
+    if current is not None and current.state in shared_reshard.IN_PROGRESS:
+        raise ReshardError(
+            f"a re-shard to {current.target} shards is already {current.state.value}"
+        )
+    record = shared_reshard.Reshard(source, target, shared_reshard.State.WARMING)
+    await shared_reshard.save(redis, redis_keys, record)
+    say(
+        f"warming: start gateways with SHARD_COUNT={target} GATEWAY_STANDBY=true; "
+        f"they identify beside the {source}-shard layout and publish nothing yet"
+    )
+    deadline = time.monotonic() + timeout
+    shown = -1
+    while True:
+        ready = sum(
+            1
+            for status in await _statuses(redis, redis_keys)
+            if status.get("shard_count") == target and status.get("standby")
+            for shard in status.get("shards", {}).values()
+            if shard.get("connected")
+        )
+        if ready != shown:
+            say(f"  {ready}/{target} new shards READY")
+            shown = ready
+        if ready >= target:
+            break
+        if time.monotonic() > deadline:
+            await shared_reshard.save(
+                redis, redis_keys, dataclasses.replace(record, state=shared_reshard.State.ABORTED)
+            )
+            raise ReshardError(
+                f"only {ready}/{target} new shards were READY in time: aborted, the "
+                f"{source}-shard layout kept serving"
+            )
+        await asyncio.sleep(poll)
+    record = dataclasses.replace(record, state=shared_reshard.State.SWITCHING, at=time.time())
+    await shared_reshard.save(redis, redis_keys, record)
+    say("switching: the new layout publishes (events of the overlap may arrive twice)")
+    await _wait_until(
+        redis, redis_keys, deadline,
+        lambda statuses: not any(
+            s.get("standby") for s in statuses if s.get("shard_count") == target
+        ),
+        "the standby gateways did not start publishing",
+    )  # fmt: skip
+    record = dataclasses.replace(record, state=shared_reshard.State.RETIRING, at=time.time())
+    await shared_reshard.save(redis, redis_keys, record)
+    say(f"retiring: the {source}-shard layout closes its sessions")
+    await _wait_until(
+        redis, redis_keys, deadline,
+        lambda statuses: not any(
+            s.get("shards") for s in statuses if s.get("shard_count") != target
+        ),
+        "gateways of the old layout still hold shards",
+    )  # fmt: skip
+    record = dataclasses.replace(record, state=shared_reshard.State.DONE, at=time.time())
+    await shared_reshard.save(redis, redis_keys, record)
+    say(
+        f"done: the pool runs {target} shards; the old gateways hold nothing and can be "
+        f"removed (deploy later ones with SHARD_COUNT={target}, without GATEWAY_STANDBY)"
+    )
+
+
+async def _wait_until(
+    redis: aioredis.Redis,
+    redis_keys: keys.RedisKeys,
+    deadline: float,
+    done: typing.Callable[[list[dict[str, typing.Any]]], bool],
+    failure: str,
+) -> None:
+    while not done(await _statuses(redis, redis_keys)):
+        if time.monotonic() > deadline:
+            raise ReshardError(f"{failure} in time; the re-shard record is left as it is")
+        await asyncio.sleep(0.25)

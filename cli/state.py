@@ -51,14 +51,18 @@ async def snapshot(
     found = [_text(k) async for k in redis.scan_iter(redis_keys.gateway_status("*"), count=500)]
     statuses = {s["gateway"]: s for s in await _json_values(redis, found)}
     draining = {_text(m) for m in await redis.smembers(redis_keys.draining())}
-    shard_count = next((s["shard_count"] for s in statuses.values() if s.get("shard_count")), None)
+    # The layout that serves: not a re-shard's standby gateways, nor a retired layout's.
+    serving = [
+        s for s in statuses.values() if not s.get("standby") and not s.get("retired")
+    ] or list(statuses.values())
+    shard_count = next((s["shard_count"] for s in serving if s.get("shard_count")), None)
     gateways = [
         {
             "gateway": gid,
             "shards": len(status.get("shards", {})),
             "connected": sum(1 for s in status.get("shards", {}).values() if s["connected"]),
             "backlog": status.get("backlog"),
-            "state": "draining" if gid in draining or status.get("draining") else "serving",
+            "state": _state(gid, status, draining),
             "seen": round(now - status.get("at", now), 1),
         }
         for gid, status in sorted(statuses.items())
@@ -77,6 +81,14 @@ async def snapshot(
     return Snapshot(gateways, shards, workers, queues, dead, shard_count)
 
 
+def _state(gateway: str, status: dict[str, typing.Any], draining: set[str]) -> str:
+    if status.get("retired"):
+        return "retired"
+    if status.get("standby"):
+        return "standby"
+    return "draining" if gateway in draining or status.get("draining") else "serving"
+
+
 async def _shards(
     redis: aioredis.Redis,
     redis_keys: keys.RedisKeys,
@@ -86,9 +98,11 @@ async def _shards(
 ) -> list[dict[str, typing.Any]]:
     if not shard_count:
         return []
-    holders = await redis.mget([redis_keys.lease(s) for s in range(shard_count)])
+    holders = await redis.mget([redis_keys.lease(s, shard_count) for s in range(shard_count)])
     by_shard: dict[int, tuple[str, dict[str, typing.Any]]] = {}
     for gid, status in statuses.items():
+        if status.get("shard_count") != shard_count:
+            continue
         for sid, shard in status.get("shards", {}).items():
             by_shard[int(sid)] = (gid, shard)
     guilds: collections.Counter[int] = collections.Counter(
@@ -97,7 +111,7 @@ async def _shards(
     )
     async with redis.pipeline(transaction=False) as pipe:
         for shard_id in range(shard_count):
-            pipe.hmget(redis_keys.session(shard_id), "session_id", "seq", "started_at")
+            pipe.hmget(redis_keys.session(shard_id, shard_count), "session_id", "seq", "started_at")
         sessions = await pipe.execute()
     rows = []
     for shard_id in range(shard_count):

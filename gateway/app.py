@@ -24,7 +24,7 @@ from gateway import (
     shards,
     voice,
 )
-from shared import health, keys, lifecycle, redis_client, rpc, topology
+from shared import health, keys, lifecycle, redis_client, reshard, rpc, topology
 from shared.cache import resources
 from shared.cache import writer as cache_writer
 
@@ -42,6 +42,8 @@ BROKER_CLOSE_TIMEOUT: typing.Final[float] = 5.0
 INTEREST_INTERVAL: typing.Final[float] = 2.0
 #: How often a gateway tells operators (``shardline status``) how its shards are.
 STATUS_INTERVAL: typing.Final[float] = 5.0
+#: How often a gateway looks at the pool's re-shard record (the overlap lasts about this long).
+RESHARD_INTERVAL: typing.Final[float] = 0.5
 
 
 class GatewayApp:
@@ -67,6 +69,10 @@ class GatewayApp:
         self._claimed: set[int] = set()
         self._spawned: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
+        #: A re-shard's new layout, publishing nothing until the switch (``GATEWAY_STANDBY``).
+        self.standby = settings.standby
+        #: A re-shard's old layout after the switch (or an aborted standby): holds no shard.
+        self.retired = False
 
     # --- start ------------------------------------------------------------------------------
 
@@ -100,6 +106,7 @@ class GatewayApp:
             else None,
             redis=self._redis,
         )
+        self.publisher.muted = self.standby
         await self._refresh_interests()
         self.group = shards.ShardGroup(
             shards.ShardSettings(
@@ -119,21 +126,18 @@ class GatewayApp:
         )
         await self.commands.start()
         await self._start_rpc()
-        if self.settings.lavalink is not None:
-            self.voice = voice.VoiceBridge(
-                self.settings.lavalink,
-                redis=self._redis,
-                keys=self.keys,
-                publisher=self.publisher,
-                gateway_id=self.gateway_id,
-                user_id=await discord_api.fetch_bot_user_id(core.api_url, core.token),
-                shard_count=lambda: self.group.shard_count if self.group is not None else 1,
+        record = await self._reshard_record()
+        if record is not None and record.retires(shard_count, standby=self.standby):
+            self.retired = True
+            _LOGGER.warning(
+                "this pool was re-sharded: this gateway takes no shard (remove it, or run it "
+                "with the new SHARD_COUNT)",
+                extra={"shard_count": shard_count, "pool_shard_count": record.target},
             )
-            self.group.on_dispatch = self.voice.on_dispatch
-            # Visible as alive before its Lavalink sessions are listed: other gateways adopt
-            # the sessions of gateways without a status.
-            await self.write_status()
-            await self.voice.start()
+        elif self.standby and record is not None and record.publishes(shard_count, standby=True):
+            self.standby = self.publisher.muted = False  # started after the switch
+        if self.settings.lavalink is not None and not self.standby and not self.retired:
+            await self._start_voice()
         self.health = health.HealthServer(
             core.health_port, ready=self.readiness, metrics=self.render_metrics
         )
@@ -146,20 +150,112 @@ class GatewayApp:
             asyncio.create_task(self._checkpoint_loop(), name="checkpoints"),
             asyncio.create_task(self._interest_loop(), name="interests"),
             asyncio.create_task(self._status_loop(), name="status"),
+            asyncio.create_task(self._reshard_loop(), name="reshard"),
         ]
+        if self.retired:
+            return
         if self.settings.shard_ids is not None:
             await asyncio.gather(*(self._start_shard(s) for s in self.settings.shard_ids))
         else:
             self.leases = leases.ShardLeases(
-                self._redis, self.keys, self.gateway_id, self.settings.lease_ttl
+                self._redis,
+                self.keys,
+                self.gateway_id,
+                self.settings.lease_ttl,
+                shard_count=shard_count,
             )
             await self._rebalance()
             self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
 
+    async def _start_voice(self) -> None:
+        assert self.group is not None
+        assert self._redis is not None
+        assert self.publisher is not None
+        assert self.settings.lavalink is not None
+        core = self.settings.core
+        self.voice = voice.VoiceBridge(
+            self.settings.lavalink,
+            redis=self._redis,
+            keys=self.keys,
+            publisher=self.publisher,
+            gateway_id=self.gateway_id,
+            user_id=await discord_api.fetch_bot_user_id(core.api_url, core.token),
+            shard_count=lambda: self.group.shard_count if self.group is not None else 1,
+        )
+        self.group.on_dispatch = self.voice.on_dispatch
+        # Visible as alive before its Lavalink sessions are listed: other gateways adopt
+        # the sessions of gateways without a status.
+        await self.write_status()
+        await self.voice.start()
+
+    # --- re-sharding ------------------------------------------------------------------------
+
+    async def _reshard_record(self) -> reshard.Reshard | None:
+        assert self._redis is not None
+        try:
+            return await reshard.load(self._redis, self.keys)
+        except redis_client.REDIS_ERRORS as exc:
+            _LOGGER.debug("re-shard record not read", extra={"error": str(exc)})
+            return None
+
+    async def _reshard_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RESHARD_INTERVAL)
+            record = await self._reshard_record()
+            if record is None or self.retired or self.group is None:
+                continue
+            count = self.group.shard_count
+            if self.standby and record.publishes(count, standby=True):
+                await self._go_live()
+            elif record.retires(count, standby=self.standby):
+                await self._retire()
+
+    async def _go_live(self) -> None:
+        """The re-shard switched: this standby gateway's shards publish and take commands."""
+        assert self.publisher is not None
+        assert self.group is not None
+        assert self._reply_queue is not None
+        self.publisher.muted = False
+        self.standby = False
+        for shard_id in list(self.group.shards):
+            await self.topology.bind_shard(self._reply_queue, self.settings.core.pool, shard_id)
+        _LOGGER.info("re-shard: publishing", extra={"shard_count": self.group.shard_count})
+        await self.write_status()
+        if self.settings.lavalink is not None:
+            await self._start_voice()
+
+    async def _retire(self) -> None:
+        """The re-shard moved on without this layout: close every shard for good."""
+        assert self.group is not None
+        assert self._redis is not None
+        self.retired = True
+        count = self.group.shard_count
+        lease_loop = [t for t in self._tasks if t.get_name() == "leases"]
+        await lifecycle.cancel_and_wait(lease_loop)
+        if self.voice is not None:  # its Lavalink sessions stay resumable for the new layout
+            self.group.on_dispatch = None
+            await self.voice.close()
+            self.voice = None
+        store = sessions.SessionStore(self._redis, self.keys)
+        held = list(self.group.shards)
+        for shard_id in held:
+            await self._stop_shard(shard_id)
+            with contextlib.suppress(*redis_client.REDIS_ERRORS):
+                await store.forget(shard_id, count)
+                if self.leases is not None:
+                    await self.leases.release(shard_id)
+        self._claimed.clear()
+        if self.leases is not None:
+            with contextlib.suppress(*redis_client.REDIS_ERRORS):
+                await self.leases.leave()
+        _LOGGER.info("re-shard: this layout retired", extra={"shard_count": count, "shards": held})
+        await self.write_status()
+
     async def _start_shard(self, shard_id: int) -> None:
         assert self.group is not None
         assert self._reply_queue is not None
-        await self.topology.bind_shard(self._reply_queue, self.settings.core.pool, shard_id)
+        if not self.standby:  # a standby gateway takes gateway commands once it publishes
+            await self.topology.bind_shard(self._reply_queue, self.settings.core.pool, shard_id)
         await self.group.start_shard(shard_id)
 
     async def _stop_shard(self, shard_id: int) -> None:
@@ -244,6 +340,8 @@ class GatewayApp:
             "pool": self.settings.core.pool,
             "shard_count": self.group.shard_count if self.group is not None else None,
             "leased": self.leases is not None,
+            "standby": self.standby,
+            "retired": self.retired,
             "draining": bool(self.leases is not None and self.leases.draining),
             "backlog": self.publisher.outstanding if self.publisher is not None else 0,
             "at": time.time(),
@@ -273,8 +371,8 @@ class GatewayApp:
     async def restart_requested_shards(self) -> list[int]:
         """Restart the held shards an operator asked for (``shardline restart-shard``): the
         socket is closed with its session kept, and the shard RESUMEs."""
-        if self._redis is None or self.group is None:
-            return []
+        if self._redis is None or self.group is None or self.standby or self.retired:
+            return []  # a re-shard's other layout: the request is for the serving one
         key = self.keys.restart_requests()
         try:
             asked = await self._redis.hkeys(key)
@@ -314,9 +412,8 @@ class GatewayApp:
         """Hold this gateway's fair share of the pool's shards, no more, no less."""
         assert self.leases is not None
         assert self.group is not None
-        count = self.group.shard_count
         live = await self.leases.heartbeat()
-        share = self.leases.fair_share(live, count)
+        share = self.leases.fair_share(live)
         held = sorted(self._claimed)
         for shard_id in held[share:]:
             # Stop first (session kept, seq written), then let another gateway take it.
@@ -327,7 +424,7 @@ class GatewayApp:
         wanted = share - len(self._claimed)
         if wanted <= 0:
             return
-        holders = await self.leases.holders(count)
+        holders = await self.leases.holders()
         for shard_id in (s for s, holder in enumerate(holders) if holder is None):
             if wanted == 0:
                 break

@@ -1,9 +1,11 @@
 """Automatic shard assignment: gateways of a pool claim shards through Redis leases.
 
-Each gateway heartbeats into ``{pool}:gateways`` and holds its shards as ``{pool}:lease:{id}``
-keys with a TTL, renewed every third of it. Every gateway computes the same fair share from
-the sorted list of live gateways, releases shards above its share (after closing them with
-their sessions kept, so the next holder RESUMEs) and claims free shards up to it. A lease not
+Each gateway heartbeats into ``{pool}:gateways:{count}`` (the gateways of its shard layout)
+and holds its shards as ``{pool}:lease:{count}:{id}`` keys with a TTL, renewed every third of
+it; two layouts (a re-shard in progress) never share out each other's shards. Every gateway
+computes the same fair share from the sorted list of live gateways, releases shards above its
+share (after closing them with their sessions kept, so the next holder RESUMEs) and claims
+free shards up to it. A lease not
 renewed expires, and its shard is taken over.
 """
 
@@ -36,10 +38,13 @@ class ShardLeases:
         redis_keys: keys.RedisKeys,
         gateway_id: str,
         ttl: int = keys.LEASE_TTL,
+        *,
+        shard_count: int,
     ) -> None:
         self._redis = redis
         self._keys = redis_keys
         self.gateway_id = gateway_id
+        self.shard_count = shard_count
         self.ttl = ttl
         #: An operator asked this gateway to hand all its shards over (``shardline drain``).
         self.draining = False
@@ -50,8 +55,10 @@ class ShardLeases:
         """Announce this gateway; return the live gateways of the pool that take shards
         (not those an operator is draining), sorted."""
         now = time.time()
-        key = self._keys.gateways()
+        everyone, key = self._keys.gateways(), self._keys.layout_gateways(self.shard_count)
         async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(everyone, {self.gateway_id: now})
+            pipe.zremrangebyscore(everyone, "-inf", now - self.ttl)
             pipe.zadd(key, {self.gateway_id: now})
             pipe.zremrangebyscore(key, "-inf", now - self.ttl)
             pipe.zrange(key, 0, -1)
@@ -64,27 +71,31 @@ class ShardLeases:
     async def leave(self) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self._keys.gateways(), self.gateway_id)
+            pipe.zrem(self._keys.layout_gateways(self.shard_count), self.gateway_id)
             pipe.srem(self._keys.draining(), self.gateway_id)
             await pipe.execute()
 
-    def fair_share(self, live: typing.Sequence[str], shard_count: int) -> int:
+    def fair_share(self, live: typing.Sequence[str], shard_count: int | None = None) -> int:
         """How many shards this gateway should hold, given the live gateways."""
         if self.draining:
             return 0
         if self.gateway_id not in live:
             live = sorted([*live, self.gateway_id])
-        ranges = sharding.split_shards(shard_count, len(live))
+        ranges = sharding.split_shards(shard_count or self.shard_count, len(live))
         index = list(live).index(self.gateway_id)
         return len(ranges[index]) if index < len(ranges) else 0
 
-    async def holders(self, shard_count: int) -> list[str | None]:
-        """Who holds each shard now (``None`` for free)."""
-        values = await self._redis.mget([self._keys.lease(s) for s in range(shard_count)])
+    async def holders(self) -> list[str | None]:
+        """Who holds each shard of the layout now (``None`` for free)."""
+        count = self.shard_count
+        values = await self._redis.mget([self._keys.lease(s, count) for s in range(count)])
         return [v.decode() if isinstance(v, bytes) else v for v in values]
 
     async def claim(self, shard_id: int) -> bool:
         return bool(
-            await self._redis.set(self._keys.lease(shard_id), self.gateway_id, nx=True, ex=self.ttl)
+            await self._redis.set(
+                self._keys.lease(shard_id, self.shard_count), self.gateway_id, nx=True, ex=self.ttl
+            )
         )
 
     async def renew(self, shard_ids: typing.Iterable[int]) -> list[int]:
@@ -92,14 +103,17 @@ class ShardLeases:
         lost = []
         for shard_id in shard_ids:
             kept = await self._renew(
-                keys=[self._keys.lease(shard_id)], args=[self.gateway_id, self.ttl]
+                keys=[self._keys.lease(shard_id, self.shard_count)],
+                args=[self.gateway_id, self.ttl],
             )
             if not kept:
                 lost.append(shard_id)
         return lost
 
     async def release(self, shard_id: int) -> None:
-        await self._release(keys=[self._keys.lease(shard_id)], args=[self.gateway_id])
+        await self._release(
+            keys=[self._keys.lease(shard_id, self.shard_count)], args=[self.gateway_id]
+        )
 
 
 def _text(value: bytes | str) -> str:

@@ -69,6 +69,7 @@ class PublisherStats:
     published_events: int = 0
     published_messages: int = 0
     skipped_events: int = 0
+    muted_events: int = 0
     publish_failures: int = 0
     cache_writes: int = 0
     cache_failures: int = 0
@@ -105,6 +106,8 @@ class EventPublisher:
         self.interests: frozenset[str] = frozenset()
         self.buffered = 0
         self.under_pressure = False
+        #: Set on a standby gateway until its re-shard switches over: dispatches are dropped.
+        self.muted = False
         self.stats = PublisherStats()
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,6 +132,12 @@ class EventPublisher:
     def accept(self, stream: ShardStream, seq: int, name: str, data: typing.Any) -> None:
         """Take one dispatch of ``stream``'s current session."""
         stream.seen_seq = seq
+        if self.muted:
+            # A standby gateway (re-shard): its sessions advance, nothing goes out yet.
+            self.stats.muted_events += 1
+            if not stream.inflight and not stream.pending:
+                stream.confirmed_seq = seq
+            return
         if self._cache_writer is not None and self._cache_writer.handles(name):
             self._accept_cache_write(stream, seq, name, data)
         if name not in self.interests:

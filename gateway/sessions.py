@@ -43,7 +43,7 @@ class Checkpoint:
 
 
 class SessionStore:
-    """``{pool}:session:{shard}`` hashes: session_id, seq, resume_url, shard_count."""
+    """``{pool}:session:{count}:{shard}`` hashes: session_id, seq, resume_url, shard_count."""
 
     def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> None:
         self._redis = redis
@@ -51,7 +51,7 @@ class SessionStore:
         self._checkpoint = redis.register_script(_CHECKPOINT)
 
     async def load(self, shard_id: int, shard_count: int) -> hikari_adapter.SessionState | None:
-        stored = await self._redis.hgetall(self._keys.session(shard_id))
+        stored = await self._redis.hgetall(self._keys.session(shard_id, shard_count))
         if not stored:
             return None
         raw = {
@@ -73,7 +73,7 @@ class SessionStore:
         self, shard_id: int, shard_count: int, session_id: str, resume_url: str, seq: int
     ) -> None:
         """Record a new session (after READY)."""
-        key = self._keys.session(shard_id)
+        key = self._keys.session(shard_id, shard_count)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             pipe.hset(
@@ -96,7 +96,7 @@ class SessionStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for shard_id, mark in marks.items():
                 await self._checkpoint(
-                    keys=[self._keys.session(shard_id)],
+                    keys=[self._keys.session(shard_id, mark.shard_count)],
                     args=[
                         mark.session_id,
                         mark.seq,
@@ -108,5 +108,5 @@ class SessionStore:
                 )
             await pipe.execute()
 
-    async def forget(self, shard_id: int) -> None:
-        await self._redis.delete(self._keys.session(shard_id))
+    async def forget(self, shard_id: int, shard_count: int) -> None:
+        await self._redis.delete(self._keys.session(shard_id, shard_count))

@@ -118,6 +118,17 @@ class EnvReader:
             raise ConfigError(name, f"expected a number of at least {minimum}, got {raw!r}")
         return value
 
+    def flag(self, name: str, *, default: bool = False) -> bool:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        value = raw.lower()
+        if value in {"1", "true", "yes", "on"}:
+            return True
+        if value in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(name, f"expected true or false, got {raw!r}")
+
     def name(self, name: str, default: str) -> str:
         """A short lowercase identifier that is safe inside routing keys and Redis keys."""
         value = self.text(name, default)
@@ -332,6 +343,8 @@ class GatewaySettings:
     """Events held while the broker is slow or away; beyond it the shards' sockets are paused."""
     cache_resources: int
     """What the gateway writes to the shared cache (``shared.cache.resources``)."""
+    standby: bool = False
+    """A re-shard's new layout: identify beside the old one, publish only once switched."""
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> GatewaySettings:
@@ -348,6 +361,12 @@ class GatewaySettings:
                 shard_ids = sharding.parse_shard_ids(raw_ids, shard_count)
             except sharding.ShardIdsError as exc:
                 raise ConfigError("SHARD_IDS", str(exc)) from None
+        standby = read.flag("GATEWAY_STANDBY")
+        if standby and (shard_count is None or shard_ids is not None):
+            raise ConfigError(
+                "GATEWAY_STANDBY",
+                "a standby gateway needs a fixed SHARD_COUNT (the new layout) and leased shards",
+            )
         return cls(
             core=core,
             shard_count=shard_count,
@@ -357,6 +376,7 @@ class GatewaySettings:
             lease_ttl=read.integer("LEASE_TTL", keys.LEASE_TTL, minimum=3, maximum=600),
             publish_buffer=read.integer("PUBLISH_BUFFER", 50_000, minimum=10),
             cache_resources=_parse_cache_resources(read),
+            standby=standby,
         )
 
 

@@ -64,17 +64,27 @@ class RedisKeys:
         return self._prefix
 
     # gateway: sessions, leases, identify coordination
-    def session(self, shard_id: int) -> str:
+    # Sessions and leases belong to a shard layout (the shard count): during a re-shard the
+    # old layout's and the new one's run side by side and must not meet.
+    def session(self, shard_id: int, shard_count: int) -> str:
         """Hash: session_id, seq, resume_gateway_url, shard_count of a shard's Discord session."""
-        return f"{self._prefix}:session:{shard_id}"
+        return f"{self._prefix}:session:{shard_count}:{shard_id}"
 
-    def lease(self, shard_id: int) -> str:
+    def lease(self, shard_id: int, shard_count: int) -> str:
         """String: the gateway id holding the shard, with ``LEASE_TTL``."""
-        return f"{self._prefix}:lease:{shard_id}"
+        return f"{self._prefix}:lease:{shard_count}:{shard_id}"
 
     def gateways(self) -> str:
-        """Sorted set: live gateway ids scored by their last heartbeat (for rebalancing)."""
+        """Sorted set: every live gateway id scored by its last heartbeat."""
         return f"{self._prefix}:gateways"
+
+    def layout_gateways(self, shard_count: int) -> str:
+        """Sorted set: the live gateways running ``shard_count`` shards (they share them out)."""
+        return f"{self._prefix}:gateways:{shard_count}"
+
+    def reshard(self) -> str:
+        """Hash: the pool's re-shard (``shared.reshard.Reshard``)."""
+        return f"{self._prefix}:reshard"
 
     def identify_bucket(self, bucket: int) -> str:
         """String with ``IDENTIFY_WINDOW`` expiry: set while a bucket's identify slot is taken."""

@@ -160,7 +160,9 @@ async def test_a_reshard_plan_changes_nothing_and_says_what_it_takes(
     async with stack.gateway(SHARD_COUNT="2") as gateway:
         await discord.wait_for(lambda: discord.connected_shards() == [0, 1])
         await gateway.write_status()
-        sessions = {s: await stack.redis.hget(stack.keys.session(s), "session_id") for s in (0, 1)}
+        sessions = {
+            s: await stack.redis.hget(stack.keys.session(s, 2), "session_id") for s in (0, 1)
+        }
         code, out = await shardline(
             capsys, "reshard-plan", "--shards", "4", "--max-concurrency", "2"
         )
@@ -169,7 +171,7 @@ async def test_a_reshard_plan_changes_nothing_and_says_what_it_takes(
         assert "at least 5 s" in out  # two identify waves of two, five seconds apart
         assert f"{gateway.gateway_id}  0-3" in out
         assert {
-            s: await stack.redis.hget(stack.keys.session(s), "session_id") for s in (0, 1)
+            s: await stack.redis.hget(stack.keys.session(s, 2), "session_id") for s in (0, 1)
         } == sessions
         code, out = await shardline(capsys, "reshard-plan", "--shards", "2")
         assert code == 1

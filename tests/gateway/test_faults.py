@@ -60,7 +60,7 @@ async def test_redis_down_keeps_publishing_and_says_so(
             await client.aclose()
             client = aioredis.Redis.from_url(private.url)
             await asyncio.sleep(0.5)
-            stored = await client.hget(faulty.keys.session(0), "seq")
+            stored = await client.hget(faulty.keys.session(0, 1), "seq")
             assert stored is not None
             assert int(stored) == discord.gateway.shards[0].seq
     finally:

@@ -36,8 +36,11 @@ def test_pools_never_collide() -> None:
     }
 
 
-def test_session_key_follows_the_design() -> None:
-    assert keys.RedisKeys("shardline", "main").session(3) == "shardline:main:session:3"
+def test_session_and_lease_keys_belong_to_a_shard_layout() -> None:
+    redis_keys = keys.RedisKeys("shardline", "main")
+    assert redis_keys.session(3, 16) == "shardline:main:session:16:3"
+    assert redis_keys.lease(3, 16) == "shardline:main:lease:16:3"
+    assert redis_keys.session(3, 16) != redis_keys.session(3, 32)  # a re-shard's two layouts
 
 
 def test_ttls_are_sane() -> None:
