@@ -10,6 +10,7 @@ import typing
 
 __all__: typing.Sequence[str] = (
     "CACHE_BUCKET_BITS",
+    "DEDUPE_HOLDER_TTL",
     "DEDUPE_TTL",
     "HEALTH_TTL",
     "IDENTIFY_WINDOW",
@@ -31,6 +32,9 @@ LEASE_TTL: typing.Final[int] = 15
 IDENTIFY_WINDOW: typing.Final[float] = 5.0
 #: How long a handled envelope's key is remembered: longer than any resume replay can reach.
 DEDUPE_TTL: typing.Final[int] = 10 * 60
+#: Seconds a worker's holder key outlives its last refresh: how long a redelivered copy waits
+#: before it takes over the claims of a worker that died (``kill -9``).
+DEDUPE_HOLDER_TTL: typing.Final[int] = 3
 #: How long a prompt (a handler waiting for a user's next message) may wait at most.
 PROMPT_TTL: typing.Final[int] = 15 * 60
 #: Settings copies in Redis expire after this (a copy a failed write could not refresh is
@@ -106,6 +110,11 @@ class RedisKeys:
     def dedupe(self, envelope_key: str) -> str:
         """String with ``DEDUPE_TTL``: set once an envelope has been taken for handling."""
         return f"{self.namespace}:dedupe:{envelope_key}"
+
+    def dedupe_holder(self, worker_id: str) -> str:
+        """String with ``DEDUPE_HOLDER_TTL``, refreshed while the worker runs: its claims are
+        in progress, so a redelivered copy waits for them instead of taking them over."""
+        return f"{self.namespace}:dedupe-holder:{worker_id}"
 
     def settings(self, kind: str, entity_id: int) -> str:
         """String with ``SETTINGS_CACHE_TTL``: ``{rev}|`` + the BSON settings document of a

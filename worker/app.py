@@ -128,11 +128,10 @@ class WorkerApp:
         wanted = self.bot.events.listened_gateway_events() + self.bot.voice.listened_events()
         if "events" in self.settings.roles:
             queues = await self._bind(channel, wanted)
+            self.deduplicator = dedupe.Deduplicator(self._redis, self.keys, self.worker_id)
+            await self.deduplicator.start()
             self.consumer = consumer.EventConsumer(
-                self.bot,
-                channel,
-                self.topology,
-                dedupe.Deduplicator(self._redis, self.keys, self.worker_id),
+                self.bot, channel, self.topology, self.deduplicator
             )
             await self.consumer.start(queues)
         self.health = health.HealthServer(
@@ -284,6 +283,7 @@ class WorkerApp:
             await self._lavalink.close()
         if self.deduplicator is not None:
             await self.deduplicator.flush()
+            await self.deduplicator.close()
         if self.health is not None:
             await self.health.close()
         if self._rest is not None:

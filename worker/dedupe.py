@@ -2,7 +2,10 @@
 
 A key per envelope (``{ns}:dedupe:pool:shard:session:seq``) moves from ``processing`` to
 ``done``. A copy that arrives while another is processing is skipped, unless the broker
-redelivered it (the holder died): then it is taken over.
+redelivered it. A redelivered copy takes over a claim whose holder died (its holder key,
+refreshed every second, expired); while the holder lives (a broker connection lost under a
+handler that still runs, here or on another replica) it waits for that handling to end:
+``done`` means skipped, a released claim (the handler failed) means handled here.
 
 Cost on the hot path: messages that arrive together (up to the prefetch) share one script call,
 which claims all their envelopes and also writes the ``done`` marks waiting since the last call;
@@ -16,12 +19,13 @@ platform uses one Redis, not Redis Cluster.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import typing
 
 import orjson
 
-from shared import keys, redis_client
+from shared import keys, lifecycle, redis_client
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -35,8 +39,9 @@ _FLUSH_EVERY: typing.Final = 0.01
 # ARGV[1] = {"h": holder, "p": processing TTL, "t": done TTL,
 #            "d": [[prefix, [seq...]]...],            the done marks, written first
 #            "c": [[prefix, redelivered, [seq...]]...]}  the claims, answered 1/0 in order
-# A claim takes a free key, or a key another holder is processing when the broker redelivered
-# the message (the holder died); never a "done" one.
+# A claim takes a free key, or, when the broker redelivered the message, a key whose holder
+# died (no holder key ARGV "l" .. id); never a "done" one. Answers 1 (take), 0 (skip) or
+# 2 (redelivered, the holder lives: wait and ask again).
 _CLAIM_AND_MARK: typing.Final = """
 local a = cjson.decode(ARGV[1])
 for _, group in ipairs(a.d) do
@@ -54,9 +59,16 @@ for _, group in ipairs(a.c) do
       won[n] = 0
     elseif redis.call('SET', key, a.h, 'NX', 'EX', a.p) then
       won[n] = 1
-    elseif redelivered and redis.call('GET', key) ~= 'done' then
-      redis.call('SET', key, a.h, 'EX', a.p)
-      won[n] = 1
+    elseif redelivered then
+      local held = redis.call('GET', key)
+      if held == 'done' then
+        won[n] = 0
+      elseif held and redis.call('EXISTS', a.l .. string.sub(held, 12)) == 1 then
+        won[n] = 2
+      else
+        redis.call('SET', key, a.h, 'EX', a.p)
+        won[n] = 1
+      end
     else
       won[n] = 0
     end
@@ -67,13 +79,19 @@ return won
 """
 
 _Group = tuple[str, list[int]]
+_HOLDER_PREFIX: typing.Final = "processing:"  # 11 characters: the script's string.sub(held, 12)
+#: How often a redelivered copy asks again whether a live holder's handling has ended.
+_SETTLE_EVERY: typing.Final = 0.1
+_TAKE, _SKIP, _WAIT = 1, 0, 2
 
 
 class Deduplicator:
     def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys, worker_id: str) -> None:
         self._redis = redis
         self._keys = redis_keys
-        self._holder = f"processing:{worker_id}"
+        self._holder = f"{_HOLDER_PREFIX}{worker_id}"
+        self._holder_key = redis_keys.dedupe_holder(worker_id)
+        self._alive: asyncio.Task[None] | None = None
         self._script = redis.register_script(_CLAIM_AND_MARK)
         self._done: list[_Group] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -81,6 +99,28 @@ class Deduplicator:
         self._claim_scheduled = False
         self._claims: set[asyncio.Task[None]] = set()
         self.available = True
+
+    async def start(self) -> None:
+        """Keep this worker's holder key alive, so its claims are waited for, not taken over."""
+        with contextlib.suppress(*redis_client.REDIS_ERRORS):
+            await self._redis.set(self._holder_key, "1", ex=keys.DEDUPE_HOLDER_TTL)
+        self._alive = asyncio.get_running_loop().create_task(self._keep_alive())
+
+    async def close(self) -> None:
+        """After the drain: nothing of ours is in progress any more."""
+        if self._alive is not None:
+            await lifecycle.cancel_and_wait([self._alive])
+            self._alive = None
+        with contextlib.suppress(*redis_client.REDIS_ERRORS):
+            await self._redis.delete(self._holder_key)
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(keys.DEDUPE_HOLDER_TTL / 3)
+            try:
+                await self._redis.set(self._holder_key, "1", ex=keys.DEDUPE_HOLDER_TTL)
+            except redis_client.REDIS_ERRORS as exc:
+                _LOGGER.debug("holder key not refreshed", extra={"error": str(exc)})
 
     def _groups(self, envelopes: typing.Iterable[envelope.EventEnvelope]) -> list[_Group]:
         """``[prefix, seqs]`` per stream, in order (a message holds one stream in practice)."""
@@ -113,7 +153,35 @@ class Deduplicator:
             self.available = False
             return list(envelopes)
         self.available = True
-        return [item for item, ok in zip(envelopes, won, strict=True) if ok]
+        waiting = [item for item, answer in zip(envelopes, won, strict=True) if answer == _WAIT]
+        taken = [item for item, answer in zip(envelopes, won, strict=True) if answer == _TAKE]
+        if waiting:
+            try:
+                taken += await self._settle(waiting)
+            except redis_client.REDIS_ERRORS as exc:
+                _LOGGER.warning(
+                    "Redis unavailable: handling without dedupe", extra={"error": str(exc)}
+                )
+                self.available = False
+                taken += waiting
+            order = {id(item): index for index, item in enumerate(envelopes)}
+            taken.sort(key=lambda item: order[id(item)])
+        return taken
+
+    async def _settle(
+        self, envelopes: list[envelope.EventEnvelope]
+    ) -> list[envelope.EventEnvelope]:
+        """Redelivered copies of envelopes a live holder is handling: ask until it is over."""
+        taken: list[envelope.EventEnvelope] = []
+        while envelopes:
+            await asyncio.sleep(_SETTLE_EVERY)
+            claims = [(prefix, 1, seqs) for prefix, seqs in self._groups(envelopes)]
+            won = await self._call([], claims)
+            taken += [item for item, answer in zip(envelopes, won, strict=True) if answer == _TAKE]
+            envelopes = [
+                item for item, answer in zip(envelopes, won, strict=True) if answer == _WAIT
+            ]
+        return taken
 
     def _claim_pending(self) -> None:
         self._claim_scheduled = False
@@ -151,7 +219,14 @@ class Deduplicator:
         self, done: list[_Group], claims: list[tuple[str, int, list[int]]]
     ) -> list[int]:
         argument = orjson.dumps(
-            {"h": self._holder, "p": _PROCESSING_TTL, "t": keys.DEDUPE_TTL, "d": done, "c": claims}
+            {
+                "h": self._holder,
+                "l": self._keys.dedupe_holder(""),
+                "p": _PROCESSING_TTL,
+                "t": keys.DEDUPE_TTL,
+                "d": done,
+                "c": claims,
+            }
         )
         return typing.cast("list[int]", await self._script(args=[argument]))
 

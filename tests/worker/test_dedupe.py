@@ -92,3 +92,60 @@ async def test_redis_down_means_handling_without_dedupe_not_a_crash(namespace: s
     await worker.finish(batch, [])
     await worker.flush()  # logged, not raised
     await unreachable.aclose()
+
+
+async def test_a_redelivered_copy_waits_for_a_live_holder_and_is_skipped_once_it_is_done(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """The broker lost the connection under a handler that still runs (RabbitMQ restarted):
+    the redelivered copy must not run it a second time."""
+    redis_keys = keys.RedisKeys(namespace, "main")
+    holder = dedupe.Deduplicator(redis_client, redis_keys, "holder")
+    other = dedupe.Deduplicator(redis_client, redis_keys, "other")
+    await holder.start()
+    try:
+        batch = [item(1), item(2)]
+        assert seqs(await holder.claim(batch, redelivered=False)) == [(0, 1), (0, 2)]
+        waiting = asyncio.ensure_future(other.claim(batch, redelivered=True))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # the holder lives: the copy waits, it does not take over
+        await holder.finish(batch[:1], batch[1:])  # one handled, one failed (released)
+        await holder.flush()
+        assert seqs(await asyncio.wait_for(waiting, 5)) == [(0, 2)]  # only the failed one
+    finally:
+        await holder.close()
+
+
+async def test_a_redelivered_copy_of_this_workers_own_claim_waits_for_it_too(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    redis_keys = keys.RedisKeys(namespace, "main")
+    worker = dedupe.Deduplicator(redis_client, redis_keys, "w")
+    await worker.start()
+    try:
+        batch = [item(5)]
+        await worker.claim(batch, redelivered=False)
+        again = asyncio.ensure_future(worker.claim(batch, redelivered=True))
+        await asyncio.sleep(0.3)
+        assert not again.done()
+        await worker.finish(batch, [])
+        assert await asyncio.wait_for(again, 5) == []
+    finally:
+        await worker.close()
+
+
+async def test_the_claims_of_a_holder_that_died_are_taken_over_once_its_key_expires(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    redis_keys = keys.RedisKeys(namespace, "main")
+    doomed = dedupe.Deduplicator(redis_client, redis_keys, "doomed")
+    survivor = dedupe.Deduplicator(redis_client, redis_keys, "survivor")
+    await doomed.start()
+    batch = [item(9)]
+    await doomed.claim(batch, redelivered=False)
+    assert doomed._alive is not None
+    doomed._alive.cancel()  # kill -9: no more refreshes, and nothing deleted
+    started = time.monotonic()
+    assert seqs(await asyncio.wait_for(survivor.claim(batch, redelivered=True), 10)) == [(0, 9)]
+    assert time.monotonic() - started <= keys.DEDUPE_HOLDER_TTL + 1
+    assert await redis_client.get(redis_keys.dedupe(batch[0].dedupe_key)) == b"processing:survivor"
