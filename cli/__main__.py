@@ -186,17 +186,29 @@ async def reshard_plan(ctx: Context, args: argparse.Namespace) -> int:
     return 1 if planned.problems else 0
 
 
+async def _reshard_abort(ctx: Context) -> int:
+    # Before the retirement the old layout never stopped: the new one can be dropped.
+    before = (shared_reshard.State.WARMING, shared_reshard.State.SWITCHING)
+    record = await shared_reshard.load(ctx.redis, ctx.keys)
+    if record is None or record.state not in before:
+        print("shardline: no re-shard is warming or switching; nothing to abort")
+        return 1
+    aborted = dataclasses.replace(record, state=shared_reshard.State.ABORTED)
+    if not await shared_reshard.transition(ctx.redis, ctx.keys, aborted, expected=before):
+        print("shardline: the re-shard moved on meanwhile; run status and try again")
+        return 1
+    print(f"aborted: the {record.source}-shard layout keeps serving; the standby "
+          f"gateways close their sessions (restart them to try again)")  # fmt: skip
+    return 0
+
+
 async def reshard_run(ctx: Context, args: argparse.Namespace) -> int:
     """Discord's zero-downtime re-shard, driven step by step (``cli.reshard.switch_over``)."""
+    if args.shards < 1:
+        print("shardline: --shards must be at least 1")
+        return 2
     if args.abort:
-        record = await shared_reshard.load(ctx.redis, ctx.keys)
-        if record is None or record.state is not shared_reshard.State.WARMING:
-            print("shardline: no re-shard is warming; only a warming one can be aborted")
-            return 1
-        aborted = dataclasses.replace(record, state=shared_reshard.State.ABORTED)
-        await shared_reshard.save(ctx.redis, ctx.keys, aborted)
-        print(f"aborted: the {record.source}-shard layout keeps serving")
-        return 0
+        return await _reshard_abort(ctx)
     if args.dry_run:
         return await reshard_plan(ctx, args)
     snap = await state.snapshot(
@@ -205,13 +217,16 @@ async def reshard_run(ctx: Context, args: argparse.Namespace) -> int:
     if snap.shard_count is None:
         print("shardline: no gateway serves this pool; nothing to re-shard")
         return 1
-    if snap.shard_count == args.shards:
+    underway = await shared_reshard.load(ctx.redis, ctx.keys)
+    carrying_on = underway is not None and underway.state in shared_reshard.IN_PROGRESS
+    source = underway.source if carrying_on and underway is not None else snap.shard_count
+    if source == args.shards:
         print(f"shardline: the pool already runs {args.shards} shards")
         return 1
-    print(f"re-shard: {snap.shard_count} -> {args.shards} shards")
+    print(f"re-shard: {source} -> {args.shards} shards")
     try:
         await reshard.switch_over(
-            ctx.redis, ctx.keys, source=snap.shard_count, target=args.shards,
+            ctx.redis, ctx.keys, source=source, target=args.shards,
             say=lambda line: print(line, flush=True), timeout=args.timeout,
         )  # fmt: skip
     except reshard.ReshardError as exc:

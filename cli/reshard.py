@@ -91,20 +91,52 @@ async def plan(
 
 # --- the switch-over -----------------------------------------------------------------------
 
+#: How long the switch and the retirement may each take (the warming has ``--timeout``).
+PHASE_TIMEOUT: typing.Final[float] = 120.0
+#: A status older than this does not count (gateways write theirs every 5 s).
+FRESH: typing.Final[float] = 12.0
+
 
 class ReshardError(Exception):
     """The re-shard could not go on; the record says where it stopped."""
 
 
 Say = typing.Callable[[str], None]
+Statuses = list[dict[str, typing.Any]]
 
 
-async def _statuses(
-    redis: aioredis.Redis, redis_keys: keys.RedisKeys
-) -> list[dict[str, typing.Any]]:
+async def _statuses(redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> Statuses:
+    """Fresh statuses of gateways that have not retired."""
     found = [k async for k in redis.scan_iter(redis_keys.gateway_status("*"), count=500)]
     values = await redis.mget(found) if found else []
-    return [orjson.loads(v) for v in values if v]
+    now = time.time()
+    statuses = [orjson.loads(v) for v in values if v]
+    return [s for s in statuses if not s.get("retired") and now - s.get("at", 0) <= FRESH]
+
+
+def ready_shards(statuses: Statuses, target: int) -> set[int]:
+    """The new layout's shards that a gateway of it reports connected (each counted once)."""
+    return {
+        int(shard_id)
+        for status in statuses
+        if status.get("shard_count") == target
+        for shard_id, shard in status.get("shards", {}).items()
+        if shard.get("connected") and int(shard_id) < target
+    }
+
+
+async def _step(
+    redis: aioredis.Redis,
+    redis_keys: keys.RedisKeys,
+    record: shared_reshard.Reshard,
+    state: shared_reshard.State,
+) -> shared_reshard.Reshard:
+    moved = dataclasses.replace(record, state=state, at=time.time())
+    if not await shared_reshard.transition(redis, redis_keys, moved, expected=[record.state]):
+        now = await shared_reshard.load(redis, redis_keys)
+        where = now.state.value if now is not None else "gone"
+        raise ReshardError(f"the re-shard record changed under this run (now {where}); stopped")
+    return moved
 
 
 async def switch_over(
@@ -121,80 +153,99 @@ async def switch_over(
 
     Standby gateways (``SHARD_COUNT=target``, ``GATEWAY_STANDBY=true``) identify beside the
     old layout; once every new shard is READY they publish too, then the old layout closes.
-    Progress goes to ``say``. On a timeout before the switch the re-shard is aborted (the old
-    layout never stopped); after it, the record stays where it is for the operator.
+    Progress goes to ``say``. A run to the same target that stopped half-way carries on from
+    where the record says; the warming is aborted after ``timeout`` (the old layout never
+    stopped); later steps that overrun leave the record for ``--abort`` or another run.
     """
+    if target < 1 or source < 1:
+        raise ReshardError("shard counts must be at least 1")
     current = await shared_reshard.load(redis, redis_keys)
     if current is not None and current.state in shared_reshard.IN_PROGRESS:
-        raise ReshardError(
-            f"a re-shard to {current.target} shards is already {current.state.value}"
-        )
-    record = shared_reshard.Reshard(source, target, shared_reshard.State.WARMING)
-    await shared_reshard.save(redis, redis_keys, record)
-    say(
-        f"warming: start gateways with SHARD_COUNT={target} GATEWAY_STANDBY=true; "
-        f"they identify beside the {source}-shard layout and publish nothing yet"
-    )
-    deadline = time.monotonic() + timeout
-    shown = -1
-    while True:
-        ready = sum(
-            1
-            for status in await _statuses(redis, redis_keys)
-            if status.get("shard_count") == target and status.get("standby")
-            for shard in status.get("shards", {}).values()
-            if shard.get("connected")
-        )
-        if ready != shown:
-            say(f"  {ready}/{target} new shards READY")
-            shown = ready
-        if ready >= target:
-            break
-        if time.monotonic() > deadline:
-            await shared_reshard.save(
-                redis, redis_keys, dataclasses.replace(record, state=shared_reshard.State.ABORTED)
-            )
+        if current.target != target:
             raise ReshardError(
-                f"only {ready}/{target} new shards were READY in time: aborted, the "
-                f"{source}-shard layout kept serving"
+                f"a re-shard to {current.target} shards is already {current.state.value}"
             )
-        await asyncio.sleep(poll)
-    record = dataclasses.replace(record, state=shared_reshard.State.SWITCHING, at=time.time())
-    await shared_reshard.save(redis, redis_keys, record)
-    say("switching: the new layout publishes (events of the overlap may arrive twice)")
+        record = current
+        say(f"carrying on with the re-shard to {target} shards ({current.state.value})")
+    else:
+        record = shared_reshard.Reshard(source, target, shared_reshard.State.WARMING)
+        expected: list[shared_reshard.State | None] = [None]
+        if current is not None:
+            expected.append(current.state)
+        if not await shared_reshard.transition(redis, redis_keys, record, expected=expected):
+            raise ReshardError("another re-shard started at the same moment; stopped")
+        say(
+            f"warming: start gateways with SHARD_COUNT={target} GATEWAY_STANDBY=true; "
+            f"they identify beside the {source}-shard layout and publish nothing yet"
+        )
+    if record.state is shared_reshard.State.WARMING:
+        await _warm(redis, redis_keys, record, say, timeout, poll)
+        record = await _step(redis, redis_keys, record, shared_reshard.State.SWITCHING)
+    if record.state is shared_reshard.State.SWITCHING:
+        say("switching: the new layout publishes (events of the overlap may arrive twice)")
+        await _wait_until(
+            redis, redis_keys, time.monotonic() + PHASE_TIMEOUT,
+            lambda statuses: not any(
+                s.get("standby") for s in statuses if s.get("shard_count") == target
+            ) and len(ready_shards(statuses, target)) >= target,
+            "the new layout did not start publishing",
+        )  # fmt: skip
+        record = await _step(redis, redis_keys, record, shared_reshard.State.RETIRING)
+    say(f"retiring: the {record.source}-shard layout closes its sessions")
     await _wait_until(
-        redis, redis_keys, deadline,
+        redis, redis_keys, time.monotonic() + PHASE_TIMEOUT,
         lambda statuses: not any(
-            s.get("standby") for s in statuses if s.get("shard_count") == target
-        ),
-        "the standby gateways did not start publishing",
-    )  # fmt: skip
-    record = dataclasses.replace(record, state=shared_reshard.State.RETIRING, at=time.time())
-    await shared_reshard.save(redis, redis_keys, record)
-    say(f"retiring: the {source}-shard layout closes its sessions")
-    await _wait_until(
-        redis, redis_keys, deadline,
-        lambda statuses: not any(
-            s.get("shards") for s in statuses if s.get("shard_count") != target
+            s.get("shards") for s in statuses if s.get("shard_count") == record.source
         ),
         "gateways of the old layout still hold shards",
     )  # fmt: skip
-    record = dataclasses.replace(record, state=shared_reshard.State.DONE, at=time.time())
-    await shared_reshard.save(redis, redis_keys, record)
+    await _step(redis, redis_keys, record, shared_reshard.State.DONE)
     say(
         f"done: the pool runs {target} shards; the old gateways hold nothing and can be "
         f"removed (deploy later ones with SHARD_COUNT={target}, without GATEWAY_STANDBY)"
     )
 
 
+async def _warm(
+    redis: aioredis.Redis,
+    redis_keys: keys.RedisKeys,
+    record: shared_reshard.Reshard,
+    say: Say,
+    timeout: float,
+    poll: float,
+) -> None:
+    """Until every new shard is READY on a standby gateway; aborted after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    shown = -1
+    target = record.target
+    while True:
+        statuses = await _statuses(redis, redis_keys)
+        ready = len(ready_shards([s for s in statuses if s.get("standby")], target))
+        if ready != shown:
+            say(f"  {ready}/{target} new shards READY")
+            shown = ready
+        if ready >= target:
+            return
+        if time.monotonic() > deadline:
+            aborted = dataclasses.replace(record, state=shared_reshard.State.ABORTED)
+            await shared_reshard.transition(redis, redis_keys, aborted, expected=[record.state])
+            raise ReshardError(
+                f"only {ready}/{target} new shards were READY in time: aborted, the "
+                f"{record.source}-shard layout kept serving"
+            )
+        await asyncio.sleep(poll)
+
+
 async def _wait_until(
     redis: aioredis.Redis,
     redis_keys: keys.RedisKeys,
     deadline: float,
-    done: typing.Callable[[list[dict[str, typing.Any]]], bool],
+    done: typing.Callable[[Statuses], bool],
     failure: str,
 ) -> None:
     while not done(await _statuses(redis, redis_keys)):
         if time.monotonic() > deadline:
-            raise ReshardError(f"{failure} in time; the re-shard record is left as it is")
+            raise ReshardError(
+                f"{failure} in time; run the same command again to carry on, or --abort"
+            )
         await asyncio.sleep(0.25)

@@ -136,6 +136,13 @@ class GatewayApp:
             )
         elif self.standby and record is not None and record.publishes(shard_count, standby=True):
             self.standby = self.publisher.muted = False  # started after the switch
+        elif self.standby and await self._layout_serves(shard_count):
+            self.retired = True
+            _LOGGER.error(
+                "GATEWAY_STANDBY with the SHARD_COUNT the pool already serves: this gateway "
+                "takes no shard (a standby gateway runs the re-shard's new count)",
+                extra={"shard_count": shard_count},
+            )
         if self.settings.lavalink is not None and not self.standby and not self.retired:
             await self._start_voice()
         self.health = health.HealthServer(
@@ -198,40 +205,82 @@ class GatewayApp:
             _LOGGER.debug("re-shard record not read", extra={"error": str(exc)})
             return None
 
+    async def _layout_serves(self, shard_count: int) -> bool:
+        """Whether gateways that publish already run ``shard_count`` shards."""
+        assert self._redis is not None
+        found = [k async for k in self._redis.scan_iter(self.keys.gateway_status("*"))]
+        values = await self._redis.mget(found) if found else []
+        for raw in values:
+            status = orjson.loads(raw) if raw else {}
+            if (
+                status.get("shard_count") == shard_count
+                and not status.get("standby")
+                and not status.get("retired")
+                and time.time() - status.get("at", 0) <= 3 * STATUS_INTERVAL
+            ):
+                return True
+        return False
+
     async def _reshard_loop(self) -> None:
         while True:
             await asyncio.sleep(RESHARD_INTERVAL)
-            record = await self._reshard_record()
-            if record is None or self.retired or self.group is None:
-                continue
-            count = self.group.shard_count
-            if self.standby and record.publishes(count, standby=True):
-                await self._go_live()
-            elif record.retires(count, standby=self.standby):
-                await self._retire()
+            try:
+                await self._reshard_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # retried next round; every step is idempotent
+                _LOGGER.warning("re-shard round failed", extra={"error": repr(exc)})
+
+    async def _reshard_round(self) -> None:
+        record = await self._reshard_record()
+        if record is None or self.group is None:
+            return
+        count = self.group.shard_count
+        if self.retired:
+            revived = record.state is reshard.State.WARMING and record.target == count
+            if revived and self.settings.standby and self.leases is not None:
+                await self._revive()
+            return
+        if self.standby and record.publishes(count, standby=True):
+            await self._go_live()
+        elif record.retires(count, standby=self.standby):
+            await self._retire()
 
     async def _go_live(self) -> None:
         """The re-shard switched: this standby gateway's shards publish and take commands."""
         assert self.publisher is not None
         assert self.group is not None
         assert self._reply_queue is not None
-        self.publisher.muted = False
-        self.standby = False
         for shard_id in list(self.group.shards):
             await self.topology.bind_shard(self._reply_queue, self.settings.core.pool, shard_id)
+        self.publisher.muted = False
+        self.standby = False
         _LOGGER.info("re-shard: publishing", extra={"shard_count": self.group.shard_count})
         await self.write_status()
         if self.settings.lavalink is not None:
             await self._start_voice()
 
+    async def _revive(self) -> None:
+        """A standby gateway retired by an aborted re-shard, and a new one to its count."""
+        assert self.leases is not None
+        assert self.publisher is not None
+        self.standby = self.publisher.muted = True
+        self.retired = False
+        _LOGGER.info("re-shard: standing by again", extra={"shard_count": self.leases.shard_count})
+        await self._rebalance()
+        self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
+        await self.write_status()
+
     async def _retire(self) -> None:
         """The re-shard moved on without this layout: close every shard for good."""
         assert self.group is not None
         assert self._redis is not None
-        self.retired = True
         count = self.group.shard_count
         lease_loop = [t for t in self._tasks if t.get_name() == "leases"]
         await lifecycle.cancel_and_wait(lease_loop)
+        self._tasks = [t for t in self._tasks if t not in lease_loop]
+        if self._spawned:  # shards claimed a moment ago and still starting
+            await asyncio.wait(set(self._spawned), timeout=30)
         if self.voice is not None:  # its Lavalink sessions stay resumable for the new layout
             self.group.on_dispatch = None
             await self.voice.close()
@@ -239,7 +288,13 @@ class GatewayApp:
         store = sessions.SessionStore(self._redis, self.keys)
         held = list(self.group.shards)
         for shard_id in held:
-            await self._stop_shard(shard_id)
+            try:
+                await self._stop_shard(shard_id)
+            except Exception as exc:  # closed regardless; only its last checkpoint is missing
+                _LOGGER.warning(
+                    "re-shard: shard closed without its checkpoint",
+                    extra={"shard": shard_id, "error": repr(exc)},
+                )
             with contextlib.suppress(*redis_client.REDIS_ERRORS):
                 await store.forget(shard_id, count)
                 if self.leases is not None:
@@ -248,15 +303,19 @@ class GatewayApp:
         if self.leases is not None:
             with contextlib.suppress(*redis_client.REDIS_ERRORS):
                 await self.leases.leave()
+        self.retired = True
         _LOGGER.info("re-shard: this layout retired", extra={"shard_count": count, "shards": held})
         await self.write_status()
 
     async def _start_shard(self, shard_id: int) -> None:
         assert self.group is not None
         assert self._reply_queue is not None
-        if not self.standby:  # a standby gateway takes gateway commands once it publishes
+        standby = self.standby
+        if not standby:  # a standby gateway takes gateway commands once it publishes
             await self.topology.bind_shard(self._reply_queue, self.settings.core.pool, shard_id)
         await self.group.start_shard(shard_id)
+        if standby and not self.standby:  # it went live while this shard started
+            await self.topology.bind_shard(self._reply_queue, self.settings.core.pool, shard_id)
 
     async def _stop_shard(self, shard_id: int) -> None:
         assert self.group is not None

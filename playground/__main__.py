@@ -21,7 +21,7 @@ import tempfile
 
 from playground import supervisor as supervisor_module
 from playground.web import server
-from shared import config
+from shared import config, lifecycle
 
 PLUGINS = "worker.plugins.core,worker.plugins.music,playground.demo"
 
@@ -72,7 +72,15 @@ async def _run(args: argparse.Namespace) -> None:
     try:
         if supervisor is not None:
             print(f"  gateway and worker logs: {supervisor.log_dir}", flush=True)  # noqa: T201
-            await supervisor.start()
+            # A SIGTERM while the commands sync and the processes start stops at once.
+            starting = asyncio.ensure_future(supervisor.start())
+            stopped = asyncio.ensure_future(stopping.wait())
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not starting.done():
+                await lifecycle.cancel_and_wait([starting])
+            else:
+                starting.result()  # a failed start (sync-commands) stops the playground
         await stopping.wait()
     finally:
         if supervisor is not None:

@@ -95,7 +95,12 @@ class Supervisor:
                 sys.executable, "-m", "worker", "sync-commands",
                 env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
-            code = await asyncio.wait_for(process.wait(), 120)
+            try:
+                code = await asyncio.wait_for(process.wait(), 120)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+                raise RuntimeError(f"sync-commands did not finish in 120 s; see {log}") from None
         if code != 0:
             raise RuntimeError(f"sync-commands failed (exit {code}); see {log}")
         self._tell("slash commands synced (python -m worker sync-commands)")

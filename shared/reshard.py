@@ -17,7 +17,7 @@ if typing.TYPE_CHECKING:
 
     from shared import keys
 
-__all__: typing.Sequence[str] = ("Reshard", "State", "load", "save")
+__all__: typing.Sequence[str] = ("Reshard", "State", "load", "save", "transition")
 
 
 class State(enum.StrEnum):
@@ -57,10 +57,14 @@ class Reshard:
         return not (shard_count != self.target and self.state in (State.RETIRING, State.DONE))
 
     def retires(self, shard_count: int, *, standby: bool) -> bool:
-        """Whether a gateway of ``shard_count`` shards should hold nothing from now on."""
-        if standby and self.state is State.ABORTED:
-            return True
-        return shard_count != self.target and self.state in (State.RETIRING, State.DONE)
+        """Whether a gateway of ``shard_count`` shards should hold nothing from now on: the
+        old layout once it is retiring, the new one when the re-shard was aborted. A record
+        about other layouts (an earlier re-shard) retires nobody."""
+        if self.state is State.ABORTED:
+            return shard_count == self.target
+        if self.state in (State.RETIRING, State.DONE):
+            return shard_count == self.source and not standby
+        return False
 
 
 async def load(redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> Reshard | None:
@@ -82,13 +86,42 @@ async def load(redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> Reshard | N
         return None
 
 
+def _fields(record: Reshard) -> list[str]:
+    return [
+        "source", str(record.source), "target", str(record.target),
+        "state", record.state.value, "at", repr(record.at),
+    ]  # fmt: skip
+
+
 async def save(redis: aioredis.Redis, redis_keys: keys.RedisKeys, record: Reshard) -> None:
-    await redis.hset(
-        redis_keys.reshard(),
-        mapping={
-            "source": record.source,
-            "target": record.target,
-            "state": record.state.value,
-            "at": record.at,
-        },
-    )
+    await redis.hset(redis_keys.reshard(), items=_fields(record))
+
+
+# Replace the record only if its state is one of ARGV[2 .. 1 + ARGV[1]] ("" for no record);
+# the fields to write follow.
+_TRANSITION: typing.Final = """
+local state = redis.call('HGET', KEYS[1], 'state') or ''
+local n = tonumber(ARGV[1])
+for i = 2, n + 1 do
+  if ARGV[i] == state then
+    redis.call('HSET', KEYS[1], unpack(ARGV, n + 2))
+    return 1
+  end
+end
+return 0
+"""
+
+
+async def transition(
+    redis: aioredis.Redis,
+    redis_keys: keys.RedisKeys,
+    record: Reshard,
+    *,
+    expected: typing.Collection[State | None],
+) -> bool:
+    """Write ``record`` only if the stored state is one of ``expected`` (``None``: no record);
+    two operators, or an abort during a run, cannot overwrite each other's step."""
+    allowed = ["" if state is None else state.value for state in expected]
+    script = redis.register_script(_TRANSITION)
+    args: list[str | int] = [len(allowed), *allowed, *_fields(record)]
+    return bool(await script(keys=[redis_keys.reshard()], args=args))

@@ -104,14 +104,9 @@ async def test_a_reshard_whose_new_layout_never_comes_up_is_aborted_and_changes_
 
 
 @pytest.mark.usefixtures("operator_env")
-async def test_a_gateway_of_the_old_layout_started_after_a_reshard_takes_no_shard(
-    stack: Stack,
+async def test_a_shard_count_below_one_is_refused_before_anything_moves(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await reshard.save(
-        stack.redis, stack.keys, reshard.Reshard(source=1, target=2, state=reshard.State.DONE)
-    )
-    async with stack.gateway(SHARD_COUNT="1") as stale:
-        assert stale.retired
-        assert stale.group is not None
-        assert not stale.group.shards
-        assert stack.discord.records.identifies == []
+    assert await cli.run(["reshard", "--shards", "0"]) == 2
+    assert "--shards must be at least 1" in capsys.readouterr().out
+    assert await reshard.load(stack.redis, stack.keys) is None

@@ -96,15 +96,26 @@ function selectChannel(guild, channel) {
 
 // --- messages --------------------------------------------------------------------------------
 
+// Only web links are followed from the page (a bot could send javascript: in a link button).
+function safeUrl(url) {
+  try {
+    const parsed = new URL(String(url));
+    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+  } catch { return null; }
+}
+
+const text = (value) => (value === undefined || value === null ? "" : String(value));
+
 function renderEmbed(embed) {
-  const colour = embed.color !== undefined && embed.color !== null ? `#${embed.color.toString(16).padStart(6, "0")}` : null;
+  const colour = Number.isInteger(embed.color) && embed.color >= 0 && embed.color <= 0xffffff
+    ? `#${embed.color.toString(16).padStart(6, "0")}` : null;
   return el("div", { class: "embed", style: colour ? `border-left-color:${colour}` : null },
-    embed.author && embed.author.name ? el("div", { class: "embed-author" }, embed.author.name) : null,
-    embed.title ? el("div", { class: "title" }, embed.title) : null,
-    embed.description ? el("div", { class: "description" }, renderText(embed.description)) : null,
-    embed.fields && embed.fields.length ? el("div", { class: "fields" }, embed.fields.map((f) =>
-      el("div", { class: "field" }, el("div", { class: "field-name" }, f.name), el("div", {}, renderText(f.value))))) : null,
-    embed.footer && embed.footer.text ? el("div", { class: "footer" }, embed.footer.text) : null);
+    embed.author && embed.author.name ? el("div", { class: "embed-author" }, text(embed.author.name)) : null,
+    embed.title ? el("div", { class: "title" }, text(embed.title)) : null,
+    embed.description ? el("div", { class: "description" }, renderText(text(embed.description))) : null,
+    Array.isArray(embed.fields) && embed.fields.length ? el("div", { class: "fields" }, embed.fields.map((f) =>
+      el("div", { class: "field" }, el("div", { class: "field-name" }, text(f.name)), el("div", {}, renderText(text(f.value)))))) : null,
+    embed.footer && embed.footer.text ? el("div", { class: "footer" }, text(embed.footer.text)) : null);
 }
 
 function renderComponent(message, component) {
@@ -113,13 +124,16 @@ function renderComponent(message, component) {
   }
   if (component.type === 2) {
     if (component.style === 5) {
-      return el("a", { class: "button style-5", href: component.url, target: "_blank", rel: "noopener" }, component.label || "Link");
+      const href = safeUrl(component.url);
+      return href
+        ? el("a", { class: "button style-5", href, target: "_blank", rel: "noopener noreferrer" }, text(component.label) || "Link")
+        : el("span", { class: "unsupported" }, `[link refused: ${text(component.url).slice(0, 60)}]`);
     }
     return el("button", {
       type: "button", class: `style-${component.style || 2}`, disabled: !!component.disabled,
       "data-custom-id": component.custom_id,
       onclick: () => click(message, component.custom_id),
-    }, component.label || "…");
+    }, text(component.label) || "…");
   }
   if (component.type === 3) {
     const select = el("select", {
@@ -383,6 +397,7 @@ function connectLive() {
       if (data.counters) renderCounters(data.counters);
       if (data.processes) renderProcesses(data.processes);
     } else if (data.type === "interaction") {
+      if (state.settled.size > 1000) state.settled.clear();
       state.settled.add(data.id);
       if (data.state === "failed") say(`${data.what}: The application did not respond`, true);
       else if (data.state === "deferred") say(`${data.what}: Shardline is thinking…`);

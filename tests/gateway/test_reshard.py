@@ -1,0 +1,74 @@
+"""How a gateway follows the pool's re-shard record (``shared.reshard``)."""
+
+from __future__ import annotations
+
+import typing
+
+from shared import reshard
+
+if typing.TYPE_CHECKING:
+    from tests.gateway.conftest import Stack
+
+State = reshard.State
+
+
+async def record(stack: Stack, source: int, target: int, state: reshard.State) -> None:
+    await reshard.save(stack.redis, stack.keys, reshard.Reshard(source, target, state))
+
+
+async def test_a_gateway_of_the_old_layout_started_after_a_reshard_takes_no_shard(
+    stack: Stack,
+) -> None:
+    await record(stack, 1, 2, State.DONE)
+    async with stack.gateway(SHARD_COUNT="1") as stale:
+        assert stale.retired
+        assert stale.group is not None
+        assert not stale.group.shards
+        assert stack.discord.records.identifies == []
+
+
+async def test_an_earlier_reshard_does_not_retire_the_standby_gateways_of_the_next(
+    stack: Stack,
+) -> None:
+    await record(stack, 1, 2, State.DONE)  # the last re-shard went to 2; now 2 -> 3
+    async with stack.gateway(SHARD_COUNT="3", GATEWAY_STANDBY="true") as standby:
+        assert standby.group is not None
+        group = standby.group
+        await stack.discord.wait_for(lambda: len(group.shards) == 3, timeout=30, what="3 shards")
+        assert not standby.retired
+        assert standby.standby
+        assert standby.publisher is not None
+        assert standby.publisher.muted
+
+
+async def test_an_aborted_reshard_retires_its_standby_gateway_and_a_new_one_revives_it(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    await record(stack, 1, 2, State.WARMING)
+    async with stack.gateway(SHARD_COUNT="2", GATEWAY_STANDBY="true") as standby:
+        assert standby.group is not None
+        group = standby.group
+        await discord.wait_for(lambda: sorted(group.shards) == [0, 1], what="two shards")
+        await record(stack, 1, 2, State.ABORTED)
+        await discord.wait_for(lambda: standby.retired and not group.shards, what="retired")
+        assert await stack.redis.exists(stack.keys.lease(0, 2)) == 0
+        await record(stack, 1, 2, State.WARMING)
+        await discord.wait_for(lambda: not standby.retired, what="revived")
+        await discord.wait_for(lambda: sorted(group.shards) == [0, 1], what="shards again")
+        assert standby.standby
+
+
+async def test_a_standby_gateway_with_the_count_already_serving_takes_nothing(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    async with stack.gateway(SHARD_COUNT="1") as serving:
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        await serving.write_status()
+        async with stack.gateway(SHARD_COUNT="1", GATEWAY_STANDBY="true") as mistaken:
+            assert mistaken.retired
+            assert mistaken.group is not None
+            assert not mistaken.group.shards
+        assert serving.group is not None
+        assert sorted(serving.group.shards) == [0]
