@@ -26,11 +26,12 @@ def test_every_key_is_namespaced_and_distinct() -> None:
 def test_pools_never_collide() -> None:
     main = set(every_key(keys.RedisKeys("shardline", "main")))
     premium = set(every_key(keys.RedisKeys("shardline", "premium")))
-    # Global on purpose: an envelope key already carries its pool, and a guild's or a user's
-    # settings are the same whichever pool (application) serves them.
+    # Global on purpose: an envelope key already carries its pool (and a worker id its pool),
+    # and a guild's or a user's settings are the same whichever pool (application) serves them.
     schema = keys.RedisKeys("shardline", "main")
     assert main & premium == {
         schema.dedupe("x0"),
+        schema.dedupe_holder("x0"),
         schema.settings("x0", 7),
         schema.settings_channel(),
     }
