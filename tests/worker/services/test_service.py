@@ -152,7 +152,10 @@ async def test_the_leader_killed_another_takes_over_within_the_lease(
 
             async def keep_calling() -> None:
                 while not stop.is_set():
-                    results.append((time.monotonic(), await leader_pid()))
+                    pid = await leader_pid()
+                    # When the answer came: a call made just before the kill is answered by
+                    # the successor once it leads.
+                    results.append((time.monotonic(), pid))
                     await asyncio.sleep(0.05)
 
             caller_task = asyncio.get_running_loop().create_task(keep_calling())
