@@ -36,6 +36,8 @@ _STATIC = pathlib.Path(__file__).parent / "static"
 PANEL_BACKLOG: typing.Final[int] = 400
 #: Messages per channel a page is given when it loads.
 HISTORY: typing.Final[int] = 100
+#: Messages per channel the playground keeps (it runs for days; the oldest go).
+KEPT: typing.Final[int] = 1000
 #: Discord shows "The application did not respond" after this long without an answer.
 INTERACTION_DEADLINE: typing.Final[float] = 3.0
 _OP_NAMES: typing.Final = {op.value: op.name for op in protocol.Op}
@@ -84,6 +86,8 @@ class Playground:
         self.panel: collections.deque[Json] = collections.deque(maxlen=PANEL_BACKLOG)
         self.counters: collections.Counter[str] = collections.Counter()
         self._sockets: dict[web.WebSocketResponse, asyncio.Queue[bytes]] = {}
+        #: message id -> "alice used /ping", for the bot's answers to slash commands.
+        self._invoked: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._tasks: set[asyncio.Task[typing.Any]] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -178,7 +182,10 @@ class Playground:
                 }
             )
         messages = {
-            str(channel_id): [_message_view(m) for m in list(by_id.values())[-HISTORY:]]
+            str(channel_id): [
+                _message_view(m, self._invoked.get(m["id"]))
+                for m in list(by_id.values())[-HISTORY:]
+            ]
             for channel_id, by_id in world.messages.items()
         }
         body = {
@@ -419,7 +426,34 @@ class Playground:
         return task
 
     def _on_message(self, kind: str, message: Json) -> None:
-        self._publish({"type": "message", "kind": kind, "message": _message_view(message)})
+        if kind == "create":
+            self._note_invocation(message)
+            kept = self.discord.world.messages.get(int(message["channel_id"]), {})
+            while len(kept) > KEPT:
+                kept.pop(next(iter(kept)))
+        view = _message_view(message, self._invoked.get(message["id"]))
+        self._publish({"type": "message", "kind": kind, "message": view})
+
+    def _note_invocation(self, message: Json) -> None:
+        """A bot message that answers a slash command shows who ran which (as Discord does):
+        it is the one being posted for an answered interaction without its message yet."""
+        if not message["author"].get("bot"):
+            return
+        recent = list(self.discord.rest.interactions.values())[-50:]
+        for interaction in reversed(recent):
+            payload = interaction.payload
+            if (
+                payload["type"] == 2
+                and payload["channel_id"] == message["channel_id"]
+                and interaction.response_type in (4, 5)
+                and interaction.original is None
+            ):
+                user = payload["member"]["user"]
+                name = user.get("global_name") or user["username"]
+                self._invoked[message["id"]] = f"{name} used /{payload['data']['name']}"
+                while len(self._invoked) > KEPT:
+                    self._invoked.popitem(last=False)
+                return
 
     def _on_record(self, kind: str, record: object) -> None:
         if isinstance(record, records.IdentifyRecord):
@@ -503,10 +537,11 @@ def _has_component(message: Json, custom_id: str) -> bool:
     return False
 
 
-def _message_view(message: Json) -> Json:
+def _message_view(message: Json, invoked: str | None = None) -> Json:
     """What the page draws: Discord's own message shape, minus what it does not need."""
     author = message["author"]
     return {
+        "invoked": invoked,
         "id": message["id"],
         "channel_id": message["channel_id"],
         "author": {

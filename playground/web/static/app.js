@@ -151,6 +151,7 @@ function renderMessage(message) {
   const mine = message.author.bot;
   const ephemeral = (message.flags & 64) !== 0;
   return el("li", { class: "message", "data-message-id": message.id, "data-author": message.author.name },
+    message.invoked ? el("div", { class: "invoked" }, `↳ ${message.invoked}`) : null,
     el("div", { class: "head" },
       el("span", { class: "author" }, message.author.name),
       mine ? el("span", { class: "bot-tag" }, "BOT") : null,

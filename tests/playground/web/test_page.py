@@ -175,6 +175,9 @@ def test_slash_ping_runs_from_the_slash_menu(page: Page) -> None:
     page.press("#composer", "Enter")
     expect(bot_replies(page)).to_have_count(before + 1)
     expect(bot_replies(page).last).to_contain_text("Pong! Gateway")
+    expect(page.locator("li.message[data-author=Shardline] .invoked").last).to_have_text(
+        "↳ bob used /ping"
+    )
     expect(page.locator("#status")).to_have_text("/ping: answered")
 
 

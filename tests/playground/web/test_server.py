@@ -9,10 +9,11 @@ import aiohttp
 import orjson
 import pytest
 
+from playground.web import server
+
 if typing.TYPE_CHECKING:
     import collections.abc
 
-    from playground.web import server
 
 Json = dict[str, typing.Any]
 
@@ -190,3 +191,18 @@ async def test_the_page_and_its_files_are_served(
     for asset in ("/static/app.js", "/static/style.css"):
         async with http.get(f"{playground.url}{asset}") as response:
             assert response.status == 200, asset
+
+
+async def test_a_long_running_playground_keeps_the_last_thousand_messages_per_channel(
+    http: aiohttp.ClientSession, playground: server.Playground
+) -> None:
+    discord = playground.discord
+    channel_id = int(discord.channels_of(int(next(iter(discord.world.guilds))))[0]["id"])
+    user = playground.users[0]
+    for index in range(server.KEPT + 5):
+        discord.send_message(channel_id, user, f"n{index}")
+    kept = discord.world.messages[channel_id]
+    assert len(kept) == server.KEPT
+    assert next(iter(kept.values()))["content"] == "n5"
+    world = await state(http, playground)
+    assert len(world["messages"][str(channel_id)]) == server.HISTORY
