@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import typing
@@ -266,3 +267,34 @@ async def test_invalid_requests_are_counted_and_stop_traffic_before_a_ban(
         assert held is not None
     finally:
         await group.close()
+
+
+async def test_requests_that_wake_late_for_their_slot_take_new_ones_instead_of_bunching(
+    make_emulator: EmulatorFactory, redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """A busy event loop wakes paced requests late, all at once; Discord counts its global
+    limit in fixed windows, so they must not go out together."""
+    group, channels = await make(
+        make_emulator, redis_client, namespace, global_limit=20, default_route_limit=(100, 1.0)
+    )
+    try:
+        (client,) = group.open(1, global_limit=20)
+        for channel_id in channels[:4]:  # every route bucket learned: only the global pace binds
+            await client.create_message(channel_id, "warm-up")
+        await asyncio.sleep(1.1)  # a fresh global window
+        before = len(group.discord.records.rest)
+        pending = [
+            asyncio.ensure_future(client.create_message(channel_id, "paced"))
+            for channel_id in channels[:4]
+        ]
+        await asyncio.sleep(0.02)  # all four hold slots about 53 ms apart, three are waiting
+        time.sleep(0.3)  # noqa: ASYNC251 - the stall under test: the loop is blocked
+        await asyncio.gather(*pending)
+    finally:
+        await group.close()
+    assert manager(client).stats["late"] >= 2
+    sent = sorted(c.at for c in group.discord.records.rest[before:] if c.method == "POST")
+    assert len(sent) == 4
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent[1:])]
+    assert min(gaps) > 0.04, gaps  # the late ones are paced again, not sent in a bunch
+    assert group.discord.records.rate_limited == []
