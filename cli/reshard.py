@@ -14,9 +14,7 @@ import math
 import time
 import typing
 
-import orjson
-
-from shared import keys, sharding
+from shared import fleet, keys, sharding
 from shared import reshard as shared_reshard
 
 if typing.TYPE_CHECKING:
@@ -107,10 +105,8 @@ Statuses = list[dict[str, typing.Any]]
 
 async def _statuses(redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> Statuses:
     """Fresh statuses of gateways that have not retired."""
-    found = [k async for k in redis.scan_iter(redis_keys.gateway_status("*"), count=500)]
-    values = await redis.mget(found) if found else []
     now = time.time()
-    statuses = [orjson.loads(v) for v in values if v]
+    statuses = await fleet.gateway_statuses(redis, redis_keys)
     return [s for s in statuses if not s.get("retired") and now - s.get("at", 0) <= FRESH]
 
 

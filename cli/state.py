@@ -11,7 +11,7 @@ import aio_pika
 import orjson
 from aiormq import exceptions as amqp_errors
 
-from shared import keys, sharding, topology
+from shared import fleet, keys, sharding, topology
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -48,8 +48,7 @@ async def snapshot(
 ) -> Snapshot:
     now = time.time()
     # Every live gateway (leased shards or static SHARD_IDS) refreshes its status key.
-    found = [_text(k) async for k in redis.scan_iter(redis_keys.gateway_status("*"), count=500)]
-    statuses = {s["gateway"]: s for s in await _json_values(redis, found)}
+    statuses = {s["gateway"]: s for s in await fleet.gateway_statuses(redis, redis_keys)}
     draining = {_text(m) for m in await redis.smembers(redis_keys.draining())}
     # The layout that serves: not a re-shard's standby gateways, nor a retired layout's.
     serving = [

@@ -24,7 +24,7 @@ from gateway import (
     shards,
     voice,
 )
-from shared import health, keys, lifecycle, redis_client, reshard, rpc, topology
+from shared import fleet, health, keys, lifecycle, redis_client, reshard, rpc, topology
 from shared.cache import resources
 from shared.cache import writer as cache_writer
 
@@ -208,10 +208,7 @@ class GatewayApp:
     async def _layout_serves(self, shard_count: int) -> bool:
         """Whether gateways that publish already run ``shard_count`` shards."""
         assert self._redis is not None
-        found = [k async for k in self._redis.scan_iter(self.keys.gateway_status("*"))]
-        values = await self._redis.mget(found) if found else []
-        for raw in values:
-            status = orjson.loads(raw) if raw else {}
+        for status in await fleet.gateway_statuses(self._redis, self.keys):
             if (
                 status.get("shard_count") == shard_count
                 and not status.get("standby")

@@ -12,13 +12,15 @@ import dataclasses
 import time
 import typing
 
+import orjson
+
 from shared import keys as keys_module
 from shared import rpc
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-__all__: typing.Sequence[str] = ("ROLES", "FleetAnswer", "ask", "members")
+__all__: typing.Sequence[str] = ("ROLES", "FleetAnswer", "ask", "gateway_statuses", "members")
 
 ROLES: typing.Final[frozenset[str]] = frozenset({"gateway", "worker"})
 #: What a fleet request waits for each target unless told otherwise.
@@ -51,6 +53,15 @@ async def members(redis: aioredis.Redis, keys: keys_module.RedisKeys, role: str)
         names = [k async for k in redis.scan_iter(keys.gateway_status("*"), count=500)]
         return sorted((k.decode() if isinstance(k, bytes) else k)[len(prefix) :] for k in names)
     raise ValueError(f"unknown role {role!r}: expected one of {sorted(ROLES)}")
+
+
+async def gateway_statuses(
+    redis: aioredis.Redis, keys: keys_module.RedisKeys
+) -> list[dict[str, typing.Any]]:
+    """The status every live gateway of the pool publishes (``GatewayApp.status``)."""
+    names = [k async for k in redis.scan_iter(keys.gateway_status("*"), count=500)]
+    values = await redis.mget(names) if names else []
+    return [orjson.loads(value) for value in values if value]
 
 
 async def ask(

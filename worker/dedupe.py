@@ -91,6 +91,7 @@ class Deduplicator:
         self._keys = redis_keys
         self._holder = f"{_HOLDER_PREFIX}{worker_id}"
         self._holder_key = redis_keys.dedupe_holder(worker_id)
+        self._holders = redis_keys.dedupe_holder("")  # the script appends a holder's id
         self._alive: asyncio.Task[None] | None = None
         self._script = redis.register_script(_CLAIM_AND_MARK)
         self._done: list[_Group] = []
@@ -221,7 +222,7 @@ class Deduplicator:
         argument = orjson.dumps(
             {
                 "h": self._holder,
-                "l": self._keys.dedupe_holder(""),
+                "l": self._holders,
                 "p": _PROCESSING_TTL,
                 "t": keys.DEDUPE_TTL,
                 "d": done,

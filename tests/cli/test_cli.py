@@ -20,12 +20,6 @@ if typing.TYPE_CHECKING:
     from tests.gateway.conftest import Stack
 
 
-@pytest.fixture
-def operator_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in stack.env().items():
-        monkeypatch.setenv(name, value)
-
-
 async def shardline(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     code = await cli.run(list(argv))
     return code, capsys.readouterr().out

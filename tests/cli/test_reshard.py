@@ -15,12 +15,6 @@ if typing.TYPE_CHECKING:
     from tests.gateway.conftest import Stack
 
 
-@pytest.fixture
-def operator_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in stack.env().items():
-        monkeypatch.setenv(name, value)
-
-
 @pytest.mark.usefixtures("operator_env")
 async def test_reshard_one_to_two_shards_loses_no_event_and_closes_the_old_layout(
     stack: Stack, capsys: pytest.CaptureFixture[str]

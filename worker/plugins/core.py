@@ -6,9 +6,8 @@ import time
 import typing
 
 import hikari
-import orjson
 
-from shared import keys, settings
+from shared import fleet, keys, settings
 from worker.commands import option
 
 if typing.TYPE_CHECKING:
@@ -19,9 +18,7 @@ if typing.TYPE_CHECKING:
 async def _gateway_statuses(bot: bot_module.Bot) -> list[dict[str, typing.Any]]:
     if bot.redis is None or bot.keys is None:
         return []
-    found = [k async for k in bot.redis.scan_iter(bot.keys.gateway_status("*"), count=500)]
-    values = await bot.redis.mget(found) if found else []
-    return [orjson.loads(v) for v in values if v]
+    return await fleet.gateway_statuses(bot.redis, bot.keys)
 
 
 def setup(bot: bot_module.Bot) -> None:
