@@ -16,7 +16,9 @@
                                            a fleet request: every process's answer (or error)
 
 Reads AMQP_URL, REDIS_URL (or their _FILE forms), NAMESPACE and POOL like the services do.
-Every action is one of these; nothing is evaluated.
+Every action is one of these; nothing is evaluated. drain, restart-shard and reshard are signed
+with ADMIN_KEY (or ADMIN_KEY_FILE), the key the gateways hold (``shared.admin``): gateways
+refuse what it does not vouch for, so Redis access alone (a worker's) cannot steer them.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ import aio_pika
 import orjson
 
 from cli import dead_letters, reshard, state, tables
-from shared import config, fleet, keys, redis_client, rpc, topology
+from shared import admin, config, fleet, keys, redis_client, rpc, topology
 from shared import reshard as shared_reshard
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
     from aio_pika import abc as pika_abc
+
+    from shared.secret import Secret
 
 
 class Context:
@@ -54,6 +58,12 @@ class Context:
         if self.amqp is None:
             self.amqp = await aio_pika.connect(self.settings.amqp_url.reveal())
         return await self.amqp.channel()
+
+    @property
+    def signing_key(self) -> Secret:
+        """The admin key; :func:`run` checks it is set before any command that signs."""
+        assert self.settings.admin_key is not None
+        return self.settings.admin_key
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -120,7 +130,8 @@ async def drain(ctx: Context, args: argparse.Namespace) -> int:
     if not current.get("leased"):
         print(f"shardline: {args.gateway} holds fixed SHARD_IDS; it cannot hand shards over")
         return 1
-    await ctx.redis.sadd(ctx.keys.draining(), args.gateway)
+    request = admin.sign(ctx.signing_key, ctx.keys.prefix, admin.DRAIN, gateway=args.gateway)
+    await ctx.redis.hset(ctx.keys.drain_requests(), args.gateway, request)
     print(f"draining {args.gateway}: its shards move to the other gateways, resuming sessions")
     if not args.wait:
         return 0
@@ -133,25 +144,30 @@ async def drain(ctx: Context, args: argparse.Namespace) -> int:
             print("drained")
             return 0
         await asyncio.sleep(2)
-    print("shardline: the gateway still holds shards; is another gateway running?")
+    print(
+        "shardline: the gateway still holds shards; is another gateway running, and does it "
+        "hold the same ADMIN_KEY (a refusal is in its log)?"
+    )
     return 1
 
 
 async def undrain(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.redis.srem(ctx.keys.draining(), args.gateway)
+    # Taking a request back needs no signature: the gateway returns to what it does unasked.
+    await ctx.redis.hdel(ctx.keys.drain_requests(), args.gateway)
     print(f"{args.gateway} takes shards again")
     return 0
 
 
 async def restart_shard(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.redis.hset(ctx.keys.restart_requests(), str(args.shard), str(time.time()))
+    request = admin.sign(ctx.signing_key, ctx.keys.prefix, admin.RESTART_SHARD, shard=args.shard)
+    await ctx.redis.hset(ctx.keys.restart_requests(), str(args.shard), request)
     print(f"asked the gateway holding shard {args.shard} to restart it (it resumes)")
     if not args.wait:
         return 0
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         if not await ctx.redis.hexists(ctx.keys.restart_requests(), str(args.shard)):
-            print("restarted")
+            print("taken by the gateway holding it (a refusal would be in its log)")
             return 0
         await asyncio.sleep(1)
     await ctx.redis.hdel(ctx.keys.restart_requests(), str(args.shard))
@@ -189,12 +205,14 @@ async def reshard_plan(ctx: Context, args: argparse.Namespace) -> int:
 async def _reshard_abort(ctx: Context) -> int:
     # Before the retirement the old layout never stopped: the new one can be dropped.
     before = (shared_reshard.State.WARMING, shared_reshard.State.SWITCHING)
-    record = await shared_reshard.load(ctx.redis, ctx.keys)
+    record = await shared_reshard.load(ctx.redis, ctx.keys, ctx.signing_key)
     if record is None or record.state not in before:
         print("shardline: no re-shard is warming or switching; nothing to abort")
         return 1
-    aborted = dataclasses.replace(record, state=shared_reshard.State.ABORTED)
-    if not await shared_reshard.transition(ctx.redis, ctx.keys, aborted, expected=before):
+    aborted = dataclasses.replace(record, state=shared_reshard.State.ABORTED, at=time.time())
+    if not await shared_reshard.transition(
+        ctx.redis, ctx.keys, aborted, expected=before, admin_key=ctx.signing_key
+    ):
         print("shardline: the re-shard moved on meanwhile; run status and try again")
         return 1
     print(f"aborted: the {record.source}-shard layout keeps serving; the standby "
@@ -217,7 +235,7 @@ async def reshard_run(ctx: Context, args: argparse.Namespace) -> int:
     if snap.shard_count is None:
         print("shardline: no gateway serves this pool; nothing to re-shard")
         return 1
-    underway = await shared_reshard.load(ctx.redis, ctx.keys)
+    underway = await shared_reshard.load(ctx.redis, ctx.keys, ctx.signing_key)
     carrying_on = underway is not None and underway.state in shared_reshard.IN_PROGRESS
     source = underway.source if carrying_on and underway is not None else snap.shard_count
     if source == args.shards:
@@ -228,6 +246,7 @@ async def reshard_run(ctx: Context, args: argparse.Namespace) -> int:
         await reshard.switch_over(
             ctx.redis, ctx.keys, source=source, target=args.shards,
             say=lambda line: print(line, flush=True), timeout=args.timeout,
+            admin_key=ctx.signing_key,
         )  # fmt: skip
     except reshard.ReshardError as exc:
         print(f"shardline: {exc}")
@@ -303,9 +322,19 @@ def parser() -> argparse.ArgumentParser:
 async def run(argv: typing.Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = config.load_or_exit(config.OperatorSettings.from_env, program="shardline")
+    if settings.admin_key is None and _signs(args):
+        print(
+            f"shardline: {args.command} is an operator action: set ADMIN_KEY (or ADMIN_KEY_FILE) "
+            "to the key the gateways hold",
+            file=sys.stderr,
+        )
+        return 2
     ctx = Context(settings)
     try:
         return int(await args.run(ctx, args))
+    except admin.ActionRefusedError as exc:
+        print(f"shardline: the re-shard record is not vouched for: {exc}", file=sys.stderr)
+        return 2
     except redis_client.REDIS_ERRORS as exc:
         print(f"shardline: Redis unreachable ({type(exc).__name__})", file=sys.stderr)
         return 2
@@ -315,6 +344,13 @@ async def run(argv: typing.Sequence[str] | None = None) -> int:
     finally:
         with contextlib.suppress(Exception):
             await ctx.close()
+
+
+def _signs(args: argparse.Namespace) -> bool:
+    """Whether the command writes an operator action (the gateways want it signed)."""
+    if args.command == "reshard":
+        return not args.dry_run
+    return args.command in {"drain", "restart-shard"}
 
 
 def main() -> None:

@@ -20,6 +20,8 @@ from shared import reshard as shared_reshard
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from shared.secret import Secret
+
 #: Discord lets each identify bucket start one session per this many seconds.
 IDENTIFY_SECONDS: typing.Final = keys.IDENTIFY_WINDOW
 
@@ -126,10 +128,13 @@ async def _step(
     redis_keys: keys.RedisKeys,
     record: shared_reshard.Reshard,
     state: shared_reshard.State,
+    admin_key: Secret,
 ) -> shared_reshard.Reshard:
     moved = dataclasses.replace(record, state=state, at=time.time())
-    if not await shared_reshard.transition(redis, redis_keys, moved, expected=[record.state]):
-        now = await shared_reshard.load(redis, redis_keys)
+    if not await shared_reshard.transition(
+        redis, redis_keys, moved, expected=[record.state], admin_key=admin_key
+    ):
+        now = await shared_reshard.load(redis, redis_keys, admin_key)
         where = now.state.value if now is not None else "gone"
         raise ReshardError(f"the re-shard record changed under this run (now {where}); stopped")
     return moved
@@ -143,6 +148,7 @@ async def switch_over(
     target: int,
     say: Say,
     timeout: float,
+    admin_key: Secret,
     poll: float = 0.5,
 ) -> None:
     """Move the pool from ``source`` to ``target`` shards, the way Discord documents it.
@@ -155,7 +161,7 @@ async def switch_over(
     """
     if target < 1 or source < 1:
         raise ReshardError("shard counts must be at least 1")
-    current = await shared_reshard.load(redis, redis_keys)
+    current = await shared_reshard.load(redis, redis_keys, admin_key)
     if current is not None and current.state in shared_reshard.IN_PROGRESS:
         if current.target != target:
             raise ReshardError(
@@ -168,15 +174,17 @@ async def switch_over(
         expected: list[shared_reshard.State | None] = [None]
         if current is not None:
             expected.append(current.state)
-        if not await shared_reshard.transition(redis, redis_keys, record, expected=expected):
+        if not await shared_reshard.transition(
+            redis, redis_keys, record, expected=expected, admin_key=admin_key
+        ):
             raise ReshardError("another re-shard started at the same moment; stopped")
         say(
             f"warming: start gateways with SHARD_COUNT={target} GATEWAY_STANDBY=true; "
             f"they identify beside the {source}-shard layout and publish nothing yet"
         )
     if record.state is shared_reshard.State.WARMING:
-        await _warm(redis, redis_keys, record, say, timeout, poll)
-        record = await _step(redis, redis_keys, record, shared_reshard.State.SWITCHING)
+        await _warm(redis, redis_keys, record, say, timeout, poll, admin_key)
+        record = await _step(redis, redis_keys, record, shared_reshard.State.SWITCHING, admin_key)
     if record.state is shared_reshard.State.SWITCHING:
         say("switching: the new layout publishes (events of the overlap may arrive twice)")
         await _wait_until(
@@ -186,7 +194,7 @@ async def switch_over(
             ) and len(ready_shards(statuses, target)) >= target,
             "the new layout did not start publishing",
         )  # fmt: skip
-        record = await _step(redis, redis_keys, record, shared_reshard.State.RETIRING)
+        record = await _step(redis, redis_keys, record, shared_reshard.State.RETIRING, admin_key)
     say(f"retiring: the {record.source}-shard layout closes its sessions")
     await _wait_until(
         redis, redis_keys, time.monotonic() + PHASE_TIMEOUT,
@@ -195,7 +203,7 @@ async def switch_over(
         ),
         "gateways of the old layout still hold shards",
     )  # fmt: skip
-    await _step(redis, redis_keys, record, shared_reshard.State.DONE)
+    await _step(redis, redis_keys, record, shared_reshard.State.DONE, admin_key)
     say(
         f"done: the pool runs {target} shards; the old gateways hold nothing and can be "
         f"removed (deploy later ones with SHARD_COUNT={target}, without GATEWAY_STANDBY)"
@@ -209,6 +217,7 @@ async def _warm(
     say: Say,
     timeout: float,
     poll: float,
+    admin_key: Secret,
 ) -> None:
     """Until every new shard is READY on a standby gateway; aborted after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -223,8 +232,12 @@ async def _warm(
         if ready >= target:
             return
         if time.monotonic() > deadline:
-            aborted = dataclasses.replace(record, state=shared_reshard.State.ABORTED)
-            await shared_reshard.transition(redis, redis_keys, aborted, expected=[record.state])
+            aborted = dataclasses.replace(
+                record, state=shared_reshard.State.ABORTED, at=time.time()
+            )
+            await shared_reshard.transition(
+                redis, redis_keys, aborted, expected=[record.state], admin_key=admin_key
+            )
             raise ReshardError(
                 f"only {ready}/{target} new shards were READY in time: aborted, the "
                 f"{record.source}-shard layout kept serving"

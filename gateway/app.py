@@ -24,7 +24,7 @@ from gateway import (
     shards,
     voice,
 )
-from shared import fleet, health, keys, lifecycle, redis_client, reshard, rpc, topology
+from shared import admin, fleet, health, keys, lifecycle, redis_client, reshard, rpc, topology
 from shared.cache import resources
 from shared.cache import writer as cache_writer
 
@@ -73,6 +73,9 @@ class GatewayApp:
         self.standby = settings.standby
         #: A re-shard's old layout after the switch (or an aborted standby): holds no shard.
         self.retired = False
+        #: When the newest re-shard step this gateway followed was signed.
+        self._reshard_at = 0.0
+        self._reshard_refused: str | None = None
 
     # --- start ------------------------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class GatewayApp:
                 self.gateway_id,
                 self.settings.lease_ttl,
                 shard_count=shard_count,
+                admin_key=self.settings.admin_key,
             )
             await self._rebalance()
             self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
@@ -198,12 +202,24 @@ class GatewayApp:
     # --- re-sharding ------------------------------------------------------------------------
 
     async def _reshard_record(self) -> reshard.Reshard | None:
+        """The re-shard record, if the operator's key vouches for it and it is not older than
+        one this gateway already followed (a replayed earlier step)."""
         assert self._redis is not None
         try:
-            return await reshard.load(self._redis, self.keys)
+            record = await reshard.load(self._redis, self.keys, self.settings.admin_key)
+            if record is not None and record.at < self._reshard_at:
+                raise admin.ActionRefusedError("older than a step already followed")  # noqa: TRY301
         except redis_client.REDIS_ERRORS as exc:
             _LOGGER.debug("re-shard record not read", extra={"error": str(exc)})
             return None
+        except admin.ActionRefusedError as exc:
+            if str(exc) != self._reshard_refused:  # one line per reason, not one per round
+                self._reshard_refused = str(exc)
+                _LOGGER.warning("re-shard record refused", extra={"reason": str(exc)})
+            return None
+        if record is not None:
+            self._reshard_at = record.at
+        return record
 
     async def _layout_serves(self, shard_count: int) -> bool:
         """Whether gateways that publish already run ``shard_count`` shards."""
@@ -431,13 +447,18 @@ class GatewayApp:
             return []  # a re-shard's other layout: the request is for the serving one
         key = self.keys.restart_requests()
         try:
-            asked = await self._redis.hkeys(key)
-            mine = [int(s) for s in asked if s.isdigit() and int(s) in self.group.shards]
+            asked = await self._redis.hgetall(key)
+            mine = {
+                int(s): token
+                for s, token in asked.items()
+                if s.isdigit() and int(s) in self.group.shards
+            }
             # HDEL answers 1 to one gateway only: a shard is restarted once.
             taken = [s for s in mine if await self._redis.hdel(key, str(s))]
         except redis_client.REDIS_ERRORS as exc:
             _LOGGER.debug("restart requests not read", extra={"error": str(exc)})
             return []
+        taken = [s for s in taken if self._restart_vouched_for(s, mine[s])]
         for shard_id in taken:
             _LOGGER.info("restarting a shard on request", extra={"shard": shard_id})
             await self._stop_shard(shard_id)
@@ -449,6 +470,24 @@ class GatewayApp:
                     extra={"shard": shard_id, "error": repr(exc)},
                 )
         return taken
+
+    def _restart_vouched_for(self, shard_id: int, token: str | bytes) -> bool:
+        try:
+            body = admin.verify(
+                self.settings.admin_key,
+                self.keys.prefix,
+                token,
+                admin.RESTART_SHARD,
+                max_age=admin.RESTART_MAX_AGE,
+            )
+            if body.get("shard") != shard_id:
+                raise admin.ActionRefusedError("signed for another shard")  # noqa: TRY301
+        except admin.ActionRefusedError as exc:
+            _LOGGER.warning(
+                "restart request refused", extra={"shard": shard_id, "reason": str(exc)}
+            )
+            return False
+        return True
 
     async def _interest_loop(self) -> None:
         while True:
@@ -592,5 +631,6 @@ class GatewayApp:
             secrets=(
                 *self.settings.core.secrets(),
                 self.settings.lavalink.password if self.settings.lavalink else None,
+                self.settings.admin_key,
             ),
         )

@@ -11,13 +11,18 @@ renewed expires, and its shard is taken over.
 
 from __future__ import annotations
 
+import logging
 import time
 import typing
 
-from shared import keys, sharding
+from shared import admin, keys, sharding
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
+
+    from shared.secret import Secret
+
+_LOGGER = logging.getLogger("shardline.gateway.leases")
 
 _RENEW: typing.Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -40,14 +45,18 @@ class ShardLeases:
         ttl: int = keys.LEASE_TTL,
         *,
         shard_count: int,
+        admin_key: Secret | None = None,
     ) -> None:
         self._redis = redis
         self._keys = redis_keys
         self.gateway_id = gateway_id
         self.shard_count = shard_count
         self.ttl = ttl
-        #: An operator asked this gateway to hand all its shards over (``shardline drain``).
+        self._admin_key = admin_key
+        #: An operator asked this gateway to hand all its shards over (``shardline drain``),
+        #: with a request signed by the admin key.
         self.draining = False
+        self._refused: bytes | str | None = None
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
@@ -63,10 +72,36 @@ class ShardLeases:
             pipe.zremrangebyscore(key, "-inf", now - self.ttl)
             pipe.zrange(key, 0, -1)
             pipe.smembers(self._keys.draining())
-            *_, members, draining = await pipe.execute()
-        self.draining = self.gateway_id in {_text(m) for m in draining}
+            pipe.hget(self._keys.drain_requests(), self.gateway_id)
+            *_, members, draining, request = await pipe.execute()
+        self.draining = self._drain_vouched_for(request)
         out = {_text(m) for m in draining}
+        if self.draining != (self.gateway_id in out):
+            # Only this gateway says whether it drains; the others read the set.
+            if self.draining:
+                await self._redis.sadd(self._keys.draining(), self.gateway_id)
+            else:
+                await self._redis.srem(self._keys.draining(), self.gateway_id)
+        out.discard(self.gateway_id)
+        if self.draining:
+            out.add(self.gateway_id)
         return sorted(_text(m) for m in members if _text(m) not in out)
+
+    def _drain_vouched_for(self, request: bytes | str | None) -> bool:
+        if request is None:
+            return False
+        try:
+            body = admin.verify(self._admin_key, self._keys.prefix, request, admin.DRAIN)
+            if body.get("gateway") != self.gateway_id:
+                raise admin.ActionRefusedError("signed for another gateway")  # noqa: TRY301
+        except admin.ActionRefusedError as exc:
+            if request != self._refused:  # one line per request, not one per heartbeat
+                self._refused = request
+                _LOGGER.warning(
+                    "drain request refused", extra={"gateway": self.gateway_id, "reason": str(exc)}
+                )
+            return False
+        return True
 
     async def leave(self) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -18,7 +18,7 @@ import urllib.parse
 
 import hikari
 
-from shared import keys, playground, sharding
+from shared import admin, keys, playground, sharding
 from shared.cache import resources
 from shared.secret import Secret
 
@@ -32,6 +32,7 @@ __all__: typing.Sequence[str] = (
     "WorkerSettings",
     "discord_token_given",
     "load_or_exit",
+    "read_admin_key",
 )
 
 T = typing.TypeVar("T")
@@ -162,6 +163,12 @@ class EnvReader:
             raise ConfigError(name, f"is required but not set (or set {file_var})")
         return Secret(default)
 
+    def optional_secret(self, name: str) -> Secret | None:
+        """Like :meth:`secret`, but ``None`` when neither ``NAME`` nor ``NAME_FILE`` is set."""
+        if self.optional(name) is None and self.optional(f"{name}_FILE") is None:
+            return None
+        return self.secret(name)
+
     def url(self, name: str, default: str | None, schemes: typing.Collection[str]) -> Secret:
         """A URL that may carry credentials: read like a secret, checked without echoing it."""
         value = self.secret(name, default)
@@ -242,10 +249,13 @@ class OperatorSettings:
     redis_url: Secret
     pool: str
     namespace: str
+    admin_key: Secret | None = None
+    """Signs drains, shard restarts and re-shards (``shared.admin``); read-only without it."""
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> OperatorSettings:
-        return cls._read(EnvReader(os.environ if env is None else env))
+        read = EnvReader(os.environ if env is None else env)
+        return dataclasses.replace(cls._read(read), admin_key=read_admin_key(read))
 
     @classmethod
     def _read(cls, read: EnvReader) -> OperatorSettings:
@@ -257,6 +267,18 @@ class OperatorSettings:
             pool=read.name("POOL", "main"),
             namespace=read.name("NAMESPACE", "shardline"),
         )
+
+
+def read_admin_key(read: EnvReader) -> Secret | None:
+    """``ADMIN_KEY`` (or ``ADMIN_KEY_FILE``): the operator's key, held by gateways and
+    ``shardline`` only, never by workers. Unset: operator actions are refused."""
+    key = read.optional_secret("ADMIN_KEY")
+    if key is not None and len(key.reveal()) < admin.MIN_KEY_LENGTH:
+        raise ConfigError(
+            "ADMIN_KEY",
+            f"must be at least {admin.MIN_KEY_LENGTH} characters (openssl rand -hex 32 makes one)",
+        )
+    return key
 
 
 def _parse_intents(read: EnvReader) -> int:
@@ -345,6 +367,8 @@ class GatewaySettings:
     """What the gateway writes to the shared cache (``shared.cache.resources``)."""
     standby: bool = False
     """A re-shard's new layout: identify beside the old one, publish only once switched."""
+    admin_key: Secret | None = None
+    """Vouches for operator actions (``shared.admin``); ``None``: every one is refused."""
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> GatewaySettings:
@@ -377,6 +401,7 @@ class GatewaySettings:
             publish_buffer=read.integer("PUBLISH_BUFFER", 50_000, minimum=10),
             cache_resources=_parse_cache_resources(read),
             standby=standby,
+            admin_key=read_admin_key(read),
         )
 
 

@@ -231,12 +231,18 @@ class RedisKeys:
         return f"{self._prefix}:worker-status:{worker_id}"
 
     def restart_requests(self) -> str:
-        """Hash: shard id -> when an operator asked; the gateway holding it restarts it (RESUME)
-        and removes the field."""
+        """Hash: shard id -> the operator's signed request (``shared.admin``); the gateway
+        holding the shard removes the field, checks the signature, and restarts it (RESUME)."""
         return f"{self._prefix}:restart-shards"
 
+    def drain_requests(self) -> str:
+        """Hash: gateway id -> the operator's signed drain (``shared.admin``); removing the
+        field undrains."""
+        return f"{self._prefix}:drain-requests"
+
     def draining(self) -> str:
-        """Set: gateway ids an operator is draining (they hand every shard over, resumes only)."""
+        """Set: gateway ids draining now (they hand every shard over, resumes only); each
+        gateway adds and removes only itself, after checking its drain request's signature."""
         return f"{self._prefix}:draining"
 
     # cache (written by the gateway, read by workers); see shared/cache/

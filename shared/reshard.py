@@ -3,6 +3,8 @@
 Discord's zero-downtime way to change the shard count: start the new layout's sessions beside
 the old ones, switch over once all are READY, then close the old ones. Gateways of the new
 layout run with ``GATEWAY_STANDBY`` (identifying, publishing nothing) until the switch.
+The record is signed with the operator's ``ADMIN_KEY`` (``shared.admin``): gateways follow
+no other.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import enum
 import time
 import typing
 
+from shared import admin
+
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from shared import keys
+    from shared.secret import Secret
 
 __all__: typing.Sequence[str] = ("Reshard", "State", "load", "save", "transition")
 
@@ -67,7 +72,11 @@ class Reshard:
         return False
 
 
-async def load(redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> Reshard | None:
+async def load(
+    redis: aioredis.Redis, redis_keys: keys.RedisKeys, admin_key: Secret | None
+) -> Reshard | None:
+    """The pool's re-shard record, ``None`` without one; :class:`shared.admin.ActionRefusedError`
+    when the record is not signed with ``admin_key`` (whoever wrote it has no say)."""
     raw = await redis.hgetall(redis_keys.reshard())
     if not raw:
         return None
@@ -75,26 +84,34 @@ async def load(redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> Reshard | N
         (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
         for k, v in raw.items()
     }
+    body = admin.verify(admin_key, redis_keys.prefix, fields.get("sig"), admin.RESHARD)
     try:
         return Reshard(
-            source=int(fields["source"]),
-            target=int(fields["target"]),
-            state=State(fields["state"]),
-            at=float(fields.get("at", 0)),
+            source=int(body["source"]),
+            target=int(body["target"]),
+            state=State(body["state"]),
+            at=float(body["at"]),
         )
-    except (KeyError, ValueError):
-        return None
+    except (KeyError, TypeError, ValueError):
+        raise admin.ActionRefusedError("not a re-shard record") from None
 
 
-def _fields(record: Reshard) -> list[str]:
+def _fields(record: Reshard, admin_key: Secret, scope: str) -> list[str]:
+    """The record's fields (``state`` is what the compare-and-set reads) and their signature."""
+    signature = admin.sign(
+        admin_key, scope, admin.RESHARD, at=record.at,
+        source=record.source, target=record.target, state=record.state.value,
+    )  # fmt: skip
     return [
         "source", str(record.source), "target", str(record.target),
-        "state", record.state.value, "at", repr(record.at),
+        "state", record.state.value, "at", repr(record.at), "sig", signature,
     ]  # fmt: skip
 
 
-async def save(redis: aioredis.Redis, redis_keys: keys.RedisKeys, record: Reshard) -> None:
-    await redis.hset(redis_keys.reshard(), items=_fields(record))
+async def save(
+    redis: aioredis.Redis, redis_keys: keys.RedisKeys, record: Reshard, admin_key: Secret
+) -> None:
+    await redis.hset(redis_keys.reshard(), items=_fields(record, admin_key, redis_keys.prefix))
 
 
 # Replace the record only if its state is one of ARGV[2 .. 1 + ARGV[1]] ("" for no record);
@@ -118,10 +135,13 @@ async def transition(
     record: Reshard,
     *,
     expected: typing.Collection[State | None],
+    admin_key: Secret,
 ) -> bool:
     """Write ``record`` only if the stored state is one of ``expected`` (``None``: no record);
     two operators, or an abort during a run, cannot overwrite each other's step."""
     allowed = ["" if state is None else state.value for state in expected]
     script = redis.register_script(_TRANSITION)
-    args: list[str | int] = [len(allowed), *allowed, *_fields(record)]
+    args: list[str | int] = [
+        len(allowed), *allowed, *_fields(record, admin_key, redis_keys.prefix),
+    ]  # fmt: skip
     return bool(await script(keys=[redis_keys.reshard()], args=args))

@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 APP_SERVICES: typing.Final = ("gateway", "worker")
 #: What CoreSettings.secrets() and WorkerSettings hold: never set directly in the stack.
 SECRET_VARIABLES: typing.Final = frozenset(
-    {"DISCORD_TOKEN", "AMQP_URL", "REDIS_URL", "MONGO_URL", "LAVALINK_PASSWORD"}
+    {"DISCORD_TOKEN", "AMQP_URL", "REDIS_URL", "MONGO_URL", "LAVALINK_PASSWORD", "ADMIN_KEY"}
 )
 
 
@@ -92,6 +92,17 @@ def test_the_stack_passes_every_secret_through_a_file() -> None:
                 assert secret in mounted, f"{name}: {variable} names an unmounted secret"
                 assert declared[secret] == {"external": True}
         assert {"DISCORD_TOKEN_FILE", "AMQP_URL_FILE", "REDIS_URL_FILE"} <= set(environment)
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "stack.yml"])
+def test_gateways_hold_the_admin_key_and_workers_never_do(name: str) -> None:
+    for service_name, service in app_services(load(name)).items():
+        holds = {"ADMIN_KEY", "ADMIN_KEY_FILE"} & set(service["environment"])
+        if service_name.startswith("gateway"):
+            assert holds, f"{name}: {service_name} cannot check signed operator actions"
+        else:
+            assert not holds, f"{name}: {service_name} could sign operator actions"
+            assert "admin_key" not in service.get("secrets", [])
 
 
 def test_the_stack_has_no_default_credentials_and_publishes_only_dashboards() -> None:

@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from cli import __main__ as cli
-from shared import config, envelope, topology
+from shared import admin, config, envelope, topology
+from shared.secret import Secret
 from worker import app as worker_app
 from worker import bot as bot_module
 
@@ -189,6 +190,81 @@ async def test_restart_one_shard_resumes_it_where_it_runs(
         await discord.wait_for(lambda: discord.connected_shards() == [0, 1])
     assert len(discord.records.identifies) == identifies
     assert discord.records.resumes[0].accepted
+
+
+@pytest.mark.usefixtures("operator_env")
+async def test_operator_actions_not_signed_with_the_admin_key_are_refused(
+    stack: Stack, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a worker (or anyone with the pool's Redis password, not the admin key) can write
+    steers no gateway: a drain, a restart and a re-shard record, unsigned or signed with
+    another key, are refused with a reason in the gateway's log."""
+    discord = stack.discord
+    redis, pool_keys = stack.redis, stack.keys
+    async with stack.gateway(SHARD_COUNT="2", LEASE_TTL="3") as gateway:
+        assert gateway.group is not None
+        group = gateway.group
+        await discord.wait_for(lambda: sorted(group.shards) == [0, 1], timeout=20)
+        await discord.wait_for(lambda: all(s.connected for s in group.stats.values()))
+        identifies = len(discord.records.identifies)
+        stranger = Secret("s" * 64)
+        await redis.hset(pool_keys.drain_requests(), gateway.gateway_id, "1")
+        await redis.sadd(pool_keys.draining(), gateway.gateway_id)
+        forged = admin.sign(stranger, pool_keys.prefix, admin.RESTART_SHARD, shard=1)
+        await redis.hset(pool_keys.restart_requests(), "1", forged)
+        await redis.hset(
+            pool_keys.reshard(),
+            items=["source", "2", "target", "4", "state", "retiring", "at", "1.0"],
+        )
+
+        def refusals() -> dict[str, str]:
+            return {
+                r.getMessage(): str(getattr(r, "reason", ""))
+                for r in caplog.records
+                if r.getMessage().endswith("refused")
+            }
+
+        # Each is refused once, with the reason; the restart request is taken off the hash.
+        await discord.wait_for(lambda: len(refusals()) == 3, timeout=15, what="three refusals")
+        assert refusals() == {
+            "drain request refused": "not a signed action",
+            "restart request refused": "bad signature (signed with another ADMIN_KEY, or altered)",
+            "re-shard record refused": "not signed",
+        }
+        await asyncio.sleep(2 * gateway.settings.lease_ttl / 3)  # two more lease rounds
+        assert sorted(group.shards) == [0, 1]
+        assert not gateway.retired
+        assert gateway.leases is not None
+        assert not gateway.leases.draining
+        # The gateway speaks for itself: the set others read no longer names it.
+        assert not await redis.sismember(pool_keys.draining(), gateway.gateway_id)
+        assert not await redis.hexists(pool_keys.restart_requests(), "1")
+        assert discord.records.resumes == []
+        # The same drain, signed by the operator, is followed.
+        code, out = await shardline(capsys, "drain", gateway.gateway_id)
+        assert code == 0, out
+        await discord.wait_for(lambda: gateway.leases is not None and gateway.leases.draining)
+    assert len(discord.records.identifies) == identifies
+    logged = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
+    assert stranger.reveal() not in logged
+    assert stack.admin_key.reveal() not in logged
+
+
+@pytest.mark.usefixtures("operator_env")
+async def test_the_cli_signs_nothing_without_the_admin_key(
+    stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ADMIN_KEY")
+    for argv in (["drain", "main-00000000"], ["restart-shard", "0"], ["reshard", "--shards", "4"]):
+        assert await cli.run(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "set ADMIN_KEY (or ADMIN_KEY_FILE)" in err
+    # Taking a drain back needs no key: the gateway returns to what it does unasked.
+    await stack.redis.hset(stack.keys.drain_requests(), "main-00000000", "x")
+    code, _ = await shardline(capsys, "undrain", "main-00000000")
+    assert code == 0
+    assert not await stack.redis.hexists(stack.keys.drain_requests(), "main-00000000")
 
 
 @pytest.mark.usefixtures("operator_env")

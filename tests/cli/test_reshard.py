@@ -56,7 +56,7 @@ async def test_reshard_one_to_two_shards_loses_no_event_and_closes_the_old_layou
             assert not new.standby
             assert new.group is not None
             assert sorted(new.group.shards) == [0, 1]
-            record = await reshard.load(stack.redis, stack.keys)
+            record = await reshard.load(stack.redis, stack.keys, stack.admin_key)
             assert record is not None
             assert record.state is reshard.State.DONE
             assert await stack.redis.exists(stack.keys.session(0, 1)) == 0
@@ -88,7 +88,7 @@ async def test_a_reshard_whose_new_layout_never_comes_up_is_aborted_and_changes_
         assert code == 1
         assert "0/2 new shards READY" in out
         assert "aborted" in out
-        record = await reshard.load(stack.redis, stack.keys)
+        record = await reshard.load(stack.redis, stack.keys, stack.admin_key)
         assert record is not None
         assert record.state is reshard.State.ABORTED
         await asyncio.sleep(1.0)  # a few re-shard polls: the old layout is not retired
@@ -103,4 +103,4 @@ async def test_a_shard_count_below_one_is_refused_before_anything_moves(
 ) -> None:
     assert await cli.run(["reshard", "--shards", "0"]) == 2
     assert "--shards must be at least 1" in capsys.readouterr().out
-    assert await reshard.load(stack.redis, stack.keys) is None
+    assert await reshard.load(stack.redis, stack.keys, stack.admin_key) is None

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from gateway import app
 from shared import config, keys, topology
+from shared.secret import Secret
 from tests import services
 
 if typing.TYPE_CHECKING:
@@ -37,6 +39,8 @@ class Stack:
     connection: pika_abc.AbstractRobustConnection
     mongo_url: str
     pool: str = "main"
+    #: The operator's key, held by the stack's gateways and by ``shardline`` in tests.
+    admin_key: Secret = dataclasses.field(default_factory=lambda: Secret(secrets.token_hex(32)))
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -49,6 +53,7 @@ class Stack:
             "POOL": self.pool,
             "HEALTH_PORT": "0",
             "LOG_LEVEL": "INFO",
+            "ADMIN_KEY": self.admin_key.reveal(),
             **extra,
         }
 

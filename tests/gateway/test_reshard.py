@@ -13,7 +13,9 @@ State = reshard.State
 
 
 async def record(stack: Stack, source: int, target: int, state: reshard.State) -> None:
-    await reshard.save(stack.redis, stack.keys, reshard.Reshard(source, target, state))
+    await reshard.save(
+        stack.redis, stack.keys, reshard.Reshard(source, target, state), stack.admin_key
+    )
 
 
 async def test_a_gateway_of_the_old_layout_started_after_a_reshard_takes_no_shard(

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import strategies as st
 
 from shared import config
+from shared.secret import Secret
 
 if typing.TYPE_CHECKING:
     import pathlib
@@ -70,6 +71,7 @@ def test_gateway_values() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"DISCORD_API_URL": "ftp://x"}, "DISCORD_API_URL"),
         ({"LAVALINK_URL": "http://ll:2333"}, "LAVALINK_PASSWORD"),
+        ({"ADMIN_KEY": "short"}, "ADMIN_KEY"),
     ],
 )
 def test_bad_values_name_the_variable(values: dict[str, str], variable: str) -> None:
@@ -106,6 +108,24 @@ def test_secret_from_file(tmp_path: pathlib.Path) -> None:
     url.write_text("amqp://user:s3cret@rabbit:5672/")
     settings = config.CoreSettings.from_env(env(AMQP_URL_FILE=str(url)))
     assert settings.amqp_url.reveal() == "amqp://user:s3cret@rabbit:5672/"
+
+
+def test_the_admin_key_is_for_gateways_and_the_cli_never_workers(tmp_path: pathlib.Path) -> None:
+    key = "k" * 64
+    assert config.GatewaySettings.from_env(env(ADMIN_KEY=key)).admin_key == Secret(key)
+    assert config.GatewaySettings.from_env(env()).admin_key is None
+    path = tmp_path / "admin_key"
+    path.write_text(key + "\n")
+    operator = config.OperatorSettings.from_env({"ADMIN_KEY_FILE": str(path)})
+    assert operator.admin_key == Secret(key)
+    assert key not in repr(operator)
+    worker = config.WorkerSettings.from_env(env(ADMIN_KEY=key))
+    assert not hasattr(worker, "admin_key")
+    assert not hasattr(worker.core, "admin_key")
+    with pytest.raises(config.ConfigError) as caught:
+        config.OperatorSettings.from_env({"ADMIN_KEY": "x" * 31})
+    assert str(caught.value).startswith("ADMIN_KEY: must be at least 32 characters")
+    assert "x" * 31 not in str(caught.value)
 
 
 def test_secret_file_errors_name_the_file_variable(tmp_path: pathlib.Path) -> None:
@@ -178,7 +198,7 @@ def test_lavalink_nodes_for_gateways_and_workers() -> None:
 # --- fuzzing: any environment gives settings, or one line naming the variable ------------------
 
 _VARIABLES = (
-    "AMQP_URL", "CACHE_RESOURCES", "CPU_PROCESSES", "CPU_TIMEOUT", "DEFAULT_PREFIX",
+    "ADMIN_KEY", "AMQP_URL", "CACHE_RESOURCES", "CPU_PROCESSES", "CPU_TIMEOUT", "DEFAULT_PREFIX",
     "DISCORD_API_URL", "DISCORD_TOKEN", "HEALTH_PORT", "INTENTS", "LAVALINK_PASSWORD",
     "LAVALINK_RESUME_TIMEOUT", "LAVALINK_URL", "LEASE_TTL", "LOG_FORMAT", "LOG_LEVEL",
     "NAMESPACE", "POOL", "PUBLISH_BUFFER", "REST_GLOBAL_LIMIT", "REST_LIMITER", "SHARD_COUNT",
@@ -195,7 +215,9 @@ _VALUES = st.one_of(
 @hypothesis.settings(max_examples=300)
 def test_fuzz_any_environment_is_settings_or_one_clear_line(values: dict[str, str]) -> None:
     environment = {"DISCORD_TOKEN": TOKEN, **values}
-    secrets = ("DISCORD_TOKEN", "LAVALINK_PASSWORD", "AMQP_URL", "REDIS_URL", "MONGO_URL")
+    secrets = (
+        "DISCORD_TOKEN", "LAVALINK_PASSWORD", "AMQP_URL", "REDIS_URL", "MONGO_URL", "ADMIN_KEY",
+    )  # fmt: skip
     plain = {value for name, value in environment.items() if name not in secrets}
     secret_values = {
         environment[name]
