@@ -9,7 +9,7 @@
     shardline restart-shard SHARD [--wait] close a shard's socket; it RESUMEs where it runs
     shardline reshard-plan --shards N [--max-concurrency K]
                                            what moving to N shards would take (changes nothing)
-    shardline reshard --shards N [--dry-run] [--timeout S] [--abort]
+    shardline reshard --shards N [--dry-run] [--timeout S] [--abort] [--forget]
                                            move to N shards without downtime: standby gateways
                                            identify beside the old layout, then switch over
     shardline ask QUESTION [--role gateway|worker] [--timeout S]
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import secrets
 import sys
 import time
@@ -159,7 +158,21 @@ async def undrain(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def restart_shard(ctx: Context, args: argparse.Namespace) -> int:
-    request = admin.sign(ctx.signing_key, ctx.keys.prefix, admin.RESTART_SHARD, shard=args.shard)
+    # Signed for the layout that serves now: after a re-shard it names no other shard.
+    serving = {
+        status["shard_count"]
+        for status in await fleet.gateway_statuses(ctx.redis, ctx.keys)
+        if str(args.shard) in status.get("shards", {})
+        and not status.get("standby")
+        and not status.get("retired")
+    }
+    if len(serving) != 1:
+        print(f"shardline: no serving gateway holds shard {args.shard}; see shardline status")
+        return 1
+    request = admin.sign(
+        ctx.signing_key, ctx.keys.prefix, admin.RESTART_SHARD,
+        shard=args.shard, shard_count=serving.pop(),
+    )  # fmt: skip
     await ctx.redis.hset(ctx.keys.restart_requests(), str(args.shard), request)
     print(f"asked the gateway holding shard {args.shard} to restart it (it resumes)")
     if not args.wait:
@@ -209,7 +222,7 @@ async def _reshard_abort(ctx: Context) -> int:
     if record is None or record.state not in before:
         print("shardline: no re-shard is warming or switching; nothing to abort")
         return 1
-    aborted = dataclasses.replace(record, state=shared_reshard.State.ABORTED, at=time.time())
+    aborted = shared_reshard.step(record, shared_reshard.State.ABORTED)
     if not await shared_reshard.transition(
         ctx.redis, ctx.keys, aborted, expected=before, admin_key=ctx.signing_key
     ):
@@ -220,11 +233,30 @@ async def _reshard_abort(ctx: Context) -> int:
     return 0
 
 
+async def _reshard_forget(ctx: Context) -> int:
+    """Remove a finished or unreadable record (one signed with a key since rotated, say): a
+    stale gateway of an old layout started later no longer learns it should hold nothing."""
+    try:
+        record = await shared_reshard.load(ctx.redis, ctx.keys, ctx.signing_key)
+    except admin.ActionRefusedError as exc:  # gateways holding the key ignore it too
+        reason = str(exc)
+    else:
+        if record is not None and record.state in shared_reshard.IN_PROGRESS:
+            print(f"shardline: a re-shard is {record.state.value}; finish it or --abort it")
+            return 1
+        reason = "finished" if record is not None else "none"
+    await ctx.redis.delete(ctx.keys.reshard())
+    print(f"forgot the re-shard record ({reason})")
+    return 0
+
+
 async def reshard_run(ctx: Context, args: argparse.Namespace) -> int:
     """Discord's zero-downtime re-shard, driven step by step (``cli.reshard.switch_over``)."""
     if args.shards < 1:
         print("shardline: --shards must be at least 1")
         return 2
+    if args.forget:
+        return await _reshard_forget(ctx)
     if args.abort:
         return await _reshard_abort(ctx)
     if args.dry_run:
@@ -309,6 +341,9 @@ def parser() -> argparse.ArgumentParser:
     moving.add_argument("--max-concurrency", type=int, default=1, help="for --dry-run")
     moving.add_argument("--dry-run", action="store_true", help="print the plan only")
     moving.add_argument("--abort", action="store_true", help="call off a warming re-shard")
+    moving.add_argument(
+        "--forget", action="store_true", help="remove a finished or unreadable re-shard record"
+    )
     moving.add_argument("--timeout", type=float, default=3600.0)
     moving.set_defaults(run=reshard_run)
     asking = commands.add_parser("ask", help="a fleet request to every gateway and worker")
@@ -333,7 +368,11 @@ async def run(argv: typing.Sequence[str] | None = None) -> int:
     try:
         return int(await args.run(ctx, args))
     except admin.ActionRefusedError as exc:
-        print(f"shardline: the re-shard record is not vouched for: {exc}", file=sys.stderr)
+        print(
+            f"shardline: the re-shard record is not vouched for ({exc}); if it predates this "
+            "ADMIN_KEY, remove it with shardline reshard --forget",
+            file=sys.stderr,
+        )
         return 2
     except redis_client.REDIS_ERRORS as exc:
         print(f"shardline: Redis unreachable ({type(exc).__name__})", file=sys.stderr)
@@ -349,7 +388,7 @@ async def run(argv: typing.Sequence[str] | None = None) -> int:
 def _signs(args: argparse.Namespace) -> bool:
     """Whether the command writes an operator action (the gateways want it signed)."""
     if args.command == "reshard":
-        return not args.dry_run
+        return args.abort or args.forget or not args.dry_run
     return args.command in {"drain", "restart-shard"}
 
 

@@ -130,7 +130,7 @@ async def _step(
     state: shared_reshard.State,
     admin_key: Secret,
 ) -> shared_reshard.Reshard:
-    moved = dataclasses.replace(record, state=state, at=time.time())
+    moved = shared_reshard.step(record, state)
     if not await shared_reshard.transition(
         redis, redis_keys, moved, expected=[record.state], admin_key=admin_key
     ):
@@ -170,7 +170,9 @@ async def switch_over(
         record = current
         say(f"carrying on with the re-shard to {target} shards ({current.state.value})")
     else:
-        record = shared_reshard.Reshard(source, target, shared_reshard.State.WARMING)
+        # Signed later than the record it replaces, whatever this machine's clock says.
+        at = max(time.time(), current.at + 0.001 if current is not None else 0.0)
+        record = shared_reshard.Reshard(source, target, shared_reshard.State.WARMING, at)
         expected: list[shared_reshard.State | None] = [None]
         if current is not None:
             expected.append(current.state)
@@ -232,9 +234,7 @@ async def _warm(
         if ready >= target:
             return
         if time.monotonic() > deadline:
-            aborted = dataclasses.replace(
-                record, state=shared_reshard.State.ABORTED, at=time.time()
-            )
+            aborted = shared_reshard.step(record, shared_reshard.State.ABORTED)
             await shared_reshard.transition(
                 redis, redis_keys, aborted, expected=[record.state], admin_key=admin_key
             )

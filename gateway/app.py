@@ -20,6 +20,7 @@ from gateway import (
     leases,
     metrics,
     publisher,
+    restarts,
     sessions,
     shards,
     voice,
@@ -73,6 +74,7 @@ class GatewayApp:
         self.standby = settings.standby
         #: A re-shard's old layout after the switch (or an aborted standby): holds no shard.
         self.retired = False
+        self._restarts = restarts.RestartRequests(settings.admin_key, self.keys.prefix)
         #: When the newest re-shard step this gateway followed was signed.
         self._reshard_at = 0.0
         self._reshard_refused: str | None = None
@@ -156,6 +158,11 @@ class GatewayApp:
             "gateway starting",
             extra={"gateway": self.gateway_id, "pool": core.pool, "shard_count": shard_count},
         )
+        if self.settings.admin_key is None:
+            _LOGGER.warning(
+                "ADMIN_KEY is not set: this gateway refuses every drain, shard restart and "
+                "re-shard step (set it to the key shardline signs with)"
+            )
         self._tasks = [
             asyncio.create_task(self._checkpoint_loop(), name="checkpoints"),
             asyncio.create_task(self._interest_loop(), name="interests"),
@@ -458,7 +465,8 @@ class GatewayApp:
         except redis_client.REDIS_ERRORS as exc:
             _LOGGER.debug("restart requests not read", extra={"error": str(exc)})
             return []
-        taken = [s for s in taken if self._restart_vouched_for(s, mine[s])]
+        count = self.group.shard_count
+        taken = [s for s in taken if self._restarts.vouched_for(s, count, mine[s])]
         for shard_id in taken:
             _LOGGER.info("restarting a shard on request", extra={"shard": shard_id})
             await self._stop_shard(shard_id)
@@ -470,24 +478,6 @@ class GatewayApp:
                     extra={"shard": shard_id, "error": repr(exc)},
                 )
         return taken
-
-    def _restart_vouched_for(self, shard_id: int, token: str | bytes) -> bool:
-        try:
-            body = admin.verify(
-                self.settings.admin_key,
-                self.keys.prefix,
-                token,
-                admin.RESTART_SHARD,
-                max_age=admin.RESTART_MAX_AGE,
-            )
-            if body.get("shard") != shard_id:
-                raise admin.ActionRefusedError("signed for another shard")  # noqa: TRY301
-        except admin.ActionRefusedError as exc:
-            _LOGGER.warning(
-                "restart request refused", extra={"shard": shard_id, "reason": str(exc)}
-            )
-            return False
-        return True
 
     async def _interest_loop(self) -> None:
         while True:

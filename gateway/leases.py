@@ -11,18 +11,16 @@ renewed expires, and its shard is taken over.
 
 from __future__ import annotations
 
-import logging
 import time
 import typing
 
-from shared import admin, keys, sharding
+from gateway import drains
+from shared import keys, sharding
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from shared.secret import Secret
-
-_LOGGER = logging.getLogger("shardline.gateway.leases")
 
 _RENEW: typing.Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -52,11 +50,10 @@ class ShardLeases:
         self.gateway_id = gateway_id
         self.shard_count = shard_count
         self.ttl = ttl
-        self._admin_key = admin_key
         #: An operator asked this gateway to hand all its shards over (``shardline drain``),
         #: with a request signed by the admin key.
         self.draining = False
-        self._refused: bytes | str | None = None
+        self._drains = drains.DrainRequests(admin_key, redis_keys.prefix, gateway_id)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
@@ -72,42 +69,27 @@ class ShardLeases:
             pipe.zremrangebyscore(key, "-inf", now - self.ttl)
             pipe.zrange(key, 0, -1)
             pipe.smembers(self._keys.draining())
-            pipe.hget(self._keys.drain_requests(), self.gateway_id)
-            *_, members, draining, request = await pipe.execute()
-        self.draining = self._drain_vouched_for(request)
-        out = {_text(m) for m in draining}
-        if self.draining != (self.gateway_id in out):
-            # Only this gateway says whether it drains; the others read the set.
+            pipe.hgetall(self._keys.drain_requests())
+            *_, members, announcing, requests = await pipe.execute()
+        live = [_text(m) for m in members]
+        drained = self._drains.vouched_for({_text(g): _text(t) for g, t in requests.items()}, live)
+        self.draining = self.gateway_id in drained
+        announced = {_text(m) for m in announcing}
+        if self.draining != (self.gateway_id in announced):
             if self.draining:
                 await self._redis.sadd(self._keys.draining(), self.gateway_id)
             else:
                 await self._redis.srem(self._keys.draining(), self.gateway_id)
-        out.discard(self.gateway_id)
-        if self.draining:
-            out.add(self.gateway_id)
-        return sorted(_text(m) for m in members if _text(m) not in out)
-
-    def _drain_vouched_for(self, request: bytes | str | None) -> bool:
-        if request is None:
-            return False
-        try:
-            body = admin.verify(self._admin_key, self._keys.prefix, request, admin.DRAIN)
-            if body.get("gateway") != self.gateway_id:
-                raise admin.ActionRefusedError("signed for another gateway")  # noqa: TRY301
-        except admin.ActionRefusedError as exc:
-            if request != self._refused:  # one line per request, not one per heartbeat
-                self._refused = request
-                _LOGGER.warning(
-                    "drain request refused", extra={"gateway": self.gateway_id, "reason": str(exc)}
-                )
-            return False
-        return True
+        # Peers' own word counts too (see gateway.drains); ours is what we checked.
+        out = (announced - {self.gateway_id}) | drained
+        return sorted(g for g in live if g not in out)
 
     async def leave(self) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self._keys.gateways(), self.gateway_id)
             pipe.zrem(self._keys.layout_gateways(self.shard_count), self.gateway_id)
             pipe.srem(self._keys.draining(), self.gateway_id)
+            pipe.hdel(self._keys.drain_requests(), self.gateway_id)  # this id never returns
             await pipe.execute()
 
     def fair_share(self, live: typing.Sequence[str], shard_count: int | None = None) -> int:

@@ -44,7 +44,7 @@ RESHARD: typing.Final = "reshard"
 #: Characters an ``ADMIN_KEY`` needs at least (``openssl rand -hex 32`` gives 64).
 MIN_KEY_LENGTH: typing.Final = 32
 #: Seconds a restart request stays good: an older one is stale or replayed.
-RESTART_MAX_AGE: typing.Final = 300.0
+RESTART_MAX_AGE: typing.Final = 60.0
 #: Seconds a signature's clock may run ahead of the verifier's.
 CLOCK_SKEW: typing.Final = 30.0
 #: Longest token read at all; a real one is a few hundred bytes.

@@ -22,7 +22,7 @@ if typing.TYPE_CHECKING:
     from shared import keys
     from shared.secret import Secret
 
-__all__: typing.Sequence[str] = ("Reshard", "State", "load", "save", "transition")
+__all__: typing.Sequence[str] = ("Reshard", "State", "load", "save", "step", "transition")
 
 
 class State(enum.StrEnum):
@@ -70,6 +70,12 @@ class Reshard:
         if self.state in (State.RETIRING, State.DONE):
             return shard_count == self.source and not standby
         return False
+
+
+def step(record: Reshard, state: State) -> Reshard:
+    """The record moved to ``state``, signed later than ``record`` even if this machine's
+    clock is behind the one that wrote it (gateways follow no step older than one they did)."""
+    return dataclasses.replace(record, state=state, at=max(time.time(), record.at + 0.001))
 
 
 async def load(

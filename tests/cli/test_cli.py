@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from cli import __main__ as cli
-from shared import admin, config, envelope, topology
+from shared import admin, config, envelope, reshard, topology
 from shared.secret import Secret
 from worker import app as worker_app
 from worker import bot as bot_module
@@ -255,7 +255,13 @@ async def test_the_cli_signs_nothing_without_the_admin_key(
     stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ADMIN_KEY")
-    for argv in (["drain", "main-00000000"], ["restart-shard", "0"], ["reshard", "--shards", "4"]):
+    for argv in (
+        ["drain", "main-00000000"],
+        ["restart-shard", "0"],
+        ["reshard", "--shards", "4"],
+        ["reshard", "--shards", "4", "--abort", "--dry-run"],
+        ["reshard", "--shards", "4", "--forget"],
+    ):
         assert await cli.run(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1
@@ -265,6 +271,42 @@ async def test_the_cli_signs_nothing_without_the_admin_key(
     code, _ = await shardline(capsys, "undrain", "main-00000000")
     assert code == 0
     assert not await stack.redis.hexists(stack.keys.drain_requests(), "main-00000000")
+
+
+@pytest.mark.usefixtures("operator_env")
+async def test_a_reshard_record_the_key_does_not_vouch_for_is_explained_and_can_be_forgotten(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a key rotation (or from before signing) the record blocks reshard with one line
+    saying what to do; --forget removes it, but never a re-shard under way."""
+    other_key = Secret("o" * 64)
+    old = reshard.Reshard(1, 2, reshard.State.DONE)
+    await reshard.save(stack.redis, stack.keys, old, other_key)
+    assert await cli.run(["reshard", "--shards", "4", "--abort"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "not vouched for (bad signature" in err
+    assert "shardline reshard --forget" in err
+    code, out = await shardline(capsys, "reshard", "--shards", "4", "--forget")
+    assert code == 0
+    assert "forgot the re-shard record (bad signature" in out
+    assert not await stack.redis.exists(stack.keys.reshard())
+    underway = reshard.Reshard(1, 2, reshard.State.WARMING)
+    await reshard.save(stack.redis, stack.keys, underway, stack.admin_key)
+    code, out = await shardline(capsys, "reshard", "--shards", "2", "--forget")
+    assert code == 1
+    assert "a re-shard is warming" in out
+    assert await stack.redis.exists(stack.keys.reshard())
+
+
+@pytest.mark.usefixtures("operator_env")
+async def test_restart_of_a_shard_no_gateway_serves_is_refused_by_the_cli(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = await shardline(capsys, "restart-shard", "5")
+    assert code == 1
+    assert "no serving gateway holds shard 5" in out
+    assert not await stack.redis.exists(stack.keys.restart_requests())
 
 
 @pytest.mark.usefixtures("operator_env")

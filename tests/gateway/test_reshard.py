@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import typing
 
 from shared import reshard
 
 if typing.TYPE_CHECKING:
+    import pytest
+
     from tests.gateway.conftest import Stack
 
 State = reshard.State
@@ -74,3 +77,36 @@ async def test_a_standby_gateway_with_the_count_already_serving_takes_nothing(
             assert not mistaken.group.shards
         assert serving.group is not None
         assert sorted(serving.group.shards) == [0]
+
+
+async def test_a_step_older_than_one_followed_is_refused(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A validly signed record written back after a later step (a replay) moves nothing."""
+    discord = stack.discord
+    warming = reshard.Reshard(1, 2, State.WARMING)
+    earlier = reshard.Reshard(1, 2, State.SWITCHING, at=warming.at - 60)  # signed before it
+    await reshard.save(stack.redis, stack.keys, warming, stack.admin_key)
+    async with stack.gateway(SHARD_COUNT="2", GATEWAY_STANDBY="true") as standby:
+        assert standby.group is not None
+        group = standby.group
+        await discord.wait_for(lambda: sorted(group.shards) == [0, 1], what="two shards")
+        await reshard.save(stack.redis, stack.keys, earlier, stack.admin_key)
+        await discord.wait_for(
+            lambda: any(r.getMessage() == "re-shard record refused" for r in caplog.records)
+        )
+        refusal = next(r for r in caplog.records if r.getMessage() == "re-shard record refused")
+        assert getattr(refusal, "reason", "") == "older than a step already followed"
+        assert standby.standby
+        # The next step, as shardline writes it (later than the last, whatever the clock).
+        await reshard.save(
+            stack.redis, stack.keys, reshard.step(warming, State.SWITCHING), stack.admin_key
+        )
+        await discord.wait_for(lambda: not standby.standby, what="publishing")
+
+
+def test_a_step_is_signed_later_than_the_last_even_with_a_clock_behind() -> None:
+    ahead = reshard.Reshard(1, 2, State.WARMING, at=time.time() + 3600)
+    moved = reshard.step(ahead, State.SWITCHING)
+    assert moved.at > ahead.at
+    assert (moved.source, moved.target, moved.state) == (1, 2, State.SWITCHING)
