@@ -240,11 +240,31 @@ async def test_a_worker_killed_mid_handler_leaves_the_event_to_another_replica(
         [sys.executable, "-m", "worker"], env=env, stderr=subprocess.DEVNULL
     )
     try:
-        async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0") as gateway:
             await discord.wait_for(lambda: discord.connected_shards() == [0])
-            await asyncio.sleep(3)  # the replica binds its queue; the gateway reads interests
+            publisher = gateway.publisher
+            assert publisher is not None
+            # The replica has bound its queue and the gateway has read its interests (until
+            # then the gateway publishes nothing: no group listens).
+            await discord.wait_for(
+                lambda: "MESSAGE_CREATE" in publisher.interests, timeout=30, what="interests"
+            )
             discord.send_message(channel_id, discord.add_user("gina"), "in flight")
-            await asyncio.sleep(1.5)  # taken by the stalling replica
+            await discord.wait_for(lambda: publisher.stats.published_events >= 1)
+            channel = await stack.connection.channel()
+            queue = stack.topology.worker_queue("main", "default")
+
+            async def ready() -> int:
+                declared = await channel.declare_queue(queue, passive=True)
+                return int(declared.declaration_result.message_count or 0)
+
+            for _ in range(300):  # taken by the stalling replica (unacked, not ready)
+                if not await ready():
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the stalling replica never took the message")
+            await channel.close()
             doomed.send_signal(signal.SIGKILL)
             await asyncio.get_running_loop().run_in_executor(None, doomed.wait)
             bot = bot_module.Bot()
