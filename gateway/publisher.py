@@ -2,8 +2,10 @@
 
 The hot path (:meth:`EventPublisher.accept`) only appends the envelope to its shard's pending
 list and, once per loop iteration, schedules a flush. The flush runs when the shard's socket
-has nothing more to give (the read loop suspended), so a quiet bot publishes each event at
-once while a busy one carries many envelopes of one shard and one routing key in one message.
+has nothing more to give (the read loop suspended), and while the shard's last message is
+still unconfirmed its events wait for the confirm (``PUBLISH_WINDOW``): a quiet bot publishes
+each event at once while a busy one carries many envelopes of one shard and one routing key in
+one message.
 Consecutive runs keep the shard's order. Publisher confirms come back per message; a shard's
 checkpoint (the seq a successor RESUMEs from) only moves past confirmed events.
 """
@@ -31,6 +33,14 @@ if typing.TYPE_CHECKING:
 
 _LOGGER = logging.getLogger("shardline.gateway.publisher")
 _RETRY_DELAYS: typing.Final = (0.05, 0.2, 0.5, 1.0, 2.0)
+#: Messages of one shard on their way to the broker (published, not yet confirmed) at most.
+#: Events that arrive meanwhile wait and go out together when the confirm returns: a quiet
+#: shard publishes each event at once, a busy one as many events per message as arrived during
+#: one broker round trip, so the broker and the workers see fewer, fuller messages exactly when
+#: one message per event would queue up (docs/benchmarks.md, "Publish window").
+PUBLISH_WINDOW: typing.Final = 1
+#: Events in one message at most: a long wait for the broker never makes one huge message.
+MAX_BATCH: typing.Final = 256
 
 
 @dataclasses.dataclass(slots=True)
@@ -53,6 +63,8 @@ class ShardStream:
     confirmed_seq: int = 0
     pending: list[tuple[str, dict[str, typing.Any]]] = dataclasses.field(default_factory=list)
     inflight: collections.deque[_Batch] = dataclasses.field(default_factory=collections.deque)
+    #: Messages published and not yet confirmed.
+    publishing: int = 0
 
     def advance(self) -> None:
         while self.inflight and self.inflight[0].done:
@@ -112,6 +124,8 @@ class EventPublisher:
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        #: Shutting down: everything pending goes out now, whatever the window.
+        self._draining = False
         self._loop = asyncio.get_running_loop()
 
     # --- hot path ---------------------------------------------------------------------------
@@ -191,12 +205,16 @@ class EventPublisher:
         self._flush_scheduled = False
         runs: list[tuple[ShardStream, list[tuple[str, dict[str, typing.Any]]]]] = []
         for stream in self.streams.values():
-            if not stream.pending:
-                continue
+            if not stream.pending or (stream.publishing >= PUBLISH_WINDOW and not self._draining):
+                continue  # flushed again when a confirm returns
             pending, stream.pending = stream.pending, []
             start = 0
             for index in range(1, len(pending) + 1):
-                if index == len(pending) or pending[index][0] != pending[start][0]:
+                if (
+                    index == len(pending)
+                    or pending[index][0] != pending[start][0]
+                    or index - start >= MAX_BATCH
+                ):
                     runs.append((stream, pending[start:index]))
                     start = index
         cache_events, self._cache_pending = self._cache_pending, []
@@ -262,6 +280,7 @@ class EventPublisher:
         message_id = f"{self._pool}:{stream.shard_id}:{stream.session}:{first}-{last}"
         batch = _Batch(stream.session, last, len(envelopes))
         stream.inflight.append(batch)
+        stream.publishing += 1
         message = aio_pika.Message(
             body,
             content_type=envelope.CONTENT_TYPE,
@@ -298,10 +317,14 @@ class EventPublisher:
                 )
                 await asyncio.sleep(delay)
         batch.done = True
+        stream.publishing -= 1
         self.stats.published_events += batch.count
         self.stats.published_messages += 1
         self.buffered -= batch.count
         stream.advance()
+        if stream.pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
         if self.under_pressure and self.buffered <= self.max_buffered // 2:
             self._set_pressure(False)
 
@@ -344,6 +367,7 @@ class EventPublisher:
         stream = ShardStream(shard_id, shard_count, session)  # a stream of its own, unchecked
         batch = _Batch(session, seq, 1)
         stream.inflight.append(batch)
+        stream.publishing += 1
         self.buffered += 1
         task = self._loop.create_task(
             self._publish(stream, batch, message, topology.Topology.event_key(self._pool, name))
@@ -380,13 +404,20 @@ class EventPublisher:
 
     async def drain(self, timeout: float) -> bool:
         """Flush and wait for every confirm (bounded); ``True`` when nothing is left."""
-        self.flush()
         deadline = time.monotonic() + timeout
-        if self._chain is not None:
-            await asyncio.wait([self._chain], timeout=timeout)
-        while self._tasks and time.monotonic() < deadline:
-            await asyncio.wait(set(self._tasks), timeout=max(deadline - time.monotonic(), 0))
-        return not self._tasks
+        self._draining = True  # whatever the window: everything pending goes out now
+        try:
+            while True:
+                self.flush()
+                if self._chain is not None:
+                    await asyncio.wait([self._chain], timeout=timeout)
+                left = max(deadline - time.monotonic(), 0)
+                if not self._tasks or not left:
+                    break
+                await asyncio.wait(set(self._tasks), timeout=left)
+        finally:
+            self._draining = False
+        return not self._tasks and not any(stream.pending for stream in self.streams.values())
 
     async def close(self) -> None:
         self._closing = True

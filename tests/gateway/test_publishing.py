@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import typing
 
+import orjson
+
+from gateway import publisher
 from shared import envelope, sharding
 
 if typing.TYPE_CHECKING:
@@ -81,3 +85,73 @@ async def test_a_worker_finds_the_cache_already_reflecting_the_event(stack: Stac
         await discord.wait_for(lambda: len(seen) >= 41, what="every event")
     assert all(found for _, found in seen), seen
     assert len([s for s in seen if s[0] == "GUILD_MEMBER_ADD"]) == 20
+
+
+def events_in(body: bytes) -> int:
+    decoded = orjson.loads(body)
+    return len(decoded) if isinstance(decoded, list) else 1
+
+
+class GatedExchange:
+    """The real events exchange, whose confirms a test can hold back (a slow broker)."""
+
+    def __init__(self, exchange: typing.Any) -> None:
+        self._exchange = exchange
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.sent = 0
+
+    async def publish(self, message: typing.Any, routing_key: str) -> typing.Any:
+        self.sent += 1
+        confirm = await self._exchange.publish(message, routing_key)
+        await self.gate.wait()
+        return confirm
+
+
+async def test_events_that_arrive_during_a_broker_round_trip_go_out_together(
+    stack: Stack,
+) -> None:
+    """A quiet shard publishes each event at once; while its message is unconfirmed, what
+    arrives waits and then goes out as one message (at most MAX_BATCH events each), in order;
+    a drain sends everything whatever the window."""
+    sink = await stack.listen(["MESSAGE_CREATE", "TYPING_START"])
+    channel = await stack.connection.channel(publisher_confirms=True)
+    events_exchange, _ = await stack.topology.declare_exchanges(channel)
+    gated = GatedExchange(events_exchange)
+    events = publisher.EventPublisher(
+        typing.cast("typing.Any", gated), pool="main", gateway_id="gw", reply_to="rq"
+    )
+    events.interests = frozenset({"MESSAGE_CREATE", "TYPING_START"})
+    stream = events.stream(0, 1)
+    events.begin_session(stream, "s", "wss://resume", 0)
+    gated.gate.clear()
+    events.accept(stream, 1, "MESSAGE_CREATE", {"n": 1})
+    await asyncio.sleep(0.05)
+    assert gated.sent == 1  # the first event went at once
+    for seq in range(2, 6):
+        events.accept(stream, seq, "MESSAGE_CREATE", {"n": seq})
+        await asyncio.sleep(0.01)
+    events.accept(stream, 6, "TYPING_START", {"n": 6})
+    await asyncio.sleep(0.05)
+    assert gated.sent == 1  # held while the first is unconfirmed
+    assert events.checkpoints()[0].seq == 0
+    gated.gate.set()
+    await stack.discord.wait_for(lambda: len(sink.envelopes) == 6, what="six events")
+    assert [events_in(m.body) for m in sink.messages] == [1, 4, 1]
+    assert [e["seq"] for e in sink.envelopes] == [1, 2, 3, 4, 5, 6]
+    await stack.discord.wait_for(lambda: events.checkpoints()[0].seq == 6, what="checkpoint")
+    # A long wait makes no huge message; a drain sends what waits despite the window.
+    gated.gate.clear()
+    count = 2 * publisher.MAX_BATCH + 10
+    for seq in range(7, 7 + count):
+        events.accept(stream, seq, "MESSAGE_CREATE", {"n": seq})
+    await asyncio.sleep(0.05)
+    events.accept(stream, 7 + count, "MESSAGE_CREATE", {"n": 7 + count})
+    gated.gate.set()
+    assert await events.drain(timeout=10)
+    await stack.discord.wait_for(lambda: len(sink.envelopes) == 7 + count, what="all events")
+    # The first flush splits what waited; the last event waited for the window, then drained.
+    sizes = [events_in(m.body) for m in sink.messages[3:]]
+    assert sizes == [publisher.MAX_BATCH, publisher.MAX_BATCH, 10, 1]
+    assert [e["seq"] for e in sink.envelopes] == list(range(1, 8 + count))
+    await events.close()
