@@ -5,7 +5,7 @@
 
 Runs, one after another (they share this machine's cores, so never side by side):
 gateway forwarding, worker throughput, end-to-end latency at fixed rates (with a PNG plot of
-latency against event rate), command round trip, start-up of N shards against the identify
+latency against event rate), the broker hop alone at the same rates, command round trip, start-up of N shards against the identify
 limit, cache memory per guild and member, settings reads, REST rate limits across replicas. Each prints its Markdown table; this collects them
 with the machine's description, into ``--out`` when given. ``quick`` takes about five minutes
 here, ``full`` about fifteen. ``--rates``, ``--guilds``, ``--shards`` and ``--events`` set
@@ -39,6 +39,12 @@ RUNS: list[tuple[str, str, list[str], list[str]]] = [
         ["--rates", "250,1000", "--seconds", "5"],
         ["--rates", "100,250,500,1000,2000", "--seconds", "10"],
     ),
+    (
+        "Broker hop alone",
+        "bench.broker_hop",
+        ["--rates", "250,1000", "--seconds", "5"],
+        ["--rates", "100,250,500,1000,2000", "--seconds", "8"],
+    ),
     ("Command round trip", "bench.command_roundtrip", ["--count", "150"], ["--count", "400"]),
     (
         "Start-up of N shards",
@@ -59,7 +65,7 @@ RUNS: list[tuple[str, str, list[str], list[str]]] = [
 
 #: A scale option of this command -> the benchmarks (and their flag) it sets.
 OVERRIDES: dict[str, list[tuple[str, str]]] = {
-    "rates": [("bench.latency", "--rates")],
+    "rates": [("bench.latency", "--rates"), ("bench.broker_hop", "--rates")],
     "guilds": [("bench.cache_memory", "--guilds"), ("bench.settings_reads", "--guilds")],
     "shards": [("bench.startup", "--shards")],
     "events": [("bench.gateway_forward", "--events"), ("bench.worker_throughput", "--events")],
