@@ -45,7 +45,11 @@ MAX_BATCH: typing.Final = 256
 
 @dataclasses.dataclass(slots=True)
 class _Batch:
+    """Events of one session, ``first_seq`` to ``last_seq``, on their way (a message or a
+    cache write)."""
+
     session: str
+    first_seq: int
     last_seq: int
     count: int
     done: bool = False
@@ -67,10 +71,21 @@ class ShardStream:
     publishing: int = 0
 
     def advance(self) -> None:
-        while self.inflight and self.inflight[0].done:
-            batch = self.inflight.popleft()
-            if batch.session == self.session:
+        """Move the checkpoint past what is done, never to or past an event still waiting
+        (pending, or in a batch not done yet, whichever was queued first)."""
+        waiting = [b.first_seq for b in self.inflight if not b.done and b.session == self.session]
+        if self.pending:
+            waiting.append(self.pending[0][1]["seq"])
+        floor = min(waiting, default=None)
+        kept: collections.deque[_Batch] = collections.deque()
+        for batch in self.inflight:
+            if not batch.done or (
+                floor is not None and batch.session == self.session and batch.last_seq >= floor
+            ):
+                kept.append(batch)  # done ahead of an earlier event: counted once that is
+            elif batch.session == self.session:
                 self.confirmed_seq = max(self.confirmed_seq, batch.last_seq)
+        self.inflight = kept
         if not self.inflight and not self.pending:
             # Everything seen is confirmed or was never meant for the broker.
             self.confirmed_seq = max(self.confirmed_seq, self.seen_seq)
@@ -190,7 +205,7 @@ class EventPublisher:
         batch = self._cache_batches.get(stream.shard_id)
         if batch is None:
             # Held in the shard's in-flight line: the checkpoint waits for the cache write.
-            batch = self._cache_batches[stream.shard_id] = _Batch(stream.session, seq, 0)
+            batch = self._cache_batches[stream.shard_id] = _Batch(stream.session, seq, seq, 0)
             stream.inflight.append(batch)
         batch.last_seq = seq
         batch.count += 1
@@ -203,7 +218,7 @@ class EventPublisher:
         """Write the cache, then publish everything pending, one message per run of one
         routing key; a flush never overtakes the one before it."""
         self._flush_scheduled = False
-        runs: list[tuple[ShardStream, list[tuple[str, dict[str, typing.Any]]]]] = []
+        runs: list[tuple[ShardStream, list[tuple[str, dict[str, typing.Any]]], _Batch]] = []
         for stream in self.streams.values():
             if not stream.pending or (stream.publishing >= PUBLISH_WINDOW and not self._draining):
                 continue  # flushed again when a confirm returns
@@ -215,13 +230,18 @@ class EventPublisher:
                     or pending[index][0] != pending[start][0]
                     or index - start >= MAX_BATCH
                 ):
-                    runs.append((stream, pending[start:index]))
+                    run = pending[start:index]
+                    # In the shard's line from now on: the checkpoint waits for it even while
+                    # it waits for a cache write before going out.
+                    batch = _Batch(stream.session, run[0][1]["seq"], run[-1][1]["seq"], len(run))
+                    stream.inflight.append(batch)
+                    runs.append((stream, run, batch))
                     start = index
         cache_events, self._cache_pending = self._cache_pending, []
         cache_batches, self._cache_batches = list(self._cache_batches.values()), {}
         if not cache_events and self._chain is None:
-            for stream, run in runs:
-                self._publish_run(stream, run)
+            for stream, run, batch in runs:
+                self._publish_run(stream, run, batch)
             return
         self._chain = self._loop.create_task(
             self._write_then_publish(self._chain, cache_events, cache_batches, runs)
@@ -232,7 +252,7 @@ class EventPublisher:
         previous: asyncio.Task[None] | None,
         cache_events: list[tuple[int, str, typing.Any]],
         cache_batches: list[_Batch],
-        runs: list[tuple[ShardStream, list[tuple[str, dict[str, typing.Any]]]]],
+        runs: list[tuple[ShardStream, list[tuple[str, dict[str, typing.Any]]], _Batch]],
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
@@ -260,8 +280,8 @@ class EventPublisher:
         for batch in cache_batches:
             batch.done = True
             self.buffered -= batch.count
-        for stream, run in runs:
-            self._publish_run(stream, run)
+        for stream, run, batch in runs:
+            self._publish_run(stream, run, batch)
         for shard_id in {event[0] for event in cache_events}:
             touched = self.streams.get(shard_id)
             if touched is not None:
@@ -270,16 +290,15 @@ class EventPublisher:
             self._chain = None
 
     def _publish_run(
-        self, stream: ShardStream, run: list[tuple[str, dict[str, typing.Any]]]
+        self, stream: ShardStream, run: list[tuple[str, dict[str, typing.Any]]], batch: _Batch
     ) -> None:
         name = run[0][0]
         envelopes = [item for _, item in run]
         body = orjson.dumps(envelopes[0] if len(envelopes) == 1 else envelopes)
-        first, last = envelopes[0]["seq"], envelopes[-1]["seq"]
         # The same events replayed after a resume get the same id: duplicates are recognisable.
-        message_id = f"{self._pool}:{stream.shard_id}:{stream.session}:{first}-{last}"
-        batch = _Batch(stream.session, last, len(envelopes))
-        stream.inflight.append(batch)
+        message_id = (
+            f"{self._pool}:{stream.shard_id}:{batch.session}:{batch.first_seq}-{batch.last_seq}"
+        )
         stream.publishing += 1
         message = aio_pika.Message(
             body,
@@ -365,7 +384,7 @@ class EventPublisher:
             type=name,
         )
         stream = ShardStream(shard_id, shard_count, session)  # a stream of its own, unchecked
-        batch = _Batch(session, seq, 1)
+        batch = _Batch(session, seq, seq, 1)
         stream.inflight.append(batch)
         stream.publishing += 1
         self.buffered += 1
@@ -410,14 +429,18 @@ class EventPublisher:
             while True:
                 self.flush()
                 if self._chain is not None:
-                    await asyncio.wait([self._chain], timeout=timeout)
+                    await asyncio.wait([self._chain], timeout=max(deadline - time.monotonic(), 0))
                 left = max(deadline - time.monotonic(), 0)
                 if not self._tasks or not left:
                     break
                 await asyncio.wait(set(self._tasks), timeout=left)
         finally:
             self._draining = False
-        return not self._tasks and not any(stream.pending for stream in self.streams.values())
+        return (
+            self._chain is None
+            and not self._tasks
+            and not any(stream.pending for stream in self.streams.values())
+        )
 
     async def close(self) -> None:
         self._closing = True

@@ -9,6 +9,8 @@ import orjson
 
 from gateway import publisher
 from shared import envelope, sharding
+from shared.cache import resources
+from shared.cache import writer as cache_writer
 
 if typing.TYPE_CHECKING:
     from tests.gateway.conftest import Stack
@@ -93,19 +95,46 @@ def events_in(body: bytes) -> int:
 
 
 class GatedExchange:
-    """The real events exchange, whose confirms a test can hold back (a slow broker)."""
+    """The real events exchange, whose confirms a test hands out one by one (a slow broker)."""
 
     def __init__(self, exchange: typing.Any) -> None:
         self._exchange = exchange
-        self.gate = asyncio.Event()
-        self.gate.set()
+        self._released = 0
+        self._changed = asyncio.Condition()
         self.sent = 0
 
     async def publish(self, message: typing.Any, routing_key: str) -> typing.Any:
         self.sent += 1
+        number = self.sent
         confirm = await self._exchange.publish(message, routing_key)
-        await self.gate.wait()
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._released >= number)
         return confirm
+
+    async def release(self, count: int | None = None) -> None:
+        """Confirm ``count`` more messages, or every one sent so far."""
+        async with self._changed:
+            self._released = self.sent if count is None else self._released + count
+            self._changed.notify_all()
+
+    async def open(self) -> None:
+        """Confirm everything from now on."""
+        async with self._changed:
+            self._released = 1 << 62
+            self._changed.notify_all()
+
+
+async def gated_publisher(
+    stack: Stack, **options: typing.Any
+) -> tuple[GatedExchange, publisher.EventPublisher]:
+    channel = await stack.connection.channel(publisher_confirms=True)
+    events_exchange, _ = await stack.topology.declare_exchanges(channel)
+    gated = GatedExchange(events_exchange)
+    events = publisher.EventPublisher(
+        typing.cast("typing.Any", gated), pool="main", gateway_id="gw", reply_to="rq", **options
+    )
+    events.interests = frozenset({"MESSAGE_CREATE", "TYPING_START"})
+    return gated, events
 
 
 async def test_events_that_arrive_during_a_broker_round_trip_go_out_together(
@@ -113,45 +142,85 @@ async def test_events_that_arrive_during_a_broker_round_trip_go_out_together(
 ) -> None:
     """A quiet shard publishes each event at once; while its message is unconfirmed, what
     arrives waits and then goes out as one message (at most MAX_BATCH events each), in order;
-    a drain sends everything whatever the window."""
+    a drain sends what waits at once, whatever the window."""
     sink = await stack.listen(["MESSAGE_CREATE", "TYPING_START"])
-    channel = await stack.connection.channel(publisher_confirms=True)
-    events_exchange, _ = await stack.topology.declare_exchanges(channel)
-    gated = GatedExchange(events_exchange)
-    events = publisher.EventPublisher(
-        typing.cast("typing.Any", gated), pool="main", gateway_id="gw", reply_to="rq"
-    )
-    events.interests = frozenset({"MESSAGE_CREATE", "TYPING_START"})
+    gated, events = await gated_publisher(stack)
     stream = events.stream(0, 1)
     events.begin_session(stream, "s", "wss://resume", 0)
-    gated.gate.clear()
-    events.accept(stream, 1, "MESSAGE_CREATE", {"n": 1})
-    await asyncio.sleep(0.05)
-    assert gated.sent == 1  # the first event went at once
-    for seq in range(2, 6):
-        events.accept(stream, seq, "MESSAGE_CREATE", {"n": seq})
-        await asyncio.sleep(0.01)
-    events.accept(stream, 6, "TYPING_START", {"n": 6})
-    await asyncio.sleep(0.05)
-    assert gated.sent == 1  # held while the first is unconfirmed
-    assert events.checkpoints()[0].seq == 0
-    gated.gate.set()
-    await stack.discord.wait_for(lambda: len(sink.envelopes) == 6, what="six events")
-    assert [events_in(m.body) for m in sink.messages] == [1, 4, 1]
-    assert [e["seq"] for e in sink.envelopes] == [1, 2, 3, 4, 5, 6]
-    await stack.discord.wait_for(lambda: events.checkpoints()[0].seq == 6, what="checkpoint")
-    # A long wait makes no huge message; a drain sends what waits despite the window.
-    gated.gate.clear()
-    count = 2 * publisher.MAX_BATCH + 10
-    for seq in range(7, 7 + count):
-        events.accept(stream, seq, "MESSAGE_CREATE", {"n": seq})
-    await asyncio.sleep(0.05)
-    events.accept(stream, 7 + count, "MESSAGE_CREATE", {"n": 7 + count})
-    gated.gate.set()
-    assert await events.drain(timeout=10)
-    await stack.discord.wait_for(lambda: len(sink.envelopes) == 7 + count, what="all events")
-    # The first flush splits what waited; the last event waited for the window, then drained.
-    sizes = [events_in(m.body) for m in sink.messages[3:]]
-    assert sizes == [publisher.MAX_BATCH, publisher.MAX_BATCH, 10, 1]
-    assert [e["seq"] for e in sink.envelopes] == list(range(1, 8 + count))
-    await events.close()
+    try:
+        events.accept(stream, 1, "MESSAGE_CREATE", {"n": 1})
+        await asyncio.sleep(0.05)
+        assert gated.sent == 1  # the first event went at once
+        for seq in range(2, 6):
+            events.accept(stream, seq, "MESSAGE_CREATE", {"n": seq})
+            await asyncio.sleep(0.01)
+        events.accept(stream, 6, "TYPING_START", {"n": 6})
+        await asyncio.sleep(0.05)
+        assert gated.sent == 1  # held while the first is unconfirmed
+        assert events.checkpoints()[0].seq == 0
+        await gated.release()  # the first confirms; what waited goes out in two messages
+        await stack.discord.wait_for(lambda: gated.sent == 3, what="the waiting events")
+        await gated.release()
+        await stack.discord.wait_for(lambda: len(sink.envelopes) == 6, what="six events")
+        assert [events_in(m.body) for m in sink.messages] == [1, 4, 1]
+        assert [e["seq"] for e in sink.envelopes] == [1, 2, 3, 4, 5, 6]
+        await stack.discord.wait_for(lambda: events.checkpoints()[0].seq == 6, what="checkpoint")
+        # What waited long goes out in messages of at most MAX_BATCH.
+        events.accept(stream, 7, "MESSAGE_CREATE", {"n": 7})
+        await asyncio.sleep(0.05)
+        sent = gated.sent  # seq 7 is out, unconfirmed: the rest waits
+        count = 2 * publisher.MAX_BATCH + 10
+        for seq in range(8, 8 + count):
+            events.accept(stream, seq, "MESSAGE_CREATE", {"n": seq})
+        await asyncio.sleep(0.05)
+        assert gated.sent == sent
+        # A drain does not wait for the window: everything waiting goes out now.
+        draining = asyncio.ensure_future(events.drain(timeout=10))
+        await stack.discord.wait_for(lambda: gated.sent == sent + 3, what="the drain's messages")
+        await gated.release()
+        assert await draining
+        await stack.discord.wait_for(lambda: len(sink.envelopes) == 7 + count, what="all events")
+        sizes = [events_in(m.body) for m in sink.messages[3:]]
+        assert sizes == [1, publisher.MAX_BATCH, publisher.MAX_BATCH, 10]
+        assert [e["seq"] for e in sink.envelopes] == list(range(1, 8 + count))
+        assert events.checkpoints()[0].seq == 7 + count
+    finally:
+        await gated.open()
+        await events.close()
+
+
+async def test_the_checkpoint_never_passes_an_event_still_waiting(stack: Stack) -> None:
+    """A cache write finished for a later event must not carry the checkpoint past an earlier
+    event that waits for the window: a successor would RESUME after it and never get it."""
+    await stack.listen(["MESSAGE_CREATE"])
+    gated, events = await gated_publisher(
+        stack,
+        cache_writer=cache_writer.CacheWriter(stack.keys, resources.CacheResource.MEMBERS),
+        redis=stack.redis,
+    )
+    stream = events.stream(0, 1)
+    events.begin_session(stream, "s", "wss://resume", 0)
+    member = {
+        "guild_id": "81384788765712384",
+        "user": {"id": "80351110224678912", "username": "nelly", "discriminator": "0"},
+        "roles": [],
+        "joined_at": "2024-05-01T10:00:00+00:00",
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+    }
+    try:
+        events.accept(stream, 1, "MESSAGE_CREATE", {"n": 1})
+        await stack.discord.wait_for(lambda: gated.sent == 1, what="seq 1 published")
+        events.accept(stream, 2, "MESSAGE_CREATE", {"n": 2})  # waits for the window
+        events.accept(stream, 3, "GUILD_MEMBER_ADD", member)  # cache only: written at once
+        await stack.discord.wait_for(lambda: events.stats.cache_writes == 1, what="cache write")
+        assert events.checkpoints()[0].seq == 0
+        await gated.release(1)  # seq 1 confirmed; seq 2 goes out and waits
+        await stack.discord.wait_for(lambda: gated.sent == 2, what="seq 2 published")
+        assert events.checkpoints()[0].seq == 1  # not 3: seq 2 is not confirmed
+        await gated.release(1)
+        await stack.discord.wait_for(lambda: events.checkpoints()[0].seq == 3, what="all")
+    finally:
+        await gated.open()
+        await events.close()
