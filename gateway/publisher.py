@@ -139,8 +139,8 @@ class EventPublisher:
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
-        #: Shutting down: everything pending goes out now, whatever the window.
-        self._draining = False
+        #: Drains under way: while any runs, everything pending goes out now, whatever the window.
+        self._draining = 0
         self._loop = asyncio.get_running_loop()
 
     # --- hot path ---------------------------------------------------------------------------
@@ -421,26 +421,36 @@ class EventPublisher:
         """Events accepted but not yet confirmed by the broker."""
         return self.buffered
 
-    async def drain(self, timeout: float) -> bool:
-        """Flush and wait for every confirm (bounded); ``True`` when nothing is left."""
+    async def drain(self, timeout: float, shard_id: int | None = None) -> bool:
+        """Flush and wait (bounded) until the broker confirmed everything of ``shard_id``, or
+        of every shard; ``True`` when nothing of it is left. A shard handed over waits for its
+        own events, not for the other shards' traffic."""
         deadline = time.monotonic() + timeout
-        self._draining = True  # whatever the window: everything pending goes out now
+        self._draining += 1
         try:
-            while True:
+            while not self._settled(shard_id):
                 self.flush()
-                if self._chain is not None:
-                    await asyncio.wait([self._chain], timeout=max(deadline - time.monotonic(), 0))
-                left = max(deadline - time.monotonic(), 0)
-                if not self._tasks or not left:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     break
-                await asyncio.wait(set(self._tasks), timeout=left)
+                waiting = set(self._tasks) | ({self._chain} if self._chain is not None else set())
+                if waiting:
+                    await asyncio.wait(waiting, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    await asyncio.sleep(0.01)  # a flush was only scheduled: let it run
         finally:
-            self._draining = False
-        return (
-            self._chain is None
-            and not self._tasks
-            and not any(stream.pending for stream in self.streams.values())
-        )
+            self._draining -= 1
+        return self._settled(shard_id)
+
+    def _settled(self, shard_id: int | None) -> bool:
+        if shard_id is None:
+            streams: typing.Iterable[ShardStream] = self.streams.values()
+            if self._chain is not None or self._tasks:
+                return False
+        else:
+            one = self.streams.get(shard_id)
+            streams = () if one is None else (one,)
+        return all(not s.pending and all(b.done for b in s.inflight) for s in streams)
 
     async def close(self) -> None:
         self._closing = True

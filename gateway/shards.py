@@ -204,7 +204,7 @@ class ShardGroup:
         if shard is None:
             return
         await hikari_adapter.close_keeping_session(shard)
-        await self._publisher.drain(timeout=10)
+        await self._publisher.drain(timeout=10, shard_id=shard_id)
         marks = self._publisher.checkpoints()
         if shard_id in marks:
             await self._sessions.checkpoint({shard_id: marks[shard_id]})

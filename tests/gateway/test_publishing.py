@@ -224,3 +224,33 @@ async def test_the_checkpoint_never_passes_an_event_still_waiting(stack: Stack) 
     finally:
         await gated.open()
         await events.close()
+
+
+async def test_handing_over_one_shard_waits_for_its_events_only(stack: Stack) -> None:
+    await stack.listen(["MESSAGE_CREATE"])
+    gated, events = await gated_publisher(stack)
+    moving, staying = events.stream(0, 2), events.stream(1, 2)
+    events.begin_session(moving, "s0", "wss://resume", 0)
+    events.begin_session(staying, "s1", "wss://resume", 0)
+    try:
+        events.accept(moving, 1, "MESSAGE_CREATE", {"n": 1})
+        await stack.discord.wait_for(lambda: gated.sent == 1, what="shard 0's message")
+        events.accept(staying, 1, "MESSAGE_CREATE", {"n": 1})
+        events.accept(moving, 2, "MESSAGE_CREATE", {"n": 2})  # waits for shard 0's window
+        await stack.discord.wait_for(lambda: gated.sent == 2, what="shard 1's message")
+        draining = asyncio.ensure_future(events.drain(timeout=10, shard_id=0))
+        await stack.discord.wait_for(lambda: gated.sent == 3, what="shard 0's second message")
+        await gated.release(1)  # shard 0's first; shard 1's stays unconfirmed
+        await asyncio.sleep(0.05)
+        assert not draining.done()
+        await gated.release(2)  # shard 1's (sent second) and shard 0's last
+        assert await asyncio.wait_for(draining, timeout=5)
+        assert events.checkpoints()[0].seq == 2
+        # Shard 1's traffic does not hold a drain of shard 0 up.
+        events.accept(staying, 2, "MESSAGE_CREATE", {"n": 2})
+        await stack.discord.wait_for(lambda: gated.sent == 4, what="shard 1's next message")
+        assert await asyncio.wait_for(events.drain(timeout=10, shard_id=0), timeout=1)
+        assert not await events.drain(timeout=0.2)  # the whole gateway still waits for it
+    finally:
+        await gated.open()
+        await events.close()
