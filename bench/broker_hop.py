@@ -81,7 +81,8 @@ async def hop(kind: str, rate: float, seconds: float, size: int) -> list[float]:
             confirms.add(confirm)
             confirm.add_done_callback(confirms.discard)
         result = (await consumer.stdout.readline()).decode().split()
-        await consumer.wait()
+        if await consumer.wait() or len(result) != 3:
+            raise SystemExit(f"the consumer of {name} failed (exit {consumer.returncode})")
         await queue.delete(if_unused=False, if_empty=False)
         return [float(value) for value in result]
     finally:

@@ -32,7 +32,6 @@ __all__: typing.Sequence[str] = (
     "WorkerSettings",
     "discord_token_given",
     "load_or_exit",
-    "read_admin_key",
 )
 
 T = typing.TypeVar("T")
@@ -255,7 +254,7 @@ class OperatorSettings:
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> OperatorSettings:
         read = EnvReader(os.environ if env is None else env)
-        return dataclasses.replace(cls._read(read), admin_key=read_admin_key(read))
+        return dataclasses.replace(cls._read(read), admin_key=_read_admin_key(read))
 
     @classmethod
     def _read(cls, read: EnvReader) -> OperatorSettings:
@@ -269,7 +268,7 @@ class OperatorSettings:
         )
 
 
-def read_admin_key(read: EnvReader) -> Secret | None:
+def _read_admin_key(read: EnvReader) -> Secret | None:
     """``ADMIN_KEY`` (or ``ADMIN_KEY_FILE``): the operator's key, held by gateways and
     ``shardline`` only, never by workers. Unset: operator actions are refused."""
     key = read.optional_secret("ADMIN_KEY")
@@ -401,7 +400,7 @@ class GatewaySettings:
             publish_buffer=read.integer("PUBLISH_BUFFER", 50_000, minimum=10),
             cache_resources=_parse_cache_resources(read),
             standby=standby,
-            admin_key=read_admin_key(read),
+            admin_key=_read_admin_key(read),
         )
 
 
