@@ -55,13 +55,14 @@ async def test_every_process_answers_and_one_hung_target_times_out_alone(
             # A process whose heartbeat is fresh but whose queue is gone (it just died).
             await stack.redis.zadd(stack.keys.workers(), {"main-default-ghost": time.time()})
             started = time.monotonic()
-            answers = await bot.fleet.ask("stats", roles=("worker",), timeout=1.0)
+            answers = await bot.fleet.ask("stats", roles=("worker",), timeout=2.0)
             elapsed = time.monotonic() - started
         finally:
             process.send_signal(signal.SIGCONT)
             process.terminate()
             await asyncio.get_running_loop().run_in_executor(None, process.wait, 30)
-        assert elapsed < 2.0  # each target waited on at once, not one after another
+        # Each silent target waited on at once (about 2 s), not one after another (4 s).
+        assert elapsed < 3.5, elapsed
         ok = sorted(a.target for a in answers if a.ok)
         assert ok == sorted(r.worker_id for r in group)
         failed = {a.target: a.error for a in answers if not a.ok}
@@ -69,7 +70,7 @@ async def test_every_process_answers_and_one_hung_target_times_out_alone(
         assert isinstance(failed["main-default-ghost"], rpc.TargetUnavailableError)
         [hung] = [t for t in failed if t != "main-default-ghost"]
         assert isinstance(failed[hung], rpc.RpcTimeoutError)
-        assert f"worker {hung} did not answer within 1 s" in str(failed[hung])
+        assert f"worker {hung} did not answer within 2 s" in str(failed[hung])
 
 
 async def test_asking_before_start_is_a_clear_error() -> None:
