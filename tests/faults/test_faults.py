@@ -239,15 +239,15 @@ async def test_a_reconnect_and_invalid_session_storm(
             await discord.wait_for(lambda: discord.connected_shards() == [0, 1])
             await _gateway_listens(gateway)
             sending = asyncio.get_running_loop().create_task(load.send(400, rate=150))
-            forced = 0
             for round_ in range(10):
                 await asyncio.sleep(0.5)
+                # Every round forces at least one shard, however late a loaded machine resumes.
+                await discord.wait_for(discord.connected_shards, timeout=30, what="a shard back")
                 for shard in discord.connected_shards():  # one still reconnecting is left be
                     if round_ in (3, 7):
                         discord.force_invalid_session(shard, resumable=True)
                     else:
                         discord.force_reconnect(shard)
-                    forced += 1
             storm_over = time.monotonic()
             await sending
             await discord.wait_for(lambda: discord.connected_shards() == [0, 1], timeout=30)
@@ -258,7 +258,6 @@ async def test_a_reconnect_and_invalid_session_storm(
         row = await load.row("RECONNECT/INVALID_SESSION storm", done_at - storm_over, 30,
                              "exactly once")  # fmt: skip
         fault_report(row)
-        assert forced >= 5
         assert resumes >= 1
         assert identifies == 2  # each shard identified once; every storm reconnect resumed
         assert row.lost == 0

@@ -474,13 +474,16 @@ async def test_a_100k_member_guild_create_lets_the_loop_breathe(cache: Cache) ->
             last = now
 
     beating = asyncio.get_running_loop().create_task(heartbeat())
+    started = time.monotonic()
     await cache.apply("GUILD_CREATE", payload)
+    took = time.monotonic() - started
     stop.set()
     await beating
     assert len(await cache.reader.member_ids(guild_id)) == 100_000
-    # The loop ran between slices: a heartbeat task kept ticking, never stalled for long.
+    # The loop ran between slices: a heartbeat task kept ticking, never stalled for long
+    # (relative to the whole write, which a loaded machine stretches along with each slice).
     assert len(gaps) > 10
-    assert max(gaps) < 0.5, max(gaps)
+    assert max(gaps) < took / 5, (max(gaps), took)
 
 
 async def test_malformed_payloads_are_skipped_and_the_rest_is_written(cache: Cache) -> None:

@@ -95,7 +95,8 @@ async def test_a_holder_that_dies_mid_run_loses_no_run(fleet: Fleet) -> None:
     while not any(due == held_due for due, _ in fleet.runs):
         assert time.monotonic() < deadline, f"the held period never ran: {fleet.runs}"
         await asyncio.sleep(0.05)
-    assert time.monotonic() - killed_at < 1.0 + 1.5  # the lease, then the survivor's next look
+    # The lease, then the survivor's next look; a loaded machine may add a second, never more.
+    assert time.monotonic() - killed_at < 1.0 + 2.5
     assert [h for due, h in fleet.runs if due == held_due] == ["survivor"]
 
 

@@ -94,7 +94,7 @@ async def test_a_graceful_stop_hands_the_service_over_at_once(stack: Stack) -> N
         await leader.service_host.close()  # what SIGTERM does first: releases the lease
         answer = await other.bot.services.call("counter", "whoami", timeout=5)
         assert answer["bot"] == id(other.bot)
-        assert time.monotonic() - started < 2.0  # not the 10 s lease
+        assert time.monotonic() - started < 5.0  # well before the 10 s lease would end
 
 
 async def wait_for_async(
@@ -166,8 +166,9 @@ async def test_the_leader_killed_another_takes_over_within_the_lease(
             stop.set()
             await caller_task  # raises if any call failed
             taken_over = next(at for at, pid in results if pid != first_pid)
-            # The lease ends at most ``lease`` after the last renewal; the successor wakes then.
-            assert taken_over - killed_at < lease + 1.0
+            # The lease ends at most ``lease`` after the last renewal; the successor wakes then
+            # (and a loaded machine may take a moment more; a second lease would mean it slept).
+            assert taken_over - killed_at < 2 * lease, taken_over - killed_at
             assert all(pid == first_pid for at, pid in results if at < killed_at)
     finally:
         for process in processes:
