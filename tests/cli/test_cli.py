@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import typing
 
 import aio_pika
@@ -320,14 +321,14 @@ async def test_ask_gathers_every_process_answer(
         await stack.discord.wait_for(
             lambda: gateway.group is not None and gateway.group.stats[0].connected
         )
-        for _ in range(100):  # the gateway's first status write
-            if await stack.redis.exists(stack.keys.gateway_status(gateway.gateway_id)):
-                break
+        deadline = time.monotonic() + 15
+        while not await stack.redis.exists(stack.keys.gateway_status(gateway.gateway_id)):
+            assert time.monotonic() < deadline, "the gateway's first status write"
             await asyncio.sleep(0.05)
-        code, out = await shardline(capsys, "ask", "stats")
+        code, out = await shardline(capsys, "ask", "stats", "--timeout", "10")
         assert code == 0, out
         assert gateway.gateway_id in out
         assert replica.worker_id in out
-        code, out = await shardline(capsys, "ask", "nope", "--role", "worker")
+        code, out = await shardline(capsys, "ask", "nope", "--role", "worker", "--timeout", "10")
         assert code == 1
         assert "has no handler 'nope'" in out

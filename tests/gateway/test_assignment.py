@@ -36,9 +36,12 @@ async def test_two_gateways_eight_shards_respect_identify_buckets(
     assert not discord.records.identify_violations
     accepted = [r for r in discord.records.identifies if r.accepted]
     assert sorted(r.shard_id for r in accepted) == list(range(8))
-    # 4 identifies per bucket need at least 3 windows of 5 s; allow one window more.
+    # 4 identifies per bucket need at least 3 windows of 5 s; the emulator saw them within one
+    # window more (the whole start, with two gateways starting on a loaded machine, is looser).
     minimum = 3 * 5.0
-    assert minimum <= elapsed <= minimum + 5.0, elapsed
+    assert minimum <= elapsed < 40, elapsed
+    span = max(r.at for r in accepted) - min(r.at for r in accepted)
+    assert minimum <= span <= minimum + 5.0, span
     for bucket in (0, 1):
         times = sorted(r.at for r in accepted if r.bucket == bucket)
         assert all(b - a >= 5.0 for a, b in itertools.pairwise(times))

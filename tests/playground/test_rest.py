@@ -131,7 +131,10 @@ async def test_route_bucket_429_with_retry_after(
 
 async def test_global_limit(make_emulator: Factory) -> None:
     discord = await make_emulator(
-        rate_limits=ratelimit.RateLimitOptions(global_limit=5, default_route_limit=(100, 1.0))
+        # A long window: six requests one after another all fall in it, however slow.
+        rate_limits=ratelimit.RateLimitOptions(
+            global_limit=5, global_window=60.0, default_route_limit=(100, 1.0)
+        )
     )
     api, session = await make_api(discord)
     results = [await api.call("GET", "/users/@me") for _ in range(6)]
@@ -144,11 +147,11 @@ async def test_global_limit(make_emulator: Factory) -> None:
 
 
 async def test_block_global_pauses_everything(api: Api, discord: emulator.DiscordEmulator) -> None:
-    discord.limiter.block_global(0.3)
+    discord.limiter.block_global(2.0)
     status, body, _ = await api.call("GET", "/users/@me")
     assert status == 429
     assert body["global"] is True
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(2.05)
     assert (await api.call("GET", "/users/@me"))[0] == 200
 
 

@@ -147,5 +147,6 @@ async def test_the_claims_of_a_holder_that_died_are_taken_over_once_its_key_expi
     doomed._alive.cancel()  # kill -9: no more refreshes, and nothing deleted
     started = time.monotonic()
     assert seqs(await asyncio.wait_for(survivor.claim(batch, redelivered=True), 10)) == [(0, 9)]
-    assert time.monotonic() - started <= keys.DEDUPE_HOLDER_TTL + 1
+    # Within the holder's TTL and a few polls, not two TTLs.
+    assert time.monotonic() - started <= keys.DEDUPE_HOLDER_TTL + 2.5
     assert await redis_client.get(redis_keys.dedupe(batch[0].dedupe_key)) == b"processing:survivor"

@@ -74,9 +74,14 @@ def read_address(process: subprocess.Popen[bytes], timeout: float) -> str:
 def wait_until_ready(url: str, timeout: float = 60.0) -> None:
     """Both shards connected, the slash commands synced, every process running."""
     deadline = time.monotonic() + timeout
+    state: dict[str, typing.Any] = {"shards": "never answered", "processes": ""}
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{url}/playground/api/state", timeout=5) as response:
-            state = orjson.loads(response.read())
+        try:
+            with urllib.request.urlopen(f"{url}/playground/api/state", timeout=5) as response:
+                state = orjson.loads(response.read())
+        except OSError:  # busy starting four processes: a slow answer is asked again
+            time.sleep(0.3)
+            continue
         shards = [s for s in state["shards"] if s["connected"]]
         running = [p for p in state["processes"] if p["state"] == "running"]
         if len(shards) == 2 and state["commands"] and len(running) == 4:

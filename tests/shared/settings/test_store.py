@@ -32,13 +32,17 @@ class Replicas:
         self.namespace = namespace
         self.opened: list[Replica] = []
 
-    async def open(self, **options: typing.Any) -> store.SettingsStore:
+    async def open(self, *, subscribed: bool = True, **options: typing.Any) -> store.SettingsStore:
         client = store.connect(self.mongo_url, **options)
         replica = store.SettingsStore(
             client.get_database(self.namespace), self.redis, keys.RedisKeys(self.namespace, "main")
         )
         await replica.start()
         self.opened.append((client, replica))
+        if subscribed:
+            # start() waits 2 s at most for the invalidation subscription; until it is up,
+            # local copies are not trusted, which the counts of local hits below rely on.
+            await asyncio.wait_for(replica._subscribed.wait(), 15)
         return replica
 
     @property
@@ -248,7 +252,7 @@ async def test_redis_unavailable_reads_and_writes_go_to_mongodb(
     )
     group = Replicas(mongo_url, unreachable, namespace)
     try:
-        settings = await group.open()
+        settings = await group.open(subscribed=False)
         assert (await settings.set_prefix(30, "&")).prefix == "&"
         assert (await settings.guild(30)).prefix == "&"
         assert settings.stats.redis_failures > 0

@@ -157,7 +157,7 @@ async def test_play_joins_hands_the_voice_to_lavalink_and_plays(scene: Scene) ->
 
 async def test_the_queue_advances_on_another_replica(scene: Scene) -> None:
     discord = scene.discord
-    scene.node.add_track("Six Seconds", 6_000)  # ends after the first replica is gone
+    scene.node.add_track("Six Seconds", 60_000)  # sought to its end once the first is gone
     discord.join_voice(scene.guild_id, scene.user, scene.voice_id)
     async with scene.gateway() as gateway:
         await scene.wait_for(lambda: discord.connected_shards() == [0])
@@ -170,6 +170,8 @@ async def test_the_queue_advances_on_another_replica(scene: Scene) -> None:
             assert "1. **Song Two**" in queue
         # The replica that queued it is gone; another takes the track's end and plays on.
         async with scene.workers(1) as [second]:
+            assert scene.playing() == "Six Seconds"
+            await second.bot.voice.player(scene.guild_id).seek(59_500)
             await scene.wait_for(lambda: scene.playing() == "Song Two", timeout=20)
             consumer = second.consumer
             assert consumer is not None

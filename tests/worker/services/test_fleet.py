@@ -31,7 +31,7 @@ async def test_every_process_answers_and_one_hung_target_times_out_alone(
         await wait_for_async(
             lambda: stack.redis.exists(stack.keys.gateway_status(gateway.gateway_id)), 1
         )
-        answers = await bot.fleet.ask("stats")
+        answers = await bot.fleet.ask("stats", timeout=10)
         assert all(a.ok for a in answers), answers
         by_role = {(a.role, a.target): a.value for a in answers}
         assert set(by_role) == {
@@ -42,7 +42,7 @@ async def test_every_process_answers_and_one_hung_target_times_out_alone(
         assert by_role["worker", group[1].worker_id]["worker"] == group[1].worker_id
 
         # Only registered questions: the gateway has no "pid"; workers answer it.
-        answers = await bot.fleet.ask("pid")
+        answers = await bot.fleet.ask("pid", timeout=10)
         errors = {a.role: a.error for a in answers if not a.ok}
         assert isinstance(errors["gateway"], rpc.UnknownMethodError)
         assert [a.value for a in answers if a.role == "worker"] == [os.getpid()] * 2
