@@ -1,5 +1,6 @@
-# One image for every Shardline service: `python -m gateway`, `python -m worker`, `shardline`.
 # syntax=docker/dockerfile:1
+# One image for every Shardline service: `python -m gateway`, `python -m worker`, `shardline`.
+# (The syntax directive counts only on the very first line.)
 
 # --- build: wheels for the project and its dependencies (compilers stay in this stage) ---
 FROM python:3.11.7-slim-bookworm AS build
