@@ -1,7 +1,7 @@
 """The Discord emulator in a process of its own, driven over stdin, for benchmarks.
 
 Prints ``ready <api_url> <token>``; then reads commands: ``wait-shards N`` (answers
-``connected``), ``blast COUNT BYTES`` (dispatches COUNT MESSAGE_CREATE of about BYTES each to
+``connected FIRST_IDENTIFY NOW``, wall-clock times), ``blast COUNT BYTES`` (dispatches COUNT MESSAGE_CREATE of about BYTES each to
 shard 0 as fast as the socket takes them; answers ``sent SECONDS``), ``paced COUNT RATE BYTES``
 (COUNT MESSAGE_CREATE at RATE per second, each message's content starting with the wall-clock
 time it was dispatched, for latency measurements; answers ``sent SECONDS``), ``roundtrip
@@ -105,7 +105,10 @@ async def main() -> None:
                 await discord.wait_for(
                     lambda wanted=wanted: len(discord.connected_shards()) >= wanted, timeout=60
                 )
-                print("connected", flush=True)
+                accepted = [r.at for r in discord.records.identifies if r.accepted]
+                first = min(accepted, default=time.time())
+                # The wall-clock time of the first accepted IDENTIFY, and of now (all READY).
+                print(f"connected {first:.3f} {time.time():.3f}", flush=True)
             elif line[0] == "blast":
                 seconds = await blast(discord, int(line[1]), int(line[2]))
                 print(f"sent {seconds:.3f}", flush=True)
