@@ -78,6 +78,7 @@ class GatewayApp:
         #: When the newest re-shard step this gateway followed was signed.
         self._reshard_at = 0.0
         self._reshard_refused: str | None = None
+        self._successor_missing = False
 
     # --- start ------------------------------------------------------------------------------
 
@@ -132,7 +133,11 @@ class GatewayApp:
         await self.commands.start()
         await self._start_rpc()
         record = await self._reshard_record()
-        if record is not None and record.retires(shard_count, standby=self.standby):
+        if (
+            record is not None
+            and record.retires(shard_count, standby=self.standby)
+            and await self._successor_serves(record, shard_count)
+        ):
             self.retired = True
             _LOGGER.warning(
                 "this pool was re-sharded: this gateway takes no shard (remove it, or run it "
@@ -228,6 +233,27 @@ class GatewayApp:
             self._reshard_at = record.at
         return record
 
+    async def _successor_serves(self, record: reshard.Reshard, shard_count: int) -> bool:
+        """Whether this gateway may retire by ``record``: a standby one always (it publishes
+        nothing), a publishing one only while gateways of the layout that stays publish (the
+        new one; the old one when the re-shard was aborted).
+        A record written back from an earlier re-shard, or one whose new layout was removed
+        since, must not leave the pool without gateways: this one keeps serving and says so
+        (once), and retires by itself when the new layout comes up."""
+        successor = record.source if record.state is reshard.State.ABORTED else record.target
+        if self.standby or await self._layout_serves(successor):
+            self._successor_missing = False
+            return True
+        if not self._successor_missing:
+            self._successor_missing = True
+            _LOGGER.error(
+                "the re-shard record retires this layout, but no gateway of the layout that "
+                "replaces it publishes: serving on (start that layout, or run shardline "
+                "reshard --forget)",
+                extra={"shard_count": shard_count, "pool_shard_count": successor},
+            )
+        return False
+
     async def _layout_serves(self, shard_count: int) -> bool:
         """Whether gateways that publish already run ``shard_count`` shards."""
         assert self._redis is not None
@@ -263,7 +289,9 @@ class GatewayApp:
             return
         if self.standby and record.publishes(count, standby=True):
             await self._go_live()
-        elif record.retires(count, standby=self.standby):
+        elif record.retires(count, standby=self.standby) and await self._successor_serves(
+            record, count
+        ):
             await self._retire()
 
     async def _go_live(self) -> None:

@@ -24,12 +24,34 @@ async def record(stack: Stack, source: int, target: int, state: reshard.State) -
 async def test_a_gateway_of_the_old_layout_started_after_a_reshard_takes_no_shard(
     stack: Stack,
 ) -> None:
+    discord = stack.discord
     await record(stack, 1, 2, State.DONE)
-    async with stack.gateway(SHARD_COUNT="1") as stale:
-        assert stale.retired
-        assert stale.group is not None
-        assert not stale.group.shards
-        assert stack.discord.records.identifies == []
+    async with stack.gateway(SHARD_COUNT="2") as serving:
+        await discord.wait_for(lambda: len(discord.connected_shards()) == 2, what="new layout")
+        identified = len(discord.records.identifies)
+        async with stack.gateway(SHARD_COUNT="1") as stale:
+            assert stale.retired
+            assert stale.group is not None
+            assert not stale.group.shards
+        assert len(discord.records.identifies) == identified
+        assert not serving.retired
+
+
+async def test_a_record_whose_new_layout_does_not_serve_retires_nobody(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An old record written back (or a layout removed since): the gateway serves on, says
+    why, and retires by itself once the new layout comes up."""
+    discord = stack.discord
+    await record(stack, 1, 2, State.DONE)
+    async with stack.gateway(SHARD_COUNT="1") as kept:
+        assert not kept.retired
+        await discord.wait_for(lambda: discord.connected_shards() == [0], what="serving on")
+        refusal = [r for r in caplog.records if "no gateway of the layout" in r.getMessage()]
+        assert len(refusal) == 1
+        assert getattr(refusal[0], "pool_shard_count", None) == 2
+        async with stack.gateway(SHARD_COUNT="2"):
+            await discord.wait_for(lambda: kept.retired, timeout=30, what="retired afterwards")
 
 
 async def test_an_earlier_reshard_does_not_retire_the_standby_gateways_of_the_next(
