@@ -227,6 +227,70 @@ async def test_a_gateway_dies_under_load(
     assert row.recovery < row.bound
 
 
+async def test_a_rolling_update_of_every_process_under_load(
+    load: Load, stack: Stack, fault_report: typing.Callable[[Row], None]
+) -> None:
+    """What ``docker service update`` does to a running pool, all at once: the gateway
+    replaced stop-first (SIGTERM, then its successor resumes), each worker replaced
+    start-first (the new replica up, then the old one SIGTERMed), while events flow."""
+    loop = asyncio.get_running_loop()
+    old_workers = [load.spawn_worker(RECORD_DELAY="0.01") for _ in range(2)]
+    await load.workers_ready(2)
+    env = {**os.environ, **stack.env(SHARD_COUNT="1", LEASE_TTL="3")}
+    gateways: list[subprocess.Popen[bytes]] = []
+
+    def gateway() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(load.tmp_path / f"gateway-{len(gateways)}.log").open("wb"),
+        )
+        gateways.append(process)
+        return process
+
+    async def replace_worker(old: subprocess.Popen[bytes]) -> None:
+        live = await stack.redis.zcard(stack.keys.workers())
+        load.spawn_worker(RECORD_DELAY="0.01")
+        await load.workers_ready(live + 1)  # start-first: the new replica consumes first
+        old.send_signal(signal.SIGTERM)
+        await loop.run_in_executor(None, old.wait, 30)
+
+    try:
+        first = gateway()
+        await load.discord.wait_for(lambda: load.discord.connected_shards() == [0], timeout=30)
+        await asyncio.sleep(2.5)  # it has read the worker group's interests
+        sending = loop.create_task(load.send(800, rate=100))
+        await asyncio.sleep(1.0)
+        started = time.monotonic()
+        await replace_worker(old_workers[0])
+        first.send_signal(signal.SIGTERM)  # stop-first: one gateway at a time
+        await loop.run_in_executor(None, first.wait, 30)
+        gateway()
+        await replace_worker(old_workers[1])
+        await load.discord.wait_for(
+            lambda: load.discord.connected_shards() == [0], timeout=30, what="resumed"
+        )
+        updated = time.monotonic()
+        await sending
+        done_at = await load.all_handled(timeout=60)
+    finally:
+        for process in gateways:
+            if process.poll() is None:
+                process.terminate()
+            await loop.run_in_executor(None, process.wait, 30)
+    records = load.discord.records
+    row = await load.row("rolling update: gateway + 2 workers", done_at - started, 30,
+                         "exactly once")  # fmt: skip
+    fault_report(row)
+    assert row.lost == 0
+    assert row.duplicates == 0  # drained workers, a handed-over session, replays deduplicated
+    assert [r.accepted for r in records.resumes] == [True]
+    assert len([i for i in records.identifies if i.accepted]) == 1  # the deploy cost no IDENTIFY
+    assert updated - started < row.bound
+    assert row.recovery < row.bound
+
+
 async def test_a_reconnect_and_invalid_session_storm(
     stack: Stack, tmp_path: pathlib.Path, fault_report: typing.Callable[[Row], None]
 ) -> None:
