@@ -12,7 +12,11 @@ from shared import logging as shard_logging
 
 def main() -> None:
     settings = config.load_or_exit(config.GatewaySettings.from_env, program="gateway")
-    shard_logging.configure(settings.core.log_level, fmt=settings.core.log_format)
+    shard_logging.configure(
+        settings.core.log_level,
+        fmt=settings.core.log_format,
+        fields={"pool": settings.core.pool, "role": "gateway"},
+    )
     try:
         asyncio.run(app.GatewayApp(settings).run())
     except (discord_api.DiscordApiError, identify.SessionStartBudgetError) as exc:

@@ -1,4 +1,9 @@
-"""Structured (JSON lines) logs that never print a secret.
+"""Structured (JSON lines) logs that never print a secret, with the context they came from.
+
+Every line carries the process's own fields (``pool``, ``role``: :func:`configure`) and those
+of what it was doing (``shard``, ``guild``, ``event`` while a worker runs an event's
+handlers: :func:`context`), so a bot author's own ``logging`` calls inside a handler say
+which guild they were about without passing anything.
 
 Redaction runs on the finished line — message, arguments, extra fields and the formatted
 traceback alike — so a token inside an exception or a URL is masked wherever it hides:
@@ -12,12 +17,15 @@ traceback alike — so a token inside an exception or a URL is masked wherever i
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import logging
 import re
 import sys
 import threading
 import time
+import types
 import typing
 
 import orjson
@@ -27,6 +35,7 @@ from shared import secret
 __all__: typing.Sequence[str] = (
     "JsonFormatter",
     "configure",
+    "context",
     "redact",
     "register_secret",
 )
@@ -59,6 +68,23 @@ _PATTERNS: typing.Final[tuple[tuple[re.Pattern[str], str], ...]] = (
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+
+#: Fields of what the current task is doing (copied into tasks it starts, as asyncio does).
+_CONTEXT: contextvars.ContextVar[typing.Mapping[str, typing.Any]] = contextvars.ContextVar(
+    "shardline_log_context", default=types.MappingProxyType({})
+)
+
+
+@contextlib.contextmanager
+def context(**fields: typing.Any) -> typing.Iterator[None]:
+    """Add ``fields`` to every line logged inside the block (and in tasks started there);
+    a record's own ``extra`` wins over them. Fields given as ``None`` are left out."""
+    added = {key: value for key, value in fields.items() if value is not None}
+    token = _CONTEXT.set({**_CONTEXT.get(), **added})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
 
 
 def register_secret(value: secret.Secret | str | None) -> None:
@@ -125,6 +151,21 @@ class TextFormatter(logging.Formatter):
         return redact(line)
 
 
+class _ContextFilter(logging.Filter):
+    """Puts the process's fields and the current context on each record, under its own."""
+
+    def __init__(self, fields: dict[str, typing.Any]) -> None:
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.__dict__
+        for fields in (_CONTEXT.get(), self.fields):
+            for key, value in fields.items():
+                own.setdefault(key, value)
+        return True
+
+
 class _RedactingFilter(logging.Filter):
     """Guards handlers that other code adds with its own formatter."""
 
@@ -137,15 +178,21 @@ class _RedactingFilter(logging.Filter):
 
 
 def configure(
-    level: str = "INFO", *, fmt: str = "auto", stream: typing.TextIO | None = None
+    level: str = "INFO",
+    *,
+    fmt: str = "auto",
+    stream: typing.TextIO | None = None,
+    fields: dict[str, typing.Any] | None = None,
 ) -> logging.Handler:
     """Send every logger's records to ``stream`` (stderr), redacted: JSON lines (``json``, what
-    containers want) or readable lines (``text``); ``auto`` picks text on a terminal."""
+    containers want) or readable lines (``text``); ``auto`` picks text on a terminal.
+    ``fields`` go on every line (the process's pool and role)."""
     out = stream or sys.stderr
     if fmt == "auto":
         fmt = "text" if out.isatty() else "json"
     handler = logging.StreamHandler(out)
     handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
+    handler.addFilter(_ContextFilter(dict(fields or {})))
     handler.addFilter(_RedactingFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):

@@ -13,7 +13,11 @@ from worker import app
 
 def main() -> None:
     settings = config.load_or_exit(config.WorkerSettings.from_env, program="worker")
-    shard_logging.configure(settings.core.log_level, fmt=settings.core.log_format)
+    shard_logging.configure(
+        settings.core.log_level,
+        fmt=settings.core.log_format,
+        fields={"pool": settings.core.pool, "role": "worker"},
+    )
     if sys.argv[1:2] == ["sync-commands"]:
         parser = argparse.ArgumentParser(prog="python -m worker sync-commands")
         parser.add_argument("--dry-run", action="store_true", help="print the diff only")

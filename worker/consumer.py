@@ -11,6 +11,7 @@ import time
 import typing
 
 from shared import envelope, topology, voice
+from shared import logging as shared_logging
 
 if typing.TYPE_CHECKING:
     import hikari
@@ -60,6 +61,18 @@ class ConsumerStats:
     dead_lettered: int = 0
     latency: dict[str, Histogram] = dataclasses.field(default_factory=dict)
     age: Histogram = dataclasses.field(default_factory=Histogram)
+
+
+_GUILD_EVENTS: typing.Final = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
+
+
+def _guild_of(item: envelope.EventEnvelope) -> str | None:
+    """The guild an event is about, if it says (``guild_id``, or ``id`` of a guild's own)."""
+    data = item.d
+    if not isinstance(data, dict):
+        return None
+    found = data.get("id") if item.t in _GUILD_EVENTS else data.get("guild_id")
+    return found if isinstance(found, str) else None
 
 
 async def _call(listeners: list[events.Listener], event: hikari.Event) -> None:
@@ -144,6 +157,11 @@ class EventConsumer:
         await message.ack()
 
     async def _handle(self, item: envelope.EventEnvelope) -> None:
+        # Every line logged while it runs (the bot's own too) says which shard, guild, event.
+        with shared_logging.context(shard=item.shard_id, guild=_guild_of(item), event=item.t):
+            await self._run(item)
+
+    async def _run(self, item: envelope.EventEnvelope) -> None:
         started = time.time()
         self.stats.age.observe(max(started - item.ts, 0.0))
         self._bot.shard_count = item.shard_count

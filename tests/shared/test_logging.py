@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 
@@ -80,3 +81,51 @@ def test_text_format_for_terminals_is_readable_and_redacted() -> None:
     assert "shard=3" in line
     assert "super-secret-value" not in line
     assert not line.startswith("{")
+
+
+def test_process_fields_and_the_current_context_go_on_every_line() -> None:
+    out = io.StringIO()
+    handler = shard_logging.configure("INFO", stream=out, fields={"pool": "main", "role": "worker"})
+    log = logging.getLogger("mybot")
+    try:
+        log.info("outside")
+        with shard_logging.context(shard=2, guild="81", event="MESSAGE_CREATE"):
+            log.info("inside")
+            with shard_logging.context(guild=None, command="ban"):  # None: left as it was
+                log.info("nested", extra={"event": "own"})  # a record's own field wins
+        log.info("after")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    outside, inside, nested, after = lines(out)
+    assert (outside["pool"], outside["role"]) == ("main", "worker")
+    assert "guild" not in outside
+    assert (inside["shard"], inside["guild"], inside["event"]) == (2, "81", "MESSAGE_CREATE")
+    assert (nested["guild"], nested["command"], nested["event"]) == ("81", "ban", "own")
+    assert "shard" not in after
+    assert after["pool"] == "main"
+
+
+async def test_tasks_started_inside_a_context_keep_it_and_others_do_not_see_it() -> None:
+    out = io.StringIO()
+    handler = shard_logging.configure("INFO", stream=out)
+    log = logging.getLogger("mybot")
+
+    async def handler_of(guild: str) -> None:
+        with shard_logging.context(guild=guild):
+            await asyncio.sleep(0)
+            background = asyncio.ensure_future(asyncio.sleep(0))
+            await background
+            log.info("handled")
+
+    try:
+        await asyncio.gather(handler_of("1"), handler_of("2"))
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert sorted(str(entry["guild"]) for entry in lines(out)) == ["1", "2"]
+
+
+def test_secrets_in_context_fields_are_redacted(stream: io.StringIO) -> None:
+    with shard_logging.context(url="amqp://user:hunter2@rabbit:5672/"):
+        logging.getLogger("shardline.test").info("connecting")
+    [entry] = lines(stream)
+    assert "hunter2" not in str(entry)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
 import typing
 
 import aio_pika
@@ -11,6 +13,7 @@ import hikari
 import orjson
 
 from shared import config, envelope, topology
+from shared import logging as shared_logging
 from worker import app
 from worker import bot as bot_module
 
@@ -62,6 +65,30 @@ async def test_an_injected_message_reaches_a_typed_listener_and_the_reply_reache
     assert first.shard.id == 0
     posts = [c for c in discord.records.rest if c.method == "POST"]
     assert [p.body["content"] for p in posts] == ["pong"]
+
+
+async def test_a_bot_authors_own_log_lines_say_which_shard_guild_and_event(stack: Stack) -> None:
+    discord = stack.discord
+    guild_id, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    out = io.StringIO()
+    handler = shared_logging.configure("INFO", stream=out, fields={"pool": "main"})
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        logging.getLogger("mybot").info("saw %s", event.content)  # nothing passed but that
+
+    try:
+        async with worker(stack, bot), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+            await discord.wait_for(lambda: discord.connected_shards() == [0])
+            discord.send_message(channel_id, discord.add_user("alice"), "hello")
+            await discord.wait_for(lambda: "saw hello" in out.getvalue(), what="the bot's line")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    [line] = [orjson.loads(x) for x in out.getvalue().splitlines() if '"saw hello"' in x]
+    assert line["logger"] == "mybot"
+    assert (line["guild"], line["shard"], line["event"]) == (str(guild_id), 0, "MESSAGE_CREATE")
+    assert line["pool"] == "main"
 
 
 async def test_a_poison_message_is_dead_lettered_with_its_reason_while_others_flow(
