@@ -79,6 +79,9 @@ class GatewayApp:
         self._reshard_at = 0.0
         self._reshard_refused: str | None = None
         self._successor_missing = False
+        self._started_at = time.time()
+        #: True from the start of close(): its status says so, and peers stop counting it.
+        self._closing = False
 
     # --- start ------------------------------------------------------------------------------
 
@@ -136,7 +139,7 @@ class GatewayApp:
         if (
             record is not None
             and record.retires(shard_count, standby=self.standby)
-            and await self._successor_serves(record, shard_count)
+            and await self._successor_serves(record, shard_count, starting=True)
         ):
             self.retired = True
             _LOGGER.warning(
@@ -233,36 +236,51 @@ class GatewayApp:
             self._reshard_at = record.at
         return record
 
-    async def _successor_serves(self, record: reshard.Reshard, shard_count: int) -> bool:
+    async def _successor_serves(
+        self, record: reshard.Reshard, shard_count: int, *, starting: bool = False
+    ) -> bool:
         """Whether this gateway may retire by ``record``: a standby one always (it publishes
         nothing), a publishing one only while gateways of the layout that stays publish (the
         new one; the old one when the re-shard was aborted).
-        A record written back from an earlier re-shard, or one whose new layout was removed
-        since, must not leave the pool without gateways: this one keeps serving and says so
-        (once), and retires by itself when the new layout comes up."""
+        A record left from an earlier re-shard, or one whose new layout was removed since,
+        must not leave the pool without gateways: this one keeps serving and says so (once),
+        and retires by itself when that layout comes up. ``starting``: only statuses written
+        since this gateway started count (a gateway that just died leaves a fresh one behind),
+        waited for up to one status interval."""
         successor = record.source if record.state is reshard.State.ABORTED else record.target
-        if self.standby or await self._layout_serves(successor):
-            self._successor_missing = False
+        if self.standby:
             return True
-        if not self._successor_missing:
-            self._successor_missing = True
-            _LOGGER.error(
-                "the re-shard record retires this layout, but no gateway of the layout that "
-                "replaces it publishes: serving on (start that layout, or run shardline "
-                "reshard --forget)",
-                extra={"shard_count": shard_count, "pool_shard_count": successor},
-            )
-        return False
+        since = self._started_at if starting else 0.0
+        deadline = time.monotonic() + (STATUS_INTERVAL + 1.0 if starting else 0.0)
+        while not await self._layout_serves(successor, since=since):
+            if time.monotonic() >= deadline:
+                if not self._successor_missing:
+                    self._successor_missing = True
+                    _LOGGER.error(
+                        "the re-shard record retires this layout, but no gateway of the layout "
+                        "that replaces it publishes: serving on (start that layout; a finished "
+                        "record can be removed with shardline reshard --forget)",
+                        extra={"shard_count": shard_count, "successor_shard_count": successor},
+                    )
+                return False
+            await asyncio.sleep(0.25)
+        self._successor_missing = False
+        return True
 
-    async def _layout_serves(self, shard_count: int) -> bool:
-        """Whether gateways that publish already run ``shard_count`` shards."""
+    async def _layout_serves(self, shard_count: int, *, since: float = 0.0) -> bool:
+        """Whether gateways that publish (and are not stopping) run ``shard_count`` shards,
+        by statuses written in the last three intervals and not before ``since``."""
         assert self._redis is not None
+        now = time.time()
         for status in await fleet.gateway_statuses(self._redis, self.keys):
+            at = status.get("at", 0)
             if (
                 status.get("shard_count") == shard_count
                 and not status.get("standby")
                 and not status.get("retired")
-                and time.time() - status.get("at", 0) <= 3 * STATUS_INTERVAL
+                and not status.get("stopping")
+                and now - at <= 3 * STATUS_INTERVAL
+                and at >= since
             ):
                 return True
         return False
@@ -449,6 +467,7 @@ class GatewayApp:
             "leased": self.leases is not None,
             "standby": self.standby,
             "retired": self.retired,
+            "stopping": self._closing,
             "draining": bool(self.leases is not None and self.leases.draining),
             "backlog": self.publisher.outstanding if self.publisher is not None else 0,
             "at": time.time(),
@@ -460,12 +479,18 @@ class GatewayApp:
 
     async def write_status(self) -> None:
         assert self._redis is not None
+        now = time.time()
+        index = self.keys.gateway_index()
         try:
-            await self._redis.set(
-                self.keys.gateway_status(self.gateway_id),
-                orjson.dumps(self.status()),
-                ex=keys.HEALTH_TTL,
-            )
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(
+                    self.keys.gateway_status(self.gateway_id),
+                    orjson.dumps(self.status()),
+                    ex=keys.HEALTH_TTL,
+                )
+                pipe.zadd(index, {self.gateway_id: now})
+                pipe.zremrangebyscore(index, "-inf", now - 2 * keys.HEALTH_TTL)
+                await pipe.execute()
         except redis_client.REDIS_ERRORS as exc:
             _LOGGER.debug("status not written", extra={"error": str(exc)})
 
@@ -607,6 +632,11 @@ class GatewayApp:
     async def close(self) -> None:
         """Stop intake, hand every shard over with its session kept, then disconnect."""
         await lifecycle.cancel_and_wait(self._tasks)
+        if self._redis is not None:
+            # Peers and operators see it stopping at once, not when its status goes stale
+            # (a re-shard record retires a layout only while its replacement publishes).
+            self._closing = True
+            await self.write_status()
         if self._spawned:
             await asyncio.wait(set(self._spawned), timeout=30)
         if self.commands is not None:

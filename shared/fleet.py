@@ -41,25 +41,26 @@ class FleetAnswer:
         return self.error is None
 
 
+async def _live(redis: aioredis.Redis, index: str) -> list[str]:
+    found = await redis.zrangebyscore(index, time.time() - keys_module.HEALTH_TTL, "+inf")
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in found)
+
+
 async def members(redis: aioredis.Redis, keys: keys_module.RedisKeys, role: str) -> list[str]:
     """Process ids of the pool's live gateways or workers, sorted."""
     if role == "worker":
-        found = await redis.zrangebyscore(
-            keys.workers(), time.time() - keys_module.HEALTH_TTL, "+inf"
-        )
-        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in found)
+        return await _live(redis, keys.workers())
     if role == "gateway":
-        prefix = keys.gateway_status("")
-        names = [k async for k in redis.scan_iter(keys.gateway_status("*"), count=500)]
-        return sorted((k.decode() if isinstance(k, bytes) else k)[len(prefix) :] for k in names)
+        return await _live(redis, keys.gateway_index())
     raise ValueError(f"unknown role {role!r}: expected one of {sorted(ROLES)}")
 
 
 async def gateway_statuses(
     redis: aioredis.Redis, keys: keys_module.RedisKeys
 ) -> list[dict[str, typing.Any]]:
-    """The status every live gateway of the pool publishes (``GatewayApp.status``)."""
-    names = [k async for k in redis.scan_iter(keys.gateway_status("*"), count=500)]
+    """The status every live gateway of the pool publishes (``GatewayApp.status``): two round
+    trips, whatever else the keyspace holds."""
+    names = [keys.gateway_status(g) for g in await members(redis, keys, "gateway")]
     values = await redis.mget(names) if names else []
     return [orjson.loads(value) for value in values if value]
 

@@ -222,6 +222,11 @@ class RedisKeys:
         """String with ``HEALTH_TTL``: JSON of a gateway's shards (state, latency, counts)."""
         return f"{self._prefix}:gateway-status:{gateway_id}"
 
+    def gateway_index(self) -> str:
+        """Sorted set: ids of the gateways writing a status, scored by their last write (read
+        instead of scanning a keyspace that holds the whole cache)."""
+        return f"{self._prefix}:gateway-index"
+
     def workers(self) -> str:
         """Sorted set: worker replica ids scored by their last heartbeat."""
         return f"{self._prefix}:workers"

@@ -67,11 +67,17 @@ _GUILD_EVENTS: typing.Final = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_
 
 
 def _guild_of(item: envelope.EventEnvelope) -> str | None:
-    """The guild an event is about, if it says (``guild_id``, or ``id`` of a guild's own)."""
+    """The guild an event is about, if it says: ``guild_id`` (Discord), ``id`` (a guild's own
+    events) or ``guildId`` (Lavalink's)."""
     data = item.d
     if not isinstance(data, dict):
         return None
-    found = data.get("id") if item.t in _GUILD_EVENTS else data.get("guild_id")
+    if item.t in _GUILD_EVENTS:
+        found = data.get("id")
+    elif item.t.startswith(voice.EVENT_PREFIX):
+        found = data.get("guildId")
+    else:
+        found = data.get("guild_id")
     return found if isinstance(found, str) else None
 
 
@@ -142,6 +148,8 @@ class EventConsumer:
                     "handler failed; the message will be retried",
                     extra={
                         "event": item.t,
+                        "shard": item.shard_id,
+                        "guild": _guild_of(item),
                         "key": item.dedupe_key,
                         "delivery": message.delivery_tag,
                     },

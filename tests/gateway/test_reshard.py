@@ -49,7 +49,7 @@ async def test_a_record_whose_new_layout_does_not_serve_retires_nobody(
         await discord.wait_for(lambda: discord.connected_shards() == [0], what="serving on")
         refusal = [r for r in caplog.records if "no gateway of the layout" in r.getMessage()]
         assert len(refusal) == 1
-        assert getattr(refusal[0], "pool_shard_count", None) == 2
+        assert getattr(refusal[0], "successor_shard_count", None) == 2
         async with stack.gateway(SHARD_COUNT="2"):
             await discord.wait_for(lambda: kept.retired, timeout=30, what="retired afterwards")
 
@@ -132,3 +132,18 @@ def test_a_step_is_signed_later_than_the_last_even_with_a_clock_behind() -> None
     moved = reshard.step(ahead, State.SWITCHING)
     assert moved.at > ahead.at
     assert (moved.source, moved.target, moved.state) == (1, 2, State.SWITCHING)
+
+
+async def test_a_stop_first_redeploy_back_to_the_old_count_is_not_retired_by_the_leftover(
+    stack: Stack,
+) -> None:
+    """The 2-shard layout stops (its status still fresh) and a 1-shard gateway starts: the
+    finished 1 -> 2 record must not retire it, or the pool would have no gateway at all."""
+    discord = stack.discord
+    await record(stack, 1, 2, State.DONE)
+    async with stack.gateway(SHARD_COUNT="2") as leaving:
+        await discord.wait_for(lambda: len(discord.connected_shards()) == 2, what="2 shards")
+        await leaving.write_status()
+    async with stack.gateway(SHARD_COUNT="1") as back:
+        assert not back.retired
+        await discord.wait_for(lambda: 0 in discord.connected_shards(), what="serving")
