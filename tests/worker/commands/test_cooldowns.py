@@ -38,8 +38,9 @@ async def test_a_concurrent_burst_over_three_replicas_is_allowed_exactly_rate_ti
             *(limiters[i % 3].take("limited", cooldown, 0) for i in range(60))
         )
     assert waits.count(0) == 2
-    # The others are told how long: until the oldest use leaves the 60 s window.
-    assert all(55 < wait <= 60 for wait in waits if wait)
+    # The others are told how long: until the oldest use leaves the 60 s window (each
+    # replica reads its own clock before its call reaches Redis, so a few ms either way).
+    assert all(55 < wait <= 60.5 for wait in waits if wait), sorted(waits)
     assert await redis_client.zcard(redis_keys.cooldown("limited", "global:0")) == 2
 
 
