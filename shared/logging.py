@@ -78,7 +78,13 @@ _CONTEXT: contextvars.ContextVar[typing.Mapping[str, typing.Any]] = contextvars.
 @contextlib.contextmanager
 def context(**fields: typing.Any) -> typing.Iterator[None]:
     """Add ``fields`` to every line logged inside the block (and in tasks started there);
-    a record's own ``extra`` wins over them. Fields given as ``None`` are left out."""
+    a record's own ``extra`` wins over them. A field given as ``None`` is not added (an
+    outer value of it stays). Names a log record already has are refused, as ``extra``
+    refuses them. A long-lived task started inside keeps the context: start it with
+    ``context=contextvars.Context()`` if it outlives what the block is about."""
+    clashing = sorted(k for k in fields if k in _RESERVED or k.startswith("_"))
+    if clashing:
+        raise ValueError(f"log context fields clash with log record attributes: {clashing}")
     added = {key: value for key, value in fields.items() if value is not None}
     token = _CONTEXT.set({**_CONTEXT.get(), **added})
     try:

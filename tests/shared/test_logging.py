@@ -129,3 +129,9 @@ def test_secrets_in_context_fields_are_redacted(stream: io.StringIO) -> None:
         logging.getLogger("shardline.test").info("connecting")
     [entry] = lines(stream)
     assert "hunter2" not in str(entry)
+
+
+def test_a_context_field_named_like_a_record_attribute_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"clash with log record attributes: \['message'\]"):  # noqa: SIM117
+        with shard_logging.context(message="x"):
+            pass

@@ -157,20 +157,20 @@ async def test_play_joins_hands_the_voice_to_lavalink_and_plays(scene: Scene) ->
 
 async def test_the_queue_advances_on_another_replica(scene: Scene) -> None:
     discord = scene.discord
-    scene.node.add_track("Six Seconds", 60_000)  # sought to its end once the first is gone
+    scene.node.add_track("One Minute", 60_000)  # sought to its end once the first is gone
     discord.join_voice(scene.guild_id, scene.user, scene.voice_id)
     async with scene.gateway() as gateway:
         await scene.wait_for(lambda: discord.connected_shards() == [0])
         async with scene.workers(1) as [first]:
             # The gateway learns what the new replica listens to (selective forwarding).
             await scene.wait_for(lambda: "MESSAGE_CREATE" in gateway.publisher.interests)
-            await scene.say("!play six seconds", "Playing")
+            await scene.say("!play one minute", "Playing")
             assert "position 1" in await scene.say("!play song two", "Queued")
             queue = await scene.say("!queue", "Page 1/1")
             assert "1. **Song Two**" in queue
         # The replica that queued it is gone; another takes the track's end and plays on.
         async with scene.workers(1) as [second]:
-            assert scene.playing() == "Six Seconds"
+            assert scene.playing() == "One Minute"
             await second.bot.voice.player(scene.guild_id).seek(59_500)
             await scene.wait_for(lambda: scene.playing() == "Song Two", timeout=20)
             consumer = second.consumer
