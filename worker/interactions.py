@@ -1,8 +1,16 @@
 """Discord's 3-second deadline, never missed.
 
 When a handler has not answered an interaction 2 s after the gateway received it, the worker
-defers it (a "thinking..." response). The handler's own response, whenever it comes,
-then becomes the edit of that deferred response, through the same REST call it made.
+defers it: a command with a public "thinking..." response, a component click with a deferred
+update of the message it is on. The handler's own response, whenever it comes, then goes
+where Discord expects it after that deferral, through the same REST call it made:
+
+* a command's answer edits the "thinking..." message; an ephemeral one cannot (Discord fixes
+  a deferred message's visibility when deferring), so the thinking message is settled, the
+  answer sent as an ephemeral follow-up and the placeholder deleted: it is never shown to
+  the channel;
+* a click answered with an update edits the clicked message; one answered with a new message
+  gets a follow-up (ephemeral if asked), and the clicked message stays as it was.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ _COMPONENT_TYPES: typing.Final = frozenset({3, 5})  # component, modal submit
 class _State:
     application_id: int
     token: str
+    component: bool
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     responded: bool = False
     deferred: bool = False
@@ -39,6 +48,8 @@ class InteractionAwareRest:
         self._rest = rest
         self._states: dict[int, _State] = {}
         self.auto_deferred = 0
+        #: Ephemeral answers to auto-deferred commands, sent as follow-ups.
+        self.privately_answered = 0
 
     def __getattr__(self, name: str) -> typing.Any:
         return getattr(self._rest, name)
@@ -74,10 +85,19 @@ class InteractionAwareRest:
             hikari.ResponseType.DEFERRED_MESSAGE_UPDATE,
         ):
             return
+        application, token = state.application_id, state.token
+        follow_up = {k: v for k, v in kwargs.items() if k in _FOLLOW_UP_FIELDS}
+        if state.component and int(response_type) == hikari.ResponseType.MESSAGE_CREATE:
+            await self._rest.execute_webhook(application, token, content, **follow_up)
+            return
+        if not state.component and _ephemeral(kwargs.get("flags")):
+            await self._rest.edit_interaction_response(application, token, PRIVATE_PLACEHOLDER)
+            await self._rest.execute_webhook(application, token, content, **follow_up)
+            await self._rest.delete_interaction_response(application, token)
+            self.privately_answered += 1
+            return
         allowed = {k: v for k, v in kwargs.items() if k in _EDIT_FIELDS}
-        await self._rest.edit_interaction_response(
-            state.application_id, state.token, content, **allowed
-        )
+        await self._rest.edit_interaction_response(application, token, content, **allowed)
 
     @contextlib.asynccontextmanager
     async def guard(
@@ -89,11 +109,12 @@ class InteractionAwareRest:
             yield
             return
         interaction_id = int(payload["id"])
-        state = _State(int(payload["application_id"]), payload["token"])
+        component = kind in _COMPONENT_TYPES
+        state = _State(int(payload["application_id"]), payload["token"], component)
         self._states[interaction_id] = state
         delay = max(received_at + DEFER_AFTER - time.time(), 0.0)
         timer = asyncio.get_running_loop().create_task(
-            self._defer_later(interaction_id, state, delay, component=kind in _COMPONENT_TYPES)
+            self._defer_later(interaction_id, state, delay, component=component)
         )
         try:
             yield
@@ -139,3 +160,10 @@ _EDIT_FIELDS: typing.Final = frozenset(
         "role_mentions",
     }
 )
+_FOLLOW_UP_FIELDS: typing.Final = _EDIT_FIELDS | {"flags", "tts", "poll"}
+#: What the public "thinking..." message says for the moment before it is deleted.
+PRIVATE_PLACEHOLDER: typing.Final = "Answered privately."
+
+
+def _ephemeral(flags: typing.Any) -> bool:
+    return isinstance(flags, int) and bool(flags & hikari.MessageFlag.EPHEMERAL)

@@ -22,6 +22,8 @@ Handler = typing.Callable[
 #: Discord answers an interaction only within 3 s of creating it; follow-ups for 15 minutes.
 INTERACTION_DEADLINE: typing.Final[float] = 3.0
 INTERACTION_TOKEN_TTL: typing.Final[float] = 15 * 60.0
+#: Message flag: seen only by the user who ran the interaction.
+EPHEMERAL: typing.Final[int] = 1 << 6
 MAX_CONTENT: typing.Final[int] = 2000
 _MENTION: typing.Final = re.compile(r"<@!?(\d+)>")
 
@@ -259,7 +261,18 @@ class RestApi:
         if guild_id is not None and member is not None:
             message["member"] = {k: v for k, v in member.items() if k != "user"}
         self.world.message_changed("create", message)
-        self.gateway.dispatch("MESSAGE_CREATE", message, guild_id=guild_id)
+        if not int(message.get("flags") or 0) & EPHEMERAL:
+            # Only the user who ran the interaction sees an ephemeral message; no bot is sent it.
+            self.gateway.dispatch("MESSAGE_CREATE", message, guild_id=guild_id)
+        return message
+
+    def update_message(self, message: Json, body: Json) -> Json:
+        """The bot edits one of its messages (or the one a component is on)."""
+        fields = ("content", "embeds", "components")
+        message.update({k: v for k, v in _message_body(body).items() if k in fields})
+        number_components(message.get("components") or [])
+        message["edited_timestamp"] = world.iso_now()
+        self.world.message_changed("update", message)
         return message
 
     def interaction(self, interaction_id: int, token: str) -> Interaction:
@@ -358,12 +371,7 @@ def _edit_message(api: RestApi, _r: web.Request, p: dict[str, str], b: typing.An
     message = _stored_message(api, p)
     if message["author"]["id"] != str(api.world.bot_id):
         raise DiscordHTTPError(403, 50005, "Cannot edit a message authored by another user")
-    fields = ("content", "embeds", "components")
-    message.update({k: v for k, v in _message_body(b).items() if k in fields})
-    number_components(message.get("components") or [])
-    message["edited_timestamp"] = world.iso_now()
-    api.world.message_changed("update", message)
-    return message
+    return api.update_message(message, b)
 
 
 @route("DELETE", "/channels/{channel_id}/messages/{message_id}")
@@ -512,11 +520,20 @@ def _interaction_callback(
     interaction.response_type = b["type"]
     interaction.response = b
     interaction.answered.set()
+    channel_id = int(interaction.payload["channel_id"])
     if b["type"] == 4:
         data = _message_body(b.get("data") or {})
-        interaction.original = api.post_message(
-            int(interaction.payload["channel_id"]), api.world.bot_user, data
+        interaction.original = api.post_message(channel_id, api.world.bot_user, data)
+    elif b["type"] in (6, 7) and "message" in interaction.payload:
+        # A component's response: the original is the message the component is on; type 7
+        # updates it now, type 6 promises to (through PATCH .../messages/@original).
+        clicked = api.world.messages.get(channel_id, {}).get(
+            int(interaction.payload["message"]["id"])
         )
+        if clicked is not None:
+            interaction.original = clicked
+            if b["type"] == 7:
+                api.update_message(clicked, b.get("data") or {})
     if request.query.get("with_response", "").lower() != "true":
         return None
     # ?with_response=true: 200 with an interaction callback response instead of 204.
@@ -586,11 +603,23 @@ def _edit_original(api: RestApi, _r: web.Request, p: dict[str, str], b: typing.A
             int(interaction.payload["channel_id"]), api.world.bot_user, body
         )
         return interaction.original
-    original.update({k: v for k, v in body.items() if k in ("content", "embeds", "components")})
-    number_components(original.get("components") or [])
-    original["edited_timestamp"] = world.iso_now()
-    api.world.message_changed("update", original)
-    return original
+    return api.update_message(original, body)
+
+
+@route(
+    "DELETE",
+    "/webhooks/{application_id}/{webhook_token}/messages/@original",
+    auth=False,
+    exempt_global=True,
+)
+def _delete_original(api: RestApi, _r: web.Request, p: dict[str, str], _b: typing.Any) -> None:
+    interaction, original = _original(api, p)
+    if original is None:
+        raise DiscordHTTPError(404, 10008, "Unknown Message")
+    channel_messages = api.world.messages.get(int(original["channel_id"]), {})
+    channel_messages.pop(int(original["id"]), None)
+    interaction.original = None
+    api.world.message_changed("delete", original)
 
 
 def _remaining(headers: dict[str, str]) -> int | None:

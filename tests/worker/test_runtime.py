@@ -16,6 +16,7 @@ from shared import config, envelope, topology
 from shared import logging as shared_logging
 from worker import app
 from worker import bot as bot_module
+from worker import interactions as worker_interactions
 
 if typing.TYPE_CHECKING:
     from tests.gateway.conftest import Stack
@@ -249,6 +250,97 @@ async def test_an_interaction_behind_a_backlog_is_deferred_within_three_seconds(
     assert callbacks[0].at - interaction.created_at_wall < 3.0
     assert interaction.original is not None
     assert interaction.original["content"] == "done at last"
+
+
+def channel_messages(stack: Stack, channel_id: int) -> list[dict[str, typing.Any]]:
+    return list(stack.discord.world.messages[channel_id].values())
+
+
+async def test_an_ephemeral_answer_after_the_deferral_is_never_shown_to_the_channel(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    answered = asyncio.Event()
+
+    @bot.listen(hikari.InteractionCreateEvent)
+    async def on_interaction(event: hikari.InteractionCreateEvent) -> None:
+        assert isinstance(event.interaction, hikari.CommandInteraction)
+        await asyncio.sleep(worker_interactions.DEFER_AFTER + 0.5)  # deferred by the worker
+        await event.interaction.create_initial_response(
+            hikari.ResponseType.MESSAGE_CREATE, "your secret", flags=hikari.MessageFlag.EPHEMERAL
+        )
+        answered.set()
+
+    async with worker(stack, bot) as replica, stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        interaction = discord.send_interaction(channel_id, discord.add_user("eve"), "secret")
+        await discord.wait_for(answered.is_set, timeout=15, what="the late answer")
+        assert replica.bot.interactions.privately_answered == 1
+    assert interaction.response is not None
+    assert interaction.response["type"] == 5, "deferred"
+    # The answer exists once, ephemeral; the public "thinking" message was settled and removed.
+    [answer] = [m for m in channel_messages(stack, channel_id) if m["content"] == "your secret"]
+    assert answer["flags"] & hikari.MessageFlag.EPHEMERAL
+    assert [m["content"] for m in channel_messages(stack, channel_id)] == ["your secret"]
+    assert [c.method for c in discord.records.rest if "/webhooks/" in c.path] == [
+        "PATCH",
+        "POST",
+        "DELETE",
+    ]
+
+
+async def test_a_slow_click_answers_with_a_new_message_or_updates_the_clicked_one(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    done: list[str] = []
+
+    @bot.listen(hikari.InteractionCreateEvent)
+    async def on_click(event: hikari.InteractionCreateEvent) -> None:
+        assert isinstance(event.interaction, hikari.ComponentInteraction)
+        await asyncio.sleep(worker_interactions.DEFER_AFTER + 0.5)  # deferred by the worker
+        if event.interaction.custom_id == "new":
+            await event.interaction.create_initial_response(
+                hikari.ResponseType.MESSAGE_CREATE, "a new message"
+            )
+        else:
+            await event.interaction.create_initial_response(
+                hikari.ResponseType.MESSAGE_UPDATE, "the clicked message, updated"
+            )
+        done.append(event.interaction.custom_id)
+
+    buttons = [
+        {
+            "type": 1,
+            "components": [
+                {"type": 2, "style": 1, "label": "New", "custom_id": "new"},
+                {"type": 2, "style": 1, "label": "Update", "custom_id": "update"},
+            ],
+        }
+    ]
+    clicked = discord.rest.post_message(
+        channel_id, discord.world.bot_user, {"content": "pick one", "components": buttons}
+    )
+    user = discord.add_user("finn")
+    async with worker(stack, bot), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        discord.click(clicked, user, "new")
+        await discord.wait_for(lambda: done == ["new"], timeout=15, what="the new message")
+        assert clicked["content"] == "pick one"  # the deferred update did not take it over
+        assert [m["content"] for m in channel_messages(stack, channel_id)] == [
+            "pick one",
+            "a new message",
+        ]
+        discord.click(clicked, user, "update")
+        await discord.wait_for(lambda: len(done) == 2, timeout=15, what="the update")
+    assert clicked["content"] == "the clicked message, updated"
+    assert len(channel_messages(stack, channel_id)) == 2
+    callbacks = [c.body["type"] for c in discord.records.rest if c.path.endswith("/callback")]
+    assert callbacks == [6, 6], "both deferred as updates of the clicked message"
 
 
 async def test_a_worker_killed_mid_handler_leaves_the_event_to_another_replica(
