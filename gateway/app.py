@@ -252,7 +252,7 @@ class GatewayApp:
             return True
         since = self._started_at if starting else 0.0
         deadline = time.monotonic() + (STATUS_INTERVAL + 1.0 if starting else 0.0)
-        while not await self._layout_serves(successor, since=since):
+        while not await self._layout_serves(successor, since=since, connected=True):
             if time.monotonic() >= deadline:
                 if not self._successor_missing:
                     self._successor_missing = True
@@ -267,9 +267,12 @@ class GatewayApp:
         self._successor_missing = False
         return True
 
-    async def _layout_serves(self, shard_count: int, *, since: float = 0.0) -> bool:
+    async def _layout_serves(
+        self, shard_count: int, *, since: float = 0.0, connected: bool = False
+    ) -> bool:
         """Whether gateways that publish (and are not stopping) run ``shard_count`` shards,
-        by statuses written in the last three intervals and not before ``since``."""
+        by statuses written in the last three intervals and not before ``since``; with
+        ``connected``, only gateways with a shard connected count."""
         assert self._redis is not None
         now = time.time()
         for status in await fleet.gateway_statuses(self._redis, self.keys):
@@ -281,6 +284,7 @@ class GatewayApp:
                 and not status.get("stopping")
                 and now - at <= 3 * STATUS_INTERVAL
                 and at >= since
+                and (not connected or _any_connected(status))
             ):
                 return True
         return False
@@ -682,3 +686,10 @@ class GatewayApp:
                 self.settings.admin_key,
             ),
         )
+
+
+def _any_connected(status: dict[str, typing.Any]) -> bool:
+    shards = status.get("shards")
+    return isinstance(shards, dict) and any(
+        isinstance(s, dict) and s.get("connected") for s in shards.values()
+    )

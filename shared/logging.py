@@ -69,6 +69,9 @@ _PATTERNS: typing.Final[tuple[tuple[re.Pattern[str], str], ...]] = (
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 
+#: Libraries whose DEBUG output is per frame, kept at INFO or above whatever LOG_LEVEL says.
+_FRAME_LOGGERS: typing.Final = ("aiormq", "aio_pika")
+
 #: Fields of what the current task is doing (copied into tasks it starts, as asyncio does).
 _CONTEXT: contextvars.ContextVar[typing.Mapping[str, typing.Any]] = contextvars.ContextVar(
     "shardline_log_context", default=types.MappingProxyType({})
@@ -205,4 +208,10 @@ def configure(
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # The broker client's DEBUG lines print every frame, whole message bodies included: at
+    # LOG_LEVEL=DEBUG a busy gateway would spend its time formatting them (a 1 MB publish
+    # took minutes in a test). Shardline's own DEBUG lines say what matters.
+    for chatty in _FRAME_LOGGERS:
+        named = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        logging.getLogger(chatty).setLevel(max(named, logging.INFO))
     return handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import typing
 import uuid
 
@@ -150,3 +151,21 @@ async def playground() -> typing.AsyncIterator[playground_server.Playground]:
     await local.start()
     yield local
     await local.close()
+
+
+@pytest.fixture
+def root_logging() -> typing.Iterator[None]:
+    """For tests that call ``shared.logging.configure``: the root logger's handlers (pytest's
+    capture among them) and levels as they were afterwards. A DEBUG handler left behind once
+    made a later test format every broker frame, 1 MB bodies included, for two minutes."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    chatty = {name: logging.getLogger(name).level for name in ("aiormq", "aio_pika")}
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, was in chatty.items():
+        logging.getLogger(name).setLevel(was)

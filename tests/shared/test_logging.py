@@ -12,9 +12,11 @@ from shared import secret
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789"
 
+pytestmark = pytest.mark.usefixtures("root_logging")
+
 
 @pytest.fixture
-def stream() -> io.StringIO:
+def stream(root_logging: None) -> io.StringIO:
     out = io.StringIO()
     shard_logging.configure("DEBUG", stream=out)
     return out
@@ -135,3 +137,12 @@ def test_a_context_field_named_like_a_record_attribute_is_refused() -> None:
     with pytest.raises(ValueError, match=r"clash with log record attributes: \['message'\]"):  # noqa: SIM117
         with shard_logging.context(message="x"):
             pass
+
+
+def test_the_broker_clients_frame_lines_stay_quiet_at_debug() -> None:
+    shard_logging.configure("DEBUG", stream=io.StringIO())
+    assert logging.getLogger().level == logging.DEBUG
+    assert logging.getLogger("aiormq").level == logging.INFO
+    assert logging.getLogger("aio_pika").level == logging.INFO
+    shard_logging.configure("WARNING", stream=io.StringIO())
+    assert logging.getLogger("aiormq").level == logging.WARNING

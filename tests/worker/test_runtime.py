@@ -11,6 +11,7 @@ import typing
 import aio_pika
 import hikari
 import orjson
+import pytest
 
 from shared import config, envelope, topology
 from shared import logging as shared_logging
@@ -68,6 +69,7 @@ async def test_an_injected_message_reaches_a_typed_listener_and_the_reply_reache
     assert [p.body["content"] for p in posts] == ["pong"]
 
 
+@pytest.mark.usefixtures("root_logging")
 async def test_a_bot_authors_own_log_lines_say_which_shard_guild_and_event(stack: Stack) -> None:
     discord = stack.discord
     guild_id, channel_id = text_channel(stack)
