@@ -558,14 +558,23 @@ def _followup(api: RestApi, _r: web.Request, p: dict[str, str], b: typing.Any) -
     interaction = api.interaction_by_token(p["webhook_token"])
     if interaction.response_type is None:
         raise DiscordHTTPError(404, 10015, "Unknown Webhook")
-    message = api.post_message(
-        int(interaction.payload["channel_id"]), api.world.bot_user, _message_body(b)
-    )
-    if interaction.original is None and interaction.response_type == 5:
+    body = _message_body(b)
+    settles_deferral = interaction.original is None and interaction.response_type == 5
+    if settles_deferral:
+        # The first follow-up of a deferred response is that response: as visible as the
+        # deferral said, whatever its own flags say.
+        body["flags"] = _deferred_flags(interaction)
+    message = api.post_message(int(interaction.payload["channel_id"]), api.world.bot_user, body)
+    if settles_deferral:
         interaction.original = message
     else:
         interaction.followups.append(message)
     return message
+
+
+def _deferred_flags(interaction: Interaction) -> int:
+    data = (interaction.response or {}).get("data") or {}
+    return int(data.get("flags") or 0) & EPHEMERAL
 
 
 def _original(api: RestApi, p: dict[str, str]) -> tuple[Interaction, Json | None]:
@@ -598,7 +607,8 @@ def _edit_original(api: RestApi, _r: web.Request, p: dict[str, str], b: typing.A
         raise DiscordHTTPError(404, 10015, "Unknown Webhook")
     body = _message_body(b)
     if original is None:
-        # Editing the original of a deferred response sends it.
+        # Editing the original of a deferred response sends it, as visible as deferred.
+        body["flags"] = _deferred_flags(interaction)
         interaction.original = api.post_message(
             int(interaction.payload["channel_id"]), api.world.bot_user, body
         )

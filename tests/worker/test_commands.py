@@ -63,6 +63,13 @@ def commands_bot() -> bot_module.Bot:
     async def limited(ctx: Context) -> None:
         await ctx.respond("ok")
 
+    @bot.command(description="Thinks longer than Discord waits, then answers privately")
+    async def think(ctx: Context) -> None:
+        await ctx.defer(ephemeral=True)
+        await asyncio.sleep(3.5)  # past the 3 s a response must come within
+        await ctx.respond("only you see this")
+        await ctx.respond("and this follows up")
+
     return bot
 
 
@@ -115,6 +122,26 @@ async def test_one_command_as_prefix_and_slash_with_typed_options(stack: Stack) 
     assert interaction.response_type == 4
     assert interaction.response is not None
     assert interaction.response["data"]["content"] == "hi hi hi"
+
+
+async def test_a_slow_command_defers_privately_and_answers_later(stack: Stack) -> None:
+    discord = stack.discord
+    _, channel_id, _ = setup_guild(stack)
+    user = discord.add_user("dana")
+    async with replicas(stack, 1) as [replica], stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        interaction = discord.send_interaction(channel_id, user, "think")
+        await discord.wait_for(lambda: len(interaction.followups) == 1, timeout=15)
+        assert replica.bot.interactions.auto_deferred == 0  # it deferred by itself, in time
+    assert interaction.response is not None
+    assert interaction.response["type"] == 5
+    assert interaction.response["data"]["flags"] == hikari.MessageFlag.EPHEMERAL
+    assert interaction.original is not None
+    assert interaction.original["content"] == "only you see this"
+    assert interaction.original["flags"] & hikari.MessageFlag.EPHEMERAL  # as deferred
+    assert interaction.followups[0]["content"] == "and this follows up"
+    answer = next(c for c in discord.records.rest if c.path.endswith("/callback"))
+    assert answer.at - interaction.created_at_wall < 3.0
 
 
 async def test_bad_arguments_get_a_helpful_reply(stack: Stack) -> None:

@@ -27,6 +27,8 @@ class Context:
     message: hikari.Message | None = None
     interaction: hikari.CommandInteraction | None = None
     responded: bool = False
+    #: Deferred by :meth:`defer`: the next answer edits the "thinking..." message.
+    deferred: bool = False
 
     @property
     def is_slash(self) -> bool:
@@ -43,7 +45,10 @@ class Context:
         ``ephemeral`` only applies to slash commands (a message reply is always public)."""
         if self.interaction is not None:
             flags = hikari.MessageFlag.EPHEMERAL if ephemeral else hikari.MessageFlag.NONE
-            if not self.responded:
+            if self.deferred:
+                self.deferred = False  # visibility was decided by defer(); later ones follow up
+                await self.interaction.edit_initial_response(content, **kwargs)
+            elif not self.responded:
                 self.responded = True
                 await self.interaction.create_initial_response(
                     hikari.ResponseType.MESSAGE_CREATE, content, flags=flags, **kwargs
@@ -57,6 +62,20 @@ class Context:
             content,
             reply=self.message if self.message is not None else hikari.UNDEFINED,
             **kwargs,
+        )
+
+    async def defer(self, *, ephemeral: bool = False) -> None:
+        """Show "thinking..." now and answer with :meth:`respond` later, for a slash command
+        that knows it will take a while. Discord fixes the answer's visibility here, so a
+        private answer is deferred with ``ephemeral=True``. Without it, the worker defers by
+        itself 2 s after the command arrived (publicly, answering privately through an
+        ephemeral follow-up). A message command has no deadline: nothing is sent."""
+        if self.interaction is None or self.responded:
+            return
+        self.responded = self.deferred = True
+        await self.interaction.create_initial_response(
+            hikari.ResponseType.DEFERRED_MESSAGE_CREATE,
+            flags=hikari.MessageFlag.EPHEMERAL if ephemeral else hikari.MessageFlag.NONE,
         )
 
     async def prompt(
