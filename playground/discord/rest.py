@@ -582,6 +582,14 @@ def _original(api: RestApi, p: dict[str, str]) -> tuple[Interaction, Json | None
     return interaction, interaction.original
 
 
+def _sent_original(api: RestApi, p: dict[str, str]) -> tuple[Interaction, Json]:
+    """The interaction and its original message, which must exist (404 Unknown Message)."""
+    interaction, original = _original(api, p)
+    if original is None:
+        raise DiscordHTTPError(404, 10008, "Unknown Message")
+    return interaction, original
+
+
 @route(
     "GET",
     "/webhooks/{application_id}/{webhook_token}/messages/@original",
@@ -589,10 +597,7 @@ def _original(api: RestApi, p: dict[str, str]) -> tuple[Interaction, Json | None
     exempt_global=True,
 )
 def _get_original(api: RestApi, _r: web.Request, p: dict[str, str], _b: typing.Any) -> Json:
-    _, original = _original(api, p)
-    if original is None:
-        raise DiscordHTTPError(404, 10008, "Unknown Message")
-    return original
+    return _sent_original(api, p)[1]
 
 
 @route(
@@ -623,9 +628,7 @@ def _edit_original(api: RestApi, _r: web.Request, p: dict[str, str], b: typing.A
     exempt_global=True,
 )
 def _delete_original(api: RestApi, _r: web.Request, p: dict[str, str], _b: typing.Any) -> None:
-    interaction, original = _original(api, p)
-    if original is None:
-        raise DiscordHTTPError(404, 10008, "Unknown Message")
+    interaction, original = _sent_original(api, p)
     channel_messages = api.world.messages.get(int(original["channel_id"]), {})
     channel_messages.pop(int(original["id"]), None)
     interaction.original = None

@@ -51,6 +51,7 @@ class Load:
             self.channels.append(int(self.discord.channels_of(int(guild["id"]))[0]["id"]))
         self.user = self.discord.add_user("loader")
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.gateways: list[subprocess.Popen[bytes]] = []
         self.sent = 0
 
     @property
@@ -71,6 +72,18 @@ class Load:
             [sys.executable, "-m", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log
         )
         self.processes.append(process)
+        return process
+
+    def spawn_gateway(self, **extra: str) -> subprocess.Popen[bytes]:
+        """A ``python -m gateway`` process of this stack, logging to its own file."""
+        log = (self.tmp_path / f"gateway-{len(self.gateways)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway"],
+            env={**os.environ, **self.stack.env(**extra)},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        self.gateways.append(process)
         return process
 
     async def workers_ready(self, count: int) -> None:
@@ -113,12 +126,19 @@ class Load:
             promise=promise,
         )
 
+    async def stop_gateways(self) -> None:
+        await _stop(self.gateways)
+
     async def stop_all(self) -> None:
-        loop = asyncio.get_running_loop()
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-            await loop.run_in_executor(None, process.wait, 40)
+        await _stop(self.gateways + self.processes)
+
+
+async def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    loop = asyncio.get_running_loop()
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+        await loop.run_in_executor(None, process.wait, 40)
 
 
 @pytest.fixture
@@ -177,28 +197,15 @@ async def test_a_worker_dies_under_load(
 )
 async def test_a_gateway_dies_under_load(
     load: Load,
-    stack: Stack,
     how: signal.Signals,
     promise: str,
     fault_report: typing.Callable[[Row], None],
 ) -> None:
     load.spawn_worker()
     await load.workers_ready(1)
-    env = {**os.environ, **stack.env(SHARD_COUNT="1", LEASE_TTL="3")}
-    spawned: list[subprocess.Popen[bytes]] = []
-
-    def gateway() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=(load.tmp_path / f"gateway-{len(spawned)}.log").open("wb"),
-        )
-        spawned.append(process)
-        return process
-
+    layout = {"SHARD_COUNT": "1", "LEASE_TTL": "3"}
     try:
-        doomed = gateway()
+        doomed = load.spawn_gateway(**layout)
         await load.discord.wait_for(lambda: load.discord.connected_shards() == [0], timeout=30)
         await asyncio.sleep(2.5)  # it has read the worker group's interests
         sending = asyncio.get_running_loop().create_task(load.send(500, rate=100))
@@ -206,14 +213,11 @@ async def test_a_gateway_dies_under_load(
         doomed.send_signal(how)
         stopped_at = time.monotonic()
         await asyncio.get_running_loop().run_in_executor(None, doomed.wait, 30)
-        gateway()  # the successor: takes the shard when the lease frees it, and RESUMEs
+        load.spawn_gateway(**layout)  # the successor: takes the shard when the lease frees it
         await sending
         done_at = await load.all_handled(timeout=60)
     finally:
-        for process in spawned:
-            if process.poll() is None:
-                process.terminate()
-            await asyncio.get_running_loop().run_in_executor(None, process.wait, 30)
+        await load.stop_gateways()
     records = load.discord.records
     row = await load.row(
         f"gateway {'kill -9' if how == signal.SIGKILL else 'SIGTERM'} (lease 3 s)",
@@ -236,18 +240,7 @@ async def test_a_rolling_update_of_every_process_under_load(
     loop = asyncio.get_running_loop()
     old_workers = [load.spawn_worker(RECORD_DELAY="0.01") for _ in range(2)]
     await load.workers_ready(2)
-    env = {**os.environ, **stack.env(SHARD_COUNT="1", LEASE_TTL="3")}
-    gateways: list[subprocess.Popen[bytes]] = []
-
-    def gateway() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=(load.tmp_path / f"gateway-{len(gateways)}.log").open("wb"),
-        )
-        gateways.append(process)
-        return process
+    layout = {"SHARD_COUNT": "1", "LEASE_TTL": "3"}
 
     async def replace_worker(old: subprocess.Popen[bytes]) -> None:
         live = await stack.redis.zcard(stack.keys.workers())
@@ -257,7 +250,7 @@ async def test_a_rolling_update_of_every_process_under_load(
         await loop.run_in_executor(None, old.wait, 30)
 
     try:
-        first = gateway()
+        first = load.spawn_gateway(**layout)
         await load.discord.wait_for(lambda: load.discord.connected_shards() == [0], timeout=30)
         await asyncio.sleep(2.5)  # it has read the worker group's interests
         sending = loop.create_task(load.send(800, rate=100))
@@ -266,7 +259,7 @@ async def test_a_rolling_update_of_every_process_under_load(
         await replace_worker(old_workers[0])
         first.send_signal(signal.SIGTERM)  # stop-first: one gateway at a time
         await loop.run_in_executor(None, first.wait, 30)
-        gateway()
+        load.spawn_gateway(**layout)
         await replace_worker(old_workers[1])
         await load.discord.wait_for(
             lambda: load.discord.connected_shards() == [0], timeout=30, what="resumed"
@@ -275,10 +268,7 @@ async def test_a_rolling_update_of_every_process_under_load(
         await sending
         done_at = await load.all_handled(timeout=60)
     finally:
-        for process in gateways:
-            if process.poll() is None:
-                process.terminate()
-            await loop.run_in_executor(None, process.wait, 30)
+        await load.stop_gateways()
     records = load.discord.records
     row = await load.row("rolling update: gateway + 2 workers", done_at - started, 30,
                          "exactly once")  # fmt: skip
