@@ -51,7 +51,7 @@ async def follow(
             await asyncio.sleep(retry_after)
         finally:
             with contextlib.suppress(*redis_client.REDIS_ERRORS):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
 
 def _raise_if_cancelled() -> None:

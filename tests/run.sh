@@ -11,25 +11,31 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 
 # Real servers: the fixtures start Redis and RabbitMQ when they are installed but stopped;
-# on a machine without them (or without Chromium), install them from Debian's packages first.
+# on a machine without them (or without Chromium or promtool), install them from Debian's packages first.
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
 # The playground page's browser tests drive Debian's Chromium (never a downloaded browser).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# promtool (in Debian's prometheus) checks the metrics pages, the Prometheus config and its rules.
+command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   echo "tests/run.sh: installing ${missing[*]}" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The project and its test dependencies, in .venv, reinstalled when pyproject.toml changes.
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
-fi
-stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# The project and its test dependencies, in .venv, exactly as requirements/dev.lock pins them
+# (hashes checked); .venv is made anew whenever pyproject.toml or the lock changes, so nothing
+# an earlier install left behind is tested. Upgrading is requirements/update.sh's job.
+stamp=$(cat pyproject.toml requirements/dev.lock | sha256sum | cut -d' ' -f1)
 if [ "$(cat .venv/.install-stamp 2>/dev/null)" != "$stamp" ]; then
-  echo "tests/run.sh: installing the project into .venv" >&2
-  if ! .venv/bin/python -m pip install -q -e '.[test]' >.venv/pip.log 2>&1; then
+  echo "tests/run.sh: installing requirements/dev.lock and the project into .venv" >&2
+  rm -rf .venv
+  "$python" -m venv .venv
+  if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
+    -r requirements/dev.lock &&
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+      --no-build-isolation -e .; } >.venv/pip.log 2>&1; then
     cat .venv/pip.log >&2
     exit 1
   fi

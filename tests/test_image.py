@@ -39,7 +39,8 @@ def copied_by_the_build_stage() -> list[str]:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     """The project installed from its wheel into a directory of its own (dependencies are
-    the test environment's, as the image's are its pinned ones)."""
+    the test environment's, installed from requirements/dev.lock, whose pins are the image's
+    runtime.lock's: tests/requirements checks they agree)."""
     base = tmp_path_factory.mktemp("image")
     source = base / "src"
     source.mkdir()
@@ -48,11 +49,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
         if origin.is_dir():
             shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(origin, source / name)
     wheels = base / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(  # as the Dockerfile does (setuptools from PyPI, in an isolated build)
-        [*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), "."],
+    subprocess.run(  # as the Dockerfile does (with the locked setuptools, no isolated build)
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(wheels), "."],
         cwd=source,
         check=True,
         timeout=300,
