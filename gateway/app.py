@@ -11,6 +11,7 @@ import typing
 
 import aio_pika
 import orjson
+import prometheus_client
 
 from gateway import (
     commands,
@@ -60,6 +61,9 @@ class GatewayApp:
         self.commands: commands.CommandConsumer | None = None
         self.leases: leases.ShardLeases | None = None
         self.health: health.HealthServer | None = None
+        self.ledger: identify.SessionStartLedger | None = None
+        #: What ``/metrics`` serves: this gateway's collector and the process's own metrics.
+        self.metrics = health.metrics_registry(metrics.GatewayCollector(self))
         self.endpoint: rpc.Endpoint | None = None
         self.voice: voice.VoiceBridge | None = None
         self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
@@ -99,7 +103,7 @@ class GatewayApp:
         self._reply_queue = await self.topology.declare_reply_queue(
             command_channel, core.pool, self.gateway_id
         )
-        ledger = identify.SessionStartLedger(self._redis, self.keys)
+        self.ledger = ledger = identify.SessionStartLedger(self._redis, self.keys)
         await ledger.record_limit(info.total, info.remaining, info.reset_after)
         self.publisher = publisher.EventPublisher(
             events_exchange,
@@ -159,7 +163,7 @@ class GatewayApp:
         if self.settings.lavalink is not None and not self.standby and not self.retired:
             await self._start_voice()
         self.health = health.HealthServer(
-            core.health_port, ready=self.readiness, metrics=self.render_metrics
+            core.health_port, ready=self.readiness, alive=self.liveness, metrics=self.metrics
         )
         await self.health.start()
         _LOGGER.info(
@@ -614,6 +618,21 @@ class GatewayApp:
         down = [s for s, st in self.group.stats.items() if not st.connected]
         return f"shards not connected: {down}" if down else None
 
+    def liveness(self) -> str | None:
+        """Alive while its loops run and every held shard is connected or on its way: queued
+        for an IDENTIFY however long the pool's queue is, or reconnecting within hikari's
+        back-off. A cold start of many shards is live long before it is ready."""
+        died = sorted(t.get_name() for t in self._tasks if t.done() and not t.cancelled())
+        if died:
+            return f"background loops ended: {', '.join(died)}"
+        stalled = self.group.stalled() if self.group is not None else []
+        if stalled:
+            return (
+                f"shards neither connected nor queued to identify for over "
+                f"{shards.STALL_AFTER:.0f} s: {stalled}"
+            )
+        return None
+
     async def _start_rpc(self) -> None:
         """Answer fleet questions (``stats``: what ``shardline status`` shows of this gateway)."""
         assert self._amqp is not None
@@ -629,7 +648,8 @@ class GatewayApp:
         await self.endpoint.start()
 
     def render_metrics(self) -> str:
-        return metrics.render(self)
+        """What a scrape of ``/metrics`` returns (Prometheus text format)."""
+        return prometheus_client.generate_latest(self.metrics).decode()
 
     # --- stop -------------------------------------------------------------------------------
 

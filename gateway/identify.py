@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import logging
 import time
 import typing
@@ -113,6 +114,16 @@ class RedisIdentifyQueue(IdentifyQueue):
             )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionStartBudget:
+    """What this gateway last knew of the pool's session starts (for metrics and status)."""
+
+    total: int
+    remaining: int
+    #: Seconds until Discord resets the budget, from when it was read.
+    reset_after: float
+
+
 class SessionStartLedger:
     """The pool's remaining session starts, as Discord last reported them, minus our own."""
 
@@ -121,17 +132,29 @@ class SessionStartLedger:
         redis: aioredis.Redis,
         redis_keys: keys.RedisKeys,
         reserve: int = SESSION_START_RESERVE,
+        *,
+        clock: typing.Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = redis
         self._key = redis_keys.session_start_ledger()
         self.reserve = reserve
+        self._clock = clock
+        self._known: tuple[int, int, float] | None = None  # total, remaining, reset at
 
     async def record_limit(self, total: int, remaining: int, reset_after: float) -> None:
         """Store what ``/gateway/bot`` said; Discord's figure is authoritative."""
+        self._known = (total, remaining, self._clock() + reset_after)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key, mapping={"total": total, "remaining": remaining})
             pipe.pexpire(self._key, max(int(reset_after * 1000), 1000))
             await pipe.execute()
+
+    def budget(self) -> SessionStartBudget | None:
+        """The last known budget; ``None`` before Discord said anything."""
+        if self._known is None:
+            return None
+        total, remaining, reset_at = self._known
+        return SessionStartBudget(total, remaining, max(reset_at - self._clock(), 0.0))
 
     async def spend(self) -> int:
         """Take one session start; raise :class:`SessionStartBudgetError` when too few remain."""
@@ -140,7 +163,10 @@ class SessionStartLedger:
         except redis_client.REDIS_ERRORS:
             _LOGGER.warning("Redis unavailable: session start not recorded in the ledger")
             return -1
-        if remaining < self.reserve:
+        refused = remaining < self.reserve
+        if self._known is not None:
+            self._known = (self._known[0], max(remaining + refused, 0), self._known[2])
+        if refused:
             await self._redis.hincrby(self._key, "remaining", 1)
             raise SessionStartBudgetError(
                 f"only {remaining + 1} session starts remain today (reserve {self.reserve}); "

@@ -1,74 +1,130 @@
-"""The gateway's Prometheus metrics."""
+"""The gateway's Prometheus metrics: read from its parts at scrape time, never counted twice."""
 
 from __future__ import annotations
 
 import typing
 
-from shared import health
+from prometheus_client import core, registry
 
 if typing.TYPE_CHECKING:
+    import collections.abc
+
     from gateway import app, shards
 
 
-def render(gateway: app.GatewayApp) -> str:
-    text = health.MetricsText()
-    pool = gateway.settings.core.pool
-    group = gateway.group
-    publisher = gateway.publisher
-    stats = group.stats if group is not None else {}
+class GatewayCollector(registry.Collector):
+    """One scrape of a gateway: per-shard state, publishing, the cache, session starts."""
 
-    def per_shard(value: typing.Callable[[int], float]) -> list[tuple[dict[str, str], float]]:
-        return [({"pool": pool, "shard": str(s)}, value(s)) for s in sorted(stats)]
+    def __init__(self, gateway: app.GatewayApp) -> None:
+        self._gateway = gateway
 
-    text.family(
-        "shardline_gateway_shard_connected", "gauge", "1 when the shard's session is live",
-        per_shard(lambda s: float(stats[s].connected)),
-    )  # fmt: skip
-    if group is not None:
-        text.family(
-            "shardline_gateway_shard_latency_seconds", "gauge", "heartbeat round trip",
-            per_shard(lambda s: shard_latency(group, s)),
+    def collect(self) -> collections.abc.Iterator[core.Metric]:
+        gateway = self._gateway
+        pool = gateway.settings.core.pool
+        group = gateway.group
+        stats = group.stats if group is not None else {}
+        shard_ids = sorted(stats)
+
+        def per_shard(
+            family: core.GaugeMetricFamily | core.CounterMetricFamily,
+            value: typing.Callable[[int], float],
+        ) -> core.Metric:
+            for shard_id in shard_ids:
+                family.add_metric([pool, str(shard_id)], value(shard_id))
+            return family
+
+        by_shard = ["pool", "shard"]
+        yield _gauge("shardline_gateway_shards_held", "shards this gateway holds", pool, len(stats))
+        yield per_shard(
+            core.GaugeMetricFamily(
+                "shardline_gateway_shard_connected", "1 when the shard's session is live",
+                labels=by_shard,
+            ),
+            lambda s: float(stats[s].connected),
         )  # fmt: skip
-    text.family(
-        "shardline_gateway_events_total", "counter", "dispatches received",
-        per_shard(lambda s: stats[s].events),
-    )  # fmt: skip
-    text.family(
-        "shardline_gateway_identifies_total", "counter", "sessions started (READY)",
-        per_shard(lambda s: stats[s].identifies),
-    )  # fmt: skip
-    text.family(
-        "shardline_gateway_resumes_total", "counter", "sessions resumed (RESUMED)",
-        per_shard(lambda s: stats[s].resumes),
-    )  # fmt: skip
-    if publisher is not None:
-        labels = {"pool": pool}
-        text.family(
-            "shardline_gateway_publish_backlog", "gauge", "events awaiting a broker confirm",
-            [(labels, publisher.buffered)],
-        )  # fmt: skip
-        for name, value, help_text in (
-            ("published_events_total", publisher.stats.published_events, "events confirmed"),
-            ("published_messages_total", publisher.stats.published_messages, "broker messages"),
-            ("skipped_events_total", publisher.stats.skipped_events, "no worker listens"),
-            ("publish_failures_total", publisher.stats.publish_failures, "publish attempts failed"),
-            ("cache_writes_total", publisher.stats.cache_writes, "dispatches written to the cache"),
-            ("cache_failures_total", publisher.stats.cache_failures, "cache writes lost to Redis"),
+        if group is not None:
+            yield per_shard(
+                core.GaugeMetricFamily(
+                    "shardline_gateway_shard_latency_seconds", "heartbeat round trip",
+                    labels=by_shard,
+                ),
+                lambda s: shard_latency(group, s),
+            )  # fmt: skip
+        for name, help_text, value in (
+            ("events", "dispatches received", lambda s: stats[s].events),
+            ("identifies", "sessions started (READY)", lambda s: stats[s].identifies),
+            ("resumes", "sessions resumed (RESUMED)", lambda s: stats[s].resumes),
         ):
-            text.family(f"shardline_gateway_{name}", "counter", help_text, [(labels, value)])
-    text.family(
-        "shardline_gateway_redis_up", "gauge", "0 while Redis cannot be written",
-        [({"pool": pool}, float(gateway.redis_up))],
-    )  # fmt: skip
-    if gateway.commands is not None:
-        text.family(
-            "shardline_gateway_commands_total", "counter", "gateway commands from workers",
-            [
-                ({"pool": pool, "result": "sent"}, gateway.commands.handled),
-                ({"pool": pool, "result": "refused"}, gateway.commands.rejected),
-            ],
+            yield per_shard(
+                core.CounterMetricFamily(f"shardline_gateway_{name}", help_text, labels=by_shard),
+                value,
+            )
+        yield from self._publishing(pool)
+        yield from self._session_starts(pool)
+
+    def _publishing(self, pool: str) -> collections.abc.Iterator[core.Metric]:
+        gateway = self._gateway
+        publisher = gateway.publisher
+        if publisher is not None:
+            yield _gauge(
+                "shardline_gateway_publish_backlog", "events awaiting a broker confirm",
+                pool, publisher.buffered,
+            )  # fmt: skip
+            published = publisher.stats
+            for name, value, help_text in (
+                ("published_events", published.published_events, "events confirmed"),
+                ("published_messages", published.published_messages, "broker messages"),
+                ("skipped_events", published.skipped_events, "no worker listens"),
+                ("publish_failures", published.publish_failures, "publish attempts failed"),
+                ("cache_writes", published.cache_writes, "dispatches written to the cache"),
+                ("cache_failures", published.cache_failures, "cache writes lost to Redis"),
+            ):
+                yield _counter(f"shardline_gateway_{name}", help_text, pool, value)
+        yield _gauge(
+            "shardline_gateway_redis_up", "0 while Redis cannot be written",
+            pool, float(gateway.redis_up),
         )  # fmt: skip
-    return text.render()
+        if gateway.commands is not None:
+            family = core.CounterMetricFamily(
+                "shardline_gateway_commands", "gateway commands from workers",
+                labels=["pool", "result"],
+            )  # fmt: skip
+            family.add_metric([pool, "sent"], gateway.commands.handled)
+            family.add_metric([pool, "refused"], gateway.commands.rejected)
+            yield family
+
+    def _session_starts(self, pool: str) -> collections.abc.Iterator[core.Metric]:
+        ledger = self._gateway.ledger
+        budget = ledger.budget() if ledger is not None else None
+        if budget is None:  # not known yet: no sample rather than a made-up one
+            return
+        yield _gauge(
+            "shardline_gateway_session_start_limit",
+            "session starts Discord allows per window (GET /gateway/bot's total)",
+            pool, budget.total,
+        )  # fmt: skip
+        yield _gauge(
+            "shardline_gateway_session_start_remaining",
+            "session starts left in this window, as this gateway last knew",
+            pool, budget.remaining,
+        )  # fmt: skip
+        yield _gauge(
+            "shardline_gateway_session_start_reset_seconds",
+            "seconds until Discord resets the session start budget",
+            pool, budget.reset_after,
+        )  # fmt: skip
+
+
+def _gauge(name: str, help_text: str, pool: str, value: float) -> core.GaugeMetricFamily:
+    family = core.GaugeMetricFamily(name, help_text, labels=["pool"])
+    family.add_metric([pool], value)
+    return family
+
+
+def _counter(name: str, help_text: str, pool: str, value: float) -> core.CounterMetricFamily:
+    family = core.CounterMetricFamily(name, help_text, labels=["pool"])
+    family.add_metric([pool], value)
+    return family
 
 
 def shard_latency(group: shards.ShardGroup, shard_id: int) -> float:

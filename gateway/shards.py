@@ -25,6 +25,12 @@ if typing.TYPE_CHECKING:
 _LOGGER = logging.getLogger("shardline.gateway.shards")
 
 
+#: How long a held shard may be neither connected nor waiting its turn to IDENTIFY before the
+#: gateway counts as stuck (``/livez`` fails and the orchestrator replaces it): three of
+#: hikari's longest reconnect back-offs (60 s) with room for the connection itself.
+STALL_AFTER: typing.Final[float] = 180.0
+
+
 @dataclasses.dataclass(slots=True)
 class ShardStats:
     connected: bool = False
@@ -32,6 +38,14 @@ class ShardStats:
     resumes: int = 0
     events: int = 0
     started_at: float = 0.0
+    #: When ``connected`` last changed, or the shard last passed its identify gate.
+    changed_at: float = 0.0
+    #: Waiting its turn for an IDENTIFY (the pool's bucket, the session start budget): a
+    #: wait that Discord's limits bound, not a stall, however long the queue.
+    queued: bool = False
+
+    def stalled(self, now: float) -> bool:
+        return not self.connected and not self.queued and now - self.changed_at > STALL_AFTER
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,6 +93,7 @@ class ShardGroup:
         identify_queue: identify.IdentifyQueue,
         ledger: identify.SessionStartLedger,
         on_dispatch: typing.Callable[[str, typing.Any], None] | None = None,
+        clock: typing.Callable[[], float] = time.monotonic,
     ) -> None:
         self._token = settings.token
         self._url = settings.gateway_url
@@ -93,6 +108,7 @@ class ShardGroup:
         self.on_dispatch = on_dispatch
         self.shards: dict[int, hikari_adapter.CoordinatedShard] = {}
         self.stats: dict[int, ShardStats] = {}
+        self._clock = clock
         self._factory = _EventFactory()
         self._background: set[asyncio.Task[None]] = set()
         self.paused = False
@@ -107,7 +123,7 @@ class ShardGroup:
         stats = self.stats[shard.id]
         stats.events += 1
         if name == "READY":
-            stats.connected = True
+            self._mark(stats, connected=True)
             stats.identifies += 1
             self._publisher.begin_session(
                 stream, payload["session_id"], payload["resume_gateway_url"], seq
@@ -119,7 +135,7 @@ class ShardGroup:
                 )
             )  # fmt: skip
         elif name == "RESUMED":
-            stats.connected = True
+            self._mark(stats, connected=True)
             stats.resumes += 1
         self._publisher.accept(stream, seq, name, payload)
         if self.on_dispatch is not None and name.startswith("VOICE_"):
@@ -133,11 +149,21 @@ class ShardGroup:
             stats = self.stats.get(event.shard.id)
             if stats is None:  # a late event of a shard already stopped (handed over)
                 return
-            stats.connected = True
+            self._mark(stats, connected=True)
             if self.paused:
                 hikari_adapter.pause_reading(event.shard)
         elif isinstance(event, _Disconnected) and event.shard.id in self.stats:
-            self.stats[event.shard.id].connected = False
+            self._mark(self.stats[event.shard.id], connected=False)
+
+    def _mark(self, stats: ShardStats, *, connected: bool) -> None:
+        if stats.connected != connected:
+            stats.changed_at = self._clock()
+        stats.connected = connected
+
+    def stalled(self) -> list[int]:
+        """Held shards that are neither connected nor queued to IDENTIFY, for too long."""
+        now = self._clock()
+        return sorted(s for s, stats in self.stats.items() if stats.stalled(now))
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -152,8 +178,16 @@ class ShardGroup:
             _LOGGER.warning("session store update failed", extra={"error": repr(task.exception())})
 
     async def _identify_gate(self, shard_id: int) -> None:
-        await self._identify.acquire(shard_id, self.max_concurrency)
-        await self._ledger.spend()
+        stats = self.stats.get(shard_id)
+        if stats is not None:
+            stats.queued = True
+        try:
+            await self._identify.acquire(shard_id, self.max_concurrency)
+            await self._ledger.spend()
+        finally:
+            if stats is not None:
+                stats.queued = False
+                stats.changed_at = self._clock()
         _LOGGER.info("identifying", extra={"shard": shard_id})
 
     async def _identify_sent(self, shard_id: int) -> None:
@@ -176,7 +210,8 @@ class ShardGroup:
             token=self._token,
             url=self._url,
         )
-        self.stats[shard_id] = ShardStats(started_at=time.monotonic())
+        now = self._clock()
+        self.stats[shard_id] = ShardStats(started_at=now, changed_at=now)
         try:
             state = await self._sessions.load(shard_id, self.shard_count)
         except redis_client.REDIS_ERRORS as exc:

@@ -13,17 +13,27 @@ import typing
 
 import aio_pika
 import orjson
+import prometheus_client
 
 from shared import health, keys, lifecycle, redis_client, rpc, topology
 from shared import settings as settings_db
 from shared import voice as shared_voice
 from shared.cache import reader
 from worker import bot as bot_module
-from worker import consumer, cpu, dedupe, events, interactions, metrics, rest_limits, services
+from worker import (
+    consumer,
+    cpu,
+    dedupe,
+    events,
+    interactions,
+    metrics,
+    queue_depth,
+    rest_limits,
+    services,
+)
 from worker.commands import sync as command_sync
 
 if typing.TYPE_CHECKING:
-    import hikari
     import pymongo
     import redis.asyncio as aioredis
 
@@ -67,11 +77,14 @@ class WorkerApp:
         self.consumer: consumer.EventConsumer | None = None
         self.deduplicator: dedupe.Deduplicator | None = None
         self.health: health.HealthServer | None = None
+        self.queue_depths: queue_depth.QueueDepths | None = None
+        #: What ``/metrics`` serves: this replica's collector and the process's own metrics.
+        self.metrics = health.metrics_registry(metrics.WorkerCollector(self))
         self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
         self._redis: aioredis.Redis | None = None
         self._mongo: pymongo.AsyncMongoClient[dict[str, typing.Any]] | None = None
         self.settings_store: settings_db.SettingsStore | None = None
-        self._rest: hikari.impl.RESTClientImpl | None = None
+        self._rest: rest_limits.LimitedRESTClient | None = None
         self.stopping = asyncio.Event()
         self._status_task: asyncio.Task[None] | None = None
         self.endpoint: rpc.Endpoint | None = None
@@ -134,8 +147,13 @@ class WorkerApp:
                 self.bot, channel, self.topology, self.deduplicator
             )
             await self.consumer.start(queues)
+        watched = [queue.name for queue in queues] if "events" in self.settings.roles else []
+        self.queue_depths = queue_depth.QueueDepths(
+            self._amqp, [*watched, self.topology.dead_letter_queue]
+        )
+        await self.queue_depths.start()
         self.health = health.HealthServer(
-            core.health_port, ready=self.readiness, metrics=lambda: metrics.render(self)
+            core.health_port, ready=self.readiness, alive=self.liveness, metrics=self.metrics
         )
         await self.health.start()
         self._status_task = asyncio.get_running_loop().create_task(self._status_loop())
@@ -223,6 +241,20 @@ class WorkerApp:
             return "broker connection closed"
         return None
 
+    def liveness(self) -> str | None:
+        """Alive while its loops run (a broker away is not fatal: the connection reconnects)."""
+        if self._status_task is not None and self._status_task.done():
+            return "the status loop ended"
+        return None
+
+    @property
+    def shared_limiter(self) -> rest_limits.SharedBucketManager | None:
+        return self._rest.shared_limiter if self._rest is not None else None
+
+    def render_metrics(self) -> str:
+        """What a scrape of ``/metrics`` returns (Prometheus text format)."""
+        return prometheus_client.generate_latest(self.metrics).decode()
+
     def status(self) -> dict[str, typing.Any]:
         """What ``shardline status`` shows of this replica."""
         stats = self.consumer.stats if self.consumer is not None else consumer.ConsumerStats()
@@ -284,8 +316,7 @@ class WorkerApp:
         if self.deduplicator is not None:
             await self.deduplicator.flush()
             await self.deduplicator.close()
-        if self.health is not None:
-            await self.health.close()
+        await self._close_observers()
         if self._rest is not None:
             await self._rest.close()
         if self._amqp is not None:
@@ -299,6 +330,12 @@ class WorkerApp:
             await self._mongo.close()
         if self._redis is not None:
             await self._redis.aclose()
+
+    async def _close_observers(self) -> None:
+        if self.health is not None:
+            await self.health.close()
+        if self.queue_depths is not None:
+            await self.queue_depths.close()
 
     async def _close_services(self) -> None:
         """Give up what this replica leads first, so successors take over during the drain."""

@@ -487,6 +487,11 @@ class SharedBucketManager(buckets.RESTBucketManager):
             )
         self._redis_ok = False
 
+    @property
+    def shared(self) -> bool:
+        """False while Redis is away and each process limits alone (the breaker is open)."""
+        return self._redis_ok
+
     def _redis_up(self) -> None:
         if not self._redis_ok:
             _LOGGER.info("REST rate limits are shared again")
@@ -527,6 +532,12 @@ class LimitedRESTClient(rest.RESTClientImpl):
     """hikari's REST client, telling the shared limiter about every response."""
 
     __slots__: typing.Sequence[str] = ()
+
+    @property
+    def shared_limiter(self) -> SharedBucketManager | None:
+        """The limiter every replica shares (``None`` with ``REST_LIMITER=off``)."""
+        manager = self._bucket_manager
+        return manager if isinstance(manager, SharedBucketManager) else None
 
     async def _parse_ratelimits(  # type: ignore[misc]  # final in hikari; see check_compatibility
         self,

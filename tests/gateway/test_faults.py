@@ -48,7 +48,7 @@ async def test_redis_down_keeps_publishing_and_says_so(
                 discord.send_message(channel_id, user, f"m{index}")
             await discord.wait_for(lambda: len(sink.of("MESSAGE_CREATE")) == 20, what="20 events")
             await discord.wait_for(lambda: not gateway.redis_up, what="redis_up to drop")
-            assert 'shardline_gateway_redis_up{pool="main"} 0' in gateway.render_metrics()
+            assert 'shardline_gateway_redis_up{pool="main"} 0.0' in gateway.render_metrics()
             assert any(
                 "Redis unavailable" in r.getMessage()
                 for r in caplog.records

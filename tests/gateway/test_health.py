@@ -6,6 +6,9 @@ import typing
 
 import aiohttp
 
+from tests import exposition
+from tests.exposition import value
+
 if typing.TYPE_CHECKING:
     from tests.gateway.conftest import Stack
 
@@ -32,17 +35,26 @@ async def test_health_and_metrics(stack: Stack) -> None:
         assert publisher is not None
         # Its confirm may come after the sink's copy: the metrics are read once it has.
         await discord.wait_for(lambda: publisher.stats.published_events == 1, what="the confirm")
-        async with http.get(f"{base}/metrics") as response:
-            text = await response.text()
-        lines = set(text.splitlines())
-        assert 'shardline_gateway_shard_connected{pool="main",shard="0"} 1' in lines
-        assert 'shardline_gateway_identifies_total{pool="main",shard="0"} 1' in lines
-        assert 'shardline_gateway_resumes_total{pool="main",shard="0"} 0' in lines
-        assert 'shardline_gateway_published_events_total{pool="main"} 1' in lines
-        assert 'shardline_gateway_publish_backlog{pool="main"} 0' in lines
-        assert 'shardline_gateway_redis_up{pool="main"} 1' in lines
-        assert "# TYPE shardline_gateway_events_total counter" in lines
-        assert discord.token not in text
+        samples = await exposition.scrape(http, f"{base}/metrics")
+        shard = {"pool": "main", "shard": "0"}
+        assert value(samples, "shardline_gateway_shard_connected", **shard) == 1
+        assert value(samples, "shardline_gateway_identifies_total", **shard) == 1
+        assert value(samples, "shardline_gateway_resumes_total", **shard) == 0
+        assert value(samples, "shardline_gateway_shards_held", pool="main") == 1
+        assert value(samples, "shardline_gateway_published_events_total", pool="main") == 1
+        assert value(samples, "shardline_gateway_publish_backlog", pool="main") == 0
+        assert value(samples, "shardline_gateway_redis_up", pool="main") == 1
+        # The session start budget as GET /gateway/bot said it, less this gateway's IDENTIFY.
+        said = discord.gateway.options
+        assert value(samples, "shardline_gateway_session_start_limit", pool="main") == (
+            said.session_start_total
+        )
+        assert value(samples, "shardline_gateway_session_start_remaining", pool="main") == (
+            said.session_start_total - 1
+        )
+        reset = value(samples, "shardline_gateway_session_start_reset_seconds", pool="main")
+        assert 0 < reset <= 86_400
+        assert discord.token not in gateway.render_metrics()
         # Not ready while a shard reconnects; the request must land inside hikari's 1-2 s
         # backoff, which a loaded machine may miss: another close, a few times at most.
         for _ in range(5):

@@ -15,6 +15,8 @@ import pytest
 
 from shared import config, envelope, topology
 from shared import logging as shared_logging
+from tests import exposition
+from tests.exposition import value
 from worker import app
 from worker import bot as bot_module
 from worker import interactions as worker_interactions
@@ -463,19 +465,48 @@ async def test_health_and_metrics_of_a_replica(stack: Stack) -> None:
         consumer = replica.consumer
         await discord.wait_for(lambda: consumer.stats.failures["MESSAGE_CREATE"] >= 1)
         await discord.wait_for(lambda: consumer.stats.handled["MESSAGE_CREATE"] >= 1)
+        # A poison message: the dead-letter queue's depth is what operators alert on.
+        channel = await stack.connection.channel()
+        exchange = await channel.get_exchange(stack.topology.events_exchange)
+        await exchange.publish(
+            aio_pika.Message(b"{not json"), stack.topology.event_key("main", "MESSAGE_CREATE")
+        )
+        await discord.wait_for(lambda: consumer.stats.dead_lettered == 1)
+        depths = replica.queue_depths
+        assert depths is not None
+        dead_letter = stack.topology.dead_letter_queue
+        for _ in range(100):  # RabbitMQ counts a quorum queue's new message a moment later
+            await depths.read()  # what its loop does every few seconds
+            if dead_letter in depths.depths and depths.depths[dead_letter].messages:
+                break
+            await asyncio.sleep(0.1)
         async with http.get(f"{base}/readyz") as response:
             assert response.status == 200
-        async with http.get(f"{base}/metrics") as response:
-            text = await response.text()
-    lines = set(text.splitlines())
-    labels = 'event="MESSAGE_CREATE",group="default",pool="main"'
-    assert f"shardline_worker_events_handled_total{{{labels}}} 1" in lines
-    assert any(
-        line.startswith(f"shardline_worker_handler_failures_total{{{labels}}}") for line in lines
-    )
-    assert any(line.startswith("shardline_worker_handler_seconds_bucket{") for line in lines)
-    assert any(line.startswith("shardline_worker_event_age_seconds_count") for line in lines)
-    assert "# TYPE shardline_worker_messages_consumed_total counter" in lines
+        async with http.get(f"{base}/livez") as response:
+            assert response.status == 200
+        samples = await exposition.scrape(http, f"{base}/metrics")
+        text = replica.render_metrics()
+    replica_labels = {"group": "default", "pool": "main"}
+    labels = {**replica_labels, "event": "MESSAGE_CREATE"}
+    assert value(samples, "shardline_worker_events_handled_total", **labels) == 1
+    assert value(samples, "shardline_worker_handler_failures_total", **labels) >= 1
+    handled = value(samples, "shardline_worker_handler_seconds_count", **labels)
+    assert handled >= 1
+    assert value(samples, "shardline_worker_handler_seconds_bucket", **labels, le="+Inf") == handled
+    assert value(samples, "shardline_worker_event_age_seconds_count", **replica_labels) >= 1
+    assert value(samples, "shardline_worker_messages_consumed_total", **replica_labels) >= 3
+    assert value(samples, "shardline_worker_dead_lettered_total", **replica_labels) == 1
+    # The REST limiter: shared through Redis, no 429 taken.
+    assert value(samples, "shardline_worker_rest_limiter_shared", **replica_labels) == 1
+    limited = "shardline_worker_rest_rate_limited_total"
+    for scope in ("global", "route"):
+        assert value(samples, limited, **replica_labels, scope=scope) == 0
+    # Queue depths: the group's queues (consumed by this replica) and the dead letter.
+    queue = {**replica_labels, "queue": stack.topology.worker_queue("main", "default")}
+    assert value(samples, "shardline_worker_queue_messages", **queue) == 0
+    assert value(samples, "shardline_worker_queue_consumers", **queue) == 1
+    # The poison message, and perhaps already the failing one past its delivery limit.
+    assert value(samples, "shardline_worker_dead_letter_messages", **replica_labels) >= 1
     assert discord.token not in text
 
 
@@ -513,3 +544,22 @@ async def test_listeners_read_settings_a_write_on_another_replica_just_changed(
         await discord.wait_for(lambda: len(replies) == 2)
     assert replies == ["!", "?"]
     assert reader.bot.settings.stats.mongo_reads == 1
+
+
+async def test_a_services_only_replica_serves_valid_metrics(stack: Stack) -> None:
+    import aiohttp  # noqa: PLC0415
+
+    bot = bot_module.Bot()
+    # Declared by the pool's gateways and event workers; until it is, its depth is unknown.
+    await stack.topology.declare_dead_letter(await stack.connection.channel())
+    async with (
+        worker(stack, bot, WORKER_ROLES="services") as replica,
+        aiohttp.ClientSession() as http,
+    ):
+        assert replica.health is not None
+        assert replica.consumer is None
+        samples = await exposition.scrape(http, f"http://127.0.0.1:{replica.health.port}/metrics")
+    replica_labels = {"group": "default", "pool": "main"}
+    assert value(samples, "shardline_worker_messages_consumed_total", **replica_labels) == 0
+    assert value(samples, "shardline_worker_dead_letter_messages", **replica_labels) == 0
+    assert not [name for name, _ in samples if name == "shardline_worker_queue_messages"]

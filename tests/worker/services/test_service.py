@@ -16,7 +16,6 @@ from shared import rpc
 from tests.worker import plugin_services
 from tests.worker.test_commands import replicas
 from worker import bot as bot_module
-from worker import metrics
 
 if typing.TYPE_CHECKING:
     import pathlib
@@ -61,8 +60,8 @@ async def test_a_service_runs_once_and_answers_calls_from_two_replicas(stack: St
         status = leader.status()
         assert status["leading"] == ["counter"]
         [other] = [r for r in group if r is not leader]
-        assert 'service="counter"} 1' in metrics.render(leader)
-        assert 'service="counter"} 0' in metrics.render(other)
+        assert 'service="counter"} 1.0' in leader.render_metrics()
+        assert 'service="counter"} 0.0' in other.render_metrics()
 
 
 async def test_remote_errors_arrive_typed(stack: Stack) -> None:
