@@ -1,16 +1,17 @@
 """Frozen settings, parsed once from the environment.
 
 Nothing else in the code base reads ``os.environ``: entry points call ``from_env`` once and
-pass the frozen result down. Every secret (the token, passwords, URLs that carry
-credentials) also accepts ``NAME_FILE``, the path of a Docker secret. A bad or missing value
-raises :class:`ConfigError`, whose one-line message names the variable and never repeats a
-secret; :func:`load_or_exit` turns that into one line on stderr and exit status 2.
+pass the frozen result down. Without a mapping, ``from_env`` reads the process environment
+over the working directory's ``.env`` file (``shared.envfile``), as Compose does. Every
+secret (the token, passwords, URLs that carry credentials) also accepts ``NAME_FILE``, the
+path of a Docker secret. A bad or missing value raises :class:`ConfigError`, whose one-line
+message names the variable and never repeats a secret; :func:`load_or_exit` turns that into
+one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import sys
 import typing
@@ -18,7 +19,7 @@ import urllib.parse
 
 import hikari
 
-from shared import admin, keys, playground, sharding
+from shared import admin, envfile, keys, playground, sharding
 from shared.cache import resources
 from shared.secret import Secret
 
@@ -195,7 +196,7 @@ class CoreSettings:
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> CoreSettings:
-        read = EnvReader(os.environ if env is None else env)
+        read = EnvReader(_environment() if env is None else env)
         return cls._read(read)
 
     def secrets(self) -> tuple[Secret, ...]:
@@ -253,7 +254,7 @@ class OperatorSettings:
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> OperatorSettings:
-        read = EnvReader(os.environ if env is None else env)
+        read = EnvReader(_environment() if env is None else env)
         return dataclasses.replace(cls._read(read), admin_key=_read_admin_key(read))
 
     @classmethod
@@ -371,7 +372,7 @@ class GatewaySettings:
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> GatewaySettings:
-        read = EnvReader(os.environ if env is None else env)
+        read = EnvReader(_environment() if env is None else env)
         core = CoreSettings._read(read)  # noqa: SLF001 - one reader shared by both sections
         raw_count = read.text("SHARD_COUNT", "auto")
         shard_count: int | None = None
@@ -434,7 +435,7 @@ class WorkerSettings:
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> WorkerSettings:
-        read = EnvReader(os.environ if env is None else env)
+        read = EnvReader(_environment() if env is None else env)
         core = CoreSettings._read(read)  # noqa: SLF001 - one reader shared by both sections
         plugins = tuple(p.strip() for p in read.text("WORKER_PLUGINS", "").split(",") if p.strip())
         for plugin in plugins:
@@ -472,8 +473,17 @@ class WorkerSettings:
 
 def discord_token_given(env: typing.Mapping[str, str] | EnvReader | None = None) -> bool:
     """Whether ``DISCORD_TOKEN`` (or ``DISCORD_TOKEN_FILE``) is set: Discord, not the playground."""
-    read = env if isinstance(env, EnvReader) else EnvReader(os.environ if env is None else env)
+    read = env if isinstance(env, EnvReader) else EnvReader(_environment() if env is None else env)
     return any(read.optional(name) is not None for name in ("DISCORD_TOKEN", "DISCORD_TOKEN_FILE"))
+
+
+def _environment() -> dict[str, str]:
+    """The process environment, over the ``.env`` file's values (``shared.envfile``)."""
+    try:
+        return envfile.environment()
+    except envfile.EnvFileError as exc:
+        variable, _, reason = str(exc).partition(": ")
+        raise ConfigError(variable, reason) from None
 
 
 def load_or_exit(loader: typing.Callable[[], T], *, program: str) -> T:
