@@ -42,6 +42,15 @@ class GatewayCollector(registry.Collector):
             ),
             lambda s: float(stats[s].connected),
         )  # fmt: skip
+        yield per_shard(
+            core.GaugeMetricFamily(
+                "shardline_gateway_shard_queued",
+                "1 while the shard waits its turn to IDENTIFY (the pool's bucket, the session "
+                "start budget): not connected, and not stuck",
+                labels=by_shard,
+            ),
+            lambda s: float(stats[s].queued),
+        )
         if group is not None:
             yield per_shard(
                 core.GaugeMetricFamily(

@@ -7,6 +7,7 @@ import typing
 import aiohttp
 
 from tests import exposition
+from tests.deploy import exported
 from tests.exposition import value
 
 if typing.TYPE_CHECKING:
@@ -55,6 +56,9 @@ async def test_health_and_metrics(stack: Stack) -> None:
         reset = value(samples, "shardline_gateway_session_start_reset_seconds", pool="main")
         assert 0 < reset <= 86_400
         assert discord.token not in gateway.render_metrics()
+        # Exactly what the dashboards and alerts are checked against (tests/deploy).
+        assert {n for n, _ in samples if n.startswith("shardline_")} == exported.GATEWAY
+        assert {n for n, _ in samples} >= exported.PROCESS
         # Not ready while a shard reconnects; the request must land inside hikari's 1-2 s
         # backoff, which a loaded machine may miss: another close, a few times at most.
         for _ in range(5):

@@ -16,6 +16,7 @@ import pytest
 from shared import config, envelope, topology
 from shared import logging as shared_logging
 from tests import exposition
+from tests.deploy import exported
 from tests.exposition import value
 from worker import app
 from worker import bot as bot_module
@@ -507,6 +508,12 @@ async def test_health_and_metrics_of_a_replica(stack: Stack) -> None:
     assert value(samples, "shardline_worker_queue_consumers", **queue) == 1
     # The poison message, and perhaps already the failing one past its delivery limit.
     assert value(samples, "shardline_worker_dead_letter_messages", **replica_labels) >= 1
+    # Exactly what the dashboards and alerts are checked against (tests/deploy); this replica
+    # leads no service, so that family has no sample.
+    sampled = {name for name, _ in samples if name.startswith("shardline_")}
+    assert exported.WORKER - sampled == {"shardline_worker_service_leader"}
+    assert sampled <= exported.WORKER
+    assert {name for name, _ in samples} >= exported.PROCESS
     assert discord.token not in text
 
 
