@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typing
 
+from aiormq import exceptions as amqp_errors
+
 from shared import topology
 
 if typing.TYPE_CHECKING:
@@ -49,11 +51,40 @@ def describe(message: pika_abc.AbstractIncomingMessage) -> dict[str, typing.Any]
     }
 
 
+class NoEventsExchangeError(LookupError):
+    """There is a dead letter to replay, but no events exchange to put it on (no gateway or
+    worker of the namespace has declared it yet)."""
+
+
+async def _dead_letter_queue(
+    channel: pika_abc.AbstractChannel, names: topology.Topology
+) -> pika_abc.AbstractQueue | None:
+    """The queue, or None before any gateway or worker of the namespace has declared it
+    (then nothing was dead-lettered)."""
+    try:
+        return await channel.get_queue(names.dead_letter_queue)
+    except amqp_errors.ChannelNotFoundEntity:
+        await channel.reopen()
+        return None
+
+
+async def _events_exchange(
+    channel: pika_abc.AbstractChannel, names: topology.Topology
+) -> pika_abc.AbstractExchange | None:
+    try:
+        return await channel.get_exchange(names.events_exchange)
+    except amqp_errors.ChannelNotFoundEntity:
+        await channel.reopen()
+        return None
+
+
 async def inspect(
     channel: pika_abc.AbstractChannel, names: topology.Topology, limit: int
 ) -> list[dict[str, typing.Any]]:
     """Up to ``limit`` dead letters, left where they are."""
-    queue = await channel.get_queue(names.dead_letter_queue)
+    queue = await _dead_letter_queue(channel, names)
+    if queue is None:
+        return []
     seen: list[pika_abc.AbstractIncomingMessage] = []
     try:
         while len(seen) < limit:
@@ -75,9 +106,16 @@ async def replay(
     reason_contains: str | None = None,
 ) -> tuple[int, int]:
     """Publish up to ``limit`` dead letters back to the events exchange with their original
-    routing key (confirmed before each is removed); returns (replayed, skipped)."""
-    queue = await channel.get_queue(names.dead_letter_queue)
-    exchange = await channel.get_exchange(names.events_exchange)
+    routing key (confirmed before each is removed); returns (replayed, skipped).
+
+    Raises :class:`NoEventsExchangeError` (having put every message back) when there is one to
+    replay but no events exchange.
+    """
+    # Looked up first: a lookup that fails closes the channel, which is then reopened.
+    exchange = await _events_exchange(channel, names)
+    queue = await _dead_letter_queue(channel, names)
+    if queue is None:
+        return 0, 0
     replayed = skipped = 0
     kept: list[pika_abc.AbstractIncomingMessage] = []
     try:
@@ -90,6 +128,9 @@ async def replay(
                 kept.append(message)
                 skipped += 1
                 continue
+            if exchange is None:
+                kept.append(message)
+                raise NoEventsExchangeError(names.events_exchange)
             headers = {
                 k: v
                 for k, v in (message.headers or {}).items()

@@ -101,6 +101,10 @@ class ReshardError(Exception):
     """The re-shard could not go on; the record says where it stopped."""
 
 
+class ReshardTimeoutError(ReshardError):
+    """A step did not finish in time (the warming is then aborted, later steps stay put)."""
+
+
 Say = typing.Callable[[str], None]
 Statuses = list[dict[str, typing.Any]]
 
@@ -238,7 +242,7 @@ async def _warm(
             await shared_reshard.transition(
                 redis, redis_keys, aborted, expected=[record.state], admin_key=admin_key
             )
-            raise ReshardError(
+            raise ReshardTimeoutError(
                 f"only {ready}/{target} new shards were READY in time: aborted, the "
                 f"{record.source}-shard layout kept serving"
             )
@@ -254,7 +258,7 @@ async def _wait_until(
 ) -> None:
     while not done(await _statuses(redis, redis_keys)):
         if time.monotonic() > deadline:
-            raise ReshardError(
+            raise ReshardTimeoutError(
                 f"{failure} in time; run the same command again to carry on, or --abort"
             )
         await asyncio.sleep(0.25)

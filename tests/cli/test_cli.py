@@ -12,19 +12,36 @@ import hikari
 import orjson
 import pytest
 
-from cli import __main__ as cli
+from cli.exit_codes import ExitCode
 from shared import admin, config, envelope, reshard, topology
 from shared.secret import Secret
+from tests.cli.running import json_document, run, shardline
 from worker import app as worker_app
 from worker import bot as bot_module
 
 if typing.TYPE_CHECKING:
     from tests.gateway.conftest import Stack
 
-
-async def shardline(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = await cli.run(list(argv))
-    return code, capsys.readouterr().out
+# The keys of each --json document, as docs/operations.md lists them.
+STATUS_KEYS: typing.Final = {
+    "pool", "namespace", "shard_count", "gateways", "shards", "workers", "queues", "dead_letters",
+}  # fmt: skip
+GATEWAY_KEYS: typing.Final = {"gateway", "state", "shards", "connected", "backlog", "seen_s_ago"}
+SHARD_KEYS: typing.Final = {
+    "shard", "gateway", "state", "latency_ms", "guilds", "session_age_s", "seq", "session",
+}  # fmt: skip
+WORKER_KEYS: typing.Final = {
+    "worker", "group", "consumed", "handled", "failures", "dead_lettered", "duplicates",
+}  # fmt: skip
+QUEUE_KEYS: typing.Final = {"queue", "ready", "consumers"}
+DEAD_LETTER_KEYS: typing.Final = {"id", "routing_key", "exchange", "bytes", "reason"}
+PLAN_KEYS: typing.Final = {
+    "current", "target", "max_concurrency", "session_starts_needed",
+    "session_starts_remaining", "identify_seconds", "guilds_per_shard", "assignments",
+    "problems",
+}  # fmt: skip
+ANSWER_KEYS: typing.Final = {"role", "process", "ok", "value", "error"}
+RESHARD_KEYS: typing.Final = {"action", "state", "source", "target"}
 
 
 @contextlib.asynccontextmanager
@@ -57,6 +74,7 @@ async def test_status_shows_gateways_shards_workers_and_queues(
         await gateway.write_status()
         await replica.write_status()
         code, out = await shardline(capsys, "status")
+        ran = await run(capsys, "--json", "status")
     assert code == 0
     assert "2 shards" in out
     assert gateway.gateway_id in out
@@ -66,6 +84,27 @@ async def test_status_shows_gateways_shards_workers_and_queues(
     assert all("connected" in line and gateway.gateway_id in line for line in shard_lines)
     assert stack.topology.worker_queue("main", "default") in out
     assert stack.topology.dead_letter_queue in out
+    assert ran.code == 0
+    assert ran.err == ""
+    doc = ran.document()
+    assert set(doc) == STATUS_KEYS
+    assert (doc["pool"], doc["namespace"], doc["shard_count"]) == ("main", stack.namespace, 2)
+    [gateway_row] = doc["gateways"]
+    assert set(gateway_row) == GATEWAY_KEYS
+    assert gateway_row["gateway"] == gateway.gateway_id
+    assert (gateway_row["state"], gateway_row["shards"], gateway_row["connected"]) == (
+        "serving", 2, 2,
+    )  # fmt: skip
+    assert [set(s) for s in doc["shards"]] == [SHARD_KEYS, SHARD_KEYS]
+    assert [(s["shard"], s["state"], s["gateway"], s["guilds"]) for s in doc["shards"]] == [
+        (0, "connected", gateway.gateway_id, 1), (1, "connected", gateway.gateway_id, 1),
+    ]  # fmt: skip
+    [worker_row] = doc["workers"]
+    assert set(worker_row) == WORKER_KEYS
+    assert (worker_row["worker"], worker_row["group"]) == (replica.worker_id, "default")
+    assert all(set(q) == QUEUE_KEYS for q in doc["queues"])
+    assert stack.topology.worker_queue("main", "default") in {q["queue"] for q in doc["queues"]}
+    assert doc["dead_letters"] == {"queue": stack.topology.dead_letter_queue, "ready": 0}
 
 
 @pytest.mark.usefixtures("operator_env")
@@ -91,13 +130,17 @@ async def test_drain_hands_shards_to_the_other_gateway_with_resumes_only(
         resumes = len(discord.records.resumes)
         moved = next(iter(first.group.shards))
         await first.write_status()
-        code, out = await shardline(capsys, "drain", first.gateway_id)
-        assert code == 0, out
+        code, drained = await json_document(capsys, "drain", first.gateway_id)
+        assert code == 0
+        assert drained == {"gateway": first.gateway_id, "state": "draining"}
         await discord.wait_for(lambda: len(second.group.shards) == 2, timeout=20)
         await first.write_status()
         assert not first.group.shards
         code, out = await shardline(capsys, "status")
         assert f"{first.gateway_id}  draining" in out
+        code, doc = await json_document(capsys, "status")
+        states = {g["gateway"]: (g["state"], g["shards"]) for g in doc["gateways"]}
+        assert states[first.gateway_id] == ("draining", 0)
     assert len(discord.records.identifies) == identifies  # no new session
     accepted = [r.shard_id for r in discord.records.resumes[resumes:] if r.accepted]
     assert accepted == [moved]
@@ -140,12 +183,37 @@ async def test_dead_letters_are_listed_with_their_reason_and_replayed(
     assert "dead-1" in out
     assert key in out
     assert "handler failed 5 times" in out
+    code, doc = await json_document(capsys, "dead-letters")
+    assert code == 0
+    assert doc == {
+        "queue": stack.topology.dead_letter_queue,
+        "dead_letters": [{
+            "id": "dead-1", "routing_key": key, "exchange": "",
+            "bytes": len(orjson.dumps(item)), "reason": "handler failed 5 times",
+        }],
+    }  # fmt: skip
+    assert set(doc["dead_letters"][0]) == DEAD_LETTER_KEYS
+    code, doc = await json_document(capsys, "replay", "--reason", "nothing like it")
+    assert (code, doc) == (
+        0,
+        {"replayed": 0, "skipped": 1, "exchange": stack.topology.events_exchange},
+    )
+    # Before any worker or gateway declared the events exchange there is nowhere to put it.
+    ran = await run(capsys, "replay", "--json")
+    assert ran.code == ExitCode.PROBLEM
+    assert ran.error_line.startswith(
+        f"shardline: there is no exchange {stack.topology.events_exchange} to replay to"
+    )
+    code, doc = await json_document(capsys, "dead-letters")
+    assert [d["id"] for d in doc["dead_letters"]] == ["dead-1"]
     async with worker(stack, bot):
         code, out = await shardline(capsys, "replay", "--reason", "handler failed")
         assert "replayed 1" in out
         await stack.discord.wait_for(lambda: seen == ["again"])
     code, out = await shardline(capsys, "dead-letters")
     assert "dead-1" not in out
+    code, doc = await json_document(capsys, "dead-letters")
+    assert doc["dead_letters"] == []
 
 
 @pytest.mark.usefixtures("operator_env")
@@ -169,9 +237,22 @@ async def test_a_reshard_plan_changes_nothing_and_says_what_it_takes(
         assert {
             s: await stack.redis.hget(stack.keys.session(s, 2), "session_id") for s in (0, 1)
         } == sessions
+        code, plan = await json_document(
+            capsys, "reshard-plan", "--shards", "4", "--max-concurrency", "2"
+        )
+        assert code == 0
+        assert set(plan) == PLAN_KEYS
+        assert (plan["current"], plan["target"], plan["max_concurrency"]) == (2, 4, 2)
+        assert (plan["session_starts_needed"], plan["identify_seconds"]) == (4, 5.0)
+        assert plan["assignments"] == [{"gateway": gateway.gateway_id, "first": 0, "last": 3}]
+        assert plan["problems"] == []
         code, out = await shardline(capsys, "reshard-plan", "--shards", "2")
         assert code == 1
         assert "already runs 2 shards" in out
+        # A plan with problems is still the whole result, on stdout (and exit status 1).
+        code, plan = await json_document(capsys, "reshard", "--shards", "2", "--dry-run")
+        assert code == ExitCode.PROBLEM
+        assert plan["problems"] == ["the pool already runs 2 shards"]
     assert len(discord.records.identifies) == 2
 
 
@@ -185,8 +266,10 @@ async def test_restart_one_shard_resumes_it_where_it_runs(
         assert gateway.group is not None
         await discord.wait_for(lambda: all(s.connected for s in gateway.group.stats.values()))
         identifies = len(discord.records.identifies)
-        code, out = await shardline(capsys, "restart-shard", "1", "--wait", "--timeout", "15")
-        assert code == 0, out
+        ran = await run(capsys, "restart-shard", "1", "--wait", "--timeout", "15", "--json")
+        assert ran.code == 0, ran
+        assert ran.document() == {"shard": 1, "shard_count": 2, "state": "taken"}
+        assert ran.err == "asked the gateway holding shard 1 to restart it (it resumes)\n"
         await discord.wait_for(lambda: [r.shard_id for r in discord.records.resumes] == [1])
         await discord.wait_for(lambda: discord.connected_shards() == [0, 1])
     assert len(discord.records.identifies) == identifies
@@ -263,14 +346,13 @@ async def test_the_cli_signs_nothing_without_the_admin_key(
         ["reshard", "--shards", "4", "--abort", "--dry-run"],
         ["reshard", "--shards", "4", "--forget"],
     ):
-        assert await cli.run(argv) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1
-        assert "set ADMIN_KEY (or ADMIN_KEY_FILE)" in err
+        ran = await run(capsys, *argv, "--json")
+        assert ran.code == ExitCode.NOT_AUTHORIZED == 5
+        assert "set ADMIN_KEY (or ADMIN_KEY_FILE)" in ran.error_line
     # Taking a drain back needs no key: the gateway returns to what it does unasked.
     await stack.redis.hset(stack.keys.drain_requests(), "main-00000000", "x")
-    code, _ = await shardline(capsys, "undrain", "main-00000000")
-    assert code == 0
+    code, doc = await json_document(capsys, "undrain", "main-00000000")
+    assert (code, doc) == (0, {"gateway": "main-00000000", "request_removed": True})
     assert not await stack.redis.hexists(stack.keys.drain_requests(), "main-00000000")
 
 
@@ -283,30 +365,42 @@ async def test_a_reshard_record_the_key_does_not_vouch_for_is_explained_and_can_
     other_key = Secret("o" * 64)
     old = reshard.Reshard(1, 2, reshard.State.DONE)
     await reshard.save(stack.redis, stack.keys, old, other_key)
-    assert await cli.run(["reshard", "--shards", "4", "--abort"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert "not vouched for (bad signature" in err
-    assert "shardline reshard --forget" in err
+    ran = await run(capsys, "reshard", "--shards", "4", "--abort")
+    assert ran.code == ExitCode.NOT_AUTHORIZED
+    assert "not vouched for (bad signature" in ran.error_line
+    assert "shardline reshard --forget" in ran.error_line
     code, out = await shardline(capsys, "reshard", "--shards", "4", "--forget")
     assert code == 0
     assert "forgot the re-shard record (bad signature" in out
     assert not await stack.redis.exists(stack.keys.reshard())
+    await reshard.save(
+        stack.redis, stack.keys, reshard.Reshard(1, 2, reshard.State.DONE), stack.admin_key
+    )
+    code, doc = await json_document(capsys, "reshard", "--shards", "2", "--forget")
+    assert code == 0
+    assert set(doc) == RESHARD_KEYS
+    assert doc == {"action": "forget", "state": "forgotten", "source": 1, "target": 2}
     underway = reshard.Reshard(1, 2, reshard.State.WARMING)
     await reshard.save(stack.redis, stack.keys, underway, stack.admin_key)
-    code, out = await shardline(capsys, "reshard", "--shards", "2", "--forget")
-    assert code == 1
-    assert "a re-shard is warming" in out
+    ran = await run(capsys, "reshard", "--shards", "2", "--forget", "--json")
+    assert ran.code == ExitCode.PROBLEM
+    assert "a re-shard is warming" in ran.error_line
     assert await stack.redis.exists(stack.keys.reshard())
+    code, doc = await json_document(capsys, "reshard", "--shards", "2", "--abort")
+    assert code == 0
+    assert doc == {"action": "abort", "state": "aborted", "source": 1, "target": 2}
+    record = await reshard.load(stack.redis, stack.keys, stack.admin_key)
+    assert record is not None
+    assert record.state is reshard.State.ABORTED
 
 
 @pytest.mark.usefixtures("operator_env")
 async def test_restart_of_a_shard_no_gateway_serves_is_refused_by_the_cli(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out = await shardline(capsys, "restart-shard", "5")
-    assert code == 1
-    assert "no serving gateway holds shard 5" in out
+    ran = await run(capsys, "restart-shard", "5")
+    assert ran.code == ExitCode.PROBLEM
+    assert ran.error_line == "shardline: no serving gateway holds shard 5; see shardline status"
     assert not await stack.redis.exists(stack.keys.restart_requests())
 
 
@@ -329,6 +423,26 @@ async def test_ask_gathers_every_process_answer(
         assert code == 0, out
         assert gateway.gateway_id in out
         assert replica.worker_id in out
+        code, doc = await json_document(capsys, "ask", "stats", "--timeout", "10")
+        assert code == 0
+        assert doc["question"] == "stats"
+        assert all(set(a) == ANSWER_KEYS for a in doc["answers"])
+        assert {(a["role"], a["process"], a["ok"]) for a in doc["answers"]} == {
+            ("gateway", gateway.gateway_id, True), ("worker", replica.worker_id, True),
+        }  # fmt: skip
+        assert all(a["error"] is None and a["value"] is not None for a in doc["answers"])
         code, out = await shardline(capsys, "ask", "nope", "--role", "worker", "--timeout", "10")
         assert code == 1
         assert "has no handler 'nope'" in out
+        code, doc = await json_document(
+            capsys, "ask", "nope", "--role", "worker", "--timeout", "10"
+        )
+        assert code == ExitCode.PROBLEM
+        [answer] = doc["answers"]
+        assert (answer["process"], answer["ok"], answer["value"]) == (
+            replica.worker_id,
+            False,
+            None,
+        )
+        assert answer["error"]["type"] == "UnknownMethodError"
+        assert "has no handler 'nope'" in answer["error"]["message"]

@@ -8,8 +8,9 @@ import typing
 
 import pytest
 
-from cli import __main__ as cli
+from cli.exit_codes import ExitCode
 from shared import reshard
+from tests.cli.running import run
 
 if typing.TYPE_CHECKING:
     from tests.gateway.conftest import Stack
@@ -40,16 +41,17 @@ async def test_reshard_one_to_two_shards_loses_no_event_and_closes_the_old_layou
         await old.write_status()
         flowing = asyncio.create_task(traffic())
         async with stack.gateway(SHARD_COUNT="2", GATEWAY_STANDBY="true") as new:
-            code = await cli.run(["reshard", "--shards", "2", "--timeout", "60"])
-            out = capsys.readouterr().out
+            ran = await run(capsys, "reshard", "--shards", "2", "--timeout", "60", "--json")
             await asyncio.sleep(0.3)
             stop.set()
             await flowing
             received = lambda: {e["d"]["content"] for e in sink.of("MESSAGE_CREATE")}  # noqa: E731
             await discord.wait_for(lambda: set(sent) <= received(), timeout=15, what="every event")
-            assert code == 0, out
-            assert "2/2 new shards READY" in out
-            assert "done: the pool runs 2 shards" in out
+            assert ran.code == 0, ran
+            # The progress goes to stderr, the result is the one document on stdout.
+            assert "2/2 new shards READY" in ran.err
+            assert "done: the pool runs 2 shards" in ran.err
+            assert ran.document() == {"action": "run", "state": "done", "source": 1, "target": 2}
             assert old.retired
             assert old.group is not None
             assert not old.group.shards
@@ -83,11 +85,11 @@ async def test_a_reshard_whose_new_layout_never_comes_up_is_aborted_and_changes_
     async with stack.gateway(SHARD_COUNT="1") as old:
         await discord.wait_for(lambda: discord.connected_shards() == [0])
         await old.write_status()
-        code = await cli.run(["reshard", "--shards", "2", "--timeout", "1"])
-        out = capsys.readouterr().out
-        assert code == 1
-        assert "0/2 new shards READY" in out
-        assert "aborted" in out
+        ran = await run(capsys, "reshard", "--shards", "2", "--timeout", "1")
+        assert ran.code == ExitCode.TIMED_OUT
+        assert "0/2 new shards READY" in ran.out
+        [error] = ran.err.splitlines()
+        assert error.startswith("shardline: only 0/2 new shards were READY in time: aborted")
         record = await reshard.load(stack.redis, stack.keys, stack.admin_key)
         assert record is not None
         assert record.state is reshard.State.ABORTED
@@ -101,6 +103,9 @@ async def test_a_reshard_whose_new_layout_never_comes_up_is_aborted_and_changes_
 async def test_a_shard_count_below_one_is_refused_before_anything_moves(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert await cli.run(["reshard", "--shards", "0"]) == 2
-    assert "--shards must be at least 1" in capsys.readouterr().out
+    ran = await run(capsys, "reshard", "--shards", "0")
+    assert ran.code == ExitCode.USAGE
+    assert ran.error_line == (
+        "shardline reshard: argument --shards: must be at least 1 (see shardline reshard --help)"
+    )
     assert await reshard.load(stack.redis, stack.keys, stack.admin_key) is None
