@@ -1,16 +1,37 @@
-"""Five-field cron expressions (minute hour day-of-month month day-of-week), in UTC.
+"""Five-field cron expressions (minute hour day-of-month month day-of-week) in a time zone.
 
-Supports ``*``, numbers, ranges ``a-b``, steps ``*/n`` and ``a-b/n``, lists ``a,b``, month and
-weekday names (``jan``, ``mon``), ``7`` as Sunday, and ``@hourly``, ``@daily``/``@midnight``,
-``@weekly``, ``@monthly``, ``@yearly``/``@annually``. As in Vixie cron, when both day fields
-are restricted a day matching either one fires.
+Fields are read by croniter: ``*``, numbers, names (``jan``, ``mon``), ranges ``a-b`` (which
+may wrap: ``fri-mon``, ``22-2``), steps, lists, ``L`` (last day of the month), ``15W`` (the
+weekday nearest the 15th), ``mon#2`` (the second Monday), ``L5`` (the last Friday), ``7`` as
+Sunday, and the aliases ``@hourly``, ``@daily``/``@midnight``, ``@weekly``, ``@monthly``,
+``@yearly``/``@annually``.
+
+Day of month and day of week follow Vixie cron: when both are restricted, a day matching
+either fires (``0 0 1 * mon``: the 1st and every Monday); a field that starts with ``*``
+counts as unrestricted, so they must both match (``0 0 */2 * mon``: Mondays that fall on an
+odd day of the month). ``#``, ``L`` in the day of week and ``W`` only combine with a ``*``
+in the other day field.
+
+Times are wall-clock times in the expression's zone. Where a daylight-saving change skips or
+repeats local times:
+
+- a fixed hour (the hour field does not start with ``*``) fires once a day: a time that does
+  not exist (02:30 when clocks jump from 02:00 to 03:00) fires when the gap ends (03:00); a
+  time that happens twice (02:30 when clocks fall back) fires at its first occurrence only;
+- an hour field starting with ``*`` (every hour, ``*/2``) follows the clock as it runs:
+  skipped times do not fire and the repeated hour fires again, so an hourly task stays an
+  hour apart in real time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import typing
+import zoneinfo
+
+import croniter
 
 __all__: typing.Sequence[str] = ("CronError", "CronExpression", "parse")
 
@@ -23,115 +44,155 @@ _ALIASES: typing.Final[dict[str, str]] = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-#: (name, lowest, highest, names) of each field.
-_FIELDS: typing.Final = (
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day of month", 1, 31, ()),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 7, _DAYS),
-)
-#: How far ahead a next time is looked for (an expression like "0 0 30 2 *" never fires).
-_HORIZON_DAYS: typing.Final[int] = 366 * 5
+_FIELDS: typing.Final = ("minute", "hour", "day of month", "month", "day of week")
+_DAY_OF_MONTH: typing.Final = 2
+_DAY_OF_WEEK: typing.Final = 4
+#: Far enough ahead to see a fall-back transition whose repeated times are still to come
+#: (no zone turns its clocks back by more than this).
+_FOLD_LOOKAHEAD: typing.Final = dt.timedelta(hours=3)
+#: Candidate local times examined for one next time; a repeated hour of minutely runs needs
+#: about 120, so reaching this means a bug, not a rare schedule.
+_MAX_CANDIDATES: typing.Final[int] = 10_000
+#: Where parsing checks that an expression fires at all.
+_REFERENCE: typing.Final = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 class CronError(ValueError):
-    """A cron expression that cannot be parsed; the message says which part and why."""
+    """An expression or time zone that cannot be used; the message says which part and why."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CronExpression:
-    source: str
-    minutes: tuple[int, ...]
-    hours: tuple[int, ...]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday
-    any_day: bool
-    any_weekday: bool
+    """A parsed expression and its zone; :func:`parse` builds it and checks that it fires."""
 
-    def _day_matches(self, day: dt.date) -> bool:
-        if day.month not in self.months:
-            return False
-        weekday = (day.weekday() + 1) % 7
-        if self.any_day or self.any_weekday:
-            return day.day in self.days and weekday in self.weekdays
-        return day.day in self.days or weekday in self.weekdays
+    source: str
+    fields: str
+    zone: zoneinfo.ZoneInfo
+    #: The hour field starts with ``*``: across daylight-saving changes the schedule follows
+    #: the clock as it runs instead of firing each local time once a day.
+    follows_clock: bool
 
     def next_after(self, moment: dt.datetime) -> dt.datetime:
         """The first firing time strictly after ``moment`` (an aware datetime), in UTC."""
         moment = moment.astimezone(dt.UTC)
-        day = moment.date()
-        for _ in range(_HORIZON_DAYS):
-            if self._day_matches(day):
-                for hour in self.hours:
-                    for minute in self.minutes:
-                        fire = dt.datetime(
-                            day.year, day.month, day.day, hour, minute, tzinfo=dt.UTC
-                        )
-                        if fire > moment:
-                            return fire
-            day += dt.timedelta(days=1)
-        raise CronError(f"{self.source!r} never fires")
+        walls = croniter.croniter(self.fields, self._first_wall(moment), implement_cron_bug=True)
+        best: dt.datetime | None = None
+        for _ in range(_MAX_CANDIDATES):
+            try:
+                wall: dt.datetime = walls.get_next(dt.datetime)
+            except croniter.CroniterBadDateError as exc:
+                raise CronError(f"{self.source!r} never fires") from exc
+            earliest, instants = self._instants(wall)
+            later = [instant for instant in instants if instant > moment]
+            if later and (best is None or min(later) < best):
+                best = min(later)
+            # The earliest instant of each local time only grows: no later one beats best.
+            if best is not None and best <= earliest:
+                return best
+        raise CronError(f"{self.source!r}: no next time found after {moment.isoformat()}")
+
+    def _first_wall(self, moment: dt.datetime) -> dt.datetime:
+        """The local time to search from: ``moment``'s own, or before it when clocks are
+        about to fall back (the repeated local times are then still to come)."""
+        offsets = (
+            moment.astimezone(self.zone).utcoffset(),
+            (moment + _FOLD_LOOKAHEAD).astimezone(self.zone).utcoffset(),
+        )
+        return (moment + min(o or dt.timedelta(0) for o in offsets)).replace(tzinfo=None)
+
+    def _instants(self, wall: dt.datetime) -> tuple[dt.datetime, tuple[dt.datetime, ...]]:
+        """When local time ``wall`` fires (in UTC), and the earliest instant it stands for."""
+        first = wall.replace(tzinfo=self.zone, fold=0).astimezone(dt.UTC)
+        second = wall.replace(tzinfo=self.zone, fold=1).astimezone(dt.UTC)
+        if first == second:
+            return first, (first,)
+        early, late = sorted((first, second))
+        if early.astimezone(self.zone).replace(tzinfo=None) == wall:  # it happens twice
+            return early, ((early, late) if self.follows_clock else (early,))
+        gap_end = _transition(self.zone, early, late)  # it never happens
+        return gap_end, (() if self.follows_clock else (gap_end,))
 
 
-def parse(expression: str) -> CronExpression:
-    """Parse ``expression``, raising :class:`CronError` naming the bad field."""
+def parse(expression: str, tz: str = "UTC") -> CronExpression:
+    """Parse ``expression`` in the IANA time zone ``tz``.
+
+    Raises :class:`CronError` naming the bad field, the unknown zone, or an expression that
+    never fires.
+    """
     source = expression.strip()
     text = _ALIASES.get(source.lower(), source)
     parts = text.split()
     if len(parts) != len(_FIELDS):
         raise CronError(
-            f"{source!r}: expected 5 fields (minute hour day-of-month month day-of-week), "
-            f"got {len(parts)}"
+            f"{source!r}: expected 5 fields (minute hour day-of-month month day-of-week) "
+            f"or an alias such as @daily, got {len(parts)} fields"
         )
-    values = [_field(part, *spec) for part, spec in zip(parts, _FIELDS, strict=True)]
-    weekdays = frozenset(0 if d == 7 else d for d in values[4])
+    for index, part in enumerate(parts):
+        _check_field(source, index, part)
+    _check_day_fields(source, parts[_DAY_OF_MONTH], parts[_DAY_OF_WEEK])
     parsed = CronExpression(
         source=source,
-        minutes=tuple(sorted(values[0])),
-        hours=tuple(sorted(values[1])),
-        days=frozenset(values[2]),
-        months=frozenset(values[3]),
-        weekdays=weekdays,
-        any_day=parts[2] == "*",
-        any_weekday=parts[4] == "*",
+        fields=" ".join(parts),
+        zone=_zone(tz),
+        follows_clock=parts[1].startswith("*"),
     )
-    parsed.next_after(dt.datetime(2000, 1, 1, tzinfo=dt.UTC))  # refuse what never fires
+    parsed.next_after(_REFERENCE)  # refuse what never fires
     return parsed
 
 
-def _field(text: str, name: str, low: int, high: int, names: tuple[str, ...]) -> set[int]:
-    found: set[int] = set()
-    for item in text.lower().split(","):
-        body, _, step_text = item.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise CronError(f"{name}: bad step {step_text!r} in {item!r}")
-            step = int(step_text)
-        if body == "*":
-            start, end = low, high
+def _zone(tz: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise CronError(
+            f"unknown time zone {tz!r}: expected an IANA name such as 'Europe/Berlin' or 'UTC'"
+        ) from exc
+
+
+def _check_field(source: str, index: int, part: str) -> None:
+    """Parse one field alone (``*`` elsewhere), so an error can say which field is wrong."""
+    name = _FIELDS[index]
+    if any(item[:1].lower() in {"h", "r"} for item in part.split(",")):
+        # Hashed and random values would differ between replicas parsing the same schedule.
+        raise CronError(f"{source!r}: {name} {part!r}: H and R values are not supported")
+    probe = ["*"] * len(_FIELDS)
+    probe[index] = part
+    try:
+        croniter.croniter(" ".join(probe), _REFERENCE, implement_cron_bug=True)
+    except croniter.CroniterBadCronError as exc:
+        raise CronError(f"{source!r}: {name} {part!r} is not valid ({_reason(exc)})") from exc
+
+
+def _check_day_fields(source: str, day: str, weekday: str) -> None:
+    """Refuse ``#``, ``L`` and ``W`` next to a restricted other day field: croniter neither
+    ORs nor ANDs those as cron users would read them."""
+    special_weekday = "#" in weekday or "l" in weekday.lower()
+    if special_weekday and not day.startswith(("*", "?")):
+        raise CronError(
+            f"{source!r}: day of week {weekday!r} needs '*' as day of month, not {day!r}"
+        )
+    if "w" in day.lower() and not weekday.startswith(("*", "?")):
+        raise CronError(
+            f"{source!r}: day of month {day!r} needs '*' as day of week, not {weekday!r}"
+        )
+
+
+def _reason(exc: Exception) -> str:
+    """croniter's message without the expression it quotes (our probe, not the user's)."""
+    text = re.sub(r" in field \d+", "", str(exc))
+    if text.startswith("["):
+        text = text.partition("]")[2]
+    return text.strip(" .").removeprefix("is ") or "not accepted"
+
+
+def _transition(zone: zoneinfo.ZoneInfo, before: dt.datetime, after: dt.datetime) -> dt.datetime:
+    """The instant in ``(before, after]`` where ``zone``'s offset changes to ``after``'s."""
+    target = after.astimezone(zone).utcoffset()
+    low, high = int(before.timestamp()), int(after.timestamp())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if dt.datetime.fromtimestamp(middle, zone).utcoffset() == target:
+            high = middle
         else:
-            first, dash, last = body.partition("-")
-            start = _value(first, name, low, high, names)
-            end = _value(last, name, low, high, names) if dash else start
-            if dash and end < start:
-                raise CronError(f"{name}: range {body!r} runs backwards")
-            if step_text and not dash:
-                end = high
-        found.update(range(start, end + 1, step))
-    return found
-
-
-def _value(text: str, name: str, low: int, high: int, names: tuple[str, ...]) -> int:
-    if text in names:
-        return names.index(text) + (1 if low == 1 else 0)
-    if not text.isdigit():
-        raise CronError(f"{name}: {text!r} is not a number" + (" or a name" if names else ""))
-    value = int(text)
-    if not low <= value <= high:
-        raise CronError(f"{name}: {value} is outside {low}-{high}")
-    return value
+            low = middle
+    return dt.datetime.fromtimestamp(high, dt.UTC)

@@ -12,13 +12,17 @@ its lease while it runs and, when done, moves ``due`` to the next period. So:
 - a late run (its holder died) does not cost the next period its run; periods missed while
   no replica was up at all are caught up with one run, not a burst.
 
+Cron schedules are wall-clock times in their zone (:mod:`worker.services.cron` says what
+happens to the times a daylight-saving change skips or repeats). Time is read from a
+:class:`Clock`, so tests move it by hand.
+
 ::
 
     @bot.schedules.every(minutes=5)
     async def refresh(run):
         ...
 
-    @bot.schedules.cron("0 9 * * mon")  # UTC
+    @bot.schedules.cron("0 9 * * mon", tz="Europe/Berlin")  # tz defaults to UTC
     async def weekly_digest(run):
         ...
 """
@@ -32,6 +36,7 @@ import logging
 import random
 import time
 import typing
+import zoneinfo
 
 from shared import lifecycle, redis_client
 from worker.services import cron
@@ -43,6 +48,8 @@ if typing.TYPE_CHECKING:
 
 __all__: typing.Sequence[str] = (
     "DEFAULT_LEASE",
+    "SYSTEM_CLOCK",
+    "Clock",
     "Schedule",
     "ScheduledRun",
     "Scheduler",
@@ -94,9 +101,35 @@ return 0
 """
 
 
+class Clock(typing.Protocol):
+    """Where schedules read the time and wait: the system's clock, or a test's."""
+
+    def time(self) -> float:
+        """Seconds since the epoch."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Return after ``seconds`` of this clock's time."""
+
+
+class SystemClock:
+    """The real clock: ``time.time()`` and ``asyncio.sleep``."""
+
+    __slots__ = ()
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+SYSTEM_CLOCK: typing.Final[Clock] = SystemClock()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ScheduledRun:
-    """What a scheduled task is told: which period it runs for, and how late it started."""
+    """What a scheduled task is told: which period it runs for (``due``, in the schedule's
+    zone), and how many seconds late it started."""
 
     name: str
     due: dt.datetime
@@ -113,6 +146,11 @@ class Schedule:
     interval: float | None = None
     expression: cron.CronExpression | None = None
     lease: float = DEFAULT_LEASE
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The zone a run's ``due`` is given in: the cron expression's, UTC for intervals."""
+        return self.expression.zone if self.expression is not None else zoneinfo.ZoneInfo("UTC")
 
     def first_due(self, now: float) -> float:
         """The first run when no replica ever ran this schedule: an interval runs at once (the
@@ -169,9 +207,19 @@ class Schedules:
         return self._register(name, lease, interval=interval)
 
     def cron(
-        self, expression: str, *, name: str | None = None, lease: float = DEFAULT_LEASE
+        self,
+        expression: str,
+        *,
+        tz: str = "UTC",
+        name: str | None = None,
+        lease: float = DEFAULT_LEASE,
     ) -> typing.Callable[[Task], Task]:
-        return self._register(name, lease, expression=cron.parse(expression))
+        """Run at the times ``expression`` names, as wall-clock times in the IANA zone ``tz``.
+
+        Raises :class:`~worker.services.cron.CronError` at once for a bad expression, an
+        unknown zone, or an expression that never fires.
+        """
+        return self._register(name, lease, expression=cron.parse(expression, tz))
 
     def _register(
         self, name: str | None, lease: float, **when: typing.Any
@@ -196,11 +244,13 @@ class Scheduler:
         redis: aioredis.Redis,
         keys: keys_module.RedisKeys,
         holder: str,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.schedules = list(schedules)
         self.redis = redis
         self.keys = keys
         self.holder = holder
+        self.clock = clock
         self.runs = 0
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
@@ -231,12 +281,13 @@ class Scheduler:
                 )
             except Exception:
                 _LOGGER.exception("schedule not checked", extra={"schedule": schedule.name})
-            wait = self._known_due.get(schedule.name, 0.0) - time.time()
-            await asyncio.sleep(min(max(wait, 0.0), MAX_TICK) + random.uniform(0.0, 0.02))  # noqa: S311
+            wait = self._known_due.get(schedule.name, 0.0) - self.clock.time()
+            jitter = random.uniform(0.0, 0.02)  # noqa: S311 - spreads replicas, not a secret
+            await self.clock.sleep(min(max(wait, 0.0), MAX_TICK) + jitter)
 
     async def tick(self, schedule: Schedule) -> bool:
         """Run ``schedule`` if it is due and this replica wins it; True when it ran."""
-        now = time.time()
+        now = self.clock.time()
         if now < self._known_due.get(schedule.name, 0.0):
             return False
         key = self.keys.schedule(schedule.name)
@@ -261,14 +312,18 @@ class Scheduler:
 
     async def _run(self, schedule: Schedule, key: str, due_ms: int, now: float) -> None:
         due = due_ms / 1000
-        run = ScheduledRun(schedule.name, dt.datetime.fromtimestamp(due, dt.UTC), now - due)
+        run = ScheduledRun(schedule.name, dt.datetime.fromtimestamp(due, schedule.zone), now - due)
         body: asyncio.Task[None] = asyncio.ensure_future(schedule.task(run))
         try:
             while True:
-                finished, _ = await asyncio.wait({body}, timeout=schedule.lease / 3)
-                if finished:
+                pause = asyncio.ensure_future(self.clock.sleep(schedule.lease / 3))
+                try:
+                    await asyncio.wait({body, pause}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    await lifecycle.cancel_and_wait([pause])
+                if body.done():
                     break
-                deadline = int((time.time() + schedule.lease) * 1000)
+                deadline = int((self.clock.time() + schedule.lease) * 1000)
                 try:
                     renewed = await self._renew(keys=[key], args=[self.holder, due_ms, deadline])
                 except redis_client.REDIS_ERRORS:
@@ -286,12 +341,12 @@ class Scheduler:
                 exc_info=body.exception(),
                 extra={"schedule": schedule.name, "due": run.due.isoformat()},
             )
-        next_due = schedule.next_due(due, time.time())
+        next_due = schedule.next_due(due, self.clock.time())
         self.runs += 1
         for attempt in range(5):  # marking it done again is harmless; not marking it reruns it
             try:
                 await self._done(keys=[key], args=[self.holder, due_ms, int(next_due * 1000)])
                 break
             except redis_client.REDIS_ERRORS:
-                await asyncio.sleep(0.2 * (attempt + 1))
+                await self.clock.sleep(0.2 * (attempt + 1))
         self._known_due[schedule.name] = next_due
