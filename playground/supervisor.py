@@ -19,12 +19,16 @@ import sys
 import time
 import typing
 
-__all__: typing.Sequence[str] = ("ACTIONS", "Process", "Supervisor")
+__all__: typing.Sequence[str] = ("ACTIONS", "Process", "StartError", "Supervisor")
 
 #: What the page (and tests) may ask of a process.
 ACTIONS: typing.Final = ("stop", "kill", "start")
 #: A worker drains in-flight handlers for up to 30 s on SIGTERM; a gateway hands over quicker.
 STOP_TIMEOUT: typing.Final[float] = 40.0
+
+
+class StartError(RuntimeError):
+    """The platform could not start (``sync-commands`` failed); the message names its log."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -100,9 +104,13 @@ class Supervisor:
             except TimeoutError:
                 process.kill()
                 await process.wait()
-                raise RuntimeError(f"sync-commands did not finish in 120 s; see {log}") from None
+                raise StartError(f"sync-commands did not finish in 120 s; see {log}") from None
+            except asyncio.CancelledError:  # the playground stops while commands sync
+                process.kill()
+                await process.wait()
+                raise
         if code != 0:
-            raise RuntimeError(f"sync-commands failed (exit {code}); see {log}")
+            raise StartError(f"sync-commands failed (exit {code}); see {log}")
         self._tell("slash commands synced (python -m worker sync-commands)")
 
     def snapshot(self) -> list[dict[str, typing.Any]]:
