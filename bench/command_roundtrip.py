@@ -107,9 +107,9 @@ async def main() -> None:
     if not mongo_url:
         import tempfile  # noqa: PLC0415 - only without a MongoDB given
 
-        from tests import services  # noqa: PLC0415
+        from tests import servers  # noqa: PLC0415
 
-        mongod = services.MongoServer(__import__("pathlib").Path(tempfile.mkdtemp()))
+        mongod = servers.MongoServer(__import__("pathlib").Path(tempfile.mkdtemp()))
         mongod.start()
         mongo_url = mongod.url
     try:

@@ -32,7 +32,7 @@ from pymongo import monitoring
 from bench import cleanup
 from shared import keys
 from shared.settings import store
-from tests import services
+from tests import servers
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -144,7 +144,7 @@ async def main() -> None:
     url = os.environ.get("MONGO_URL")
     with contextlib.ExitStack() as exits:
         if url is None:
-            server = services.MongoServer(
+            server = servers.MongoServer(
                 pathlib.Path(exits.enter_context(tempfile.TemporaryDirectory()))
             )
             server.start()

@@ -14,8 +14,8 @@ import orjson
 import prometheus_client
 
 from gateway import (
-    commands,
     discord_api,
+    gateway_commands,
     hikari_adapter,
     identify,
     leases,
@@ -58,7 +58,7 @@ class GatewayApp:
         self.redis_up = True
         self.group: shards.ShardGroup | None = None
         self.publisher: publisher.EventPublisher | None = None
-        self.commands: commands.CommandConsumer | None = None
+        self.commands: gateway_commands.CommandConsumer | None = None
         self.leases: leases.ShardLeases | None = None
         self.health: health.HealthServer | None = None
         self.ledger: identify.SessionStartLedger | None = None
@@ -134,7 +134,7 @@ class GatewayApp:
             identify_queue=identify.RedisIdentifyQueue(self._redis, self.keys),
             ledger=ledger,
         )
-        self.commands = commands.CommandConsumer(
+        self.commands = gateway_commands.CommandConsumer(
             self._reply_queue, command_channel, self.group, self.gateway_id
         )
         await self.commands.start()

@@ -276,29 +276,44 @@ class PrivateRabbitMQ(PrivateServer):
         (self.directory / "rabbitmq.conf").write_text(
             f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
         )
-        erl_args = "-kernel inet_dist_use_interface {127,0,0,1}"
-        env = {
-            **os.environ,
-            "HOME": str(self.directory),
-            "RABBITMQ_NODENAME": self.name,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "ERL_EPMD_PORT": str(self.epmd_port),
-            "RABBITMQ_MNESIA_BASE": str(self.directory / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.directory / "log"),
-            "RABBITMQ_PID_FILE": str(self.directory / "rabbit.pid"),
-            "RABBITMQ_CONF_ENV_FILE": str(self.directory / "rabbitmq-env.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.directory / "enabled_plugins"),
-            "RABBITMQ_CONFIG_FILE": str(self.directory / "rabbitmq.conf"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erl_args,
-            "RABBITMQ_CTL_ERL_ARGS": erl_args,
-        }
+        env = rabbitmq_node_env(
+            self.directory,
+            name=self.name,
+            port=self.port,
+            dist_port=self.dist_port,
+            epmd_port=self.epmd_port,
+        )
         epmd = shutil.which("epmd") or "epmd"
         # The node is spawned first so that stop() ends it before its epmd.
         self._spawn([str(RABBITMQ_SCRIPT)], env)
         self._spawn([epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"], env)
+
+
+def rabbitmq_node_env(
+    directory: pathlib.Path, *, name: str, port: int, dist_port: int, epmd_port: int
+) -> dict[str, str]:
+    """The environment of a private RabbitMQ node kept in ``directory`` (its pid file is
+    ``rabbit.pid`` there), isolated from the machine's node by its own ports, epmd, files
+    and config (the machine's /etc/rabbitmq/rabbitmq.conf names 5672): SERVICES.md."""
+    erl_args = "-kernel inet_dist_use_interface {127,0,0,1}"
+    return {
+        **os.environ,
+        "HOME": str(directory),
+        "RABBITMQ_NODENAME": name,
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(dist_port),
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "ERL_EPMD_PORT": str(epmd_port),
+        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(directory / "log"),
+        "RABBITMQ_PID_FILE": str(directory / "rabbit.pid"),
+        "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
+        "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erl_args,
+        "RABBITMQ_CTL_ERL_ARGS": erl_args,
+    }
 
 
 #: Started for each variable the environment leaves unset, in this order.

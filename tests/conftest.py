@@ -15,7 +15,7 @@ from playground.discord import emulator, gateway
 from playground.lavalink import emulator as lavalink_emulator
 from playground.web import server as playground_server
 from shared import topology
-from tests import services
+from tests import servers
 
 if typing.TYPE_CHECKING:
     import pathlib
@@ -24,26 +24,26 @@ if typing.TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     try:
-        return services.ensure_redis()
-    except services.ServiceUnavailableError as exc:
+        return servers.ensure_redis()
+    except servers.ServiceUnavailableError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
     try:
-        return services.ensure_rabbitmq()
-    except services.ServiceUnavailableError as exc:
+        return servers.ensure_rabbitmq()
+    except servers.ServiceUnavailableError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> typing.Iterator[str]:
     directory: pathlib.Path = tmp_path_factory.mktemp("mongod")
-    server = services.MongoServer(directory)
+    server = servers.MongoServer(directory)
     try:
         server.start()
-    except services.ServiceUnavailableError as exc:
+    except servers.ServiceUnavailableError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield server.url
     server.stop()

@@ -11,7 +11,7 @@ import typing
 import aio_pika
 import hikari
 
-from shared import commands, topology
+from shared import gateway_commands, topology
 
 if typing.TYPE_CHECKING:
     import datetime as dt
@@ -59,9 +59,11 @@ class RemoteShard:
         return hikari.Intents.ALL
 
     async def _send(self, op: int, d: dict[str, typing.Any]) -> None:
-        command = commands.GatewayCommand(op, self._id, d)
-        commands.validate(command)
-        message = aio_pika.Message(commands.encode(command), content_type="application/json")
+        command = gateway_commands.GatewayCommand(op, self._id, d)
+        gateway_commands.validate(command)
+        message = aio_pika.Message(
+            gateway_commands.encode(command), content_type="application/json"
+        )
         if self._reply_to is not None:
             await self._channel.default_exchange.publish(message, routing_key=self._reply_to)
         else:
@@ -79,7 +81,7 @@ class RemoteShard:
         self_deaf: bool = False,
     ) -> None:
         await self._send(
-            commands.OP_VOICE_STATE_UPDATE,
+            gateway_commands.OP_VOICE_STATE_UPDATE,
             {
                 "guild_id": str(int(guild)),
                 "channel_id": None if channel is None else str(int(channel)),
@@ -102,7 +104,7 @@ class RemoteShard:
                 {"name": activity.name, "type": int(activity.type), "url": activity.url}
             )
         await self._send(
-            commands.OP_PRESENCE_UPDATE,
+            gateway_commands.OP_PRESENCE_UPDATE,
             {
                 "since": None if idle_since is None else int(idle_since.timestamp() * 1000),
                 "activities": activities,
@@ -128,4 +130,4 @@ class RemoteShard:
             d.update({"query": query, "limit": limit})
         if nonce is not None:
             d["nonce"] = nonce
-        await self._send(commands.OP_REQUEST_GUILD_MEMBERS, d)
+        await self._send(gateway_commands.OP_REQUEST_GUILD_MEMBERS, d)

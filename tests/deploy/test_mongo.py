@@ -22,7 +22,7 @@ from pymongo import errors
 
 from shared import keys
 from shared.settings import store
-from tests import services
+from tests import servers
 from tests.deploy import exported
 
 if typing.TYPE_CHECKING:
@@ -73,14 +73,14 @@ def created_users(env: dict[str, str]) -> list[dict[str, typing.Any]]:
     return typing.cast("list[dict[str, typing.Any]]", json.loads(result.stdout))
 
 
-class AuthMongo(services.MongoServer):
+class AuthMongo(servers.MongoServer):
     """A private mongod that checks users and roles (--auth), as the image runs it."""
 
     def start(self) -> None:
         (self.directory / "db").mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             [
-                services.mongod_binary(), "--auth",
+                servers.mongod_binary(), "--auth",
                 "--dbpath", str(self.directory / "db"), "--bind_ip", "127.0.0.1",
                 "--port", str(self.port), "--nounixsocket", "--wiredTigerCacheSizeGB", "0.25",
                 "--logpath", str(self.directory / "mongod.log"), "--fork",

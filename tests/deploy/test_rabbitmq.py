@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from shared import topology
-from tests import services
+from tests import servers
 from tests.deploy import exported
 
 if typing.TYPE_CHECKING:
@@ -52,7 +52,7 @@ class Broker(typing.NamedTuple):
         return self.url("shardline", self.app_password)
 
 
-class DefinitionsNode(services.PrivateRabbitMQ):
+class DefinitionsNode(servers.PrivateRabbitMQ):
     """A private node configured by the repository's rabbitmq.conf, with the Prometheus
     plugin. It registers with the machine's epmd (no private epmd to clean up) and is
     stopped by its own PID."""
@@ -60,7 +60,7 @@ class DefinitionsNode(services.PrivateRabbitMQ):
     def __init__(self, directory: pathlib.Path, definitions: pathlib.Path) -> None:
         super().__init__(directory)
         self.definitions = definitions
-        self.prometheus_port = services.free_port()
+        self.prometheus_port = servers.free_port()
 
     def _env(self) -> dict[str, str]:
         env = super()._env()

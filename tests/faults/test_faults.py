@@ -24,7 +24,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from shared import envelope, topology
-from tests import services
+from tests import servers
 from tests.faults.conftest import Row
 
 if typing.TYPE_CHECKING:
@@ -324,7 +324,7 @@ async def test_a_reconnect_and_invalid_session_storm(
 async def test_the_platforms_redis_restarts_under_load(
     stack: Stack, tmp_path: pathlib.Path, fault_report: typing.Callable[[Row], None]
 ) -> None:
-    private = services.PrivateRedis(tmp_path)
+    private = servers.PrivateRedis(tmp_path)
     private.start()
     platform_redis = aioredis.Redis.from_url(private.url)
     faulty = dataclasses.replace(stack, redis_url=private.url, redis=platform_redis)
@@ -361,7 +361,7 @@ async def test_the_platforms_redis_restarts_under_load(
 async def test_rabbitmq_is_killed_and_restarted_under_load(
     stack: Stack, tmp_path: pathlib.Path, fault_report: typing.Callable[[Row], None]
 ) -> None:
-    broker = services.PrivateRabbitMQ(tmp_path / "rabbit")
+    broker = servers.PrivateRabbitMQ(tmp_path / "rabbit")
     broker.directory.mkdir()
     broker.start()
     faulty = dataclasses.replace(stack, amqp_url=broker.url)
@@ -397,7 +397,7 @@ async def test_rabbitmq_is_killed_and_restarted_under_load(
 async def test_mongodb_restarts_while_commands_flow(
     stack: Stack, tmp_path: pathlib.Path, fault_report: typing.Callable[[Row], None]
 ) -> None:
-    mongod = services.MongoServer(tmp_path / "mongod")
+    mongod = servers.MongoServer(tmp_path / "mongod")
     mongod.directory.mkdir()
     mongod.start()
     faulty = dataclasses.replace(stack, mongo_url=mongod.url)

@@ -18,7 +18,7 @@ import pytest
 from gateway import app
 from shared import config, keys, topology
 from shared.secret import Secret
-from tests import services
+from tests import servers
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -137,4 +137,4 @@ async def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTE
     return process.stderr.read().decode(errors="replace")
 
 
-__all__ = ["EventSink", "Stack", "services", "stop_process"]
+__all__ = ["EventSink", "Stack", "servers", "stop_process"]

@@ -10,7 +10,7 @@ import typing
 import pytest
 import redis.asyncio as aioredis
 
-from tests import netproxy, services
+from tests import netproxy, servers
 from tests.gateway.conftest import Stack
 
 if typing.TYPE_CHECKING:
@@ -29,7 +29,7 @@ def channel_of(discord: emulator.DiscordEmulator) -> int:
 async def test_redis_down_keeps_publishing_and_says_so(
     stack: Stack, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    private = services.PrivateRedis(tmp_path)
+    private = servers.PrivateRedis(tmp_path)
     private.start()
     client = aioredis.Redis.from_url(private.url)
     faulty = Stack(
@@ -77,7 +77,7 @@ async def test_broker_down_buffers_pauses_and_loses_nothing(
 ) -> None:
     """RabbitMQ unreachable (the network to it cut), then back."""
     caplog.set_level(logging.WARNING)
-    proxy = netproxy.TcpProxy(services.AMQP_PORT)
+    proxy = netproxy.TcpProxy(servers.AMQP_PORT)
     await proxy.start()
     broker_url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/?reconnect_interval=0.5"
     faulty = Stack(

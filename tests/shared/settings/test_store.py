@@ -13,7 +13,7 @@ import pytest
 
 from shared import keys
 from shared.settings import documents, store
-from tests import services
+from tests import servers
 
 if typing.TYPE_CHECKING:
     import pathlib
@@ -206,7 +206,7 @@ async def test_mongod_stopped_mid_run_and_started_again(
     namespace: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = services.MongoServer(tmp_path)
+    server = servers.MongoServer(tmp_path)
     server.start()
     group = Replicas(server.url, redis_client, namespace)
     try:

@@ -16,6 +16,8 @@ import subprocess
 import time
 import typing
 
+from playground import servers as playground_servers
+
 REDIS_PORT: typing.Final = 6379
 AMQP_PORT: typing.Final = 5672
 
@@ -198,27 +200,14 @@ class PrivateRabbitMQ:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
     def _env(self) -> dict[str, str]:
-        erl_args = "-kernel inet_dist_use_interface {127,0,0,1}"
         (self.directory / "rabbitmq-env.conf").touch()
-        return {
-            **os.environ,
-            "HOME": str(self.directory),
-            "RABBITMQ_NODENAME": self.name,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "ERL_EPMD_PORT": str(self.epmd_port),
-            "RABBITMQ_MNESIA_BASE": str(self.directory / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.directory / "log"),
-            "RABBITMQ_PID_FILE": str(self.pidfile),
-            "RABBITMQ_CONF_ENV_FILE": str(self.directory / "rabbitmq-env.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.directory / "enabled_plugins"),
-            # The machine's rabbitmq.conf names 5672; this node has its own config.
-            "RABBITMQ_CONFIG_FILE": str(self.directory / "rabbitmq.conf"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erl_args,
-            "RABBITMQ_CTL_ERL_ARGS": erl_args,
-        }
+        return playground_servers.rabbitmq_node_env(
+            self.directory,
+            name=self.name,
+            port=self.port,
+            dist_port=self.dist_port,
+            epmd_port=self.epmd_port,
+        )
 
     def start(self) -> None:
         server = pathlib.Path("/usr/lib/rabbitmq/bin/rabbitmq-server")

@@ -10,7 +10,7 @@ import aio_pika
 import orjson
 
 from playground.discord import protocol
-from shared import commands
+from shared import gateway_commands
 
 if typing.TYPE_CHECKING:
     from aio_pika import abc as pika_abc
@@ -49,8 +49,8 @@ def activity_name(d: dict[str, typing.Any]) -> str:
 
 
 def presence(shard: int, name: str = "a game") -> bytes:
-    return commands.encode(
-        commands.GatewayCommand(
+    return gateway_commands.encode(
+        gateway_commands.GatewayCommand(
             3,
             shard,
             {
@@ -78,7 +78,7 @@ async def test_commands_reach_discord_as_opcodes(stack: Stack) -> None:
             await send(stack, channel, shard_key, presence(0), reply_queue.name),
             await send(
                 stack, channel, shard_key,
-                commands.encode(commands.GatewayCommand(4, 0, {
+                gateway_commands.encode(gateway_commands.GatewayCommand(4, 0, {
                     "guild_id": guild["id"], "channel_id": voice["id"],
                     "self_mute": False, "self_deaf": True,
                 })),
@@ -86,7 +86,7 @@ async def test_commands_reach_discord_as_opcodes(stack: Stack) -> None:
             ),
             await send(
                 stack, channel, stack.topology.gateway_key(gateway.gateway_id),
-                commands.encode(commands.GatewayCommand(8, 0, {
+                gateway_commands.encode(gateway_commands.GatewayCommand(8, 0, {
                     "guild_id": guild["id"], "query": "", "limit": 0, "nonce": "abc",
                 })),
                 reply_queue.name,

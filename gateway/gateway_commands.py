@@ -10,7 +10,7 @@ import typing
 import aio_pika
 import hikari
 
-from shared import commands
+from shared import gateway_commands
 
 if typing.TYPE_CHECKING:
     from aio_pika import abc as pika_abc
@@ -65,13 +65,13 @@ class CommandConsumer:
     async def _handle(self, message: pika_abc.AbstractIncomingMessage) -> None:
         error: str | None = None
         try:
-            command = commands.decode(message.body)
+            command = gateway_commands.decode(message.body)
             shard = self._group.shard(command.shard_id)
             if shard is None or not shard.is_alive:
                 error = f"shard {command.shard_id} is not held by gateway {self._gateway_id}"
             else:
                 await self._send(shard, command)
-        except commands.CommandError as exc:
+        except gateway_commands.CommandError as exc:
             error = f"invalid gateway command: {exc}"
         except (hikari.ComponentStateConflictError, hikari.errors.GatewayError) as exc:
             error = f"shard could not send the command: {exc}"
@@ -83,16 +83,18 @@ class CommandConsumer:
         await self._reply(message, error)
         await message.ack()
 
-    async def _send(self, shard: hikari.api.GatewayShard, command: commands.GatewayCommand) -> None:
+    async def _send(
+        self, shard: hikari.api.GatewayShard, command: gateway_commands.GatewayCommand
+    ) -> None:
         d = command.d
-        if command.op == commands.OP_VOICE_STATE_UPDATE:
+        if command.op == gateway_commands.OP_VOICE_STATE_UPDATE:
             await shard.update_voice_state(
                 int(d["guild_id"]),
                 None if d["channel_id"] is None else int(d["channel_id"]),
                 self_mute=d["self_mute"],
                 self_deaf=d["self_deaf"],
             )
-        elif command.op == commands.OP_PRESENCE_UPDATE:
+        elif command.op == gateway_commands.OP_PRESENCE_UPDATE:
             activity = None
             if d["activities"]:
                 first = d["activities"][0]
@@ -132,7 +134,7 @@ class CommandConsumer:
         try:
             await self._channel.default_exchange.publish(
                 aio_pika.Message(
-                    commands.encode_reply(ok=error is None, error=error),
+                    gateway_commands.encode_reply(ok=error is None, error=error),
                     correlation_id=message.correlation_id,
                     content_type="application/json",
                 ),
