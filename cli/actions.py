@@ -12,11 +12,9 @@ import asyncio
 import time
 import typing
 
-import orjson
-
 from cli import dead_letters, reports, reshard, state
 from cli.exit_codes import CommandError, ExitCode
-from shared import admin, fleet
+from shared import admin, fleet, status
 from shared import reshard as shared_reshard
 
 if typing.TYPE_CHECKING:
@@ -46,9 +44,9 @@ async def replay(ctx: Context, args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-async def _gateway_status(ctx: Context, gateway: str) -> dict[str, typing.Any] | None:
+async def _gateway_status(ctx: Context, gateway: str) -> status.GatewayStatus | None:
     raw = await ctx.redis.get(ctx.keys.gateway_status(gateway))
-    return orjson.loads(raw) if raw else None
+    return status.GatewayStatus.from_json(raw) if raw else None
 
 
 async def drain(ctx: Context, args: argparse.Namespace) -> ExitCode:
@@ -57,7 +55,7 @@ async def drain(ctx: Context, args: argparse.Namespace) -> ExitCode:
         raise CommandError(
             ExitCode.PROBLEM, f"no live gateway {args.gateway!r} in pool {ctx.settings.pool}"
         )
-    if not current.get("leased"):
+    if not current.leased:
         raise CommandError(
             ExitCode.PROBLEM, f"{args.gateway} holds fixed SHARD_IDS; it cannot hand shards over"
         )
@@ -71,7 +69,7 @@ async def drain(ctx: Context, args: argparse.Namespace) -> ExitCode:
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         current = await _gateway_status(ctx, args.gateway)
-        held = len(current["shards"]) if current else 0
+        held = len(current.shards) if current else 0
         ctx.out.progress(f"  {args.gateway} holds {held} shards")
         if held == 0:
             ctx.out.result({"gateway": args.gateway, "state": "drained"}, "drained")
@@ -97,11 +95,9 @@ async def undrain(ctx: Context, args: argparse.Namespace) -> ExitCode:
 async def restart_shard(ctx: Context, args: argparse.Namespace) -> ExitCode:
     # Signed for the layout that serves now: after a re-shard it names no other shard.
     serving = {
-        status["shard_count"]
+        status.shard_count
         for status in await fleet.gateway_statuses(ctx.redis, ctx.keys)
-        if str(args.shard) in status.get("shards", {})
-        and not status.get("standby")
-        and not status.get("retired")
+        if args.shard in status.shards and status.publishes and status.shard_count is not None
     }
     if len(serving) != 1:
         raise CommandError(

@@ -16,6 +16,7 @@ import typing
 
 from shared import fleet, keys, sharding
 from shared import reshard as shared_reshard
+from shared import status as status_module
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -93,8 +94,6 @@ async def plan(
 
 #: How long the switch and the retirement may each take (the warming has ``--timeout``).
 PHASE_TIMEOUT: typing.Final[float] = 120.0
-#: A status older than this does not count (gateways write theirs every 5 s).
-FRESH: typing.Final[float] = 12.0
 
 
 class ReshardError(Exception):
@@ -106,24 +105,24 @@ class ReshardTimeoutError(ReshardError):
 
 
 Say = typing.Callable[[str], None]
-Statuses = list[dict[str, typing.Any]]
+Statuses = list[status_module.GatewayStatus]
 
 
 async def _statuses(redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> Statuses:
     """Fresh statuses of gateways that have not retired."""
     now = time.time()
     statuses = await fleet.gateway_statuses(redis, redis_keys)
-    return [s for s in statuses if not s.get("retired") and now - s.get("at", 0) <= FRESH]
+    return [s for s in statuses if not s.retired and s.fresh(now)]
 
 
 def ready_shards(statuses: Statuses, target: int) -> set[int]:
     """The new layout's shards that a gateway of it reports connected (each counted once)."""
     return {
-        int(shard_id)
+        shard_id
         for status in statuses
-        if status.get("shard_count") == target
-        for shard_id, shard in status.get("shards", {}).items()
-        if shard.get("connected") and int(shard_id) < target
+        if status.shard_count == target
+        for shard_id, shard in status.shards.items()
+        if shard.connected and shard_id < target
     }
 
 
@@ -196,7 +195,7 @@ async def switch_over(
         await _wait_until(
             redis, redis_keys, time.monotonic() + PHASE_TIMEOUT,
             lambda statuses: not any(
-                s.get("standby") for s in statuses if s.get("shard_count") == target
+                s.standby for s in statuses if s.shard_count == target
             ) and len(ready_shards(statuses, target)) >= target,
             "the new layout did not start publishing",
         )  # fmt: skip
@@ -205,7 +204,7 @@ async def switch_over(
     await _wait_until(
         redis, redis_keys, time.monotonic() + PHASE_TIMEOUT,
         lambda statuses: not any(
-            s.get("shards") for s in statuses if s.get("shard_count") == record.source
+            s.shards for s in statuses if s.shard_count == record.source
         ),
         "gateways of the old layout still hold shards",
     )  # fmt: skip
@@ -231,7 +230,7 @@ async def _warm(
     target = record.target
     while True:
         statuses = await _statuses(redis, redis_keys)
-        ready = len(ready_shards([s for s in statuses if s.get("standby")], target))
+        ready = len(ready_shards([s for s in statuses if s.standby], target))
         if ready != shown:
             say(f"  {ready}/{target} new shards READY")
             shown = ready

@@ -11,7 +11,8 @@ import aio_pika
 import orjson
 from aiormq import exceptions as amqp_errors
 
-from shared import fleet, keys, sharding, topology
+from shared import fleet, keys, redis_client, sharding, topology
+from shared import status as status_module
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -26,10 +27,6 @@ class Snapshot:
     queues: list[tuple[str, int | None, int | None]]
     dead_letters: int | None
     shard_count: int | None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def _json_values(redis: aioredis.Redis, names: list[str]) -> list[dict[str, typing.Any]]:
@@ -48,29 +45,29 @@ async def snapshot(
 ) -> Snapshot:
     now = time.time()
     # Every live gateway (leased shards or static SHARD_IDS) refreshes its status key.
-    statuses = {s["gateway"]: s for s in await fleet.gateway_statuses(redis, redis_keys)}
-    draining = {_text(m) for m in await redis.smembers(redis_keys.draining())}
-    # The layout that serves: not a re-shard's standby gateways, nor a retired layout's.
-    serving = [
-        s for s in statuses.values() if not s.get("standby") and not s.get("retired")
-    ] or list(statuses.values())
-    shard_count = next((s["shard_count"] for s in serving if s.get("shard_count")), None)
+    statuses = {s.gateway: s for s in await fleet.gateway_statuses(redis, redis_keys)}
+    draining = {redis_client.text(m) for m in await redis.smembers(redis_keys.draining())}
+    # The layout that serves (shared.status's rule), else whatever there is.
+    serving = [s for s in statuses.values() if s.publishes] or list(statuses.values())
+    shard_count = next((s.shard_count for s in serving if s.shard_count), None)
     gateways = [
         {
             "gateway": gid,
-            "shards": len(status.get("shards", {})),
-            "connected": sum(1 for s in status.get("shards", {}).values() if s["connected"]),
-            "backlog": status.get("backlog"),
-            "state": _state(gid, status, draining),
-            "seen": round(now - status.get("at", now), 1),
+            "shards": len(status.shards),
+            "connected": status.connected,
+            "backlog": status.backlog,
+            "state": status.state(draining=gid in draining),
+            "seen": round(now - (status.at or now), 1),
         }
         for gid, status in sorted(statuses.items())
     ]
     shards = await _shards(redis, redis_keys, statuses, shard_count, now)
     live = await redis.zrangebyscore(redis_keys.workers(), now - keys.HEALTH_TTL, "+inf")
-    worker_ids = sorted(_text(typing.cast("bytes", m)) for m in live)
+    worker_ids = sorted(redis_client.text(typing.cast("bytes", m)) for m in live)
     workers = await _json_values(redis, [redis_keys.worker_status(w) for w in worker_ids])
-    groups = sorted(_text(g) for g in await redis.smembers(redis_keys.interest_groups()))
+    groups = sorted(
+        redis_client.text(g) for g in await redis.smembers(redis_keys.interest_groups())
+    )
     queues: list[tuple[str, int | None, int | None]] = []
     for group in groups:
         for queue in (names.worker_queue(pool, group), names.interaction_queue(pool, group)):
@@ -80,30 +77,22 @@ async def snapshot(
     return Snapshot(gateways, shards, workers, queues, dead, shard_count)
 
 
-def _state(gateway: str, status: dict[str, typing.Any], draining: set[str]) -> str:
-    if status.get("retired"):
-        return "retired"
-    if status.get("standby"):
-        return "standby"
-    return "draining" if gateway in draining or status.get("draining") else "serving"
-
-
 async def _shards(
     redis: aioredis.Redis,
     redis_keys: keys.RedisKeys,
-    statuses: dict[str, dict[str, typing.Any]],
+    statuses: dict[str, status_module.GatewayStatus],
     shard_count: int | None,
     now: float,
 ) -> list[dict[str, typing.Any]]:
     if not shard_count:
         return []
     holders = await redis.mget([redis_keys.lease(s, shard_count) for s in range(shard_count)])
-    by_shard: dict[int, tuple[str, dict[str, typing.Any]]] = {}
+    by_shard: dict[int, tuple[str, status_module.ShardStatus]] = {}
     for gid, status in statuses.items():
-        if status.get("shard_count") != shard_count:
+        if status.shard_count != shard_count:
             continue
-        for sid, shard in status.get("shards", {}).items():
-            by_shard[int(sid)] = (gid, shard)
+        for sid, reported in status.shards.items():
+            by_shard[sid] = (gid, reported)
     guilds: collections.Counter[int] = collections.Counter(
         sharding.shard_for_guild(int(g), shard_count)
         for g in await redis.smembers(redis_keys.guilds())
@@ -114,21 +103,24 @@ async def _shards(
         sessions = await pipe.execute()
     rows = []
     for shard_id in range(shard_count):
-        gateway, shard = by_shard.get(shard_id, (None, {}))
+        gateway: str | None = None
+        shard: status_module.ShardStatus | None = None
+        if shard_id in by_shard:
+            gateway, shard = by_shard[shard_id]
         holder = holders[shard_id]
         session_id, seq, started = sessions[shard_id]
         rows.append(
             {
                 "shard": shard_id,
-                "gateway": gateway or (_text(holder) if holder else None),
-                "state": "connected" if shard.get("connected") else "down",
-                "latency_ms": round(shard["latency"] * 1000, 1)
-                if shard.get("latency") is not None
+                "gateway": gateway or (redis_client.text(holder) if holder else None),
+                "state": "connected" if shard is not None and shard.connected else "down",
+                "latency_ms": round(shard.latency * 1000, 1)
+                if shard is not None and shard.latency is not None
                 else None,
                 "guilds": guilds.get(shard_id, 0),
                 "session_age_s": round(now - float(started)) if started else None,
                 "seq": int(seq) if seq else None,
-                "session": _text(session_id)[:8] if session_id else None,
+                "session": redis_client.text(session_id)[:8] if session_id else None,
             }
         )
     return rows

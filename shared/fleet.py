@@ -12,10 +12,8 @@ import dataclasses
 import time
 import typing
 
-import orjson
-
 from shared import keys as keys_module
-from shared import rpc
+from shared import redis_client, rpc, status
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -43,7 +41,7 @@ class FleetAnswer:
 
 async def _live(redis: aioredis.Redis, index: str) -> list[str]:
     found = await redis.zrangebyscore(index, time.time() - keys_module.HEALTH_TTL, "+inf")
-    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in found)
+    return sorted(redis_client.text(m) for m in found)
 
 
 async def members(redis: aioredis.Redis, keys: keys_module.RedisKeys, role: str) -> list[str]:
@@ -57,12 +55,13 @@ async def members(redis: aioredis.Redis, keys: keys_module.RedisKeys, role: str)
 
 async def gateway_statuses(
     redis: aioredis.Redis, keys: keys_module.RedisKeys
-) -> list[dict[str, typing.Any]]:
-    """The status every live gateway of the pool publishes (``GatewayApp.status``): two round
-    trips, whatever else the keyspace holds."""
+) -> list[status.GatewayStatus]:
+    """The status every live gateway of the pool publishes: two round trips, whatever else
+    the keyspace holds; an unreadable one is skipped (and logged)."""
     names = [keys.gateway_status(g) for g in await members(redis, keys, "gateway")]
     values = await redis.mget(names) if names else []
-    return [orjson.loads(value) for value in values if value]
+    found = (status.GatewayStatus.from_json(value) for value in values if value)
+    return [one for one in found if one is not None]
 
 
 async def ask(

@@ -11,11 +11,10 @@ import sys
 import time
 import typing
 
-import orjson
 import pytest
 
 from cli.exit_codes import ExitCode
-from shared import keys
+from shared import keys, status
 from tests.cli.running import ROOT, json_document, process, run
 
 if typing.TYPE_CHECKING:
@@ -185,12 +184,12 @@ async def test_help_lists_the_exit_statuses(capsys: pytest.CaptureFixture[str]) 
 async def _pretend_a_gateway(stack: Stack, gateway: str, *, leased: bool) -> None:
     """The status of a gateway holding shard 0 that takes no request (none runs)."""
     now = time.time()
-    status = {
-        "gateway": gateway, "leased": leased, "shard_count": 1, "at": now,
-        "shards": {"0": {"connected": True, "latency": 0.05}},
-    }  # fmt: skip
+    pretended = status.GatewayStatus(
+        gateway=gateway, pool=stack.pool, shard_count=1, leased=leased, at=now,
+        shards={0: status.ShardStatus(connected=True, latency=0.05)},
+    )  # fmt: skip
     await stack.redis.zadd(stack.keys.gateway_index(), {gateway: now})
-    await stack.redis.set(stack.keys.gateway_status(gateway), orjson.dumps(status))
+    await stack.redis.set(stack.keys.gateway_status(gateway), pretended.to_json())
 
 
 @pytest.mark.usefixtures("operator_env")

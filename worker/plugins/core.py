@@ -7,7 +7,7 @@ import typing
 
 import hikari
 
-from shared import fleet, keys, settings
+from shared import fleet, keys, settings, sharding, status
 from worker.commands import option
 
 if typing.TYPE_CHECKING:
@@ -15,7 +15,7 @@ if typing.TYPE_CHECKING:
     from worker.commands import Context
 
 
-async def _gateway_statuses(bot: bot_module.Bot) -> list[dict[str, typing.Any]]:
+async def _gateway_statuses(bot: bot_module.Bot) -> list[status.GatewayStatus]:
     if bot.redis is None or bot.keys is None:
         return []
     return await fleet.gateway_statuses(bot.redis, bot.keys)
@@ -29,14 +29,14 @@ def setup(bot: bot_module.Bot) -> None:
 def _ping(bot: bot_module.Bot) -> None:
     @bot.command(description="Replies Pong, with gateway and REST latency")
     async def ping(ctx: Context) -> None:
-        shard_id = None
+        shard_id = 0
         if ctx.guild_id is not None:
-            shard_id = str((int(ctx.guild_id) >> 22) % max(bot.shard_count, 1))
+            shard_id = sharding.shard_for_guild(int(ctx.guild_id), max(bot.shard_count, 1))
         gateway_ms = None
-        for status in await _gateway_statuses(bot):
-            shard = status.get("shards", {}).get(shard_id or "0")
-            if shard and shard.get("latency") is not None:
-                gateway_ms = shard["latency"] * 1000
+        for status_of in await _gateway_statuses(bot):
+            shard = status_of.shards.get(shard_id)
+            if shard is not None and shard.latency is not None:
+                gateway_ms = shard.latency * 1000
         started = time.perf_counter()
         await bot.rest.fetch_my_user()
         rest_ms = (time.perf_counter() - started) * 1000
@@ -100,10 +100,8 @@ def _stats(bot: bot_module.Bot) -> None:
     @bot.command(description="Guilds, shards, gateways and workers online")
     async def stats(ctx: Context) -> None:
         statuses = await _gateway_statuses(bot)
-        shards = sum(len(s.get("shards", {})) for s in statuses)
-        connected = sum(
-            1 for s in statuses for shard in s.get("shards", {}).values() if shard["connected"]
-        )
+        shards = sum(len(s.shards) for s in statuses)
+        connected = sum(s.connected for s in statuses)
         guilds = workers = 0
         if bot.redis is not None and bot.keys is not None:
             guilds = await bot.redis.scard(bot.keys.guilds())
