@@ -14,7 +14,7 @@ from shared import logging as shard_logging
 if typing.TYPE_CHECKING:
     from shared import secret
 
-__all__: typing.Sequence[str] = ("cancel_and_wait", "run_until_stopped", "settle_heap")
+__all__: typing.Sequence[str] = ("TaskGroup", "cancel_and_wait", "run_until_stopped", "settle_heap")
 
 _LOGGER = logging.getLogger("shardline.lifecycle")
 
@@ -62,6 +62,86 @@ async def cancel_and_wait(
                 exc_info=task.exception(),
                 extra={"task": task.get_name()},
             )
+
+
+class TaskGroup:
+    """Owns a component's background tasks: loops that run until closed, and one-off work.
+
+    A loop never dies on one error (it is logged and the next round runs); a loop that ends
+    anyway is named by :attr:`ended`, which liveness checks read. :meth:`close` cancels
+    everything and waits for it, whatever it was doing. One owner per task, as in trio's
+    nurseries: nothing is left running after its component closed.
+    """
+
+    __slots__ = ("_logger", "_loops", "_work")
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._loops: list[asyncio.Task[None]] = []
+        self._work: set[asyncio.Task[typing.Any]] = set()
+
+    def every(
+        self,
+        interval: float,
+        step: typing.Callable[[], typing.Awaitable[object]],
+        *,
+        name: str,
+        first_now: bool = False,
+    ) -> asyncio.Task[None]:
+        """Run ``step`` every ``interval`` seconds (first at once with ``first_now``)."""
+
+        async def loop() -> None:
+            if not first_now:
+                await asyncio.sleep(interval)
+            while True:
+                try:
+                    await step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the next round may well succeed
+                    self._logger.warning("%s round failed", name, extra={"error": repr(exc)})
+                await asyncio.sleep(interval)
+
+        task = asyncio.get_running_loop().create_task(loop(), name=name)
+        self._loops.append(task)
+        return task
+
+    def spawn(
+        self, coroutine: typing.Coroutine[typing.Any, typing.Any, object], *, name: str
+    ) -> asyncio.Task[typing.Any]:
+        """Run one piece of work in the background; a failure is logged, never lost."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._work.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[typing.Any]) -> None:
+        self._work.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._logger.warning(
+                "%s failed", task.get_name(), extra={"error": repr(task.exception())}
+            )
+
+    @property
+    def ended(self) -> list[str]:
+        """Loops that stopped although nobody closed them (a liveness failure)."""
+        return sorted(t.get_name() for t in self._loops if t.done() and not t.cancelled())
+
+    async def stop_loops(self, *names: str) -> None:
+        """Stop the named loops (all of them without names), leaving one-off work running."""
+        stopping = [t for t in self._loops if not names or t.get_name() in names]
+        self._loops = [t for t in self._loops if t not in stopping]
+        await cancel_and_wait(stopping)
+
+    async def wait_work(self, timeout: float) -> None:
+        """Let one-off work finish (a shard still starting), for up to ``timeout`` seconds."""
+        if self._work:
+            await asyncio.wait(set(self._work), timeout=timeout)
+
+    async def close(self) -> None:
+        await cancel_and_wait([*self._loops, *self._work])
+        self._loops.clear()
+        self._work.clear()
 
 
 async def run_until_stopped(

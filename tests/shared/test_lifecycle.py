@@ -65,3 +65,48 @@ async def test_a_task_that_had_failed_is_logged_not_raised(
     with caplog.at_level(logging.ERROR, logger="shardline.lifecycle"):
         await lifecycle.cancel_and_wait([task])
     assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records)
+
+
+async def test_a_task_group_loop_survives_a_failing_round_and_close_stops_everything() -> None:
+    group = lifecycle.TaskGroup(logging.getLogger("test"))
+    rounds: list[int] = []
+    five = asyncio.Event()
+
+    async def step() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 5:
+            five.set()
+        if len(rounds) == 2:
+            raise RuntimeError("one bad round")
+
+    async def work() -> None:
+        await asyncio.sleep(3600)
+
+    loop = group.every(0, step, name="loop", first_now=True)
+    spawned = group.spawn(work(), name="work")
+    await asyncio.wait_for(five.wait(), 5)
+    assert group.ended == []  # the failing round was logged, the loop went on
+    await group.close()
+    assert loop.cancelled()
+    assert spawned.cancelled()
+    assert group.ended == []  # closed, not ended
+
+
+async def test_stopping_named_loops_leaves_work_to_finish() -> None:
+    group = lifecycle.TaskGroup(logging.getLogger("test"))
+    done = asyncio.Event()
+    leases = group.every(3600, asyncio.sleep, name="leases")
+    status = group.every(3600, asyncio.sleep, name="status")
+
+    async def start_shard() -> None:
+        await asyncio.sleep(0.01)
+        done.set()
+
+    group.spawn(start_shard(), name="start-0")
+    await group.stop_loops("leases")
+    assert leases.cancelled()
+    assert not status.done()
+    await group.wait_work(timeout=5)
+    assert done.is_set()
+    await group.close()
+    assert status.cancelled()
