@@ -116,8 +116,10 @@ class CoordinatedShard(shard_impl.GatewayShardImpl):
             raise asyncio.CancelledError
         tasks = await super()._connect()
         # ...and hold it for a whole window from now: super()._connect() returns once READY
-        # has arrived, so the window counts from after the IDENTIFY Discord saw.
-        await self.identify_sent(self.id)
+        # has arrived, so the window counts from after the IDENTIFY Discord saw. Shielded: a
+        # shard stopped at this moment must not cancel the Redis write mid-command (redis-py
+        # then takes its socket timeout, 5 s, to give the connection up).
+        await asyncio.shield(self.identify_sent(self.id))
         return tasks
 
 

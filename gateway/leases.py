@@ -15,7 +15,7 @@ import time
 import typing
 
 from gateway import drains
-from shared import keys, sharding
+from shared import keys, redis_client, sharding
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -71,10 +71,10 @@ class ShardLeases:
             pipe.smembers(self._keys.draining())
             pipe.hgetall(self._keys.drain_requests())
             *_, members, announcing, requests = await pipe.execute()
-        live = [_text(m) for m in members]
-        drained = self._drains.vouched_for({_text(g): _text(t) for g, t in requests.items()}, live)
+        live = [redis_client.text(m) for m in members]
+        drained = self._drains.vouched_for(redis_client.text_map(requests), live)
         self.draining = self.gateway_id in drained
-        announced = {_text(m) for m in announcing}
+        announced = {redis_client.text(m) for m in announcing}
         if self.draining != (self.gateway_id in announced):
             if self.draining:
                 await self._redis.sadd(self._keys.draining(), self.gateway_id)
@@ -106,7 +106,7 @@ class ShardLeases:
         """Who holds each shard of the layout now (``None`` for free)."""
         count = self.shard_count
         values = await self._redis.mget([self._keys.lease(s, count) for s in range(count)])
-        return [v.decode() if isinstance(v, bytes) else v for v in values]
+        return [None if v is None else redis_client.text(v) for v in values]
 
     async def claim(self, shard_id: int) -> bool:
         return bool(
@@ -131,7 +131,3 @@ class ShardLeases:
         await self._release(
             keys=[self._keys.lease(shard_id, self.shard_count)], args=[self.gateway_id]
         )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

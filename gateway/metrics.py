@@ -9,7 +9,7 @@ from prometheus_client import core, registry
 if typing.TYPE_CHECKING:
     import collections.abc
 
-    from gateway import app, shards
+    from gateway import app
 
 
 class GatewayCollector(registry.Collector):
@@ -57,7 +57,7 @@ class GatewayCollector(registry.Collector):
                     "shardline_gateway_shard_latency_seconds", "heartbeat round trip",
                     labels=by_shard,
                 ),
-                lambda s: shard_latency(group, s),
+                lambda s: _or_nan(group.latency(s)),
             )  # fmt: skip
         for name, help_text, value in (
             ("events", "dispatches received", lambda s: stats[s].events),
@@ -136,6 +136,5 @@ def _counter(name: str, help_text: str, pool: str, value: float) -> core.Counter
     return family
 
 
-def shard_latency(group: shards.ShardGroup, shard_id: int) -> float:
-    shard = group.shard(shard_id)
-    return shard.heartbeat_latency if shard is not None else float("nan")
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value

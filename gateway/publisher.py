@@ -177,20 +177,12 @@ class EventPublisher:
         stream.pending.append(
             (
                 name,
-                {
-                    "v": envelope.VERSION,
-                    "pool": self._pool,
-                    "gateway": self._gateway_id,
-                    "reply_to": self._reply_to,
-                    "shard": [stream.shard_id, stream.shard_count],
-                    "session": stream.session,
-                    "seq": seq,
-                    "t": name,
-                    "d": data,
-                    "ts": time.time(),
-                },
+                envelope.wire(
+                    self._pool, self._gateway_id, self._reply_to, stream.shard_id,
+                    stream.shard_count, stream.session, seq, name, data, time.time(),
+                ),
             )
-        )
+        )  # fmt: skip
         self.buffered += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -363,19 +355,11 @@ class EventPublisher:
             self.stats.skipped_events += 1
             return
         body = orjson.dumps(
-            {
-                "v": envelope.VERSION,
-                "pool": self._pool,
-                "gateway": self._gateway_id,
-                "reply_to": self._reply_to,
-                "shard": [shard_id, shard_count],
-                "session": session,
-                "seq": seq,
-                "t": name,
-                "d": data,
-                "ts": time.time(),
-            }
-        )
+            envelope.wire(
+                self._pool, self._gateway_id, self._reply_to, shard_id, shard_count,
+                session, seq, name, data, time.time(),
+            )
+        )  # fmt: skip
         message = aio_pika.Message(
             body,
             content_type=envelope.CONTENT_TYPE,

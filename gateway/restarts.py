@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 import typing
 
-from shared import admin
+from shared import admin, redis_client
 
 if typing.TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from gateway import holder
+    from shared import keys
     from shared.secret import Secret
 
-__all__: typing.Sequence[str] = ("RestartRequests",)
+__all__: typing.Sequence[str] = ("RestartRequests", "take_requested")
 
 _LOGGER = logging.getLogger("shardline.gateway.restarts")
 
@@ -51,3 +55,36 @@ class RestartRequests:
             return False
         self._followed[shard_id] = at
         return True
+
+
+async def take_requested(
+    redis: aioredis.Redis,
+    redis_keys: keys.RedisKeys,
+    requests: RestartRequests,
+    shards: holder.ShardHolder,
+) -> list[int]:
+    """Restart the held shards an operator asked for: the socket is closed with its session
+    kept, and the shard RESUMEs. Returns the shards restarted."""
+    key = redis_keys.restart_requests()
+    held = set(shards.held)
+    try:
+        asked = await redis.hgetall(key)
+        mine = {int(s): token for s, token in asked.items() if s.isdigit() and int(s) in held}
+        # HDEL answers 1 to one gateway only: a shard is restarted once.
+        taken = [s for s in mine if await redis.hdel(key, str(s))]
+    except redis_client.REDIS_ERRORS as exc:
+        _LOGGER.debug("restart requests not read", extra={"error": str(exc)})
+        return []
+    count = shards.group.shard_count
+    taken = [s for s in taken if requests.vouched_for(s, count, mine[s])]
+    for shard_id in taken:
+        _LOGGER.info("restarting a shard on request", extra={"shard": shard_id})
+        await shards.stop(shard_id)
+        try:
+            await shards.start(shard_id)
+        except Exception as exc:
+            _LOGGER.warning(
+                "restarted shard did not come back",
+                extra={"shard": shard_id, "error": repr(exc)},
+            )
+    return taken

@@ -8,7 +8,7 @@ import time
 import typing
 
 from gateway import hikari_adapter
-from shared import keys
+from shared import keys, redis_client
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -54,10 +54,7 @@ class SessionStore:
         stored = await self._redis.hgetall(self._keys.session(shard_id, shard_count))
         if not stored:
             return None
-        raw = {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in stored.items()
-        }
+        raw = redis_client.text_map(stored)
         try:
             if int(raw["shard_count"]) != shard_count:
                 # A session of another shard layout routes other guilds: useless now.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 import typing
 
@@ -165,6 +166,16 @@ class ShardGroup:
         now = self._clock()
         return sorted(s for s, stats in self.stats.items() if stats.stalled(now))
 
+    def stall_report(self) -> str | None:
+        """Why this group is stuck (a liveness failure), or ``None``."""
+        stalled = self.stalled()
+        if not stalled:
+            return None
+        return (
+            f"shards neither connected nor queued to identify for over {STALL_AFTER:.0f} s: "
+            f"{stalled}"
+        )
+
     # --- lifecycle --------------------------------------------------------------------------
 
     def _spawn(self, coro: typing.Coroutine[typing.Any, typing.Any, None]) -> None:
@@ -262,3 +273,9 @@ class ShardGroup:
 
     def shard(self, shard_id: int) -> hikari_adapter.CoordinatedShard | None:
         return self.shards.get(shard_id)
+
+    def latency(self, shard_id: int) -> float | None:
+        """The shard's heartbeat round trip in seconds; ``None`` before its first ACK."""
+        shard = self.shards.get(shard_id)
+        latency = shard.heartbeat_latency if shard is not None else float("nan")
+        return None if math.isnan(latency) else latency

@@ -4,7 +4,7 @@ Lavalink's messages published as envelopes, players carried across hand-offs and
 - One lavalink.py node per configured Lavalink URL; the session is made resumable
   (``PATCH /v4/sessions/{id}``) as soon as it is ready, and lavalink.py is told to resume it
   when its WebSocket reconnects (it would otherwise open a new session: see
-  :func:`_resume_on_reconnect`).
+  :func:`gateway.lavalink_adapter.resume_on_reconnect`).
 - The bot's own VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE of held shards fill the guild's
   player record (``shared.voice.PlayerRecord``); once both have arrived the voice is PATCHed to
   the session the player lives in (a new player goes to this gateway's session).
@@ -32,11 +32,11 @@ import time
 import typing
 import urllib.parse
 
-import aiohttp
 import lavalink  # type: ignore[import-untyped]
 import orjson
 
-from shared import lifecycle, redis_client, voice
+from gateway import lavalink_adapter
+from shared import lifecycle, redis_client, sharding, voice
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -45,7 +45,7 @@ if typing.TYPE_CHECKING:
     from shared import config
     from shared import keys as keys_module
 
-__all__: typing.Sequence[str] = ("VoiceBridge", "check_compatibility")
+__all__: typing.Sequence[str] = ("VoiceBridge",)
 
 _LOGGER = logging.getLogger("shardline.gateway.voice")
 _VOICE_EVENTS: typing.Final[frozenset[str]] = frozenset(
@@ -72,80 +72,6 @@ return 0
 ADOPT_INTERVAL: typing.Final[float] = 2.0
 #: How long a starting gateway waits for its Lavalink sessions to be ready.
 READY_TIMEOUT: typing.Final[float] = 10.0
-
-
-def check_compatibility() -> None:
-    """Fail at start, not mid-hand-off, if lavalink.py changed what this module relies on."""
-    if lavalink.__version__ != "5.11.1":
-        raise RuntimeError(
-            f"gateway/voice.py is written for lavalink.py 5.11.1, not {lavalink.__version__}"
-        )
-    for name in ("_transport",):
-        if name not in lavalink.Node.__slots__:
-            raise RuntimeError(f"lavalink.Node lost {name}; see gateway/voice.py")
-
-
-def _resume_on_reconnect(client: lavalink.Client) -> None:
-    """Make lavalink.py send the *current* session id when its WebSocket reconnects.
-
-    lavalink.py 5.11.1 builds the handshake headers once per connection task, so a reconnect
-    after a drop sends no ``Session-Id`` (or a stale one) and Lavalink opens a new session
-    with no players. An aiohttp trace hook on its HTTP session sets the header from the
-    node's current session id (one node per host:port here, so the match is exact).
-    """
-
-    async def on_request_start(
-        session: aiohttp.ClientSession,
-        context: typing.Any,
-        params: aiohttp.TraceRequestStartParams,
-    ) -> None:
-        del session, context
-        if not params.url.path.endswith("/websocket"):
-            return
-        for node in client.node_manager.nodes:
-            transport = node._transport  # noqa: SLF001 - see the docstring
-            here = (transport._host, transport._port)  # noqa: SLF001
-            if (params.url.host, params.url.port) == here and transport.session_id:
-                params.headers["Session-Id"] = transport.session_id
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_request_start)
-    trace.freeze()
-    client._session._trace_configs.append(trace)  # noqa: SLF001
-
-
-def _entries(raw: dict[typing.Any, typing.Any]) -> list[tuple[str, dict[str, typing.Any]]]:
-    """A hash of session id -> JSON, skipping (and logging) what cannot be read."""
-    entries = []
-    for key, value in raw.items():
-        try:
-            info = orjson.loads(value)
-            if not isinstance(info, dict) or "node" not in info or "at" not in info:
-                raise ValueError("missing node or at")  # noqa: TRY301 - one path for bad data
-            float(info["at"])
-        except (ValueError, TypeError, orjson.JSONDecodeError):
-            _LOGGER.warning("unreadable Lavalink session entry skipped")
-            continue
-        entries.append((key.decode() if isinstance(key, bytes) else str(key), info))
-    return entries
-
-
-class _NoPlayerNoise(logging.Filter):
-    """lavalink.py warns about every event for a guild it has no player object for; here that
-    is every event (players are not kept in lavalink.py), so the warning says nothing."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "non-existent player" not in str(record.msg)
-
-
-def _quiet_lavalink_logs() -> None:
-    library = logging.getLogger("lavalink")
-    # At DEBUG lavalink.py logs request bodies, which carry Discord voice tokens.
-    if library.getEffectiveLevel() < logging.INFO:
-        library.setLevel(logging.INFO)
-    transport = logging.getLogger("lavalink.transport")
-    if not any(isinstance(f, _NoPlayerNoise) for f in transport.filters):
-        transport.addFilter(_NoPlayerNoise())
 
 
 class VoiceBridge:
@@ -188,12 +114,12 @@ class VoiceBridge:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        check_compatibility()
-        _quiet_lavalink_logs()
+        lavalink_adapter.check_compatibility()
+        lavalink_adapter.quiet_logs()
         await self.rest.start()
         self._reader = asyncio.get_running_loop().create_task(self._inbox_loop())
         self.client = lavalink.Client(self.user_id)
-        _resume_on_reconnect(self.client)
+        lavalink_adapter.resume_on_reconnect(self.client)
         self.client.add_event_hook(self._on_raw, event=lavalink.IncomingWebSocketMessage)
         self.client.add_event_hook(self._on_ready, event=lavalink.NodeReadyEvent)
         for index, url in enumerate(self.settings.urls):
@@ -249,7 +175,9 @@ class VoiceBridge:
     async def _claim_orphan(self, url: str) -> str | None:
         """A session a stopped gateway left for this node, if one is still resumable."""
         try:
-            orphans = _entries(await self.redis.hgetall(self.keys.lavalink_orphans()))
+            orphans = lavalink_adapter.entries(
+                await self.redis.hgetall(self.keys.lavalink_orphans())
+            )
             for session_id, info in sorted(orphans, key=lambda item: -float(item[1]["at"])):
                 fresh = time.time() - float(info["at"]) < self.settings.resume_timeout - 2
                 if (
@@ -358,12 +286,14 @@ class VoiceBridge:
         because its key expired during one Redis hiccup)."""
         mine = {url: self.sessions[n] for n, url in self._urls.items() if n in self.sessions}
         candidates: list[tuple[str, str]] = []
-        for session_id, info in _entries(await self.redis.hgetall(self.keys.lavalink_orphans())):
+        for session_id, info in lavalink_adapter.entries(
+            await self.redis.hgetall(self.keys.lavalink_orphans())
+        ):
             # Give a starting successor the first half of the timeout to resume it itself.
             if time.time() - float(info["at"]) > self.settings.resume_timeout / 2:
                 candidates.append((session_id, str(info["node"])))
         missing: set[str] = set()
-        held = _entries(await self.redis.hgetall(self.keys.lavalink_sessions()))
+        held = lavalink_adapter.entries(await self.redis.hgetall(self.keys.lavalink_sessions()))
         for session_id, info in held:
             gateway = str(info.get("gateway"))
             if gateway == self.gateway_id or await self._alive(gateway):
@@ -510,7 +440,7 @@ class VoiceBridge:
         self.publisher.publish_event(
             f"{voice.EVENT_PREFIX}{kind}",
             {**data, "node": self._urls[name], "sessionId": session_id},
-            shard_id=(guild_id >> 22) % count,
+            shard_id=sharding.shard_for_guild(guild_id, count),
             shard_count=count,
             session=f"lavalink-{session_id}-{self.gateway_id}",
             seq=next(self._seq),

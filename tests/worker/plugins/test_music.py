@@ -10,7 +10,7 @@ import typing
 
 import pytest
 
-from shared import config, lifecycle
+from shared import config
 from worker import app
 from worker import bot as bot_module
 from worker.plugins import music
@@ -238,7 +238,7 @@ async def test_a_dead_gateways_players_are_rebuilt_by_a_live_one(scene: Scene) -
         # and its heartbeat stops. Nobody will resume it: the survivor rebuilds its players.
         assert doomed.voice is not None
         await doomed.voice.client.close()
-        await lifecycle.cancel_and_wait(doomed._tasks)
+        await doomed._tasks.stop_loops()
         await stack.redis.delete(stack.keys.gateway_status(doomed.gateway_id))
         position = player.position
         assert survivor.voice is not None

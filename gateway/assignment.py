@@ -1,0 +1,105 @@
+"""Lease-mode assignment: this gateway holds its fair share of the pool's shards, no more.
+
+Every third of the lease TTL it renews its leases (stopping any shard whose lease another
+gateway now holds), then rebalances by ``leases.ShardLeases.fair_share``: shards above the
+share are stopped with their sessions kept and released (the next holder RESUMEs), free
+shards are claimed up to it and started in the background, so a slow handshake never delays
+a renewal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import typing
+
+if typing.TYPE_CHECKING:
+    from gateway import holder, leases
+    from shared import lifecycle
+
+_LOGGER = logging.getLogger("shardline.gateway.assignment")
+
+#: The name of the loop (stopped alone when a re-shard retires this layout).
+LOOP: typing.Final[str] = "leases"
+
+
+async def start(
+    leases_: leases.ShardLeases, shards: holder.ShardHolder, tasks: lifecycle.TaskGroup
+) -> LeaseAssignment:
+    """Claim this gateway's share now, and keep it every third of the lease TTL."""
+    found = LeaseAssignment(leases_, shards, tasks)
+    await found.rebalance()
+    found.start_loop()
+    return found
+
+
+class LeaseAssignment:
+    def __init__(
+        self,
+        leases_: leases.ShardLeases,
+        shards: holder.ShardHolder,
+        tasks: lifecycle.TaskGroup,
+    ) -> None:
+        self.leases = leases_
+        self._shards = shards
+        self._tasks = tasks
+        #: Shards this gateway holds a lease for (started, or starting).
+        self.claimed: set[int] = set()
+
+    def start_loop(self) -> None:
+        self._tasks.every(self.leases.ttl / 3, self.round, name=LOOP)
+
+    async def round(self) -> None:
+        await self.renew()
+        await self.rebalance()
+
+    async def renew(self) -> None:
+        """Keep our leases alive; stop any shard whose lease another gateway now holds."""
+        lost = await self.leases.renew(sorted(self.claimed))
+        for shard_id in lost:
+            _LOGGER.warning("lost the lease of a shard; stopping it", extra={"shard": shard_id})
+            self.claimed.discard(shard_id)
+            self._tasks.spawn(self._shards.stop(shard_id), name=f"stop-{shard_id}")
+
+    async def rebalance(self) -> None:
+        """Hold this gateway's fair share of the pool's shards, no more, no less."""
+        live = await self.leases.heartbeat()
+        share = self.leases.fair_share(live)
+        for shard_id in sorted(self.claimed)[share:]:
+            # Stop first (session kept, seq written), then let another gateway take it.
+            self.claimed.discard(shard_id)
+            await self._shards.stop(shard_id)
+            await self.leases.release(shard_id)
+            _LOGGER.info("handed a shard back to the pool", extra={"shard": shard_id})
+        wanted = share - len(self.claimed)
+        if wanted <= 0:
+            return
+        holders = await self.leases.holders()
+        for shard_id in (s for s, held_by in enumerate(holders) if held_by is None):
+            if wanted == 0:
+                break
+            if await self.leases.claim(shard_id):
+                wanted -= 1
+                self.claimed.add(shard_id)
+                self._tasks.spawn(self._start_claimed(shard_id), name=f"start-{shard_id}")
+
+    async def _start_claimed(self, shard_id: int) -> None:
+        try:
+            await self._shards.start(shard_id)
+        except Exception as exc:
+            _LOGGER.warning(
+                "could not start a claimed shard", extra={"shard": shard_id, "error": repr(exc)}
+            )
+            self.claimed.discard(shard_id)
+            with contextlib.suppress(Exception):
+                await self._shards.stop(shard_id)
+                await self.leases.release(shard_id)
+
+    async def release(self, shard_ids: typing.Iterable[int]) -> None:
+        """Give the leases back (the shards are stopped) and leave the pool's gateway list."""
+        for shard_id in shard_ids:
+            with contextlib.suppress(Exception):
+                await self.leases.release(shard_id)
+        self.claimed.clear()
+        with contextlib.suppress(Exception):
+            await self.leases.leave()
