@@ -6,7 +6,7 @@ import typing
 
 from aiormq import exceptions as amqp_errors
 
-from shared import topology
+from shared import redis_client, topology
 
 if typing.TYPE_CHECKING:
     from aio_pika import abc as pika_abc
@@ -20,17 +20,13 @@ def _deaths(message: pika_abc.AbstractIncomingMessage) -> list[dict[str, typing.
     return [d for d in deaths if isinstance(d, dict)]
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _origin(message: pika_abc.AbstractIncomingMessage) -> tuple[str, str]:
     """The exchange and routing key a dead letter was first published with."""
     deaths = _deaths(message)
     if deaths:
         first = deaths[-1]
         keys = first.get("routing-keys") or [message.routing_key or ""]
-        return _text(first.get("exchange", "")), _text(keys[0])
+        return redis_client.text(first.get("exchange", "")), redis_client.text(keys[0])
     return "", message.routing_key or ""
 
 
@@ -40,14 +36,17 @@ def describe(message: pika_abc.AbstractIncomingMessage) -> dict[str, typing.Any]
     reason = headers.get(topology.HEADER_REASON)
     deaths = _deaths(message)
     if reason is None and deaths:
-        why, count = _text(deaths[0].get("reason", "dead-lettered")), deaths[0].get("count", "?")
+        why, count = (
+            redis_client.text(deaths[0].get("reason", "dead-lettered")),
+            deaths[0].get("count", "?"),
+        )
         reason = f"{why} after {count} deliveries"
     return {
         "id": message.message_id,
         "routing_key": routing_key,
         "exchange": exchange,
         "bytes": len(message.body),
-        "reason": None if reason is None else _text(reason),
+        "reason": None if reason is None else redis_client.text(reason),
     }
 
 

@@ -10,7 +10,7 @@ import redis.exceptions
 if typing.TYPE_CHECKING:
     from shared import secret
 
-__all__: typing.Sequence[str] = ("REDIS_ERRORS", "connect")
+__all__: typing.Sequence[str] = ("REDIS_ERRORS", "connect", "text", "text_map")
 
 #: Redis down, restarting or unreachable. ``redis.exceptions.ConnectionError`` is not the
 #: builtin ``ConnectionError``, so catching only builtins lets these through.
@@ -38,3 +38,14 @@ def connect(url: secret.Secret) -> aioredis.Redis:
         health_check_interval=15,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def text(value: object) -> str:
+    """A Redis reply as text: the client answers bytes (``decode_responses`` is off, for the
+    cache's packed values); what Shardline stores as names and ids is UTF-8."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def text_map(raw: typing.Mapping[typing.Any, typing.Any]) -> dict[str, str]:
+    """A Redis hash (``HGETALL``) as text keys and values."""
+    return {text(key): text(value) for key, value in raw.items()}

@@ -14,7 +14,7 @@ import enum
 import time
 import typing
 
-from shared import admin
+from shared import admin, redis_client
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -86,10 +86,7 @@ async def load(
     raw = await redis.hgetall(redis_keys.reshard())
     if not raw:
         return None
-    fields = {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in raw.items()
-    }
+    fields = redis_client.text_map(raw)
     body = admin.verify(admin_key, redis_keys.prefix, fields.get("sig"), admin.RESHARD)
     try:
         return Reshard(

@@ -18,6 +18,8 @@ import typing
 import aiohttp
 import orjson
 
+from shared import redis_client
+
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
 
@@ -112,10 +114,7 @@ async def read_player(
     raw = await redis.hgetall(keys.voice_player(guild_id))
     if not raw:
         return None
-    values = {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in raw.items()
-    }
+    values = redis_client.text_map(raw)
     record = PlayerRecord(guild_id)
     for field in dataclasses.fields(PlayerRecord):
         if field.name == "guild_id" or field.name not in values:
