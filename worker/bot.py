@@ -36,9 +36,9 @@ if typing.TYPE_CHECKING:
     from shared import settings as settings_store
     from shared.cache import reader
     from worker.commands import model as command_model
+    from worker.traits import Listener
 
 T = typing.TypeVar("T", bound=hikari.Event)
-Listener = typing.Callable[[T], typing.Coroutine[typing.Any, typing.Any, None]]
 
 
 class Bot:

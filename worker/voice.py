@@ -29,7 +29,7 @@ if typing.TYPE_CHECKING:
 
     from shared import envelope
     from shared import keys as keys_module
-    from worker import bot as bot_module
+    from worker import traits
 
 __all__: typing.Sequence[str] = (
     "LavalinkEvent",
@@ -59,7 +59,7 @@ class LavalinkEvent:
     type: str
     guild_id: int
     data: dict[str, typing.Any]
-    app: bot_module.Bot
+    app: traits.VoiceApp
 
     @property
     def track(self) -> dict[str, typing.Any] | None:
@@ -76,7 +76,7 @@ class LavalinkEvent:
 
 
 class Voice:
-    def __init__(self, bot: bot_module.Bot) -> None:
+    def __init__(self, bot: traits.VoiceApp) -> None:
         self._bot = bot
         self.listeners: dict[str, list[Handler]] = {}
         self.rest: voice.LavalinkRest | None = None
@@ -141,7 +141,7 @@ class Voice:
 class RemotePlayer:
     """A guild's player, wherever its Lavalink session is held."""
 
-    def __init__(self, owner: Voice, bot: bot_module.Bot, guild_id: int) -> None:
+    def __init__(self, owner: Voice, bot: traits.VoiceApp, guild_id: int) -> None:
         self._voice = owner
         self._bot = bot
         self.guild_id = guild_id

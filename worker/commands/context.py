@@ -8,7 +8,7 @@ import typing
 import hikari
 
 if typing.TYPE_CHECKING:
-    from worker import bot as bot_module
+    from worker import traits
     from worker.commands import model, prompts
 
 __all__: typing.Sequence[str] = ("Context",)
@@ -16,7 +16,7 @@ __all__: typing.Sequence[str] = ("Context",)
 
 @dataclasses.dataclass(slots=True)
 class Context:
-    bot: bot_module.Bot
+    bot: traits.CommandApp
     command: model.Command
     author: hikari.User
     member: hikari.Member | None

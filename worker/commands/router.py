@@ -19,7 +19,7 @@ from worker.commands import cooldowns, model, prompts
 from worker.commands import options as options_module
 
 if typing.TYPE_CHECKING:
-    from worker import bot as bot_module
+    from worker import traits
 
 __all__: typing.Sequence[str] = ("CommandRouter",)
 
@@ -28,7 +28,7 @@ _EPHEMERAL_ERRORS: typing.Final = True
 
 
 class CommandRouter:
-    def __init__(self, bot: bot_module.Bot, default_prefix: str = "!") -> None:
+    def __init__(self, bot: traits.RouterApp, default_prefix: str = "!") -> None:
         self._bot = bot
         self.default_prefix = default_prefix
         self.commands: dict[str, model.Command] = {}

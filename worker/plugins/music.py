@@ -101,9 +101,10 @@ class Music:
             await self.bot.rest.create_message(int(channel), content)
 
 
-async def _require_listener(ctx: Context, *, joining: bool = False) -> Music | None:
+async def _require_listener(
+    bot: bot_module.Bot, ctx: Context, *, joining: bool = False
+) -> Music | None:
     """The caller must be in the bot's voice channel (or, to start, in any voice channel)."""
-    bot = ctx.bot
     if ctx.guild_id is None:
         await ctx.respond("Music works in servers only.")
         return None
@@ -138,7 +139,7 @@ def setup(bot: bot_module.Bot) -> None:
 def _playing(bot: bot_module.Bot) -> None:
     @bot.command(description="Plays a song (a search or a URL), or queues it", guild_only=True)
     async def play(ctx: Context, query: str = option("a search, or a link")) -> None:
-        music = await _require_listener(ctx, joining=True)
+        music = await _require_listener(bot, ctx, joining=True)
         if music is None:
             return
         identifier = query if query.startswith(("http://", "https://")) else f"ytsearch:{query}"
@@ -194,21 +195,21 @@ def _playing(bot: bot_module.Bot) -> None:
 def _controls(bot: bot_module.Bot) -> None:
     @bot.command(description="Pauses the music", guild_only=True)
     async def pause(ctx: Context) -> None:
-        music = await _require_listener(ctx)
+        music = await _require_listener(bot, ctx)
         if music is not None:
             await music.player.pause()
             await ctx.respond("Paused.")
 
     @bot.command(description="Resumes the music", guild_only=True)
     async def resume(ctx: Context) -> None:
-        music = await _require_listener(ctx)
+        music = await _require_listener(bot, ctx)
         if music is not None:
             await music.player.resume()
             await ctx.respond("Resumed.")
 
     @bot.command(description="Skips to the next song", guild_only=True)
     async def skip(ctx: Context) -> None:
-        music = await _require_listener(ctx)
+        music = await _require_listener(bot, ctx)
         if music is None:
             return
         following = await music.advance(None)
@@ -220,7 +221,7 @@ def _controls(bot: bot_module.Bot) -> None:
 
     @bot.command(description="Stops the music and clears the queue", guild_only=True)
     async def stop(ctx: Context) -> None:
-        music = await _require_listener(ctx)
+        music = await _require_listener(bot, ctx)
         if music is not None:
             await bot.redis.delete(bot.keys.music_queue(music.guild_id))  # type: ignore[union-attr]
             await music.player.stop()
@@ -230,21 +231,21 @@ def _controls(bot: bot_module.Bot) -> None:
 def _settings(bot: bot_module.Bot) -> None:
     @bot.command(description="Sets the volume (0-200 %)", guild_only=True)
     async def volume(ctx: Context, level: int = option("percent", min=0, max=200)) -> None:
-        music = await _require_listener(ctx)
+        music = await _require_listener(bot, ctx)
         if music is not None:
             await music.player.set_volume(level)
             await ctx.respond(f"Volume {level} %.")
 
     @bot.command(description="Repeats the song, the queue, or nothing", guild_only=True)
     async def loop(ctx: Context, mode: str = option("what to repeat", choices=LOOP_MODES)) -> None:
-        music = await _require_listener(ctx)
+        music = await _require_listener(bot, ctx)
         if music is not None:
             await music.set_state(loop=mode)
             await ctx.respond(f"Loop: {mode}.")
 
     @bot.command(description="Leaves the voice channel", guild_only=True)
     async def leave(ctx: Context) -> None:
-        music = await _require_listener(ctx)
+        music = await _require_listener(bot, ctx)
         if music is not None:
             await music.clear()
             await music.player.disconnect()
@@ -273,7 +274,7 @@ def _queue(bot: bot_module.Bot) -> None:
 
     @bot.command(description="Shuffles the queue", guild_only=True)
     async def shuffle(ctx: Context) -> None:
-        music = await _require_listener(ctx)
+        music = await _require_listener(bot, ctx)
         if music is None:
             return
         tracks = await music.queue()

@@ -42,7 +42,7 @@ class Replicas:
         if subscribed:
             # start() waits 2 s at most for the invalidation subscription; until it is up,
             # local copies are not trusted, which the counts of local hits below rely on.
-            await asyncio.wait_for(replica._subscribed.wait(), 15)
+            await asyncio.wait_for(replica._changes.subscribed.wait(), 15)
         return replica
 
     @property
