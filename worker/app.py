@@ -216,10 +216,7 @@ class WorkerApp:
         assert self._redis is not None
         core = self.settings.core
         interests = self.keys.interests(self.settings.group)
-        previous = {
-            m.decode() if isinstance(m, bytes) else str(m)
-            for m in await self._redis.smembers(interests)
-        }
+        previous = {redis_client.text(m) for m in await self._redis.smembers(interests)}
         queues = await self.topology.declare_worker_queues(
             channel, core.pool, self.settings.group, wanted
         )

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import typing
 
-from shared import pubsub
+from shared import pubsub, redis_client
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -92,7 +92,7 @@ class Invalidations:
         self._local.clear()
 
     def _invalidate(self, data: bytes | str) -> None:
-        text = data.decode() if isinstance(data, bytes) else data
+        text = redis_client.text(data)
         try:
             kind, entity, rev = text.rsplit(":", 2)
             key = (kind, int(entity))

@@ -140,7 +140,7 @@ class Prompts:
 
     async def _release(self, key: str, prompt_id: str) -> bool:
         current = await self._redis.get(key)
-        if current is not None and _text(current) == prompt_id:
+        if current is not None and redis_client.text(current) == prompt_id:
             await self._redis.delete(key)
             return True
         return False
@@ -165,7 +165,7 @@ class Prompts:
             "message_id": int(message.id), "channel_id": int(message.channel_id),
             "author_id": int(message.author.id), "content": message.content or "",
         }  # fmt: skip
-        await self._publish(_text(prompt_id), "message", answer)
+        await self._publish(redis_client.text(prompt_id), "message", answer)
         return True
 
     async def offer_component(self, interaction: hikari.ComponentInteraction) -> bool:
@@ -179,7 +179,7 @@ class Prompts:
             "user_id": int(interaction.user.id),
             "application_id": int(interaction.application_id), "token": interaction.token,
         }  # fmt: skip
-        await self._publish(_text(prompt_id), "component", answer)
+        await self._publish(redis_client.text(prompt_id), "component", answer)
         return True
 
     async def _publish(self, prompt_id: str, kind: str, answer: dict[str, typing.Any]) -> None:
@@ -203,7 +203,7 @@ class Prompts:
         async for raw in self._redis.scan_iter(self._keys.prompts_pattern(), count=500):
             ttl_ms = await self._redis.pttl(raw)
             if ttl_ms > 0:
-                found[_text(raw)] = now + ttl_ms / 1000
+                found[redis_client.text(raw)] = now + ttl_ms / 1000
         self._open = found
         self._subscribed.set()
 
@@ -241,7 +241,3 @@ class Prompts:
 
 def _notice(kind: str, key: str, ttl_ms: int) -> bytes:
     return orjson.dumps({"kind": kind, "key": key, "ttl_ms": ttl_ms})
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

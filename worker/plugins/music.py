@@ -15,6 +15,7 @@ import typing
 import hikari
 import orjson
 
+from shared import redis_client
 from worker.commands import option
 from worker.voice import LavalinkEvent, VoiceUnavailableError
 
@@ -69,7 +70,7 @@ class Music:
 
     async def loop_mode(self) -> str:
         mode = await self.redis.hget(self.keys.music_state(self.guild_id), "loop")
-        return mode.decode() if isinstance(mode, bytes) else (mode or "off")
+        return redis_client.text(mode) if mode else "off"
 
     async def set_state(self, **fields: str) -> None:
         mapping: dict[typing.Any, typing.Any] = dict(fields)

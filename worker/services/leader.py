@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typing
 
+from shared import redis_client
+
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
 
@@ -52,4 +54,4 @@ class Lease:
 
     async def holder_now(self) -> str | None:
         value = await self._redis.get(self.key)
-        return value.decode() if isinstance(value, bytes) else value
+        return None if value is None else redis_client.text(value)
