@@ -35,8 +35,10 @@ class DiscordEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         routes: typing.Callable[[web.Application], None] | None = None,
+        rate_limit_clock: typing.Callable[[], float] = time.monotonic,
     ) -> None:
-        """``routes`` adds more routes to the same server (the playground's page and API)."""
+        """``routes`` adds more routes to the same server (the playground's page and API);
+        ``rate_limit_clock`` is what the REST rate limits count in (seconds; tests fake it)."""
         self._routes = routes
         self.host = host
         self.port = port
@@ -48,7 +50,9 @@ class DiscordEmulator:
         self.gateway = gateway.GatewayServer(
             self.world, self.records, gateway_options or gateway.GatewayOptions(), token=token
         )
-        self.limiter = ratelimit.RestRateLimiter(rate_limits or ratelimit.RateLimitOptions())
+        self.limiter = ratelimit.RestRateLimiter(
+            rate_limits or ratelimit.RateLimitOptions(), clock=rate_limit_clock
+        )
         self.rest = rest.RestApi(self.world, self.records, self.gateway, self.limiter, token=token)
         self._runner: web.AppRunner | None = None
 

@@ -1,11 +1,20 @@
 """Cooldowns and max-concurrency held in Redis, so a burst spread over many replicas is
-limited as on one."""
+limited as on one.
+
+Cooldowns read the time from an injected :class:`shared.clock.Clock` (the real one unless
+given). Their scripts decide by comparing that ``now`` with absolute times stored in the keys
+(the uses' scores, the notice's end); Redis's expiry only collects keys those times have left
+behind, :data:`_GC_SLACK_MS` later, so a fake clock gets exactly the real clock's answers.
+Max-concurrency decides nothing by time: its slot counter's TTL is only the safety net for a
+replica that dies mid-command, on Redis's clock.
+"""
 
 from __future__ import annotations
 
 import secrets
-import time
 import typing
+
+from shared import clock as clock_module
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -26,16 +35,32 @@ if redis.call('ZCARD', KEYS[1]) >= rate then
   return math.max(math.ceil(tonumber(oldest[2]) + window - now), 1)
 end
 redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], window)
+redis.call('PEXPIRE', KEYS[1], window + tonumber(ARGV[5]))
 return 0
 """
+# KEYS[1] = the user's notice key; ARGV = now ms, notice until ms, GC slack ms -> 1 first, 0 not
+_NOTICE: typing.Final = """
+local now, notice_until = tonumber(ARGV[1]), tonumber(ARGV[2])
+if tonumber(redis.call('GET', KEYS[1]) or '0') > now then return 0 end
+redis.call('SET', KEYS[1], notice_until, 'PX', notice_until - now + tonumber(ARGV[3]))
+return 1
+"""
+#: How long a key outlives the time stored in it (Redis's clock and the caller's may differ).
+_GC_SLACK_MS: typing.Final = 60_000
 
 
 class Cooldowns:
-    def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        redis_keys: keys.RedisKeys,
+        *,
+        clock: clock_module.Clock | None = None,
+    ) -> None:
         self._keys = redis_keys
-        self._redis = redis
+        self._clock = clock or clock_module.SystemClock()
         self._take = redis.register_script(_TAKE)
+        self._notice = redis.register_script(_NOTICE)
 
     async def first_notice(
         self, command: str, cooldown: model.Cooldown, scope_id: int, user_id: int, wait: float
@@ -44,15 +69,17 @@ class Cooldowns:
         message (each reply would cost a REST call in a rate-limited channel, and hold a
         worker while it waits)."""
         key = self._keys.cooldown_notice(command, f"{cooldown.scope}:{scope_id}:{user_id}")
-        return bool(await self._redis.set(key, 1, nx=True, px=max(1, int(wait * 1000))))
+        now = self._clock.now_ms()
+        until = now + max(1, int(wait * 1000))
+        return bool(await self._notice(keys=[key], args=[now, until, _GC_SLACK_MS]))
 
     async def take(self, command: str, cooldown: model.Cooldown, scope_id: int) -> float:
         """Record a use; 0 when allowed, else the seconds until one is."""
         scope = f"{cooldown.scope}:{scope_id}"
         wait_ms = await self._take(
             keys=[self._keys.cooldown(command, scope)],
-            args=[int(time.time() * 1000), int(cooldown.per * 1000), cooldown.rate,
-                  secrets.token_hex(8)],
+            args=[self._clock.now_ms(), int(cooldown.per * 1000), cooldown.rate,
+                  secrets.token_hex(8), _GC_SLACK_MS],
         )  # fmt: skip
         return int(wait_ms) / 1000
 

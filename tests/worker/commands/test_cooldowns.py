@@ -1,5 +1,6 @@
-"""Cooldowns and max-concurrency on the real Redis: a burst from three replicas at once is
-limited exactly as on one (the end-to-end test sends its commands one after another)."""
+"""Cooldowns and max-concurrency on the real Redis and a fake clock: a burst from three
+replicas at once is limited exactly as on one (the end-to-end test sends its commands one
+after another), and the cooldown ends exactly when its window says."""
 
 from __future__ import annotations
 
@@ -7,13 +8,21 @@ import asyncio
 import contextlib
 import typing
 
+import pytest
 import redis.asyncio as aioredis
 
+from shared import clock as clock_module
 from shared import keys
 from worker.commands import cooldowns, model
 
 if typing.TYPE_CHECKING:
     import collections.abc
+
+
+@pytest.fixture
+async def clock() -> collections.abc.AsyncIterator[clock_module.FakeClock]:
+    async with clock_module.FakeClock() as fake:
+        yield fake
 
 
 @contextlib.asynccontextmanager
@@ -28,20 +37,53 @@ async def three_replicas(redis_url: str) -> collections.abc.AsyncIterator[list[a
 
 
 async def test_a_concurrent_burst_over_three_replicas_is_allowed_exactly_rate_times(
-    redis_url: str, redis_client: aioredis.Redis, namespace: str
+    redis_url: str, redis_client: aioredis.Redis, namespace: str, clock: clock_module.FakeClock
 ) -> None:
     redis_keys = keys.RedisKeys(namespace, "main")
     cooldown = model.Cooldown(2, 60, "global")
     async with three_replicas(redis_url) as clients:
-        limiters = [cooldowns.Cooldowns(c, redis_keys) for c in clients]
+        limiters = [cooldowns.Cooldowns(c, redis_keys, clock=clock) for c in clients]
         waits = await asyncio.gather(
             *(limiters[i % 3].take("limited", cooldown, 0) for i in range(60))
         )
-    assert waits.count(0) == 2
-    # The others are told how long: until the oldest use leaves the 60 s window (each
-    # replica reads its own clock before its call reaches Redis, so a few ms either way).
-    assert all(55 < wait <= 60.5 for wait in waits if wait), sorted(waits)
-    assert await redis_client.zcard(redis_keys.cooldown("limited", "global:0")) == 2
+        assert sorted(waits) == [0, 0] + [60.0] * 58  # until the oldest use leaves the window
+        assert await redis_client.zcard(redis_keys.cooldown("limited", "global:0")) == 2
+        # 20 s on, 40 s are left; at exactly 60 s the window has room for two uses again.
+        await clock.sleep(20)
+        assert await limiters[1].take("limited", cooldown, 0) == 40.0
+        await clock.sleep(40)
+        assert [await limiters[i].take("limited", cooldown, 0) for i in range(3)] == [0, 0, 60.0]
+
+
+async def test_a_sliding_window_frees_one_use_at_a_time(
+    redis_client: aioredis.Redis, namespace: str, clock: clock_module.FakeClock
+) -> None:
+    redis_keys = keys.RedisKeys(namespace, "main")
+    cooldown = model.Cooldown(2, 10, "user")
+    limiter = cooldowns.Cooldowns(redis_client, redis_keys, clock=clock)
+    assert await limiter.take("slow", cooldown, 1) == 0
+    await clock.sleep(3)
+    assert await limiter.take("slow", cooldown, 1) == 0
+    assert await limiter.take("slow", cooldown, 1) == 7.0  # the use at 0 leaves at 10 s
+    assert await limiter.take("slow", cooldown, 2) == 0  # another user's own window
+    await clock.sleep(7)
+    assert await limiter.take("slow", cooldown, 1) == 0
+    assert await limiter.take("slow", cooldown, 1) == 3.0  # now the use at 3 s is the oldest
+
+
+async def test_a_user_is_told_to_slow_down_once_per_wait(
+    redis_client: aioredis.Redis, namespace: str, clock: clock_module.FakeClock
+) -> None:
+    redis_keys = keys.RedisKeys(namespace, "main")
+    cooldown = model.Cooldown(1, 5, "user")
+    limiter = cooldowns.Cooldowns(redis_client, redis_keys, clock=clock)
+    assert await limiter.first_notice("cmd", cooldown, 1, 7, 5.0)
+    assert not await limiter.first_notice("cmd", cooldown, 1, 7, 5.0)
+    assert await limiter.first_notice("cmd", cooldown, 1, 8, 5.0)  # another user
+    await clock.sleep(4.999)
+    assert not await limiter.first_notice("cmd", cooldown, 1, 7, 0.001)
+    await clock.sleep(0.001)  # the wait is over: the next flood is told again
+    assert await limiter.first_notice("cmd", cooldown, 1, 7, 5.0)
 
 
 async def test_max_concurrency_over_three_replicas_admits_exactly_the_limit(
