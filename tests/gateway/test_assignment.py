@@ -1,50 +1,18 @@
-"""Shard assignment: identify coordination across gateways, and automatic leases."""
+"""Lease-mode assignment: each gateway holds its fair share of the pool's shards
+(``gateway.assignment``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import time
 import typing
 
 import pytest
-
-from gateway import identify
 
 if typing.TYPE_CHECKING:
     from gateway import app
     from tests.conftest import EmulatorFactory
     from tests.gateway.conftest import Stack
-
-
-async def test_two_gateways_eight_shards_respect_identify_buckets(
-    make_emulator: EmulatorFactory, stack: Stack
-) -> None:
-    stack.discord = discord = await make_emulator(max_concurrency=2, recommended_shards=8)
-    for shard in range(8):
-        discord.add_guild(f"g{shard}", shard=(shard, 8))
-    started = time.monotonic()
-    async with (
-        stack.gateway(SHARD_COUNT="8", SHARD_IDS="0-3"),
-        stack.gateway(SHARD_COUNT="8", SHARD_IDS="4-7"),
-    ):
-        await discord.wait_for(
-            lambda: discord.connected_shards() == list(range(8)), timeout=40, what="8 shards"
-        )
-        elapsed = time.monotonic() - started
-    assert not discord.records.identify_violations
-    accepted = [r for r in discord.records.identifies if r.accepted]
-    assert sorted(r.shard_id for r in accepted) == list(range(8))
-    # 4 identifies per bucket need at least 3 windows of 5 s; the emulator saw them within one
-    # window more (the whole start, with two gateways starting on a loaded machine, is looser).
-    minimum = 3 * 5.0
-    assert minimum <= elapsed < 40, elapsed
-    span = max(r.at for r in accepted) - min(r.at for r in accepted)
-    assert minimum <= span <= minimum + 5.0, span
-    for bucket in (0, 1):
-        times = sorted(r.at for r in accepted if r.bucket == bucket)
-        assert all(b - a >= 5.0 for a, b in itertools.pairwise(times))
 
 
 def held(gateways: list[app.GatewayApp]) -> list[set[int]]:
@@ -99,18 +67,3 @@ async def test_auto_leases_rebalance_from_two_to_three_and_back(
     assert not [
         c for c in discord.records.closes if "elsewhere" in c.reason or "replaced" in c.reason
     ]
-
-
-async def test_refuses_to_identify_when_the_session_start_budget_is_nearly_spent(
-    make_emulator: EmulatorFactory, stack: Stack
-) -> None:
-    stack.discord = discord = await make_emulator(
-        session_start_remaining=identify.SESSION_START_RESERVE
-    )
-    with pytest.raises(identify.SessionStartBudgetError, match="refusing to IDENTIFY"):
-        async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
-            pass
-    assert discord.records.identifies == []
-    assert discord.records.token_resets == 0
-    ledger = identify.SessionStartLedger(stack.redis, stack.keys)
-    assert await ledger.remaining() == identify.SESSION_START_RESERVE

@@ -49,3 +49,11 @@ def make_cache(
 @pytest.fixture
 def cache(redis_client: aioredis.Redis, namespace: str) -> Cache:
     return make_cache(redis_client, namespace)
+
+
+def guild_with(cache: Cache, members: int = 2) -> dict[str, typing.Any]:
+    guild = cache.world.add_guild("g", channels=2)
+    guild_id = int(guild["id"])
+    for index in range(members):
+        cache.world.add_member(guild_id, cache.world.add_user(f"user{index}"))
+    return cache.world.guild_create_payload(guild_id)

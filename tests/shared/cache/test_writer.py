@@ -1,4 +1,5 @@
-"""The cache against real Redis: every state-changing event, read back as hikari models."""
+"""The cache writer against real Redis: every state-changing event, read back as hikari
+models (``shared.cache.writer``)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,13 @@ import time
 import typing
 
 import hikari
-import pytest
 
 from shared import keys as keys_module
 from shared.cache import codec, resources, writer
-from tests.shared.cache.conftest import Cache, make_cache
+from tests.shared.cache.conftest import Cache, guild_with, make_cache
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
-
-
-def guild_with(cache: Cache, members: int = 2) -> dict[str, typing.Any]:
-    guild = cache.world.add_guild("g", channels=2)
-    guild_id = int(guild["id"])
-    for index in range(members):
-        cache.world.add_member(guild_id, cache.world.add_user(f"user{index}"))
-    return cache.world.guild_create_payload(guild_id)
 
 
 async def test_guild_create_then_models(cache: Cache) -> None:
@@ -296,161 +288,6 @@ async def test_messages_when_switched_on(redis_client: aioredis.Redis, namespace
     assert 0 < await redis_client.ttl(key) <= 3600
     await cache.apply("MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"]})
     assert not await redis_client.exists(key)
-
-
-@pytest.fixture
-async def permission_guild(cache: Cache) -> dict[str, typing.Any]:
-    payload = guild_with(cache, members=0)
-    guild_id = payload["id"]
-    everyone = payload["roles"][0]
-    everyone["permissions"] = str(
-        int(hikari.Permissions.VIEW_CHANNEL | hikari.Permissions.SEND_MESSAGES)
-    )
-    roles = {
-        "admin": {"id": "1001", "permissions": str(int(hikari.Permissions.ADMINISTRATOR))},
-        "mod": {
-            "id": "1002",
-            "permissions": str(
-                int(hikari.Permissions.KICK_MEMBERS | hikari.Permissions.MANAGE_MESSAGES)
-            ),
-        },
-        "muted": {"id": "1003", "permissions": "0"},
-    }
-    for position, (name, role) in enumerate(roles.items(), 1):
-        role.update(
-            {
-                "name": name,
-                "color": 0,
-                "hoist": False,
-                "icon": None,
-                "unicode_emoji": None,
-                "position": position,
-                "managed": False,
-                "mentionable": False,
-                "flags": 0,
-            }
-        )
-        payload["roles"].append(role)
-    people = {}
-    for name, role_ids in {
-        "plain": [],
-        "admin": ["1001"],
-        "mod": ["1002"],
-        "muted": ["1003"],
-        "special": [],
-    }.items():
-        user = cache.world.add_user(name)
-        payload["members"].append(
-            {
-                "user": user,
-                "roles": role_ids,
-                "joined_at": "2024-01-01T00:00:00+00:00",
-                "deaf": False,
-                "mute": False,
-                "flags": 0,
-                "pending": False,
-            }
-        )
-        people[name] = int(user["id"])
-    channel = payload["channels"][0]
-    channel["permission_overwrites"] = [
-        {
-            "id": guild_id,
-            "type": 0,
-            "allow": "0",
-            "deny": str(int(hikari.Permissions.SEND_MESSAGES)),
-        },
-        {"id": "1002", "type": 0, "allow": str(int(hikari.Permissions.SEND_MESSAGES)), "deny": "0"},
-        {"id": "1003", "type": 0, "allow": "0", "deny": str(int(hikari.Permissions.VIEW_CHANNEL))},
-        {
-            "id": str(people["special"]),
-            "type": 1,
-            "allow": str(int(hikari.Permissions.SEND_MESSAGES | hikari.Permissions.ATTACH_FILES)),
-            "deny": "0",
-        },
-    ]
-    await cache.apply("GUILD_CREATE", payload)
-    return {
-        "guild_id": int(guild_id),
-        "channel_id": int(channel["id"]),
-        "owner": int(payload["owner_id"]),
-        **people,
-    }
-
-
-async def test_permissions(cache: Cache, permission_guild: dict[str, typing.Any]) -> None:
-    g, c = permission_guild["guild_id"], permission_guild["channel_id"]
-    p = hikari.Permissions
-    compute = cache.reader.member_permissions
-    assert await compute(g, permission_guild["owner"], c) == p.all_permissions()
-    assert await compute(g, permission_guild["admin"], c) == p.all_permissions()
-    assert await compute(g, permission_guild["plain"]) == p.VIEW_CHANNEL | p.SEND_MESSAGES
-    # @everyone overwrite denies sending in the channel...
-    assert await compute(g, permission_guild["plain"], c) == p.VIEW_CHANNEL
-    # ...a role overwrite allows it back...
-    assert (
-        await compute(g, permission_guild["mod"], c)
-        == p.VIEW_CHANNEL | p.SEND_MESSAGES | p.KICK_MEMBERS | p.MANAGE_MESSAGES
-    )
-    # ...a role overwrite can hide the channel...
-    assert not (await compute(g, permission_guild["muted"], c) or p.NONE) & p.VIEW_CHANNEL
-    # ...and the member's own overwrite comes last.
-    assert (
-        await compute(g, permission_guild["special"], c)
-        == p.VIEW_CHANNEL | p.SEND_MESSAGES | p.ATTACH_FILES
-    )
-    assert await compute(g, 12345, c) is None, "unknown member"
-    roles = await cache.reader.get_member_roles(g, permission_guild["mod"])
-    assert sorted(r.name for r in roles) == ["@everyone", "mod"]
-
-
-async def test_a_timed_out_member_keeps_only_view_and_history(
-    cache: Cache, permission_guild: dict[str, typing.Any]
-) -> None:
-    g, c = permission_guild["guild_id"], permission_guild["channel_id"]
-    user = await cache.reader.user_json(permission_guild["mod"])
-    future = "2999-01-01T00:00:00+00:00"
-    await cache.apply(
-        "GUILD_MEMBER_UPDATE",
-        {
-            "guild_id": str(g),
-            "user": user,
-            "roles": ["1002"],
-            "joined_at": "2024-01-01T00:00:00+00:00",
-            "communication_disabled_until": future,
-        },
-    )
-    assert (
-        await cache.reader.member_permissions(g, permission_guild["mod"], c)
-        == hikari.Permissions.VIEW_CHANNEL
-    )
-
-
-async def test_read_through_never_overwrites_gateway_data(cache: Cache) -> None:
-    payload = guild_with(cache)
-    guild_id = int(payload["id"])
-    await cache.apply("GUILD_CREATE", payload)
-    known = payload["members"][0]
-    calls = []
-
-    async def fetch() -> dict[str, typing.Any]:
-        calls.append(1)
-        return {**known, "nick": "from REST"}
-
-    got = await cache.reader.member_json_or_fetched(guild_id, int(known["user"]["id"]), fetch)
-    assert got is not None
-    assert got["nick"] is None, "gateway data wins"
-    assert calls == []
-    stranger = {"user": {"id": "999", "username": "x"}, "roles": [], "nick": "rest"}
-
-    async def fetch_stranger() -> dict[str, typing.Any]:
-        calls.append(1)
-        return stranger
-
-    assert await cache.reader.member_json_or_fetched(guild_id, 999, fetch_stranger) == stranger
-    assert await cache.reader.member_json_or_fetched(guild_id, 999, fetch_stranger) == stranger
-    assert calls == [1], "fetched once, then remembered"
-    assert await cache.reader.get_member(guild_id, 999) is None, "never written into gateway data"
 
 
 async def test_a_100k_member_guild_create_lets_the_loop_breathe(cache: Cache) -> None:

@@ -1,0 +1,162 @@
+"""Writing each shard's confirmed seq to Redis (``gateway.checkpoints``): only what changed,
+said once when Redis is away, and nothing lost when it is back. A real ``SessionStore`` on
+the real Redis; the publisher is a stand-in that reports confirmed positions."""
+
+from __future__ import annotations
+
+import logging
+import typing
+
+import pytest
+import redis.asyncio as aioredis
+from redis import backoff
+from redis.asyncio import retry
+
+from gateway import checkpoints, sessions
+from shared import keys
+from tests import netproxy, servers
+
+COUNT: typing.Final = 4
+
+
+def mark(seq: int, session_id: str = "s") -> sessions.Checkpoint:
+    return sessions.Checkpoint(session_id, seq, "wss://resume.example", COUNT)
+
+
+class ConfirmedPositions:
+    """What ``CheckpointWriter`` needs of an ``EventPublisher``: its confirmed positions, and
+    a drain and close that the test can watch."""
+
+    def __init__(self) -> None:
+        self.marks: dict[int, sessions.Checkpoint] = {}
+        self.calls: list[str] = []
+        #: What the broker confirms while a drain waits.
+        self.confirmed_in_drain: dict[int, sessions.Checkpoint] = {}
+
+    def checkpoints(self) -> dict[int, sessions.Checkpoint]:
+        return dict(self.marks)
+
+    async def drain(self, timeout: float, shard_id: int | None = None) -> bool:
+        assert shard_id is None
+        self.calls.append(f"drain {timeout}")
+        self.marks.update(self.confirmed_in_drain)
+        return True
+
+    async def close(self) -> None:
+        self.calls.append("close")
+
+
+class Writer(typing.NamedTuple):
+    writer: checkpoints.CheckpointWriter
+    events: ConfirmedPositions
+    store: sessions.SessionStore
+
+
+def make_writer(redis: aioredis.Redis, names: keys.RedisKeys) -> Writer:
+    events = ConfirmedPositions()
+    store = sessions.SessionStore(redis, names)
+    # The stand-in has exactly the part of EventPublisher the writer uses.
+    writer = checkpoints.CheckpointWriter(typing.cast("typing.Any", events), store)
+    return Writer(writer, events, store)
+
+
+@pytest.fixture
+def names(namespace: str) -> keys.RedisKeys:
+    return keys.RedisKeys(namespace, "main")
+
+
+async def stored_seq(redis: aioredis.Redis, names: keys.RedisKeys, shard_id: int) -> int | None:
+    seq = await redis.hget(names.session(shard_id, COUNT), "seq")
+    return None if seq is None else int(seq)
+
+
+async def test_only_changed_positions_are_written(
+    redis_client: aioredis.Redis, names: keys.RedisKeys
+) -> None:
+    writer, events, store = make_writer(redis_client, names)
+    events.marks = {0: mark(10), 1: mark(20)}
+    await writer.write()
+    assert await stored_seq(redis_client, names, 0) == 10
+    assert await stored_seq(redis_client, names, 1) == 20
+    loaded = await store.load(0, COUNT)
+    assert loaded is not None
+    assert (loaded.session_id, loaded.seq) == ("s", 10)
+    # Both records go away behind the writer's back: an unchanged position is not written
+    # again, so neither comes back...
+    await redis_client.delete(names.session(0, COUNT), names.session(1, COUNT))
+    await writer.write()
+    assert await stored_seq(redis_client, names, 0) is None
+    assert await stored_seq(redis_client, names, 1) is None
+    # ...and of two shards, only the one that moved is written.
+    events.marks[1] = mark(25)
+    await writer.write()
+    assert await stored_seq(redis_client, names, 0) is None
+    assert await stored_seq(redis_client, names, 1) == 25
+    assert writer.redis_up
+
+
+async def test_redis_away_is_said_once_and_the_positions_are_written_when_it_is_back(
+    redis_client: aioredis.Redis, names: keys.RedisKeys, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = netproxy.TcpProxy(servers.REDIS_PORT)
+    await proxy.start()
+    # No retries: the outage is seen on the first try, as a down Redis, not after back-offs.
+    through_proxy = aioredis.Redis(port=proxy.port, retry=retry.Retry(backoff.NoBackoff(), 0))
+    try:
+        writer, events, _ = make_writer(through_proxy, names)
+        events.marks = {0: mark(1)}
+        await writer.write()
+        assert await stored_seq(redis_client, names, 0) == 1
+
+        await proxy.cut()
+        caplog.set_level(logging.INFO, logger="shardline.gateway.checkpoints")
+        events.marks = {0: mark(2)}
+        await writer.write()
+        assert not writer.redis_up
+        events.marks = {0: mark(3), 1: mark(7)}
+        await writer.write()
+        assert not writer.redis_up
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert [r.getMessage() for r in warnings] == ["Redis unavailable: checkpoints not saved"]
+        assert await stored_seq(redis_client, names, 0) == 1
+
+        await proxy.restore()
+        await writer.write()
+        assert writer.redis_up
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
+            "Redis available again"
+        ]
+        # What changed while Redis was away was never taken for written.
+        assert await stored_seq(redis_client, names, 0) == 3
+        assert await stored_seq(redis_client, names, 1) == 7
+    finally:
+        await through_proxy.aclose()
+        await proxy.close()
+
+
+async def test_finish_writes_what_the_last_drain_confirmed_then_closes(
+    redis_client: aioredis.Redis, names: keys.RedisKeys
+) -> None:
+    writer, events, _ = make_writer(redis_client, names)
+    events.marks = {0: mark(5)}
+    await writer.write()
+    events.confirmed_in_drain = {0: mark(9), 2: mark(4)}
+    await writer.finish()
+    assert events.calls == ["drain 10", "close"]
+    assert await stored_seq(redis_client, names, 0) == 9
+    assert await stored_seq(redis_client, names, 2) == 4
+
+
+async def test_a_position_of_another_session_does_not_overwrite_the_stored_one(
+    redis_client: aioredis.Redis, names: keys.RedisKeys
+) -> None:
+    """A stale writer (its shard already RESUMEd or re-IDENTIFYd elsewhere) is refused by the
+    store; the writer still counts Redis as up."""
+    writer, events, store = make_writer(redis_client, names)
+    await store.start(0, COUNT, "newer", "wss://resume.example", 50)
+    events.marks = {0: mark(60, session_id="older")}
+    await writer.write()
+    loaded = await store.load(0, COUNT)
+    assert loaded is not None
+    assert (loaded.session_id, loaded.seq) == ("newer", 50)
+    assert writer.redis_up
