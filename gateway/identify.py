@@ -15,6 +15,7 @@ import logging
 import time
 import typing
 
+from shared import clock as clock_module
 from shared import keys, redis_client, sharding
 
 if typing.TYPE_CHECKING:
@@ -22,6 +23,10 @@ if typing.TYPE_CHECKING:
 
 _LOGGER = logging.getLogger("shardline.gateway.identify")
 
+#: Added to Discord's 5 s window: clocks of Discord and of the gateways are not ours.
+_MARGIN_MS: typing.Final[int] = 100
+#: How long after a slot frees Redis keeps its key (it is only garbage by then).
+_SLACK_MS: typing.Final[int] = 60_000
 #: Session starts kept in reserve: below this, the gateway refuses to IDENTIFY.
 SESSION_START_RESERVE: typing.Final[int] = 5
 
@@ -47,51 +52,81 @@ class IdentifyQueue(abc.ABC):
 class InMemoryIdentifyQueue(IdentifyQueue):
     """One process's view; the test double and the fallback when Redis is down."""
 
-    __slots__ = ("_last", "_lock", "window")
+    __slots__ = ("_clock", "_last", "_lock", "window")
 
-    def __init__(self, window: float = keys.IDENTIFY_WINDOW) -> None:
+    def __init__(
+        self, window: float = keys.IDENTIFY_WINDOW, *, clock: clock_module.Clock | None = None
+    ) -> None:
         self.window = window
+        self._clock = clock or clock_module.SystemClock()
         self._last: dict[int, float] = {}
         self._lock = asyncio.Lock()
 
     async def acquire(self, shard_id: int, max_concurrency: int) -> None:
         bucket = sharding.identify_bucket(shard_id, max_concurrency)
         async with self._lock:
-            wait = self._last.get(bucket, -self.window) + self.window - time.monotonic()
+            wait = self._last.get(bucket, -self.window) + self.window - self._clock.monotonic()
             if wait > 0:
-                await asyncio.sleep(wait)
-            self._last[bucket] = time.monotonic()
+                await self._clock.sleep(wait)
+            self._last[bucket] = self._clock.monotonic()
 
     async def sent(self, shard_id: int, max_concurrency: int) -> None:
-        self._last[sharding.identify_bucket(shard_id, max_concurrency)] = time.monotonic()
+        bucket = sharding.identify_bucket(shard_id, max_concurrency)
+        self._last[bucket] = self._clock.monotonic()
+
+
+# KEYS[1] = a bucket's slot; ARGV = now (ms), the window (ms), Redis's expiry (ms). The slot
+# holds when it frees (on the clock every gateway shares): taken when free, else the ms left.
+_TAKE: typing.Final = """
+local free_at = tonumber(redis.call('GET', KEYS[1]) or '0')
+local now = tonumber(ARGV[1])
+if free_at > now then return free_at - now end
+redis.call('SET', KEYS[1], now + tonumber(ARGV[2]), 'PX', ARGV[3])
+return 0
+"""
 
 
 class RedisIdentifyQueue(IdentifyQueue):
-    """Slots as ``SET NX PX`` keys shared by every gateway of the pool."""
+    """Slots shared by every gateway of the pool: a key per bucket holding when it frees.
 
-    __slots__ = ("_fallback", "_keys", "_redis", "window")
+    The time is compared by the script against the caller's ``now`` (its injected clock's
+    wall time, which every gateway shares); Redis's own expiry only collects the key a while
+    after, so tests run on a fake clock and assert exact slot times.
+    """
+
+    __slots__ = ("_clock", "_fallback", "_keys", "_redis", "_take", "window")
 
     def __init__(
         self,
         redis: aioredis.Redis,
         redis_keys: keys.RedisKeys,
         window: float = keys.IDENTIFY_WINDOW,
+        *,
+        clock: clock_module.Clock | None = None,
     ) -> None:
         self._redis = redis
         self._keys = redis_keys
         self.window = window
-        self._fallback = InMemoryIdentifyQueue(window)
+        self._clock = clock or clock_module.SystemClock()
+        self._fallback = InMemoryIdentifyQueue(window, clock=self._clock)
+        self._take = redis.register_script(_TAKE)
+
+    @property
+    def _window_ms(self) -> int:
+        # A little margin: clocks of Discord and of the gateways are not ours.
+        return int(self.window * 1000) + _MARGIN_MS
 
     async def acquire(self, shard_id: int, max_concurrency: int) -> None:
         bucket = sharding.identify_bucket(shard_id, max_concurrency)
         key = self._keys.identify_bucket(bucket)
-        # A little margin: clocks of Discord and Redis are not ours.
-        window_ms = int(self.window * 1000) + 100
         while True:
             try:
-                if await self._redis.set(key, shard_id, nx=True, px=window_ms):
-                    return
-                ttl = await self._redis.pttl(key)
+                wait_ms = int(
+                    await self._take(
+                        keys=[key],
+                        args=[self._clock.now_ms(), self._window_ms, self._window_ms + _SLACK_MS],
+                    )
+                )
             except redis_client.REDIS_ERRORS as exc:
                 _LOGGER.warning(
                     "Redis unavailable for identify coordination; using this process's limit",
@@ -99,14 +134,17 @@ class RedisIdentifyQueue(IdentifyQueue):
                 )
                 await self._fallback.acquire(shard_id, max_concurrency)
                 return
-            await asyncio.sleep(max(ttl, 10) / 1000)
+            if wait_ms <= 0:
+                return
+            await self._clock.sleep(max(wait_ms, 10) / 1000)
 
     async def sent(self, shard_id: int, max_concurrency: int) -> None:
         bucket = sharding.identify_bucket(shard_id, max_concurrency)
         await self._fallback.sent(shard_id, max_concurrency)
+        free_at = self._clock.now_ms() + self._window_ms
         try:
             await self._redis.set(
-                self._keys.identify_bucket(bucket), shard_id, px=int(self.window * 1000) + 100
+                self._keys.identify_bucket(bucket), free_at, px=self._window_ms + _SLACK_MS
             )
         except redis_client.REDIS_ERRORS as exc:
             _LOGGER.warning(

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import typing
 
+from shared import redis_client
+
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
 
@@ -190,7 +192,7 @@ class LimitState:
                 INVALID_BUDGET, INVALID_WINDOW_MS, self._holder, GC_SLACK_MS,
             ],
         )  # fmt: skip
-        return int(delay), held.decode() if isinstance(held, bytes) else str(held)
+        return int(delay), redis_client.text(held)
 
     async def learn(
         self,
