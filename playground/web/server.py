@@ -12,16 +12,15 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import logging
 import pathlib
-import time
 import typing
 
 import orjson
 from aiohttp import web
 
-from playground.discord import emulator, gateway, protocol, records, rest
+from playground.discord import emulator, gateway, rest
 from playground.lavalink import emulator as lavalink_emulator
+from playground.web import feed
 from shared import playground as link
 from shared import sharding
 
@@ -30,17 +29,13 @@ if typing.TYPE_CHECKING:
 
 Json = dict[str, typing.Any]
 
-_LOGGER = logging.getLogger("shardline.playground")
 _STATIC = pathlib.Path(__file__).parent / "static"
-#: Panel entries kept for a page that connects later.
-PANEL_BACKLOG: typing.Final[int] = 400
 #: Messages per channel a page is given when it loads.
 HISTORY: typing.Final[int] = 100
 #: Messages per channel the playground keeps (it runs for days; the oldest go).
 KEPT: typing.Final[int] = 1000
 #: Discord shows "The application did not respond" after this long without an answer.
 INTERACTION_DEADLINE: typing.Final[float] = 3.0
-_OP_NAMES: typing.Final = {op.value: op.name for op in protocol.Op}
 _MAX_TEXT: typing.Final[int] = 2000
 TEST_USERS: typing.Final = ("alice", "bob", "carol")
 
@@ -83,28 +78,21 @@ class Playground:
         )
         self.lavalink = lavalink_emulator.LavalinkEmulator(host=self.options.host)
         self.users: list[Json] = []
-        self.panel: collections.deque[Json] = collections.deque(maxlen=PANEL_BACKLOG)
-        self.counters: collections.Counter[str] = collections.Counter()
-        self._sockets: dict[web.WebSocketResponse, asyncio.Queue[bytes]] = {}
+        self.feed = feed.LiveFeed(self._shards)
         #: message id -> "alice used /ping", for the bot's answers to slash commands.
         self._invoked: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._tasks: set[asyncio.Task[typing.Any]] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._seed()
-        self.discord.records.listeners.append(self._on_record)
+        self.discord.records.listeners.append(self.feed.on_record)
         self.discord.world.message_listeners.append(self._on_message)
         await self.lavalink.start()
         await self.discord.start()
 
     async def close(self) -> None:
-        for ws in list(self._sockets):
-            await ws.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.feed.close()
         await self.discord.close()
         await self.lavalink.close()
 
@@ -140,7 +128,7 @@ class Playground:
         app.router.add_get("/", self._index)
         app.router.add_static("/static/", _STATIC, append_version=True)
         app.router.add_get(link.CONNECT_PATH, self._connect)
-        app.router.add_get("/playground/live", self._live)
+        app.router.add_get("/playground/live", self.feed.live)
         app.router.add_get("/playground/api/state", self._state)
         app.router.add_post("/playground/api/messages", self._post_message)
         app.router.add_post("/playground/api/commands", self._post_command)
@@ -183,7 +171,7 @@ class Playground:
             )
         messages = {
             str(channel_id): [
-                _message_view(m, self._invoked.get(m["id"]))
+                feed.message_view(m, self._invoked.get(m["id"]))
                 for m in list(by_id.values())[-HISTORY:]
             ]
             for channel_id, by_id in world.messages.items()
@@ -195,8 +183,8 @@ class Playground:
             "messages": messages,
             "commands": self._commands(),
             "shards": self._shards(),
-            "panel": list(self.panel),
-            "counters": dict(self.counters),
+            "panel": list(self.feed.panel),
+            "counters": dict(self.feed.counters),
             "processes": self.supervisor.snapshot() if self.supervisor is not None else None,
         }
         return web.Response(body=orjson.dumps(body), content_type="application/json")
@@ -321,7 +309,7 @@ class Playground:
             state = {None: "failed", 5: "deferred", 6: "acknowledged"}.get(
                 interaction.response_type, "answered"
             )
-            self._publish(
+            self.feed.publish(
                 {
                     "type": "interaction",
                     "id": str(interaction.id),
@@ -331,7 +319,7 @@ class Playground:
                 }
             )
 
-        self._spawn(watch())
+        self.feed.spawn(watch())
 
     # --- scenarios --------------------------------------------------------------------------
 
@@ -350,7 +338,7 @@ class Playground:
                 self.discord.force_invalid_session(
                     shard_id, resumable=bool(body.get("resumable", False))
                 )
-            self._note("scenario", f"{name} sent to shard {shard_id}")
+            self.feed.note("scenario", f"{name} sent to shard {shard_id}")
             return web.json_response({"ok": True})
         if self.supervisor is None:
             raise BadRequest("this playground runs no processes (started with --no-platform)")
@@ -358,7 +346,7 @@ class Playground:
             done = await self.supervisor.act(name, str(body.get("process", "")))
         except LookupError as exc:
             raise BadRequest(str(exc)) from None
-        self._note("scenario", done)
+        self.feed.note("scenario", done)
         return web.json_response({"ok": True, "done": done})
 
     def _add_guild(self, body: Json) -> Json:
@@ -378,52 +366,10 @@ class Playground:
         self.discord.dispatch(
             "GUILD_CREATE", world.guild_create_payload(guild_id), guild_id=guild_id
         )
-        self._note("scenario", f"guild {name!r} with {members} members added on shard {shard_id}")
+        self.feed.note(
+            "scenario", f"guild {name!r} with {members} members added on shard {shard_id}"
+        )
         return {"id": guild["id"], "shard": shard_id}
-
-    # --- the live feed ----------------------------------------------------------------------
-
-    async def _live(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=20)
-        await ws.prepare(request)
-        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
-        self._sockets[ws] = queue
-        writer = self._spawn(self._write(ws, queue))
-        try:
-            async for _ in ws:
-                pass  # the page only listens
-        finally:
-            self._sockets.pop(ws, None)
-            writer.cancel()
-        return ws
-
-    async def _write(self, ws: web.WebSocketResponse, queue: asyncio.Queue[bytes]) -> None:
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            while not ws.closed:
-                await ws.send_bytes(await queue.get())
-
-    def _publish(self, event: Json) -> None:
-        data = orjson.dumps(event)
-        for ws, queue in list(self._sockets.items()):
-            try:
-                queue.put_nowait(data)
-            except asyncio.QueueFull:
-                self._spawn(ws.close(message=b"too slow"))
-
-    def _note(self, kind: str, text: str, **extra: typing.Any) -> None:
-        """A line in the page's side panel (kept for pages that connect later)."""
-        entry = {"type": "panel", "kind": kind, "at": time.time(), "text": text, **extra}
-        self.panel.append(entry)
-        self.counters[kind] += 1
-        self._publish({**entry, "shards": self._shards(), "counters": dict(self.counters)})
-
-    def _spawn(
-        self, coro: typing.Coroutine[typing.Any, typing.Any, typing.Any]
-    ) -> asyncio.Task[typing.Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     def _on_message(self, kind: str, message: Json) -> None:
         if kind == "create":
@@ -431,8 +377,8 @@ class Playground:
             kept = self.discord.world.messages.get(int(message["channel_id"]), {})
             while len(kept) > KEPT:
                 kept.pop(next(iter(kept)))
-        view = _message_view(message, self._invoked.get(message["id"]))
-        self._publish({"type": "message", "kind": kind, "message": view})
+        view = feed.message_view(message, self._invoked.get(message["id"]))
+        self.feed.publish({"type": "message", "kind": kind, "message": view})
 
     def _note_invocation(self, message: Json) -> None:
         """A bot message that answers a slash command shows who ran which (as Discord does):
@@ -455,49 +401,11 @@ class Playground:
                     self._invoked.popitem(last=False)
                 return
 
-    def _on_record(self, kind: str, record: object) -> None:
-        if isinstance(record, records.IdentifyRecord):
-            outcome = "accepted" if record.accepted else f"refused ({record.reason})"
-            self._note(
-                "identify",
-                f"IDENTIFY shard {record.shard_id}/{record.shard_count}: {outcome}",
-                shard=record.shard_id,
-            )
-        elif isinstance(record, records.ResumeRecord):
-            outcome = (
-                f"resumed, {record.replayed} events replayed"
-                if record.accepted
-                else f"refused ({record.reason})"
-            )
-            text = f"RESUME shard {record.shard_id}: {outcome}"
-            self._note("resume", text, shard=record.shard_id)
-        elif isinstance(record, records.CloseRecord):
-            who = "client" if record.by_client else "Discord"
-            self._note(
-                "close",
-                f"shard {record.shard_id} closed by {who}: {record.code} {record.reason}".rstrip(),
-                shard=record.shard_id,
-            )
-        elif isinstance(record, records.GatewayCommandRecord):
-            if record.op == protocol.Op.HEARTBEAT:
-                self.counters["heartbeat"] += 1
-                return
-            name = _OP_NAMES.get(record.op, str(record.op))
-            self._note("command", f"shard {record.shard_id} sent op {record.op} {name}")
-        elif isinstance(record, records.RestCallRecord):
-            remaining = "" if record.remaining is None else f" · {record.remaining} left"
-            bucket = f" · bucket {record.bucket[:8]}" if record.bucket else ""
-            self._note(
-                "rest" if record.status != 429 else "ratelimit",
-                f"{record.route} → {record.status}{bucket}{remaining}",
-                status=record.status,
-            )
-        else:
-            self._note(kind, str(record))
-
     def on_process(self, text: str) -> None:
         """The supervisor's news (a process started, stopped, exited) for the panel."""
-        self._note("process", text, processes=self.supervisor.snapshot() if self.supervisor else [])
+        self.feed.note(
+            "process", text, processes=self.supervisor.snapshot() if self.supervisor else []
+        )
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -535,28 +443,3 @@ def _has_component(message: Json, custom_id: str) -> bool:
             return True
         pending.extend(component.get("components") or [])
     return False
-
-
-def _message_view(message: Json, invoked: str | None = None) -> Json:
-    """What the page draws: Discord's own message shape, minus what it does not need."""
-    author = message["author"]
-    return {
-        "invoked": invoked,
-        "id": message["id"],
-        "channel_id": message["channel_id"],
-        "author": {
-            "id": author["id"],
-            "name": author.get("global_name") or author["username"],
-            "bot": bool(author.get("bot")),
-        },
-        "content": message.get("content") or "",
-        "embeds": message.get("embeds") or [],
-        "components": message.get("components") or [],
-        "flags": message.get("flags") or 0,
-        "timestamp": message["timestamp"],
-        "edited": message.get("edited_timestamp") is not None,
-        "mentions": [
-            {"id": u["id"], "name": u.get("global_name") or u["username"]}
-            for u in message.get("mentions") or []
-        ],
-    }
