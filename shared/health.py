@@ -19,9 +19,6 @@ import prometheus_client
 from aiohttp import web
 from prometheus_client import exposition, registry
 
-if typing.TYPE_CHECKING:
-    import collections.abc
-
 __all__: typing.Sequence[str] = ("HealthServer", "metrics_registry")
 
 #: A check: ``None`` when healthy, else the reason (shown in the 503's body).
@@ -102,12 +99,3 @@ def render(found: prometheus_client.CollectorRegistry, accept: str | None) -> we
     """The registry in the format the scraper asked for (Prometheus negotiates OpenMetrics)."""
     encoder, content_type = exposition.choose_encoder(accept or "")
     return web.Response(body=encoder(found), headers={"Content-Type": content_type})
-
-
-def samples(
-    found: prometheus_client.CollectorRegistry,
-) -> collections.abc.Iterator[tuple[str, dict[str, str], float]]:
-    """Every sample as (name, labels, value): what tests and ``stats`` read."""
-    for family in found.collect():
-        for sample in family.samples:
-            yield sample.name, sample.labels, sample.value

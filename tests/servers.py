@@ -107,10 +107,12 @@ def mongod_binary() -> str:
 class MongoServer:
     """A private, real mongod on a free port in a temporary directory."""
 
-    def __init__(self, directory: pathlib.Path) -> None:
+    def __init__(self, directory: pathlib.Path, *extra_args: str) -> None:
         self.directory = directory
         self.port = free_port()
         self.pidfile = directory / "mongod.pid"
+        #: More mongod options (``--auth`` checks users and roles, as the image runs it).
+        self.extra_args = extra_args
 
     @property
     def url(self) -> str:
@@ -120,7 +122,7 @@ class MongoServer:
         (self.directory / "db").mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             [
-                mongod_binary(),
+                mongod_binary(), *self.extra_args,
                 "--dbpath", str(self.directory / "db"), "--bind_ip", "127.0.0.1",
                 "--port", str(self.port), "--nounixsocket", "--wiredTigerCacheSizeGB", "0.25",
                 "--logpath", str(self.directory / "mongod.log"), "--fork",

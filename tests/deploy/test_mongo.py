@@ -76,22 +76,8 @@ def created_users(env: dict[str, str]) -> list[dict[str, typing.Any]]:
 class AuthMongo(servers.MongoServer):
     """A private mongod that checks users and roles (--auth), as the image runs it."""
 
-    def start(self) -> None:
-        (self.directory / "db").mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [
-                servers.mongod_binary(), "--auth",
-                "--dbpath", str(self.directory / "db"), "--bind_ip", "127.0.0.1",
-                "--port", str(self.port), "--nounixsocket", "--wiredTigerCacheSizeGB", "0.25",
-                "--logpath", str(self.directory / "mongod.log"), "--fork",
-                "--pidfilepath", str(self.pidfile),
-            ],
-            check=False,
-            capture_output=True,
-            text=True,
-        )  # fmt: skip
-        if result.returncode != 0:
-            pytest.fail(f"mongod did not start; see {self.directory}/mongod.log", pytrace=False)
+    def __init__(self, directory: pathlib.Path) -> None:
+        super().__init__(directory, "--auth")
 
     def kill(self) -> None:
         os.kill(int(self.pidfile.read_text().strip()), signal.SIGKILL)

@@ -17,7 +17,6 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,13 +25,12 @@ import typing
 import pytest
 import yaml
 
-from tests.gateway.conftest import Stack, stop_process
+from tests import servers
+from tests.gateway.conftest import stop_process
 
 if typing.TYPE_CHECKING:
-    import redis.asyncio as aioredis
-    from aio_pika import abc as pika_abc
-
     from tests.conftest import EmulatorFactory
+    from tests.gateway.conftest import Stack
 
 ROOT: typing.Final = pathlib.Path(__file__).resolve().parents[2]
 SHARDS: typing.Final = 64
@@ -110,27 +108,13 @@ async def probe(command: list[str], timeout: float, env: dict[str, str]) -> tupl
     return process.returncode == 0, err.decode(errors="replace").strip()[-200:]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.timeout(900)
 async def test_the_stack_health_check_keeps_a_gateway_identifying_64_shards(
-    make_emulator: EmulatorFactory,
-    namespace: str,
-    amqp_url: str,
-    redis_url: str,
-    redis_client: aioredis.Redis,
-    amqp_connection: pika_abc.AbstractRobustConnection,
-    mongo_url: str,
+    make_emulator: EmulatorFactory, stack: Stack
 ) -> None:
     check = HealthCheck.of_service("gateway-main")
-    discord = await make_emulator(max_concurrency=1, recommended_shards=SHARDS)
-    stack = Stack(discord, namespace, amqp_url, redis_url, redis_client, amqp_connection, mongo_url)
-    port = free_port()
+    stack.discord = discord = await make_emulator(max_concurrency=1, recommended_shards=SHARDS)
+    port = servers.free_port()
     # The old check, on the same run: what a health check on readiness would have done.
     readiness = HealthCheck(
         [c.replace("/livez", "/readyz") for c in check.command],

@@ -124,7 +124,11 @@ def test_the_registry_adds_the_process_figures_and_samples_lists_them() -> None:
     collector = EventsCollector()
     collector.events = 2
     served = health.metrics_registry(collector)
-    found = {(name, tuple(labels.items())): value for name, labels, value in health.samples(served)}
+    found = {
+        (sample.name, tuple(sample.labels.items())): sample.value
+        for family in served.collect()
+        for sample in family.samples
+    }
     assert found["shardline_test_events_total", (("pool", "main"),)] == 2
     names = {name for name, _ in found}
     assert "process_resident_memory_bytes" in names
