@@ -39,6 +39,7 @@ GATEWAY: typing.Final = frozenset(
         "shardline_gateway_published_messages_total",
         "shardline_gateway_skipped_events_total",
         "shardline_gateway_publish_failures_total",
+        "shardline_gateway_oversize_events_total",
         "shardline_gateway_cache_writes_total",
         "shardline_gateway_cache_failures_total",
         "shardline_gateway_redis_up",
