@@ -142,6 +142,9 @@ async def replay(
                 if k
                 not in (
                     "x-death",
+                    # The dead-letter queue's own count of reads, not the event's.
+                    "x-delivery-count",
+                    "x-acquired-count",
                     topology.HEADER_REASON,
                     topology.HEADER_ATTEMPT,
                     topology.HEADER_DONE,

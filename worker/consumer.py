@@ -151,7 +151,7 @@ def _error_headers(error: BaseException) -> dict[str, str]:
 #: Characters of an exception's message kept in a dead letter's header.
 _ERROR_TEXT_MAX: typing.Final = 500
 #: Headers that describe one trip through the broker, not the event: dropped from copies.
-_TRIP_HEADERS: typing.Final = ("x-death", "x-delivery-count")
+_TRIP_HEADERS: typing.Final = ("x-death", "x-delivery-count", "x-acquired-count")
 
 
 def _clean(headers: typing.Mapping[str, typing.Any]) -> dict[str, typing.Any]:
@@ -160,6 +160,14 @@ def _clean(headers: typing.Mapping[str, typing.Any]) -> dict[str, typing.Any]:
         for key, value in headers.items()
         if key not in _TRIP_HEADERS and not key.startswith(("x-first-death", "x-last-death"))
     }
+
+
+def _deliveries(headers: typing.Mapping[str, typing.Any]) -> int:
+    """Earlier deliveries of this message as the broker counts them: ``x-delivery-count``
+    (quorum queues; failed deliveries only from RabbitMQ 4.3) or ``x-acquired-count`` (4.3+:
+    every time a consumer took it)."""
+    counts = [headers.get("x-delivery-count"), headers.get("x-acquired-count")]
+    return max((c for c in counts if type(c) is int), default=0)
 
 
 def _done_record(raw: object) -> dict[str, list[str]]:
@@ -234,6 +242,14 @@ class EventConsumer:
             await self._dead_letter(message, exc.reason)
             return
         headers = typing.cast("dict[str, typing.Any]", message.headers or {})
+        deliveries = _deliveries(headers)
+        if deliveries >= topology.DELIVERY_LIMIT:
+            # Taken this often and never settled (a worker killed by it each time): parked here
+            # whatever the broker counts (RabbitMQ 4.3+ does not count every return).
+            await self._dead_letter(
+                message, f"delivered {deliveries + 1} times without being settled"
+            )
+            return
         attempt = headers.get(topology.HEADER_ATTEMPT)
         attempt = attempt if type(attempt) is int and attempt >= 0 else 0
         routing_key = redis_client.text(
@@ -286,7 +302,9 @@ class EventConsumer:
             with contextlib.suppress(Exception):
                 await self._dedupe.finish(done, left)
             with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
+                # reject, not nack: RabbitMQ 4.3+ counts a rejected return towards the
+                # delivery limit and a nacked one not (docs/operations.md).
+                await message.reject(requeue=True)
             raise
 
     async def _retry(

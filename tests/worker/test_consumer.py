@@ -277,3 +277,30 @@ async def test_a_worker_stopping_mid_handler_requeues_the_message(stack: Stack) 
                 break
             assert time.monotonic() < deadline, "the message was not put back"
             await asyncio.sleep(0.05)
+
+
+async def test_a_message_taken_too_often_is_parked_whatever_the_broker_counts(
+    stack: Stack,
+) -> None:
+    """RabbitMQ 4.3+ counts only failed deliveries towards the delivery limit and reports every
+    acquisition as ``x-acquired-count``: a message taken that often is parked by the worker."""
+    bot = bot_module.Bot()
+    seen: list[str] = []
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        seen.append(event.content or "")
+
+    async with worker(stack, bot):
+        channel = await stack.connection.channel()
+        exchange = await channel.get_exchange(stack.topology.events_exchange)
+        body = orjson.dumps(item(1, "MESSAGE_CREATE", message_payload(stack, "crashy")))
+        await exchange.publish(
+            aio_pika.Message(body, headers={"x-acquired-count": topology.DELIVERY_LIMIT}),
+            stack.topology.event_key("main", "MESSAGE_CREATE"),
+        )
+        [parked] = await dead_letters(stack, 1)
+    reason = str(parked.headers[topology.HEADER_REASON])
+    assert reason == f"delivered {topology.DELIVERY_LIMIT + 1} times without being settled"
+    assert "x-acquired-count" not in parked.headers
+    assert not seen
