@@ -371,7 +371,13 @@ class EventConsumer:
     ) -> BaseException | None:
         # Every line logged while it runs (the bot's own too) says which shard, guild, event.
         with shared_logging.context(shard=item.shard_id, guild=_guild_of(item), event=item.t):
-            error = await self._run(item, succeeded)
+            try:
+                error: BaseException | None = await self._run(item, succeeded)
+            except events.UndeserializableError:
+                raise
+            except Exception as exc:
+                # Outside a listener (voice dispatch, the interaction guard): retried alike.
+                error = exc
             if error is not None:
                 self.stats.failures[item.t] += 1
                 _LOGGER.error(

@@ -304,3 +304,26 @@ async def test_a_message_taken_too_often_is_parked_whatever_the_broker_counts(
     assert reason == f"delivered {topology.DELIVERY_LIMIT + 1} times without being settled"
     assert "x-acquired-count" not in parked.headers
     assert not seen
+
+
+async def test_a_failure_outside_a_listener_is_retried_like_one(stack: Stack) -> None:
+    """A Lavalink event's handler runs in the voice dispatch, not as a hikari listener: its
+    failure is retried after the delay too, never left to escape the consumer."""
+    bot = bot_module.Bot()
+    calls: list[float] = []
+
+    @bot.voice.listen("TrackEndEvent")
+    async def on_track_end(event: typing.Any) -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("Lavalink hiccup")
+
+    async with worker(stack, bot, RETRY_DELAYS="0.3") as replica:
+        assert replica.consumer is not None
+        stats = replica.consumer.stats
+        name = "lavalink.TrackEndEvent"
+        await publish(stack, item(1, name, {"guildId": "81384788765712384"}), name)
+        await until(lambda: stats.handled[name] == 1, "handled after one retry")
+    assert len(calls) == 2
+    assert calls[1] - calls[0] >= 0.3
+    assert (stats.retried, stats.failures[name], stats.dead_lettered) == (1, 1, 0)
