@@ -7,7 +7,7 @@ import typing
 import aio_pika
 import redis.asyncio as aioredis
 
-from shared import topology
+from shared import config, topology
 
 
 async def cleanup(
@@ -17,8 +17,10 @@ async def cleanup(
     connection = await aio_pika.connect_robust(amqp_url)
     channel = await connection.channel()
     for group in groups:
-        await channel.queue_delete(names.worker_queue("main", group))
-        await channel.queue_delete(names.interaction_queue("main", group))
+        for work in (names.worker_queue("main", group), names.interaction_queue("main", group)):
+            await channel.queue_delete(work)
+            for delay in config.DEFAULT_RETRY_DELAYS:
+                await channel.queue_delete(names.retry_queue(work, delay))
     exchanges, queues = names.all_static_names()
     for queue in queues:
         await channel.queue_delete(queue)

@@ -41,12 +41,18 @@ def describe(message: pika_abc.AbstractIncomingMessage) -> dict[str, typing.Any]
             deaths[0].get("count", "?"),
         )
         reason = f"{why} after {count} deliveries"
+    error_type = headers.get(topology.HEADER_ERROR_TYPE)
+    error = headers.get(topology.HEADER_ERROR)
     return {
         "id": message.message_id,
         "routing_key": routing_key,
         "exchange": exchange,
         "bytes": len(message.body),
         "reason": None if reason is None else redis_client.text(reason),
+        # The last failure of a handler that ran out of retries: type and redacted message.
+        "error": None
+        if error_type is None
+        else f"{redis_client.text(error_type)}: {redis_client.text(error or '')}",
     }
 
 
@@ -133,7 +139,19 @@ async def replay(
             headers = {
                 k: v
                 for k, v in (message.headers or {}).items()
-                if k not in ("x-death", topology.HEADER_REASON)
+                if k
+                not in (
+                    "x-death",
+                    # The dead-letter queue's own count of reads, not the event's.
+                    "x-delivery-count",
+                    "x-acquired-count",
+                    topology.HEADER_REASON,
+                    topology.HEADER_ATTEMPT,
+                    topology.HEADER_DONE,
+                    topology.HEADER_ERROR,
+                    topology.HEADER_ERROR_TYPE,
+                    topology.HEADER_ROUTING_KEY,
+                )
                 and not k.startswith("x-first-death")
                 and not k.startswith("x-last-death")
             }

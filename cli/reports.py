@@ -96,8 +96,8 @@ async def list_dead_letters(ctx: Context, args: argparse.Namespace) -> ExitCode:
     found = await dead_letters.inspect(await ctx.channel(), ctx.names, args.limit)
     doc: Document = {"queue": ctx.names.dead_letter_queue, "dead_letters": found}
     ctx.out.result(doc, tables.render(
-        ["message id", "routing key", "bytes", "reason"],
-        [[d["id"], d["routing_key"], d["bytes"], d["reason"]] for d in found],
+        ["message id", "routing key", "bytes", "reason", "error"],
+        [[d["id"], d["routing_key"], d["bytes"], d["reason"], d["error"]] for d in found],
     ))  # fmt: skip
     return ExitCode.OK
 

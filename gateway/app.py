@@ -109,7 +109,9 @@ class GatewayApp:
         stack.push_async_callback(self.health.close)
         self.ledger = identify.SessionStartLedger(redis, self.keys)
         await self.ledger.record_limit(info.total, info.remaining, info.reset_after)
-        events = self.publisher = self._publisher(events_exchange, redis)
+        # Where an event too large for any worker is parked (as a stub), never retried.
+        dead_letter = await channel.get_exchange(self.topology.dead_letter_exchange, ensure=False)
+        events = self.publisher = self._publisher(events_exchange, redis, dead_letter)
         store = sessions.SessionStore(redis, self.keys)
         writer = self._checkpoints = checkpoints.CheckpointWriter(events, store)
         stack.push_async_callback(writer.finish)
@@ -195,7 +197,10 @@ class GatewayApp:
         follower.assignment = await assignment.start(self.leases, follower.shards, self._tasks)
 
     def _publisher(
-        self, exchange: aio_pika.abc.AbstractExchange, redis: aioredis.Redis
+        self,
+        exchange: aio_pika.abc.AbstractExchange,
+        redis: aioredis.Redis,
+        dead_letter: aio_pika.abc.AbstractExchange | None = None,
     ) -> publisher.EventPublisher:
         core = self.settings.core
         cached = self.settings.cache_resources
@@ -210,6 +215,7 @@ class GatewayApp:
             if cached
             else None,
             redis=redis,
+            dead_letter=dead_letter,
         )
 
     def _say_started(self, shard_count: int) -> None:

@@ -85,6 +85,11 @@ class GatewayCollector(registry.Collector):
                 ("published_messages", published.published_messages, "broker messages"),
                 ("skipped_events", published.skipped_events, "no worker listens"),
                 ("publish_failures", published.publish_failures, "publish attempts failed"),
+                (
+                    "oversize_events",
+                    published.oversize_events,
+                    "events too large for a worker: dead-lettered without payload, not retried",
+                ),
                 ("cache_writes", published.cache_writes, "dispatches written to the cache"),
                 ("cache_failures", published.cache_failures, "cache writes lost to Redis"),
             ):

@@ -21,6 +21,7 @@ import typing
 
 import aio_pika
 import orjson
+from aiormq import exceptions as amqp_errors
 
 from gateway import sessions
 from shared import envelope, lifecycle, redis_client, topology
@@ -41,6 +42,10 @@ _RETRY_DELAYS: typing.Final = (0.05, 0.2, 0.5, 1.0, 2.0)
 PUBLISH_WINDOW: typing.Final = 1
 #: Events in one message at most: a long wait for the broker never makes one huge message.
 MAX_BATCH: typing.Final = 256
+#: Bytes of one message of several events at most: a batch is split below this, far under the
+#: broker's message limit (RabbitMQ 3.x: 128 MiB, 4.x: 16 MiB by default) and the workers'
+#: (``envelope.MAX_MESSAGE_BYTES``), so that batching never makes a message nobody takes.
+MAX_BATCH_BYTES: typing.Final = 1024 * 1024
 
 
 @dataclasses.dataclass(slots=True)
@@ -53,6 +58,8 @@ class _Batch:
     last_seq: int
     count: int
     done: bool = False
+    #: Messages of this batch not confirmed yet (more than one when it was split by size).
+    unconfirmed: int = 1
 
 
 @dataclasses.dataclass(slots=True)
@@ -98,6 +105,9 @@ class PublisherStats:
     skipped_events: int = 0
     muted_events: int = 0
     publish_failures: int = 0
+    #: Events no worker could take (over ``envelope.MAX_MESSAGE_BYTES``) or the broker refused
+    #: for good: dead-lettered as a stub without their payload, never retried.
+    oversize_events: int = 0
     cache_writes: int = 0
     cache_failures: int = 0
 
@@ -105,7 +115,7 @@ class PublisherStats:
 class EventPublisher:
     """Turns dispatches into envelopes on the events exchange."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - wiring: each collaborator is optional and named
         self,
         exchange: pika_abc.AbstractExchange,
         *,
@@ -116,7 +126,9 @@ class EventPublisher:
         on_pressure: typing.Callable[[bool], None] | None = None,
         cache_writer: writer.CacheWriter | None = None,
         redis: aioredis.Redis | None = None,
+        dead_letter: pika_abc.AbstractExchange | None = None,
     ) -> None:
+        self._dead_letter = dead_letter
         self._cache_writer = cache_writer
         self._redis = redis
         self._cache_pending: list[tuple[int, str, typing.Any]] = []
@@ -286,23 +298,27 @@ class EventPublisher:
     ) -> None:
         name = run[0][0]
         envelopes = [item for _, item in run]
-        body = orjson.dumps(envelopes[0] if len(envelopes) == 1 else envelopes)
-        # The same events replayed after a resume get the same id: duplicates are recognisable.
-        message_id = (
-            f"{self._pool}:{stream.shard_id}:{batch.session}:{batch.first_seq}-{batch.last_seq}"
-        )
-        stream.publishing += 1
-        message = aio_pika.Message(
-            body,
-            content_type=envelope.CONTENT_TYPE,
-            message_id=message_id,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            type=name,
-        )
+        pieces = _split(envelopes)
+        batch.unconfirmed = len(pieces)
         routing_key = topology.Topology.event_key(self._pool, name)
-        task = self._loop.create_task(self._publish(stream, batch, message, routing_key))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        for body, piece in pieces:
+            # The same events replayed after a resume get the same id: duplicates are
+            # recognisable.
+            message_id = (
+                f"{self._pool}:{stream.shard_id}:{batch.session}:"
+                f"{piece[0]['seq']}-{piece[-1]['seq']}"
+            )
+            stream.publishing += 1
+            message = aio_pika.Message(
+                body,
+                content_type=envelope.CONTENT_TYPE,
+                message_id=message_id,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                type=name,
+            )
+            task = self._loop.create_task(self._publish(stream, batch, message, routing_key, piece))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _publish(
         self,
@@ -310,14 +326,29 @@ class EventPublisher:
         batch: _Batch,
         message: aio_pika.Message,
         routing_key: str,
+        piece: list[dict[str, typing.Any]],
     ) -> None:
         attempt = 0
         while True:
+            if len(message.body) > envelope.MAX_MESSAGE_BYTES:
+                await self._refuse(
+                    piece[0],
+                    routing_key,
+                    f"{len(message.body)} bytes exceed the workers' limit of "
+                    f"{envelope.MAX_MESSAGE_BYTES}",
+                )
+                break
             try:
                 await self._exchange.publish(message, routing_key)
                 break
             except asyncio.CancelledError:
                 raise
+            except amqp_errors.ChannelPreconditionFailed as exc:
+                # The broker refuses this message for good (over its max_message_size): a
+                # retry would be refused forever and hold the shard's checkpoint with it.
+                self.stats.publish_failures += 1
+                await self._refuse(piece[0], routing_key, f"the broker refused it: {exc}")
+                break
             except Exception as exc:
                 self.stats.publish_failures += 1
                 delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
@@ -327,17 +358,49 @@ class EventPublisher:
                     extra={"shard": stream.shard_id, "error": repr(exc), "retry_in": delay},
                 )
                 await asyncio.sleep(delay)
-        batch.done = True
+        count = len(piece)
+        batch.unconfirmed -= 1
+        if batch.unconfirmed <= 0:
+            batch.done = True
         stream.publishing -= 1
-        self.stats.published_events += batch.count
+        self.stats.published_events += count
         self.stats.published_messages += 1
-        self.buffered -= batch.count
+        self.buffered -= count
         stream.advance()
         if stream.pending and not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
         if self.under_pressure and self.buffered <= self.max_buffered // 2:
             self._set_pressure(False)
+
+    async def _refuse(self, item: dict[str, typing.Any], routing_key: str, why: str) -> None:
+        """An event no worker can take: its envelope without the payload goes to the
+        dead-letter queue with the reason (``shardline dead-letters`` shows it, the
+        dead-letter alert fires), a metric counts it, a line says so; it is not retried."""
+        self.stats.oversize_events += 1
+        stub = {key: value for key, value in item.items() if key != "d"}
+        reason = f"payload of {item['t']} dropped: {why}"
+        _LOGGER.error(
+            "event too large to publish: dead-lettered without its payload",
+            extra={"shard": item["shard"][0], "seq": item["seq"], "event": item["t"], "why": why},
+        )
+        if self._dead_letter is None:
+            return
+        try:
+            await self._dead_letter.publish(
+                aio_pika.Message(
+                    orjson.dumps(stub),
+                    content_type=envelope.CONTENT_TYPE,
+                    headers={topology.HEADER_REASON: reason},
+                    message_id=f"{self._pool}:{item['shard'][0]}:{item['session']}:{item['seq']}",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    type=item["t"],
+                ),
+                routing_key,
+            )
+        except Exception:
+            # The line above and the metric still say what was lost.
+            _LOGGER.exception("the stub of an oversize event was not dead-lettered")
 
     def publish_event(
         self,
@@ -354,14 +417,12 @@ class EventPublisher:
         if name not in self.interests:
             self.stats.skipped_events += 1
             return
-        body = orjson.dumps(
-            envelope.wire(
-                self._pool, self._gateway_id, self._reply_to, shard_id, shard_count,
-                session, seq, name, data, time.time(),
-            )
+        item = envelope.wire(
+            self._pool, self._gateway_id, self._reply_to, shard_id, shard_count,
+            session, seq, name, data, time.time(),
         )  # fmt: skip
         message = aio_pika.Message(
-            body,
+            orjson.dumps(item),
             content_type=envelope.CONTENT_TYPE,
             message_id=f"{self._pool}:{shard_id}:{session}:{seq}-{seq}",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -373,7 +434,9 @@ class EventPublisher:
         stream.publishing += 1
         self.buffered += 1
         task = self._loop.create_task(
-            self._publish(stream, batch, message, topology.Topology.event_key(self._pool, name))
+            self._publish(
+                stream, batch, message, topology.Topology.event_key(self._pool, name), [item]
+            )
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -441,3 +504,16 @@ class EventPublisher:
         if self._chain is not None:
             self._chain.cancel()
         await lifecycle.cancel_and_wait(list(self._tasks))
+
+
+def _split(
+    envelopes: list[dict[str, typing.Any]],
+) -> list[tuple[bytes, list[dict[str, typing.Any]]]]:
+    """Message bodies for a run of envelopes: one, unless it is over ``MAX_BATCH_BYTES``; then
+    halves, recursively, down to single envelopes (which go out whatever their size, up to the
+    workers' limit). Serialised once in the common case."""
+    body = orjson.dumps(envelopes[0] if len(envelopes) == 1 else envelopes)
+    if len(body) <= MAX_BATCH_BYTES or len(envelopes) == 1:
+        return [(body, envelopes)]
+    middle = len(envelopes) // 2
+    return _split(envelopes[:middle]) + _split(envelopes[middle:])

@@ -436,10 +436,12 @@ async def clean_namespace(
         await redis.aclose()
     names = topology.Topology(namespace)
     exchanges, queues = names.all_static_names()
-    queues += [
+    for work in (
         names.worker_queue(scope.pool, scope.group),
         names.interaction_queue(scope.pool, scope.group),
-    ]
+    ):
+        queues.append(work)
+        queues += [names.retry_queue(work, delay) for delay in config.DEFAULT_RETRY_DELAYS]
     connection = await aio_pika.connect(urls["AMQP_URL"])
     try:
         channel = await connection.channel()

@@ -409,6 +409,11 @@ class GatewaySettings:
 WORKER_ROLES: typing.Final[frozenset[str]] = frozenset({"events", "services"})
 
 
+#: Seconds a failed message waits before each retry through the broker (1 s, 5 s, 30 s, 2 min:
+#: a Discord 5xx burst of tens of seconds is outlasted); after the last it is dead-lettered.
+DEFAULT_RETRY_DELAYS: typing.Final[tuple[float, ...]] = (1.0, 5.0, 30.0, 120.0)
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerSettings:
     """A worker replica: its group, its plugins, where settings live."""
@@ -432,6 +437,9 @@ class WorkerSettings:
     cpu_timeout: float = 30.0
     #: Lavalink nodes whose players the worker controls (``None``: no voice).
     lavalink: LavalinkSettings | None = None
+    #: Seconds a message whose handler failed waits before each retry (``RETRY_DELAYS``,
+    #: e.g. ``1,5,30,120``); after the last retry fails it is dead-lettered.
+    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> WorkerSettings:
@@ -468,7 +476,22 @@ class WorkerSettings:
             cpu_processes=read.integer("CPU_PROCESSES", 1, minimum=1, maximum=256),
             cpu_timeout=read.number("CPU_TIMEOUT", 30.0, minimum=0.001),
             lavalink=LavalinkSettings._read(read),  # noqa: SLF001 - the shared reader
+            retry_delays=_retry_delays(
+                read.text("RETRY_DELAYS", ",".join(f"{d:g}" for d in DEFAULT_RETRY_DELAYS))
+            ),
         )
+
+
+def _retry_delays(raw: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(
+            "RETRY_DELAYS", f"expected seconds like 1,5,30,120, got {raw!r}"
+        ) from None
+    if not delays or len(delays) > 10 or not all(0.001 <= d <= 86_400 for d in delays):
+        raise ConfigError("RETRY_DELAYS", "expected 1 to 10 delays of 0.001 to 86400 seconds each")
+    return delays
 
 
 def discord_token_given(env: typing.Mapping[str, str] | EnvReader | None = None) -> bool:

@@ -25,6 +25,7 @@ __all__: typing.Sequence[str] = (
     "UnsupportedVersionError",
     "decode",
     "decode_message",
+    "decode_parts",
     "encode",
     "encode_batch",
 )
@@ -194,3 +195,21 @@ def decode_message(body: bytes) -> list[EventEnvelope]:
             raise MalformedEnvelopeError("empty batch")
         return [_from_mapping(item) for item in raw]
     return [_from_mapping(raw)]
+
+
+def decode_parts(body: bytes) -> tuple[list[EventEnvelope], list[tuple[object, str]]]:
+    """Parse a message body, keeping what is good: the valid envelopes, and each bad item of a
+    batch with why it is bad (to be parked alone, so one bad envelope never takes its batch
+    with it). Raises :class:`EnvelopeError` only when the body itself is unreadable."""
+    raw = _loads(body)
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise MalformedEnvelopeError("empty batch")
+    good: list[EventEnvelope] = []
+    bad: list[tuple[object, str]] = []
+    for item in items:
+        try:
+            good.append(_from_mapping(item))
+        except EnvelopeError as exc:
+            bad.append((item, exc.reason))
+    return good, bad

@@ -12,7 +12,9 @@ traceback alike — so a token inside an exception or a URL is masked wherever i
 * anything shaped like a Discord bot token;
 * passwords in URLs (``amqp://user:***@host``);
 * ``Authorization`` header values and ``token=`` query parameters;
-* interaction and webhook tokens in Discord URL paths.
+* interaction and webhook tokens in Discord URL paths;
+* any field named ``token`` (or ``*_token``) in JSON or a Python repr (an interaction's
+  payload, a webhook's), and anything shaped like an interaction token.
 """
 
 from __future__ import annotations
@@ -64,6 +66,17 @@ _PATTERNS: typing.Final[tuple[tuple[re.Pattern[str], str], ...]] = (
         re.compile(r"(?P<pre>/(?:interactions|webhooks)/\d+/)[A-Za-z0-9_.-]{20,}"),
         rf"\g<pre>{MASK}",
     ),
+    # "token": "..." / 'token': '...' / token=... in a payload, a repr or an f-string: an
+    # interaction's token rides in its payload, a webhook's in its object.
+    (
+        re.compile(
+            r"(?P<pre>\b[A-Za-z_]*token(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?)[^\s\"'\\,}]{6,}",
+            re.IGNORECASE,
+        ),
+        rf"\g<pre>{MASK}",
+    ),
+    # Interaction tokens wherever they stand: base64 of "interaction:" and more.
+    (re.compile(r"aW50ZXJhY3Rpb246[A-Za-z0-9_=-]+"), MASK),
 )
 
 _secrets: set[str] = set()

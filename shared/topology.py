@@ -6,6 +6,7 @@
                                                    └──▶ {ns}.{pool}.{group}.interactions
     worker ──{pool}.shard.{id} | {gateway id}──▶ {ns}.gateway (direct) ──▶ reply queue
     any queue ──(delivery limit, rejected)──▶ {ns}.dead (fanout) ──▶ {ns}.dead-letter
+    worker ──(handler failed)──▶ {queue}.retry.{ms}ms ──(TTL expires)──▶ {queue}  (backoff)
     caller ──{pool}.service.{name}──▶ {ns}.rpc (direct) ──▶ {ns}.{pool}.service.{name} (leader)
     anyone ──{pool}.process.{id}──▶ {ns}.rpc (direct) ──▶ {ns}.{pool}.process.{id} (replies,
                                                             fleet questions to that process)
@@ -26,7 +27,12 @@ if typing.TYPE_CHECKING:
 
 __all__: typing.Sequence[str] = (
     "DELIVERY_LIMIT",
+    "HEADER_ATTEMPT",
+    "HEADER_DONE",
+    "HEADER_ERROR",
+    "HEADER_ERROR_TYPE",
     "HEADER_REASON",
+    "HEADER_ROUTING_KEY",
     "INTERACTION_EVENTS",
     "Topology",
 )
@@ -35,6 +41,15 @@ __all__: typing.Sequence[str] = (
 DELIVERY_LIMIT: typing.Final[int] = 5
 #: Header carrying why a message was dead-lettered by our code (malformed, unknown version).
 HEADER_REASON: typing.Final[str] = "x-shardline-reason"
+#: Failed handling attempts so far of a message on its way back from a retry queue.
+HEADER_ATTEMPT: typing.Final[str] = "x-shardline-attempt"
+#: JSON ``{dedupe key: [listener id, ...]}``: listeners that already succeeded, not run again.
+HEADER_DONE: typing.Final[str] = "x-shardline-done"
+#: The last failure's exception type and its (redacted, shortened) message.
+HEADER_ERROR_TYPE: typing.Final[str] = "x-shardline-error-type"
+HEADER_ERROR: typing.Final[str] = "x-shardline-error"
+#: The routing key an event was first published with (a retry travels under another one).
+HEADER_ROUTING_KEY: typing.Final[str] = "x-shardline-routing-key"
 #: Events that travel on the priority path.
 INTERACTION_EVENTS: typing.Final[frozenset[str]] = frozenset({"INTERACTION_CREATE"})
 
@@ -88,6 +103,12 @@ class Topology:
 
     def interaction_queue(self, pool: str, group: str) -> str:
         return f"{self.namespace}.{pool}.{group}.interactions"
+
+    @staticmethod
+    def retry_queue(work_queue: str, delay: float) -> str:
+        """Where a failed message of ``work_queue`` waits ``delay`` seconds (the TTL is in the
+        name: queue arguments cannot change, so other delays make other queues)."""
+        return f"{work_queue}.retry.{round(delay * 1000)}ms"
 
     def reply_queue(self, pool: str, gateway_id: str) -> str:
         return f"{self.namespace}.{pool}.gateway.{gateway_id}"
@@ -187,6 +208,35 @@ class Topology:
             queue = interactions if name in INTERACTION_EVENTS else events
             await queue.bind(events_exchange, self.event_key(pool, name))
         return events, interactions
+
+    async def declare_retry_queues(
+        self,
+        channel: pika_abc.AbstractChannel,
+        work_queue: str,
+        delays: typing.Sequence[float],
+    ) -> list[str]:
+        """Declare ``work_queue``'s retry queues, one per delay, and return their names.
+
+        Delayed redelivery through the broker: a message published (by the default exchange)
+        to a retry queue waits out its per-queue TTL there, unconsumed, and is then
+        dead-lettered straight back to ``work_queue`` (not through the events exchange, which
+        would hand it to every group again). One TTL per queue, so the oldest message is
+        always the first to expire. Durable, so a retry outlives a broker restart.
+        """
+        names = []
+        for delay in delays:
+            name = self.retry_queue(work_queue, delay)
+            await channel.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-message-ttl": max(1, round(delay * 1000)),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": work_queue,
+                },
+            )
+            names.append(name)
+        return names
 
     async def unbind_worker_events(
         self,

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from playground.discord import emulator, gateway
 from playground.lavalink import emulator as lavalink_emulator
 from playground.web import server as playground_server
-from shared import topology
+from shared import config, topology
 from tests import servers
 
 if typing.TYPE_CHECKING:
@@ -84,13 +84,19 @@ async def amqp_connection(
 TEST_SERVICES: typing.Final = ("counter", "echo")
 
 
+#: Every retry delay a test (or a worker's default) declares a retry queue for: removed after.
+RETRY_DELAYS_USED: typing.Final = (*config.DEFAULT_RETRY_DELAYS, 0.05, 0.1, 0.3, 0.6, 0.9)
+
+
 async def cleanup_broker(connection: aio_pika.abc.AbstractConnection, namespace: str) -> None:
     """Delete every exchange and queue of the namespace that a test may have declared."""
     names = topology.Topology(namespace)
     exchanges, queues = names.all_static_names()
     for pool in ("main", "premium", "beta"):
         for group in ("default", "a", "b"):
-            queues += [names.worker_queue(pool, group), names.interaction_queue(pool, group)]
+            for work in (names.worker_queue(pool, group), names.interaction_queue(pool, group)):
+                queues.append(work)
+                queues += [names.retry_queue(work, d) for d in RETRY_DELAYS_USED]
         queues += [names.service_queue(pool, service) for service in TEST_SERVICES]
     channel = await connection.channel()
     for queue in queues:

@@ -144,7 +144,11 @@ class WorkerApp:
             self.deduplicator = dedupe.Deduplicator(self._redis, self.keys, self.worker_id)
             await self.deduplicator.start()
             self.consumer = consumer.EventConsumer(
-                self.bot, channel, self.topology, self.deduplicator
+                self.bot,
+                channel,
+                self.topology,
+                self.deduplicator,
+                retry_delays=self.settings.retry_delays,
             )
             await self.consumer.start(queues)
         watched = [queue.name for queue in queues] if "events" in self.settings.roles else []

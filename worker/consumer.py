@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import contextlib
 import dataclasses
+import functools
 import logging
 import time
 import typing
 
-from shared import envelope, topology, voice
+import aio_pika
+import orjson
+
+from shared import config, envelope, redis_client, topology, voice
 from shared import logging as shared_logging
+from worker import events
 
 if typing.TYPE_CHECKING:
     import hikari
     from aio_pika import abc as pika_abc
 
     from worker import bot as bot_module
-    from worker import dedupe, events
+    from worker import dedupe
 
 _LOGGER = logging.getLogger("shardline.worker.consumer")
 #: Histogram buckets (seconds) for handler latency and event age.
@@ -59,6 +65,8 @@ class ConsumerStats:
     duplicates: int = 0
     failures: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     dead_lettered: int = 0
+    #: Messages sent to a retry queue (delayed redelivery) after a handler failed.
+    retried: int = 0
     latency: dict[str, Histogram] = dataclasses.field(default_factory=dict)
     age: Histogram = dataclasses.field(default_factory=Histogram)
 
@@ -81,12 +89,101 @@ def _guild_of(item: envelope.EventEnvelope) -> str | None:
     return found if isinstance(found, str) else None
 
 
-async def _call(listeners: list[events.Listener], event: hikari.Event) -> None:
-    """Run an event's listeners; one (the common case) is awaited without a task of its own."""
-    if len(listeners) == 1:
-        await listeners[0](event)
+class _Failure(typing.NamedTuple):
+    """An envelope some listener of which failed: who succeeded already, and the error."""
+
+    item: envelope.EventEnvelope
+    succeeded: list[str]
+    error: BaseException
+
+
+async def _run_one(listener: events.Listener, event: hikari.Event) -> BaseException | None:
+    try:
+        await listener(event)
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this worker is stopping: the message is settled by _process
+        return exc  # the listener's own cancelled await: a failure like any other
+    except Exception as exc:  # a listener's failure is retried, never raised
+        return exc
+    return None
+
+
+async def _call(
+    listeners: list[events.Listener],
+    event: hikari.Event,
+    ids: list[str],
+    skip: typing.Container[str],
+    succeeded: list[str],
+) -> BaseException | None:
+    """Run the listeners not in ``skip`` (one, the common case, without a task of its own);
+    append each that succeeds to ``succeeded``; return the first failure, if any."""
+    todo = [
+        (name, listener) for name, listener in zip(ids, listeners, strict=True) if name not in skip
+    ]
+    if len(todo) == 1:
+        outcomes = [await _run_one(todo[0][1], event)]
     else:
-        await asyncio.gather(*(listener(event) for listener in listeners))
+        outcomes = list(await asyncio.gather(*(_run_one(listener, event) for _, listener in todo)))
+    first: BaseException | None = None
+    for (name, _), outcome in zip(todo, outcomes, strict=True):
+        if outcome is None:
+            succeeded.append(name)
+        elif first is None:
+            first = outcome
+    return first
+
+
+def _error_headers(error: BaseException) -> dict[str, str]:
+    kind = type(error)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    text = shared_logging.redact(str(error))
+    if len(text) > _ERROR_TEXT_MAX:
+        text = text[: _ERROR_TEXT_MAX - 1] + "…"
+    return {topology.HEADER_ERROR_TYPE: name, topology.HEADER_ERROR: text}
+
+
+#: Characters of an exception's message kept in a dead letter's header.
+_ERROR_TEXT_MAX: typing.Final = 500
+#: Headers that describe one trip through the broker, not the event: dropped from copies.
+_TRIP_HEADERS: typing.Final = ("x-death", "x-delivery-count", "x-acquired-count")
+
+
+def _clean(headers: typing.Mapping[str, typing.Any]) -> dict[str, typing.Any]:
+    return {
+        key: value
+        for key, value in headers.items()
+        if key not in _TRIP_HEADERS and not key.startswith(("x-first-death", "x-last-death"))
+    }
+
+
+def _deliveries(headers: typing.Mapping[str, typing.Any]) -> int:
+    """Earlier deliveries of this message as the broker counts them: ``x-delivery-count``
+    (quorum queues; failed deliveries only from RabbitMQ 4.3) or ``x-acquired-count`` (4.3+:
+    every time a consumer took it)."""
+    counts = [headers.get("x-delivery-count"), headers.get("x-acquired-count")]
+    return max((c for c in counts if type(c) is int), default=0)
+
+
+def _done_record(raw: object) -> dict[str, list[str]]:
+    """The ``HEADER_DONE`` record of a retried message (empty when absent or unreadable)."""
+    if isinstance(raw, bytes | str):
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return {}
+        if isinstance(record, dict):
+            return {
+                str(key): [str(name) for name in names]
+                for key, names in record.items()
+                if isinstance(names, list)
+            }
+    return {}
 
 
 class EventConsumer:
@@ -96,18 +193,26 @@ class EventConsumer:
         channel: pika_abc.AbstractChannel,
         names: topology.Topology,
         deduplicator: dedupe.Deduplicator,
+        *,
+        retry_delays: typing.Sequence[float] = config.DEFAULT_RETRY_DELAYS,
     ) -> None:
         self._bot = bot
         self._channel = channel
         self._topology = names
         self._dedupe = deduplicator
+        self._retry_delays = tuple(retry_delays)
+        #: Work queue → its retry queues, one per delay.
+        self._retry_queues: dict[str, list[str]] = {}
         self._tags: list[tuple[pika_abc.AbstractQueue, str]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self.stats = ConsumerStats()
 
     async def start(self, queues: typing.Iterable[pika_abc.AbstractQueue]) -> None:
         for queue in queues:
-            tag = await queue.consume(self._on_message)
+            self._retry_queues[queue.name] = await self._topology.declare_retry_queues(
+                self._channel, queue.name, self._retry_delays
+            )
+            tag = await queue.consume(functools.partial(self._on_message, queue.name))
             self._tags.append((queue, tag))
 
     async def stop_intake(self) -> None:
@@ -119,57 +224,174 @@ class EventConsumer:
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout)
 
-    async def _on_message(self, message: pika_abc.AbstractIncomingMessage) -> None:
+    async def _on_message(self, queue: str, message: pika_abc.AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
-            await self._process(message)
+            await self._process(queue, message)
         finally:
             if task is not None:
                 self._inflight.discard(task)
 
-    async def _process(self, message: pika_abc.AbstractIncomingMessage) -> None:
+    async def _process(self, queue: str, message: pika_abc.AbstractIncomingMessage) -> None:
         self.stats.consumed += 1
         try:
-            envelopes = envelope.decode_message(message.body)
+            valid, bad = envelope.decode_parts(message.body)
         except envelope.EnvelopeError as exc:
             await self._dead_letter(message, exc.reason)
             return
-        fresh = await self._dedupe.claim(envelopes, redelivered=bool(message.redelivered))
-        self.stats.duplicates += len(envelopes) - len(fresh)
+        headers = typing.cast("dict[str, typing.Any]", message.headers or {})
+        deliveries = _deliveries(headers)
+        if deliveries >= topology.DELIVERY_LIMIT:
+            # Taken this often and never settled (a worker killed by it each time): parked here
+            # whatever the broker counts (RabbitMQ 4.3+ does not count every return).
+            await self._dead_letter(
+                message, f"delivered {deliveries + 1} times without being settled"
+            )
+            return
+        attempt = headers.get(topology.HEADER_ATTEMPT)
+        attempt = attempt if type(attempt) is int and attempt >= 0 else 0
+        routing_key = redis_client.text(
+            headers.get(topology.HEADER_ROUTING_KEY) or message.routing_key or ""
+        )
+        claimed: list[envelope.EventEnvelope] = []
         done: list[envelope.EventEnvelope] = []
-        for index, item in enumerate(fresh):
-            try:
-                await self._handle(item)
-            except Exception:
-                self.stats.failures[item.t] += 1
-                _LOGGER.exception(
-                    "handler failed; the message will be retried",
+        try:
+            for raw, reason in bad:
+                # Parked alone: the rest of its batch is handled, and a replay of it fails
+                # only itself.
+                await self._park(message, orjson.dumps(raw), {topology.HEADER_REASON: reason})
+            if not valid:
+                await message.ack()
+                return
+            # A retry is a redelivery: a claim a failed release left behind is taken over.
+            claimed = await self._dedupe.claim(
+                valid, redelivered=bool(message.redelivered) or attempt > 0
+            )
+            self.stats.duplicates += len(valid) - len(claimed)
+            record = _done_record(headers.get(topology.HEADER_DONE))
+            failed: list[_Failure] = []
+            for item in claimed:
+                succeeded = list(record.get(item.dedupe_key, ()))
+                try:
+                    error = await self._handle(item, succeeded)
+                except events.UndeserializableError as exc:
+                    await self._park(
+                        message,
+                        envelope.encode(item),
+                        {topology.HEADER_REASON: shared_logging.redact(exc.reason)},
+                    )
+                    done.append(item)  # settled: parked, not to be handled again
+                    continue
+                if error is None:
+                    done.append(item)
+                else:
+                    failed.append(_Failure(item, succeeded, error))
+            await self._dedupe.finish(done, [f.item for f in failed])
+            if not failed:
+                await message.ack()
+                return
+            # The retry must find the handled ones done, not merely ours "processing".
+            await self._dedupe.flush()
+            await self._retry(queue, message, failed, attempt, routing_key)
+        except BaseException:
+            # Never left unacked (a shutdown's CancelledError included): put back whole for
+            # another replica; what was handled is marked done, so only the rest runs again.
+            left = [item for item in claimed if item not in done]
+            with contextlib.suppress(Exception):
+                await self._dedupe.finish(done, left)
+            with contextlib.suppress(Exception):
+                # reject, not nack: RabbitMQ 4.3+ counts a rejected return towards the
+                # delivery limit and a nacked one not (docs/operations.md).
+                await message.reject(requeue=True)
+            raise
+
+    async def _retry(
+        self,
+        queue: str,
+        message: pika_abc.AbstractIncomingMessage,
+        failed: list[_Failure],
+        attempt: int,
+        routing_key: str,
+    ) -> None:
+        """Send the failed envelopes (only those) to wait in the next retry queue, or, after the
+        last retry, to the dead-letter queue with the error; then ack. Listeners that
+        succeeded are recorded and not run again."""
+        error = failed[-1].error
+        headers = _clean(typing.cast("dict[str, typing.Any]", message.headers or {}))
+        headers.update(_error_headers(error))
+        headers[topology.HEADER_ROUTING_KEY] = routing_key
+        headers[topology.HEADER_ATTEMPT] = attempt + 1
+        headers[topology.HEADER_DONE] = orjson.dumps(
+            {f.item.dedupe_key: f.succeeded for f in failed}
+        ).decode()
+        body = envelope.encode_batch([f.item for f in failed])
+        retries = self._retry_queues.get(queue, [])
+        try:
+            if attempt < len(retries):
+                delay = self._retry_delays[attempt]
+                _LOGGER.warning(
+                    "handler failed; retrying later",
                     extra={
-                        "event": item.t,
-                        "shard": item.shard_id,
-                        "guild": _guild_of(item),
-                        "key": item.dedupe_key,
-                        "delivery": message.delivery_tag,
+                        "attempt": attempt + 1,
+                        "retry_in": delay,
+                        "error_type": headers[topology.HEADER_ERROR_TYPE],
                     },
                 )
-                await self._dedupe.finish(done, fresh[index:])
-                # The redelivery must find the handled ones done, not merely ours "processing".
-                await self._dedupe.flush()
-                # Requeued: the quorum queue counts deliveries and dead-letters past its limit.
-                await message.nack(requeue=True)
-                return
-            done.append(item)
-        await self._dedupe.finish(done, [])
+                await self._channel.default_exchange.publish(
+                    self._copy(message, body, headers), routing_key=retries[attempt]
+                )
+                self.stats.retried += 1
+            else:
+                headers[topology.HEADER_REASON] = f"handler failed {attempt + 1} times"
+                await self._park(message, body, headers)
+        except Exception:
+            # Not parked anywhere: back on the queue at once (the delivery limit bounds it).
+            _LOGGER.exception("retry not published; requeueing")
+            await message.nack(requeue=True)
+            return
         await message.ack()
 
-    async def _handle(self, item: envelope.EventEnvelope) -> None:
+    @staticmethod
+    def _copy(
+        message: pika_abc.AbstractIncomingMessage, body: bytes, headers: dict[str, typing.Any]
+    ) -> aio_pika.Message:
+        return aio_pika.Message(
+            body,
+            headers=headers,
+            content_type=message.content_type,
+            message_id=message.message_id,
+            type=message.type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+
+    async def _handle(
+        self, item: envelope.EventEnvelope, succeeded: list[str]
+    ) -> BaseException | None:
         # Every line logged while it runs (the bot's own too) says which shard, guild, event.
         with shared_logging.context(shard=item.shard_id, guild=_guild_of(item), event=item.t):
-            await self._run(item)
+            try:
+                error: BaseException | None = await self._run(item, succeeded)
+            except events.UndeserializableError:
+                raise
+            except Exception as exc:
+                # Outside a listener (voice dispatch, the interaction guard): retried alike.
+                error = exc
+            if error is not None:
+                self.stats.failures[item.t] += 1
+                _LOGGER.error(
+                    "handler failed",
+                    exc_info=error,
+                    extra={"key": item.dedupe_key, "done": len(succeeded)},
+                )
+            return error
 
-    async def _run(self, item: envelope.EventEnvelope) -> None:
+    async def _run(
+        self, item: envelope.EventEnvelope, succeeded: list[str]
+    ) -> BaseException | None:
+        """Run the listeners of ``item`` not in ``succeeded`` (appending those that succeed);
+        the first failure, or None."""
         started = time.time()
         self.stats.age.observe(max(started - item.ts, 0.0))
         self._bot.shard_count = item.shard_count
@@ -179,30 +401,51 @@ class EventConsumer:
         else:
             shard = self._bot.remote_shard(item.shard_id, reply_to=item.reply_to)
             built = self._bot.events.build(item.t, typing.cast("typing.Any", shard), item.d)
+        skip = set(succeeded)
+        first: BaseException | None = None
         for event in built:
             listeners = self._bot.events.listeners_for(event)
             if not listeners:
                 continue
+            ids = [f"{type(event).__name__}:{name}" for name in events.listener_ids(listeners)]
             if item.t in topology.INTERACTION_EVENTS:
                 async with self._bot.interactions.guard(item.d, item.ts):
-                    await _call(listeners, event)
+                    error = await _call(listeners, event, ids, skip, succeeded)
             else:
-                await _call(listeners, event)
+                error = await _call(listeners, event, ids, skip, succeeded)
+            first = first or error
+        if first is not None:
+            return first
         elapsed = time.time() - started
         histogram = self.stats.latency.get(item.t)
         if histogram is None:
             histogram = self.stats.latency[item.t] = Histogram()
         histogram.observe(elapsed)
         self.stats.handled[item.t] += 1
+        return None
 
     async def _dead_letter(self, message: pika_abc.AbstractIncomingMessage, reason: str) -> None:
         """Park a message we cannot read on the dead-letter queue, with why; lose nothing."""
-        _LOGGER.warning("dead-lettering an unreadable message", extra={"reason": reason})
-        exchange = await self._channel.get_exchange(self._topology.dead_letter_exchange)
-        headers = dict(message.headers or {})
-        headers[topology.HEADER_REASON] = reason
-        await exchange.publish(
-            topology.copy_message(message, headers), routing_key=message.routing_key or ""
-        )
-        self.stats.dead_lettered += 1
+        await self._park(message, message.body, {topology.HEADER_REASON: reason})
         await message.ack()
+
+    async def _park(
+        self,
+        message: pika_abc.AbstractIncomingMessage,
+        body: bytes,
+        extra: dict[str, typing.Any],
+    ) -> None:
+        """Publish ``body`` (a message or a part of one) to the dead-letter queue with
+        ``extra`` headers, under the routing key it was first published with (a replay puts
+        it back there)."""
+        headers = _clean(typing.cast("dict[str, typing.Any]", message.headers or {}))
+        routing_key = redis_client.text(
+            headers.get(topology.HEADER_ROUTING_KEY) or message.routing_key or ""
+        )
+        headers.update(extra)
+        _LOGGER.warning(
+            "dead-lettering", extra={"reason": redis_client.text(headers[topology.HEADER_REASON])}
+        )
+        exchange = await self._channel.get_exchange(self._topology.dead_letter_exchange)
+        await exchange.publish(self._copy(message, body, headers), routing_key=routing_key)
+        self.stats.dead_lettered += 1

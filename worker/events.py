@@ -13,7 +13,8 @@ from __future__ import annotations
 import typing
 
 import hikari
-from hikari.impl import event_manager
+from hikari.events import shard_events
+from hikari.impl import event_manager, event_manager_base
 
 if typing.TYPE_CHECKING:
     import asyncio
@@ -21,7 +22,22 @@ if typing.TYPE_CHECKING:
     from hikari.api import entity_factory as entity_factory_api
     from hikari.api import event_factory as event_factory_api
 
-__all__: typing.Sequence[str] = ("EventBuilder", "check_compatibility")
+__all__: typing.Sequence[str] = (
+    "EventBuilder",
+    "UndeserializableError",
+    "check_compatibility",
+    "listener_ids",
+)
+
+
+class UndeserializableError(ValueError):
+    """hikari cannot build a typed event from a dispatch's payload: retrying cannot help, the
+    message goes to the dead-letter queue with ``reason`` (which never quotes the payload)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
 
 #: Consumers hikari does not filter by event type (their bitmask is -1), with the types they
 #: build; checked against hikari by ``check_compatibility``.
@@ -39,6 +55,22 @@ def check_compatibility() -> None:
         raise RuntimeError("hikari's event manager no longer has _consumers; see worker/events.py")
     if not hasattr(builder_type, "_enabled_for_event"):
         raise RuntimeError("hikari's event manager lost _enabled_for_event; see worker/events.py")
+    consumer_type = getattr(event_manager_base, "_Consumer", None)
+    if consumer_type is None or not {"callback", "is_enabled"} <= set(dir(consumer_type)):
+        raise RuntimeError("hikari's _Consumer lost callback/is_enabled; see worker/events.py")
+
+
+def listener_ids(listeners: typing.Sequence[Listener]) -> list[str]:
+    """A name per listener that another replica computes the same way (``module.qualname``,
+    ``#n`` for a repeat), to record which listeners of an event already succeeded."""
+    seen: dict[str, int] = {}
+    ids = []
+    for listener in listeners:
+        name = f"{getattr(listener, '__module__', '?')}.{getattr(listener, '__qualname__', '?')}"
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        ids.append(name if count == 0 else f"{name}#{count}")
+    return ids
 
 
 class EventBuilder(event_manager.EventManagerImpl):
@@ -69,7 +101,24 @@ class EventBuilder(event_manager.EventManagerImpl):
             return []
         self._collected = []
         try:
-            self.consume_raw_event(name, shard, payload)
+            # hikari's own consume_raw_event hands a failure to the loop's exception handler,
+            # payload (and an interaction's token) included, and carries on: the message would
+            # be acked as handled. Here the failure is raised, to be dead-lettered.
+            if self._enabled_for_event(shard_events.ShardPayloadEvent):
+                self.dispatch(
+                    self._event_factory.deserialize_shard_payload_event(shard, payload, name=name)
+                )
+            consumer = self._consumers[name.lower()]
+            if consumer.is_enabled:
+                try:
+                    consumer.callback(shard, payload)
+                except hikari.UnrecognisedEntityError:
+                    pass  # an entity type newer than hikari: discarded, as hikari does
+                except Exception as exc:
+                    raise UndeserializableError(
+                        f"hikari cannot build {name} from its payload: {type(exc).__name__}"
+                        f" {_describe(exc)}"
+                    ) from None
             return self._collected
         finally:
             self._collected = None
@@ -92,3 +141,10 @@ class EventBuilder(event_manager.EventManagerImpl):
             elif consumer.listener_group_count > 0:
                 names.append(name.upper())
         return sorted(names)
+
+
+def _describe(exc: Exception) -> str:
+    """What went wrong, never the payload's values: a missing key's name, a message cut short."""
+    if isinstance(exc, KeyError):
+        return f"(missing {exc.args[0]!r})" if exc.args else ""
+    return str(exc)[:200]

@@ -69,10 +69,19 @@ class WorkerCollector(registry.Collector):
         )  # fmt: skip
         yield one(
             counter(
-                "shardline_worker_dead_lettered", "unreadable messages parked with a reason",
+                "shardline_worker_dead_lettered",
+                "messages parked on the dead-letter queue with a reason",
                 labels=base,
             ),
             stats.dead_lettered,
+        )  # fmt: skip
+        yield one(
+            counter(
+                "shardline_worker_retries",
+                "messages sent to a retry queue (delayed redelivery) after a handler failed",
+                labels=base,
+            ),
+            stats.retried,
         )  # fmt: skip
         yield _histogram(
             "shardline_worker_handler_seconds", "handler latency", [*base, "event"],

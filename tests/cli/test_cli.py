@@ -34,7 +34,7 @@ WORKER_KEYS: typing.Final = {
     "worker", "group", "consumed", "handled", "failures", "dead_lettered", "duplicates",
 }  # fmt: skip
 QUEUE_KEYS: typing.Final = {"queue", "ready", "consumers"}
-DEAD_LETTER_KEYS: typing.Final = {"id", "routing_key", "exchange", "bytes", "reason"}
+DEAD_LETTER_KEYS: typing.Final = {"id", "routing_key", "exchange", "bytes", "reason", "error"}
 PLAN_KEYS: typing.Final = {
     "current", "target", "max_concurrency", "session_starts_needed",
     "session_starts_remaining", "identify_seconds", "guilds_per_shard", "assignments",
@@ -189,7 +189,7 @@ async def test_dead_letters_are_listed_with_their_reason_and_replayed(
         "queue": stack.topology.dead_letter_queue,
         "dead_letters": [{
             "id": "dead-1", "routing_key": key, "exchange": "",
-            "bytes": len(orjson.dumps(item)), "reason": "handler failed 5 times",
+            "bytes": len(orjson.dumps(item)), "reason": "handler failed 5 times", "error": None,
         }],
     }  # fmt: skip
     assert set(doc["dead_letters"][0]) == DEAD_LETTER_KEYS

@@ -254,3 +254,52 @@ async def test_handing_over_one_shard_waits_for_its_events_only(stack: Stack) ->
     finally:
         await gated.open()
         await events.close()
+
+
+async def test_batches_stay_under_the_byte_cap_and_an_oversize_chunk_is_never_retried(
+    stack: Stack,
+) -> None:
+    """A run of big events goes out in messages of at most MAX_BATCH_BYTES (in order); a member
+    chunk over the workers' limit is dead-lettered as a stub without its payload, counted, and
+    not retried: the shard's checkpoint moves past it and the next events flow."""
+    sink = await stack.listen(["MESSAGE_CREATE", "GUILD_MEMBERS_CHUNK"])
+    channel = await stack.connection.channel(publisher_confirms=True)
+    events_exchange, _ = await stack.topology.declare_exchanges(channel)
+    dead_queue = await stack.topology.declare_dead_letter(channel)
+    dead = await channel.get_exchange(stack.topology.dead_letter_exchange)
+    events = publisher.EventPublisher(
+        events_exchange, pool="main", gateway_id="gw", reply_to="rq", dead_letter=dead
+    )
+    events.interests = frozenset({"MESSAGE_CREATE", "GUILD_MEMBERS_CHUNK"})
+    stream = events.stream(0, 1)
+    events.begin_session(stream, "s", "wss://resume", 0)
+    big = "x" * (300 * 1024)
+    try:
+        for seq in range(1, 9):  # one flush: 2.4 MB of one routing key
+            events.accept(stream, seq, "MESSAGE_CREATE", {"n": seq, "content": big})
+        await stack.discord.wait_for(lambda: len(sink.envelopes) == 8, what="the big events")
+        assert all(len(m.body) <= publisher.MAX_BATCH_BYTES for m in sink.messages)
+        assert len(sink.messages) >= 3
+        assert [e["seq"] for e in sink.envelopes] == list(range(1, 9))
+        chunk = {
+            "guild_id": "1", "members": [], "chunk_index": 0, "chunk_count": 1,
+            "not_found": ["y" * (envelope.MAX_MESSAGE_BYTES + 1)],
+        }  # fmt: skip
+        events.accept(stream, 9, "GUILD_MEMBERS_CHUNK", chunk)
+        events.accept(stream, 10, "MESSAGE_CREATE", {"n": 10})
+        await stack.discord.wait_for(lambda: events.checkpoints()[0].seq == 10, what="settled")
+        await stack.discord.wait_for(lambda: len(sink.envelopes) == 9, what="seq 10")
+        assert sink.envelopes[-1]["seq"] == 10
+        assert not sink.of("GUILD_MEMBERS_CHUNK")  # never sent to the workers
+        assert events.stats.oversize_events == 1
+        assert events.stats.publish_failures == 0  # refused once, never retried
+        assert events.outstanding == 0
+        parked = await dead_queue.get(timeout=5)
+        await parked.ack()
+        stub = orjson.loads(parked.body)
+        assert (stub["t"], stub["seq"], "d" in stub) == ("GUILD_MEMBERS_CHUNK", 9, False)
+        reason = str(parked.headers["x-shardline-reason"])
+        assert "exceed the workers' limit" in reason
+        assert parked.routing_key == stack.topology.event_key("main", "GUILD_MEMBERS_CHUNK")
+    finally:
+        await events.close()

@@ -179,6 +179,16 @@ def test_worker_roles_and_cpu_pool() -> None:
     assert services_only.roles == frozenset({"services"})
 
 
+def test_retry_delays_are_seconds_in_order_of_use() -> None:
+    base = {"DISCORD_TOKEN": "a.b.c"}
+    assert config.WorkerSettings.from_env(base).retry_delays == (1.0, 5.0, 30.0, 120.0)
+    scaled = config.WorkerSettings.from_env({**base, "RETRY_DELAYS": "0.1, 0.5,2"})
+    assert scaled.retry_delays == (0.1, 0.5, 2.0)
+    for bad in ("soon", "0", "1,-5", "nan", "1e9", ",".join(["1"] * 11)):
+        with pytest.raises(config.ConfigError, match="RETRY_DELAYS"):
+            config.WorkerSettings.from_env({**base, "RETRY_DELAYS": bad})
+
+
 def test_lavalink_nodes_for_gateways_and_workers() -> None:
     base = {"DISCORD_TOKEN": "a.b.c", "LAVALINK_PASSWORD": "pw"}
     two = {**base, "LAVALINK_URL": "http://a:2333, https://b:443/"}
@@ -203,6 +213,7 @@ _VARIABLES = (
     "LAVALINK_RESUME_TIMEOUT", "LAVALINK_URL", "LEASE_TTL", "LOG_FORMAT", "LOG_LEVEL",
     "NAMESPACE", "POOL", "PUBLISH_BUFFER", "REST_GLOBAL_LIMIT", "REST_LIMITER", "SHARD_COUNT",
     "SHARD_IDS", "WORKER_GROUP", "WORKER_PLUGINS", "WORKER_ROLES", "MONGO_URL", "REDIS_URL",
+    "RETRY_DELAYS",
 )  # fmt: skip
 _VALUES = st.one_of(
     st.text(max_size=30),

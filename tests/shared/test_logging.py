@@ -146,3 +146,15 @@ def test_the_broker_clients_frame_lines_stay_quiet_at_debug() -> None:
     assert logging.getLogger("aio_pika").level == logging.INFO
     shard_logging.configure("WARNING", stream=io.StringIO())
     assert logging.getLogger("aiormq").level == logging.WARNING
+
+
+def test_token_fields_and_interaction_tokens_are_redacted(stream: io.StringIO) -> None:
+    token = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDpzZWNyZXRzZWNyZXRzZWNyZXQ"
+    payload = {"id": "1", "token": token, "webhook": {"token": "w3bh00ks3cr3t"}}
+    logging.getLogger("t").warning("payload %r", payload, extra={"d": orjson.dumps(payload)})
+    logging.getLogger("t").warning("bare %s", token)
+    line = stream.getvalue()
+    assert token not in line
+    assert "w3bh00ks3cr3t" not in line
+    assert line.count("***") >= 4
+    assert shard_logging.redact("token_type: Bearer") == "token_type: Bearer"
