@@ -104,7 +104,8 @@ class InterestView:
         self._apply(found if self._subscribed else None)
 
     def _apply(self, found: shared_interests.Interests | None) -> None:
-        if found == self._known:
+        applied = None if found is None else found.events
+        if found == self._known and self._events.interests == applied:
             return
         if found is None:
             _LOGGER.warning("worker interests unknown: publishing every event")
@@ -114,7 +115,7 @@ class InterestView:
                 extra={"events": sorted(found.events), "groups": dict(found.versions)},
             )
         self._known = found
-        self._events.interests = None if found is None else found.events
+        self._events.interests = applied
         if self._tasks is not None:
             self._tasks.spawn(self.on_applied(), name="interests-acknowledged")
 
