@@ -73,6 +73,11 @@ class InterestView:
         """Each group's version applied; ``None``: every event is published."""
         return None if self._known is None else dict(self._known.versions)
 
+    @property
+    def subscribed(self) -> bool:
+        """Whether change notifications are followed now."""
+        return self._subscribed
+
     def start(self, tasks: lifecycle.TaskGroup) -> None:
         """Follow the notifications and re-read every :data:`BACKSTOP_INTERVAL` seconds."""
         self._tasks = tasks
