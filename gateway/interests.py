@@ -142,8 +142,9 @@ class InterestView:
 
     def _lost(self, error: BaseException | None) -> None:
         self._subscribed = False
-        if error is not None:
-            _LOGGER.warning("interest notifications lost", extra={"error": repr(error)})
+        if error is None:
+            return  # stopped (the gateway closes): nothing to acknowledge any more
+        _LOGGER.warning("interest notifications lost", extra={"error": repr(error)})
         self._apply(None)
 
     def _notified(self, _group: bytes | str) -> None:
