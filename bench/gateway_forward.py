@@ -29,6 +29,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from bench import cleanup
+from shared import interests as shared_interests
 from shared import keys, topology
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -96,8 +97,7 @@ async def gateway_case(namespace: str, events: int, size: int) -> Result:
     names = topology.Topology(namespace)
     redis = aioredis.Redis.from_url(REDIS_URL)
     redis_keys = keys.RedisKeys(namespace, "main")
-    await redis.sadd(redis_keys.interests("gateway"), "MESSAGE_CREATE")
-    await redis.sadd(redis_keys.interest_groups(), "gateway")
+    await shared_interests.announce(redis, redis_keys, "gateway", ["MESSAGE_CREATE"], replace=True)
     counter = Counter(events)
     consumer = await consume(names, "gateway", counter)
     emulator = await asyncio.create_subprocess_exec(

@@ -43,7 +43,7 @@ from gateway import (
     voice_switch,
 )
 from gateway import status as gateway_status
-from shared import health, keys, lifecycle, redis_client, rpc, topology
+from shared import clock, health, keys, lifecycle, redis_client, rpc, topology
 from shared import status as shared_status
 from shared.cache import resources
 from shared.cache import writer as cache_writer
@@ -78,6 +78,7 @@ class GatewayApp:
         self._redis: aioredis.Redis | None = None
         self._checkpoints: checkpoints.CheckpointWriter | None = None
         self._reshard: reshard.ReshardFollower | None = None
+        self.interests: interests.InterestView | None = None
         self._tasks = lifecycle.TaskGroup(_LOGGER)
         self._restart_requests = restarts.RestartRequests(settings.admin_key, self.keys.prefix)
         self._stack = contextlib.AsyncExitStack()
@@ -146,7 +147,7 @@ class GatewayApp:
             tasks=self._tasks,
             write_status=self.write_status,
         )
-        await interests.refresh(redis, self.keys, events)
+        view = await self._start_interests(redis, events)
         await follower.settle_at_start()
         stack.push_async_callback(follower.hand_over)
         self.commands = gateway_commands.CommandConsumer(
@@ -172,11 +173,7 @@ class GatewayApp:
         stack.push_async_callback(self._stop_loops)
         self._say_started(shard_count)
         self._tasks.every(checkpoints.INTERVAL, writer.write, name="checkpoints")
-        self._tasks.every(
-            interests.INTERVAL,
-            lambda: interests.refresh(redis, self.keys, events),
-            name="interests",
-        )
+        view.on_applied = self.write_status  # each change acknowledged at once
         self._tasks.every(
             shared_status.STATUS_INTERVAL, self._status_round, name="status", first_now=True
         )
@@ -195,6 +192,16 @@ class GatewayApp:
             admin_key=self.settings.admin_key,
         )
         follower.assignment = await assignment.start(self.leases, follower.shards, self._tasks)
+
+    async def _start_interests(
+        self, redis: aioredis.Redis, events: publisher.EventPublisher
+    ) -> interests.InterestView:
+        view = self.interests = interests.InterestView(
+            redis, self.keys, events, clock=clock.SystemClock()
+        )
+        view.start(self._tasks)  # unknown (publish everything) until it has read them
+        await view.settled(interests.START_WAIT)
+        return view
 
     def _publisher(
         self,
@@ -272,6 +279,7 @@ class GatewayApp:
             stopping=self._closing,
             backlog=self.publisher.outstanding if self.publisher is not None else 0,
             bridge=self.voice,
+            interests=self.interests.acknowledged if self.interests is not None else None,
         )
 
     async def write_status(self) -> None:

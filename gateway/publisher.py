@@ -142,7 +142,8 @@ class EventPublisher:
         self.max_buffered = max_buffered
         self._on_pressure = on_pressure
         self.streams: dict[int, ShardStream] = {}
-        self.interests: frozenset[str] = frozenset()
+        #: The events some worker group listens to; ``None`` (unknown): publish every event.
+        self.interests: frozenset[str] | None = None
         self.buffered = 0
         self.under_pressure = False
         #: Set on a standby gateway until its re-shard switches over: dispatches are dropped.
@@ -170,6 +171,10 @@ class EventPublisher:
         stream.seen_seq = seq
         stream.confirmed_seq = 0
 
+    def forwards(self, name: str) -> bool:
+        """Whether an event named ``name`` is published (unknown interests: every one is)."""
+        return self.interests is None or name in self.interests
+
     def accept(self, stream: ShardStream, seq: int, name: str, data: typing.Any) -> None:
         """Take one dispatch of ``stream``'s current session."""
         stream.seen_seq = seq
@@ -181,7 +186,7 @@ class EventPublisher:
             return
         if self._cache_writer is not None and self._cache_writer.handles(name):
             self._accept_cache_write(stream, seq, name, data)
-        if name not in self.interests:
+        if not self.forwards(name):
             self.stats.skipped_events += 1
             if not stream.inflight and not stream.pending:
                 stream.confirmed_seq = seq
@@ -414,7 +419,7 @@ class EventPublisher:
     ) -> None:
         """Publish an event that is not a shard's dispatch (Lavalink's), on its own; it takes
         no part in the shards' checkpoints. Skipped when no worker group listens to it."""
-        if name not in self.interests:
+        if not self.forwards(name):
             self.stats.skipped_events += 1
             return
         item = envelope.wire(

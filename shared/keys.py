@@ -106,6 +106,10 @@ class RedisKeys:
         """Set: the worker groups that registered interests (so gateways never SCAN)."""
         return f"{self._prefix}:interest-groups"
 
+    def interests_channel(self) -> str:
+        """Pub/sub channel: a group's name after its interests changed (``shared.interests``)."""
+        return f"{self._prefix}:interests-changed"
+
     # workers
     def dedupe(self, envelope_key: str) -> str:
         """String with ``DEDUPE_TTL``: set once an envelope has been taken for handling."""

@@ -12,6 +12,7 @@ import typing
 from shared import logging as shard_logging
 
 if typing.TYPE_CHECKING:
+    from shared import clock as clock_module
     from shared import secret
 
 __all__: typing.Sequence[str] = ("TaskGroup", "cancel_and_wait", "run_until_stopped", "settle_heap")
@@ -87,12 +88,15 @@ class TaskGroup:
         *,
         name: str,
         first_now: bool = False,
+        clock: clock_module.Clock | None = None,
     ) -> asyncio.Task[None]:
-        """Run ``step`` every ``interval`` seconds (first at once with ``first_now``)."""
+        """Run ``step`` every ``interval`` seconds (first at once with ``first_now``), waiting
+        on ``clock`` when given (tests pass a fake one)."""
+        sleep = clock.sleep if clock is not None else asyncio.sleep
 
         async def loop() -> None:
             if not first_now:
-                await asyncio.sleep(interval)
+                await sleep(interval)
             while True:
                 try:
                     await step()
@@ -100,7 +104,7 @@ class TaskGroup:
                     raise
                 except Exception as exc:  # the next round may well succeed
                     self._logger.warning("%s round failed", name, extra={"error": repr(exc)})
-                await asyncio.sleep(interval)
+                await sleep(interval)
 
         task = asyncio.get_running_loop().create_task(loop(), name=name)
         self._loops.append(task)

@@ -60,6 +60,9 @@ class GatewayStatus:
     shards: typing.Mapping[int, ShardStatus] = dataclasses.field(default_factory=dict)
     #: The voice bridge's figures, when it runs one.
     lavalink: typing.Mapping[str, typing.Any] | None = None
+    #: The worker groups' interest versions it applies (``shared.interests``); ``None``:
+    #: it publishes every event. An older gateway's record has none: it acknowledges nothing.
+    interests: typing.Mapping[str, str] | None = dataclasses.field(default_factory=dict)
 
     # --- the rules ------------------------------------------------------------------------
 
@@ -111,6 +114,7 @@ class GatewayStatus:
             str(shard_id): dataclasses.asdict(shard) for shard_id, shard in self.shards.items()
         }
         body["lavalink"] = dict(self.lavalink) if self.lavalink is not None else None
+        body["interests"] = dict(self.interests) if self.interests is not None else None
         return body
 
     def to_json(self) -> bytes:
@@ -138,6 +142,7 @@ class GatewayStatus:
             at=float(body.get("at") or 0.0),
             shards=shards,
             lavalink=body.get("lavalink"),
+            interests=_interests(body),
         )
 
     @classmethod
@@ -152,3 +157,10 @@ class GatewayStatus:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             _LOGGER.warning("unreadable gateway status skipped", extra={"error": repr(exc)})
             return None
+
+
+def _interests(body: typing.Mapping[str, typing.Any]) -> dict[str, str] | None:
+    if "interests" not in body:
+        return {}
+    acks = body["interests"]
+    return None if acks is None else {str(k): str(v) for k, v in dict(acks).items()}

@@ -15,7 +15,8 @@ import aio_pika
 import orjson
 import prometheus_client
 
-from shared import health, keys, lifecycle, redis_client, rpc, topology
+from shared import clock, health, keys, lifecycle, redis_client, rpc, topology
+from shared import interests as shared_interests
 from shared import settings as settings_db
 from shared import voice as shared_voice
 from shared.cache import reader
@@ -26,6 +27,7 @@ from worker import (
     dedupe,
     events,
     interactions,
+    interests,
     metrics,
     queue_depth,
     rest_limits,
@@ -91,6 +93,7 @@ class WorkerApp:
         self.service_host: services.ServiceHost | None = None
         self.scheduler: services.Scheduler | None = None
         self._lavalink: shared_voice.LavalinkRest | None = None
+        self.interests: interests.InterestAnnouncer | None = None
 
     async def start(self) -> None:
         events.check_compatibility()
@@ -219,20 +222,21 @@ class WorkerApp:
         and unbind what the previous deploy listened to and this one does not."""
         assert self._redis is not None
         core = self.settings.core
-        interests = self.keys.interests(self.settings.group)
-        previous = {redis_client.text(m) for m in await self._redis.smembers(interests)}
+        record = self.keys.interests(self.settings.group)
+        previous = {redis_client.text(m) for m in await self._redis.smembers(record)}
+        previous.discard(shared_interests.MARKER)
         queues = await self.topology.declare_worker_queues(
             channel, core.pool, self.settings.group, wanted
         )
         stale = previous - set(wanted)
         if stale:
             await self.topology.unbind_worker_events(channel, core.pool, self.settings.group, stale)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(interests)
-            if wanted:
-                pipe.sadd(interests, *wanted)
-            pipe.sadd(self.keys.interest_groups(), self.settings.group)
-            await pipe.execute()
+        # Announced before consuming: the gateways learn of it at once (a notification).
+        self.interests = interests.InterestAnnouncer(
+            self._redis, self.keys, self.settings.group, wanted, clock=clock.SystemClock()
+        )
+        await self.interests.announce()
+        self.interests.start()
         return queues
 
     def readiness(self) -> str | None:
@@ -240,6 +244,8 @@ class WorkerApp:
             return "starting"
         if self._amqp is None or self._amqp.is_closed:
             return "broker connection closed"
+        if self.interests is not None and not self.interests.acknowledged:
+            return "waiting for the gateways to acknowledge this group's interests"
         return None
 
     def liveness(self) -> str | None:
@@ -305,6 +311,8 @@ class WorkerApp:
                 with contextlib.suppress(*redis_client.REDIS_ERRORS):
                     await self._redis.zrem(self.keys.workers(), self.worker_id)
         await self._close_services()
+        if self.interests is not None:
+            await self.interests.close()
         if self.consumer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.consumer.stop_intake(), 5)

@@ -17,6 +17,7 @@ import pytest
 
 from gateway import app
 from shared import config, keys, topology
+from shared import interests as shared_interests
 from shared.secret import Secret
 from tests import servers
 
@@ -72,8 +73,7 @@ class Stack:
         queue, interactions = await self.topology.declare_worker_queues(
             channel, self.pool, group, events
         )
-        await self.redis.sadd(self.keys.interests(group), *events)
-        await self.redis.sadd(self.keys.interest_groups(), group)
+        await shared_interests.announce(self.redis, self.keys, group, events, replace=True)
         sink = EventSink()
         await queue.consume(sink.on_message)
         await interactions.consume(sink.on_message)

@@ -9,6 +9,7 @@ import orjson
 
 from gateway import publisher
 from shared import envelope, sharding
+from shared import interests as shared_interests
 from shared.cache import resources
 from shared.cache import writer as cache_writer
 
@@ -61,8 +62,7 @@ async def test_a_worker_finds_the_cache_already_reflecting_the_event(stack: Stac
     events = ["GUILD_MEMBER_ADD", "CHANNEL_CREATE", "GUILD_CREATE"]
     channel = await stack.connection.channel()
     queue, _ = await stack.topology.declare_worker_queues(channel, "main", "default", events)
-    await stack.redis.sadd(stack.keys.interests("default"), *events)
-    await stack.redis.sadd(stack.keys.interest_groups(), "default")
+    await shared_interests.announce(stack.redis, stack.keys, "default", events, replace=True)
 
     async def check_then_ack(message: typing.Any) -> None:
         body = envelope.decode_message(message.body)

@@ -110,3 +110,28 @@ async def test_stopping_named_loops_leaves_work_to_finish() -> None:
     assert done.is_set()
     await group.close()
     assert status.cancelled()
+
+
+async def test_a_loop_waits_on_the_clock_it_is_given() -> None:
+    from shared import clock  # noqa: PLC0415 - only this test needs it
+
+    async with clock.FakeClock() as fake:
+        rounds: list[float] = []
+        four = asyncio.Event()
+        tasks = lifecycle.TaskGroup(logging.getLogger("test"))
+
+        async def step() -> None:
+            rounds.append(fake.monotonic())
+            if len(rounds) == 4:
+                four.set()
+            if len(rounds) == 2:
+                raise RuntimeError("one bad round")
+
+        async def start() -> None:
+            tasks.every(10.0, step, name="ticking", clock=fake)
+
+        started = fake.monotonic()
+        await fake.spawn(start())
+        await asyncio.wait_for(four.wait(), 5)
+        await tasks.close()
+    assert [r - started for r in rounds[:4]] == [10.0, 20.0, 30.0, 40.0]

@@ -372,10 +372,12 @@ async def test_a_worker_killed_mid_handler_leaves_the_event_to_another_replica(
             await discord.wait_for(lambda: discord.connected_shards() == [0])
             publisher = gateway.publisher
             assert publisher is not None
-            # The replica has bound its queue and the gateway has read its interests (until
-            # then the gateway publishes nothing: no group listens).
+            # The replica has bound its queue and the gateway knows its interests (until then
+            # the gateway publishes everything, and nothing is bound yet to route it).
             await discord.wait_for(
-                lambda: "MESSAGE_CREATE" in publisher.interests, timeout=30, what="interests"
+                lambda: "MESSAGE_CREATE" in (publisher.interests or ()),
+                timeout=30,
+                what="interests",
             )
             discord.send_message(channel_id, discord.add_user("gina"), "in flight")
             await discord.wait_for(lambda: publisher.stats.published_events >= 1)

@@ -163,7 +163,7 @@ async def test_the_queue_advances_on_another_replica(scene: Scene) -> None:
         await scene.wait_for(lambda: discord.connected_shards() == [0])
         async with scene.workers(1) as [first]:
             # The gateway learns what the new replica listens to (selective forwarding).
-            await scene.wait_for(lambda: "MESSAGE_CREATE" in gateway.publisher.interests)
+            await scene.wait_for(lambda: "MESSAGE_CREATE" in (gateway.publisher.interests or ()))
             await scene.say("!play one minute", "Playing")
             assert "position 1" in await scene.say("!play song two", "Queued")
             queue = await scene.say("!queue", "Page 1/1")
