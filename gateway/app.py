@@ -109,7 +109,7 @@ class GatewayApp:
         stack.push_async_callback(self.health.close)
         self.ledger = identify.SessionStartLedger(redis, self.keys)
         await self.ledger.record_limit(info.total, info.remaining, info.reset_after)
-        events = self.publisher = self._publisher(events_exchange, redis)
+        events = self.publisher = self._publisher(events_exchange, redis, shard_count)
         store = sessions.SessionStore(redis, self.keys)
         writer = self._checkpoints = checkpoints.CheckpointWriter(events, store)
         stack.push_async_callback(writer.finish)
@@ -195,7 +195,7 @@ class GatewayApp:
         follower.assignment = await assignment.start(self.leases, follower.shards, self._tasks)
 
     def _publisher(
-        self, exchange: aio_pika.abc.AbstractExchange, redis: aioredis.Redis
+        self, exchange: aio_pika.abc.AbstractExchange, redis: aioredis.Redis, shard_count: int
     ) -> publisher.EventPublisher:
         core = self.settings.core
         cached = self.settings.cache_resources
@@ -206,7 +206,9 @@ class GatewayApp:
             reply_to=self.topology.reply_queue(core.pool, self.gateway_id),
             max_buffered=self.settings.publish_buffer,
             on_pressure=lambda on: self.group.set_paused(on) if self.group else None,
-            cache_writer=cache_writer.CacheWriter(self.keys, resources.CacheResource(cached))
+            cache_writer=cache_writer.CacheWriter(
+                self.keys, resources.CacheResource(cached), shard_count=shard_count
+            )
             if cached
             else None,
             redis=redis,
