@@ -107,7 +107,9 @@ class GatewayApp:
         )
         await self.health.start()
         stack.push_async_callback(self.health.close)
-        self.ledger = identify.SessionStartLedger(redis, self.keys)
+        self.ledger = identify.SessionStartLedger(
+            redis, self.keys, fetch=lambda: discord_api.fetch_gateway_bot(core.api_url, core.token)
+        )
         await self.ledger.record_limit(info.total, info.remaining, info.reset_after)
         events = self.publisher = self._publisher(events_exchange, redis, shard_count)
         store = sessions.SessionStore(redis, self.keys)
@@ -177,6 +179,9 @@ class GatewayApp:
         )
         self._tasks.every(
             shared_status.STATUS_INTERVAL, self._status_round, name="status", first_now=True
+        )
+        self._tasks.every(
+            identify.LEDGER_CHECK_INTERVAL, self.ledger.refresh_if_due, name="session-starts"
         )
         follower.start_loop()
         if follower.retired:
@@ -268,6 +273,7 @@ class GatewayApp:
             stopping=self._closing,
             backlog=self.publisher.outstanding if self.publisher is not None else 0,
             bridge=self.voice,
+            session_start_wait_until=self.ledger.waiting_until() if self.ledger else None,
         )
 
     async def write_status(self) -> None:

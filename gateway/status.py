@@ -28,6 +28,7 @@ def describe(  # noqa: PLR0913 - the record's fields, by name
     stopping: bool,
     backlog: int,
     bridge: voice.VoiceBridge | None,
+    session_start_wait_until: float | None = None,
 ) -> status.GatewayStatus:
     return status.GatewayStatus(
         gateway=gateway_id,
@@ -42,6 +43,7 @@ def describe(  # noqa: PLR0913 - the record's fields, by name
         at=time.time(),
         shards=shard_statuses(group),
         lavalink={"sessions": len(bridge.sessions), **bridge.stats} if bridge else None,
+        session_start_wait_until=session_start_wait_until,
     )
 
 

@@ -60,6 +60,9 @@ class GatewayStatus:
     shards: typing.Mapping[int, ShardStatus] = dataclasses.field(default_factory=dict)
     #: The voice bridge's figures, when it runs one.
     lavalink: typing.Mapping[str, typing.Any] | None = None
+    #: While shards wait for Discord to reset the pool's session starts (too few left to
+    #: IDENTIFY): when it does (Unix time). ``None`` when none waits.
+    session_start_wait_until: float | None = None
 
     # --- the rules ------------------------------------------------------------------------
 
@@ -138,6 +141,7 @@ class GatewayStatus:
             at=float(body.get("at") or 0.0),
             shards=shards,
             lavalink=body.get("lavalink"),
+            session_start_wait_until=_optional_float(body.get("session_start_wait_until")),
         )
 
     @classmethod
@@ -152,3 +156,7 @@ class GatewayStatus:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             _LOGGER.warning("unreadable gateway status skipped", extra={"error": repr(exc)})
             return None
+
+
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(typing.cast("float", value))
