@@ -246,12 +246,14 @@ def accepted(discord: emulator.DiscordEmulator) -> list[float]:
     return [r.at for r in discord.records.identifies if r.accepted]
 
 
-async def test_a_shard_told_to_start_over_after_the_window_identifies_again(
-    make_emulator: EmulatorFactory, stack: Stack, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("ledger", ["window passed", "key lost"])
+async def test_a_shard_told_to_start_over_identifies_again(
+    make_emulator: EmulatorFactory, stack: Stack, caplog: pytest.LogCaptureFixture, ledger: str
 ) -> None:
-    """The gateway ran past its session-start window (3 s here, a day at Discord); Discord
-    then invalidates the shard's session (op 9, ``d: false``). It IDENTIFYs again and events
-    flow: the expired ledger is asked of ``/gateway/bot``, not counted from -1."""
+    """The gateway ran past its session-start window (3 s here, a day at Discord), or Redis
+    lost the ledger (restart without persistence, eviction); Discord then invalidates the
+    shard's session (op 9, ``d: false``). It IDENTIFYs again and events flow: the unknown
+    ledger is asked of ``/gateway/bot``, not counted from -1."""
     window = 3.0
     stack.discord = discord = await make_emulator(session_start_reset_after=window)
     channel_id = channel_of(discord)
@@ -259,7 +261,10 @@ async def test_a_shard_told_to_start_over_after_the_window_identifies_again(
     sink = await stack.listen(["MESSAGE_CREATE"])
     async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
         await discord.wait_for(lambda: discord.connected_shards() == [0], what="shard 0")
-        await asyncio.sleep(window + 0.5)  # past the window: the ledger's end has come
+        if ledger == "window passed":
+            await asyncio.sleep(window + 0.5)  # the ledger's window ended (its key is kept)
+        else:
+            assert await stack.redis.delete(stack.keys.session_start_ledger()) == 1
         told = time.monotonic()
         discord.force_invalid_session(0, resumable=False)
         await discord.wait_for(lambda: len(accepted(discord)) == 2, timeout=30, what="IDENTIFY")
@@ -269,9 +274,9 @@ async def test_a_shard_told_to_start_over_after_the_window_identifies_again(
         await discord.wait_for(lambda: sink.of("MESSAGE_CREATE"), what="an event after")
     assert discord.records.token_resets == 0
     assert not any(r.levelno >= logging.ERROR for r in caplog.records), caplog.text
-    # One identify window (5 s from the first READY) bounds it, plus hikari's reconnect.
+    # The bucket's identify window (5 s from the first READY) bounds it, plus a reconnect.
     assert recovered < 15, recovered
-    print(f"re-identified {recovered:.1f} s after INVALID_SESSION(false)")  # noqa: T201
+    print(f"{ledger}: re-identified {recovered:.1f} s after INVALID_SESSION(false)")  # noqa: T201
 
 
 async def test_a_gateway_with_too_few_starts_waits_for_the_reset_and_says_so(
