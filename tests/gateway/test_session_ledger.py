@@ -147,6 +147,12 @@ async def test_a_lost_ledger_is_refreshed_and_never_recreated_without_a_ttl(
     await redis_client.hset(key, "remaining", -1)
     assert await clock.spawn(ledger.spend()) == 698
     assert await redis_client.pttl(key) > 0
+    # Lost while nobody spends: the gateway's periodic check asks Discord again.
+    await redis_client.delete(key)
+    asked = discord.asked
+    await ledger.refresh_if_due()
+    assert discord.asked == asked + 1
+    assert await redis_client.pttl(key) > 0
 
 
 async def test_too_few_starts_wait_for_discords_reset_then_identify(
