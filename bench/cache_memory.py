@@ -174,7 +174,7 @@ async def main() -> None:
     channels = sum(len(p["channels"]) for p in payloads)
     roles = sum(len(p["roles"]) for p in payloads)
     try:
-        cache_writer = writer.CacheWriter(redis_keys, resources.DEFAULT)
+        cache_writer = writer.CacheWriter(redis_keys, resources.DEFAULT, shard_count=1)
         started = time.perf_counter()
         for payload in payloads:
             await cache_writer.write(redis, [(0, "GUILD_CREATE", payload)])

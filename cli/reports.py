@@ -51,6 +51,7 @@ async def status(ctx: Context, _: argparse.Namespace) -> ExitCode:
                 "connected": g["connected"],
                 "backlog": g["backlog"],
                 "seen_s_ago": g["seen"],
+                "session_start_wait_s": g["session_start_wait"],
             }
             for g in snap.gateways
         ],
@@ -74,6 +75,9 @@ def _status_text(doc: Document) -> str:
         [[g["gateway"], g["state"], g["shards"], g["connected"], g["backlog"], g["seen_s_ago"]]
          for g in doc["gateways"]],
     )]  # fmt: skip
+    out += [f"{g['gateway']}: too few session starts left to IDENTIFY; its shards wait "
+            f"{g['session_start_wait_s']} s for Discord's reset"
+            for g in doc["gateways"] if g["session_start_wait_s"] is not None]  # fmt: skip
     out += ["", "SHARDS", tables.render(
         ["shard", "gateway", "state", "latency ms", "guilds", "session age s", "seq", "session"],
         [[s["shard"], s["gateway"], s["state"], s["latency_ms"], s["guilds"],

@@ -58,6 +58,9 @@ async def snapshot(
             "backlog": status.backlog,
             "state": status.state(draining=gid in draining),
             "seen": round(now - (status.at or now), 1),
+            "session_start_wait": None
+            if status.session_start_wait_until is None
+            else round(max(status.session_start_wait_until - now, 0.0), 1),
         }
         for gid, status in sorted(statuses.items())
     ]

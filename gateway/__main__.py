@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from gateway import app, discord_api, identify
+from gateway import app, discord_api
 from shared import config
 from shared import logging as shard_logging
 
@@ -19,7 +19,7 @@ def main() -> None:
     )
     try:
         asyncio.run(app.GatewayApp(settings).run())
-    except (discord_api.DiscordApiError, identify.SessionStartBudgetError) as exc:
+    except discord_api.DiscordApiError as exc:
         sys.stderr.write(f"gateway: {exc}\n")
         raise SystemExit(1) from None
 

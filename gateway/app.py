@@ -103,16 +103,11 @@ class GatewayApp:
         reply_queue = await self.topology.declare_reply_queue(
             command_channel, core.pool, self.gateway_id
         )
-        self.health = health.HealthServer(
-            core.health_port, ready=self.readiness, alive=self.liveness, metrics=self.metrics
-        )
-        await self.health.start()
-        stack.push_async_callback(self.health.close)
-        self.ledger = identify.SessionStartLedger(redis, self.keys)
-        await self.ledger.record_limit(info.total, info.remaining, info.reset_after)
+        await self._start_health()
+        self.ledger = await self._start_ledger(redis, info)
         # Where an event too large for any worker is parked (as a stub), never retried.
         dead_letter = await channel.get_exchange(self.topology.dead_letter_exchange, ensure=False)
-        events = self.publisher = self._publisher(events_exchange, redis, dead_letter)
+        events = self.publisher = self._publisher(events_exchange, redis, shard_count, dead_letter)
         store = sessions.SessionStore(redis, self.keys)
         writer = self._checkpoints = checkpoints.CheckpointWriter(events, store)
         stack.push_async_callback(writer.finish)
@@ -177,6 +172,9 @@ class GatewayApp:
         self._tasks.every(
             shared_status.STATUS_INTERVAL, self._status_round, name="status", first_now=True
         )
+        self._tasks.every(
+            identify.LEDGER_CHECK_INTERVAL, self.ledger.refresh_if_due, name="session-starts"
+        )
         follower.start_loop()
         if follower.retired:
             return
@@ -193,6 +191,26 @@ class GatewayApp:
         )
         follower.assignment = await assignment.start(self.leases, follower.shards, self._tasks)
 
+    async def _start_health(self) -> None:
+        self.health = health.HealthServer(
+            self.settings.core.health_port,
+            ready=self.readiness,
+            alive=self.liveness,
+            metrics=self.metrics,
+        )
+        await self.health.start()
+        self._stack.push_async_callback(self.health.close)
+
+    async def _start_ledger(
+        self, redis: aioredis.Redis, info: discord_api.GatewayBotInfo
+    ) -> identify.SessionStartLedger:
+        core = self.settings.core
+        ledger = identify.SessionStartLedger(
+            redis, self.keys, fetch=lambda: discord_api.fetch_gateway_bot(core.api_url, core.token)
+        )
+        await ledger.record_limit(info.total, info.remaining, info.reset_after)
+        return ledger
+
     async def _start_interests(
         self, redis: aioredis.Redis, events: publisher.EventPublisher
     ) -> interests.InterestView:
@@ -207,6 +225,7 @@ class GatewayApp:
         self,
         exchange: aio_pika.abc.AbstractExchange,
         redis: aioredis.Redis,
+        shard_count: int,
         dead_letter: aio_pika.abc.AbstractExchange | None = None,
     ) -> publisher.EventPublisher:
         core = self.settings.core
@@ -218,7 +237,9 @@ class GatewayApp:
             reply_to=self.topology.reply_queue(core.pool, self.gateway_id),
             max_buffered=self.settings.publish_buffer,
             on_pressure=lambda on: self.group.set_paused(on) if self.group else None,
-            cache_writer=cache_writer.CacheWriter(self.keys, resources.CacheResource(cached))
+            cache_writer=cache_writer.CacheWriter(
+                self.keys, resources.CacheResource(cached), shard_count=shard_count
+            )
             if cached
             else None,
             redis=redis,
@@ -280,6 +301,7 @@ class GatewayApp:
             backlog=self.publisher.outstanding if self.publisher is not None else 0,
             bridge=self.voice,
             interests=self.interests.acknowledged if self.interests is not None else None,
+            session_start_wait_until=self.ledger.waiting_until() if self.ledger else None,
         )
 
     async def write_status(self) -> None:

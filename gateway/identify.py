@@ -2,7 +2,7 @@
 
 Discord allows one IDENTIFY per ``shard_id % max_concurrency`` bucket per 5 seconds, and a
 daily budget of session starts; exhausting the budget resets the bot's token. Every gateway of
-a pool takes the same Redis slots, and refuses to start a session when the budget is nearly
+a pool takes the same Redis slots, and waits for Discord's reset when the budget is nearly
 spent, instead of spending the last ones.
 """
 
@@ -12,7 +12,6 @@ import abc
 import asyncio
 import dataclasses
 import logging
-import time
 import typing
 
 from shared import clock as clock_module
@@ -29,10 +28,6 @@ _MARGIN_MS: typing.Final[int] = 100
 _SLACK_MS: typing.Final[int] = 60_000
 #: Session starts kept in reserve: below this, the gateway refuses to IDENTIFY.
 SESSION_START_RESERVE: typing.Final[int] = 5
-
-
-class SessionStartBudgetError(RuntimeError):
-    """Too few session starts remain; identifying now would risk a token reset."""
 
 
 class IdentifyQueue(abc.ABC):
@@ -158,60 +153,252 @@ class SessionStartBudget:
 
     total: int
     remaining: int
-    #: Seconds until Discord resets the budget, from when it was read.
+    #: Seconds until Discord resets the budget, from now.
     reset_after: float
 
 
+# KEYS[1] = the ledger; ARGV = now (ms), the reserve. Spends one start only from a ledger that
+# exists and whose window has not ended: a missing or ended one is unknown (Discord is asked
+# again), never "0 left" (HINCRBY on a missing key would create one at -1 without a TTL).
+# Answers {1, remaining, reset_at} when taken, {0, remaining, reset_at} when too few remain,
+# {-1, 0, 0} when unknown.
+_SPEND: typing.Final = """
+local known = redis.call('HMGET', KEYS[1], 'remaining', 'reset_at')
+local remaining, reset_at = tonumber(known[1]), tonumber(known[2])
+if remaining == nil or reset_at == nil or reset_at <= tonumber(ARGV[1]) then
+  return {-1, 0, 0}
+end
+if remaining <= tonumber(ARGV[2]) then return {0, remaining, reset_at} end
+return {1, redis.call('HINCRBY', KEYS[1], 'remaining', -1), reset_at}
+"""
+
+# KEYS[1] = the ledger; ARGV = now (ms), total, remaining, reset_at (ms), expiry (ms), how far
+# apart two readings of one window's end may be (ms). Discord's figure replaces the ledger,
+# except that within the same window the lower count stands: starts the pool spent a moment
+# ago may not be counted by Discord yet. Answers the remaining count stored.
+_RECORD: typing.Final = """
+local known = redis.call('HMGET', KEYS[1], 'remaining', 'reset_at')
+local remaining, reset_at = tonumber(known[1]), tonumber(known[2])
+local said = tonumber(ARGV[3])
+if remaining ~= nil and reset_at ~= nil and reset_at > tonumber(ARGV[1])
+   and math.abs(reset_at - tonumber(ARGV[4])) <= tonumber(ARGV[6]) and remaining < said then
+  said = remaining
+end
+redis.call('HSET', KEYS[1], 'total', ARGV[2], 'remaining', said, 'reset_at', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return said
+"""
+
+#: The shortest window the ledger believes in.
+_MIN_WINDOW_MS: typing.Final[int] = 1000
+#: Two readings of Discord's ``reset_after`` whose ends differ by less than this are the same
+#: window (the request's own latency); a new window ends a whole window later.
+_SAME_WINDOW_MS: typing.Final[int] = 1000
+#: Waited after Discord's reset before asking again (its clock is not ours).
+_RESET_MARGIN: typing.Final[float] = 1.0
+#: Waits between attempts while Discord or the ledger cannot be read (doubling up to the cap).
+_RETRY_FIRST: typing.Final[float] = 1.0
+_RETRY_CAP: typing.Final[float] = 60.0
+#: How often the gateway checks that its ledger is current (``refresh_if_due``).
+LEDGER_CHECK_INTERVAL: typing.Final[float] = 30.0
+
+
+class SessionStartLimit(typing.Protocol):
+    """What ``GET /gateway/bot`` says of the session start limit (``discord_api``)."""
+
+    @property
+    def total(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def reset_after(self) -> float: ...
+
+
 class SessionStartLedger:
-    """The pool's remaining session starts, as Discord last reported them, minus our own."""
+    """The pool's remaining session starts, as Discord last reported them, minus our own.
+
+    Discord's ``session_start_limit`` (``GET /gateway/bot``) is the authority; the ledger in
+    Redis counts the pool's own starts in between, and lives one of Discord's windows. When it
+    is missing or its window ended, nobody knows how many remain: Discord is asked again.
+    :meth:`spend` never refuses for good: with too few starts left it waits (on the injected
+    clock) until Discord resets them, says so once, and then IDENTIFYs.
+    """
 
     def __init__(
         self,
         redis: aioredis.Redis,
         redis_keys: keys.RedisKeys,
-        reserve: int = SESSION_START_RESERVE,
         *,
-        clock: typing.Callable[[], float] = time.monotonic,
+        fetch: typing.Callable[[], typing.Awaitable[SessionStartLimit]],
+        reserve: int = SESSION_START_RESERVE,
+        clock: clock_module.Clock | None = None,
     ) -> None:
         self._redis = redis
         self._key = redis_keys.session_start_ledger()
+        self._fetch = fetch
         self.reserve = reserve
-        self._clock = clock
-        self._known: tuple[int, int, float] | None = None  # total, remaining, reset at
+        self._clock = clock or clock_module.SystemClock()
+        self._spend_script = redis.register_script(_SPEND)
+        self._record_script = redis.register_script(_RECORD)
+        #: total, remaining, reset at (ms on the clock's wall time): the last figure seen.
+        self._known: tuple[int, int, int] | None = None
+        self._refreshing = asyncio.Lock()
+        #: Counts Discord's figures stored: shards that found the ledger unknown together
+        #: ask Discord once.
+        self._generation = 0
+        #: Shards waiting for Discord's reset, and when it comes (ms): for status and the log.
+        self._waiting = 0
+        self._wait_until_ms = 0
+
+    # --- what Discord says -------------------------------------------------------------------
 
     async def record_limit(self, total: int, remaining: int, reset_after: float) -> None:
         """Store what ``/gateway/bot`` said; Discord's figure is authoritative."""
-        self._known = (total, remaining, self._clock() + reset_after)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key, mapping={"total": total, "remaining": remaining})
-            pipe.pexpire(self._key, max(int(reset_after * 1000), 1000))
-            await pipe.execute()
+        now = self._clock.now_ms()
+        # At least a second: a window that ends as it is read would be unknown at once again.
+        reset_at = now + max(int(reset_after * 1000), _MIN_WINDOW_MS)
+        self._known = (total, remaining, reset_at)
+        self._generation += 1
+        try:
+            stored = await self._record_script(
+                keys=[self._key],
+                args=[now, total, remaining, reset_at, _expiry_ms(reset_at - now), _SAME_WINDOW_MS],
+            )
+        except redis_client.REDIS_ERRORS as exc:
+            _LOGGER.warning(
+                "Redis unavailable: session start limit not shared", extra={"error": str(exc)}
+            )
+            return
+        self._known = (total, int(stored), reset_at)
+
+    async def refresh(self) -> None:
+        """Ask Discord (``GET /gateway/bot``) and store its figure."""
+        said = await self._fetch()
+        await self.record_limit(said.total, said.remaining, said.reset_after)
+
+    async def refresh_if_due(self) -> None:
+        """Ask Discord again once the known window ended or the ledger went missing (a Redis
+        that restarted empty, an eviction): run every :data:`LEDGER_CHECK_INTERVAL`."""
+        known = self._known
+        if known is None or known[2] <= self._clock.now_ms():
+            await self.refresh()
+            return
+        try:
+            missing = not await self._redis.exists(self._key)
+        except redis_client.REDIS_ERRORS:
+            return  # unknown: the next spend or round asks again
+        if missing:
+            await self.refresh()
+
+    # --- what the gateway reads ---------------------------------------------------------------
 
     def budget(self) -> SessionStartBudget | None:
         """The last known budget; ``None`` before Discord said anything."""
         if self._known is None:
             return None
         total, remaining, reset_at = self._known
-        return SessionStartBudget(total, remaining, max(reset_at - self._clock(), 0.0))
+        return SessionStartBudget(total, remaining, max(reset_at - self._clock.now_ms(), 0) / 1000)
 
-    async def spend(self) -> int:
-        """Take one session start; raise :class:`SessionStartBudgetError` when too few remain."""
-        try:
-            remaining = int(await self._redis.hincrby(self._key, "remaining", -1))
-        except redis_client.REDIS_ERRORS:
-            _LOGGER.warning("Redis unavailable: session start not recorded in the ledger")
-            return -1
-        refused = remaining < self.reserve
-        if self._known is not None:
-            self._known = (self._known[0], max(remaining + refused, 0), self._known[2])
-        if refused:
-            await self._redis.hincrby(self._key, "remaining", 1)
-            raise SessionStartBudgetError(
-                f"only {remaining + 1} session starts remain today (reserve {self.reserve}); "
-                "refusing to IDENTIFY so Discord does not reset the token"
-            )
-        return remaining
+    def waiting_until(self) -> float | None:
+        """When (Unix time, on the clock) shards waiting for Discord's reset of the session
+        starts may IDENTIFY; ``None`` while none waits."""
+        return self._wait_until_ms / 1000 if self._waiting else None
 
     async def remaining(self) -> int | None:
         value = await self._redis.hget(self._key, "remaining")
         return None if value is None else int(value)
+
+    # --- spending ------------------------------------------------------------------------------
+
+    async def spend(self) -> int:
+        """Take one session start, waiting as long as too few remain; never raises (but
+        cancellation). Returns the starts left, or -1 when Redis could not count it."""
+        retry = _RETRY_FIRST
+        while True:
+            try:
+                taken = await self._try_spend()
+            except Exception as exc:  # Discord away, a bad reply: wait, then retry
+                _LOGGER.warning(
+                    "session start limit unknown; asking Discord again",
+                    extra={"error": str(exc), "retry_in": retry},
+                )
+                await self._clock.sleep(retry)
+                retry = min(retry * 2, _RETRY_CAP)
+                continue
+            retry = _RETRY_FIRST
+            if taken is not None:
+                return taken
+
+    async def _try_spend(self) -> int | None:
+        """One attempt: the starts left once taken, or ``None`` after waiting for a refresh."""
+        generation = self._generation
+        try:
+            outcome, remaining, reset_at = (
+                int(x)
+                for x in await self._spend_script(
+                    keys=[self._key], args=[self._clock.now_ms(), self.reserve]
+                )
+            )
+        except redis_client.REDIS_ERRORS as exc:
+            _LOGGER.warning(
+                "Redis unavailable: session start counted by this gateway alone",
+                extra={"error": str(exc)},
+            )
+            return await self._spend_locally(generation)
+        if outcome < 0:
+            await self._refresh_once(generation)
+            return None
+        total = self._known[0] if self._known is not None else remaining
+        self._known = (total, remaining, reset_at)
+        if outcome == 0:
+            await self._wait_for_reset(remaining, reset_at)
+            return None
+        return remaining
+
+    async def _spend_locally(self, generation: int) -> int | None:
+        """Redis is away: count on this gateway's last figure (asking Discord when it has
+        none, or its window ended)."""
+        if self._known is None or self._known[2] <= self._clock.now_ms():
+            await self._refresh_once(generation)
+            if self._known is None:
+                return None
+        total, remaining, reset_at = self._known
+        if remaining <= self.reserve:
+            await self._wait_for_reset(remaining, reset_at)
+            return None
+        self._known = (total, remaining - 1, reset_at)
+        return -1
+
+    async def _refresh_once(self, generation: int) -> None:
+        """Ask Discord, once for all the shards that found the ledger unknown together."""
+        async with self._refreshing:
+            if self._generation == generation:
+                _LOGGER.info("session start ledger unknown; asking Discord (GET /gateway/bot)")
+                await self.refresh()
+
+    async def _wait_for_reset(self, remaining: int, reset_at: int) -> None:
+        """Too few starts left: wait for Discord's reset (the caller then asks again)."""
+        self._waiting += 1
+        if self._waiting == 1:
+            self._wait_until_ms = reset_at
+            _LOGGER.warning(
+                "too few session starts left to IDENTIFY; shards wait for Discord's reset",
+                extra={
+                    "remaining": remaining,
+                    "reserve": self.reserve,
+                    "reset_in": round(max(reset_at - self._clock.now_ms(), 0) / 1000, 1),
+                },
+            )
+        try:
+            wait = max(reset_at - self._clock.now_ms(), 0) / 1000
+            await self._clock.sleep(wait + _RESET_MARGIN)
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0:
+                _LOGGER.info("Discord's reset of the session starts came; identifying again")
+
+
+def _expiry_ms(window_ms: int) -> int:
+    # Redis collects the ledger a while after its window (the script compares reset_at with
+    # the caller's clock, so a fake clock in tests sees exact windows).
+    return max(window_ms, 0) + _SLACK_MS

@@ -29,6 +29,7 @@ def describe(  # noqa: PLR0913 - the record's fields, by name
     backlog: int,
     bridge: voice.VoiceBridge | None,
     interests: typing.Mapping[str, str] | None = None,
+    session_start_wait_until: float | None = None,
 ) -> status.GatewayStatus:
     return status.GatewayStatus(
         gateway=gateway_id,
@@ -44,6 +45,7 @@ def describe(  # noqa: PLR0913 - the record's fields, by name
         shards=shard_statuses(group),
         lavalink={"sessions": len(bridge.sessions), **bridge.stats} if bridge else None,
         interests=interests,
+        session_start_wait_until=session_start_wait_until,
     )
 
 

@@ -299,9 +299,11 @@ class RedisKeys:
         """Hash: 8-byte channel id -> 8-byte guild id, to find a channel by its id alone."""
         return f"{self._prefix}:cb:{_bucket(channel_id)}"
 
-    def shard_guilds(self, shard_id: int) -> str:
-        """Set: ids of the guilds a shard delivered (dropped when the shard re-identifies)."""
-        return f"{self._prefix}:shard:{shard_id}:guilds"
+    def shard_guilds(self, shard_id: int, shard_count: int) -> str:
+        """Set: ids of the guilds a shard of a layout delivered (dropped when the shard
+        re-identifies). Per layout: after a re-shard, shard 0 of the new layout owns only part
+        of what shard 0 of the old one did, and must not drop the rest."""
+        return f"{self._prefix}:shard:{shard_count}:{shard_id}:guilds"
 
     def guilds(self) -> str:
         """Set: every cached guild of the pool."""

@@ -63,6 +63,9 @@ class GatewayStatus:
     #: The worker groups' interest versions it applies (``shared.interests``); ``None``:
     #: it publishes every event. An older gateway's record has none: it acknowledges nothing.
     interests: typing.Mapping[str, str] | None = dataclasses.field(default_factory=dict)
+    #: While shards wait for Discord to reset the pool's session starts (too few left to
+    #: IDENTIFY): when it does (Unix time). ``None`` when none waits.
+    session_start_wait_until: float | None = None
 
     # --- the rules ------------------------------------------------------------------------
 
@@ -143,6 +146,7 @@ class GatewayStatus:
             shards=shards,
             lavalink=body.get("lavalink"),
             interests=_interests(body),
+            session_start_wait_until=_optional_float(body.get("session_start_wait_until")),
         )
 
     @classmethod
@@ -164,3 +168,5 @@ def _interests(body: typing.Mapping[str, typing.Any]) -> dict[str, str] | None:
         return {}
     acks = body["interests"]
     return None if acks is None else {str(k): str(v) for k, v in dict(acks).items()}
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(typing.cast("float", value))

@@ -20,6 +20,10 @@ class GatewayOptions:
     session_start_total: int = 1000
     session_start_remaining: int = 1000
     session_start_reset_after: float = 24 * 3600.0
+    """Seconds of one session-start window (Discord's is a day; tests shorten it to seconds).
+    discord-api-docs, Gateway, "Get Gateway Bot" / "Session Start Limit Object": ``total``,
+    ``remaining``, and ``reset_after``, "the number of milliseconds after which the limit
+    resets" (sent as milliseconds, see ``handshakes.Handshakes.session_start_limit``)."""
     recommended_shards: int = 1
     commands_per_minute: int = 120
     command_window: float = 60.0

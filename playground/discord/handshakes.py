@@ -52,6 +52,9 @@ class Handshakes:
         self._session_start_reset_at = time.monotonic() + self.options.session_start_reset_after
 
     def session_start_limit(self) -> Json:
+        """``session_start_limit`` of ``GET /gateway/bot`` (discord-api-docs, Gateway, "Get
+        Gateway Bot" / "Session Start Limit Object"): ``reset_after`` is in milliseconds, and
+        ``remaining`` goes back to ``total`` once the window ends."""
         now = time.monotonic()
         if now >= self._session_start_reset_at:
             self.session_start_remaining = self.options.session_start_total

@@ -47,9 +47,13 @@ _ONLY_FOR: typing.Final[dict[str, CacheResource]] = {
 class CacheWriter:
     """Turns dispatches into cache writes for one pool."""
 
-    def __init__(self, redis_keys: keys.RedisKeys, resources: CacheResource) -> None:
+    def __init__(
+        self, redis_keys: keys.RedisKeys, resources: CacheResource, *, shard_count: int
+    ) -> None:
         self.keys = redis_keys
         self.resources = resources
+        #: The layout of the shards whose dispatches this writer gets (one per gateway).
+        self.shard_count = shard_count
         self.malformed = 0
         self._handlers: dict[str, typing.Callable[..., typing.Awaitable[None]]] = {
             "READY": self._ready,
@@ -198,12 +202,13 @@ class CacheWriter:
         # A new session: guilds this shard had before but no longer lists are gone (kicked
         # while we were away, or moved to another shard by re-sharding).
         listed = {int(g["id"]) for g in d.get("guilds", ())}
-        previous = {int(g) for g in await redis.smembers(self.keys.shard_guilds(shard_id))}
+        own = self.keys.shard_guilds(shard_id, self.shard_count)
+        previous = {int(g) for g in await redis.smembers(own)}
         for guild_id in previous - listed:
             await self._drop_guild(redis, pipe, guild_id)
-        pipe.delete(self.keys.shard_guilds(shard_id))
+        pipe.delete(own)
         if listed:
-            pipe.sadd(self.keys.shard_guilds(shard_id), *listed)
+            pipe.sadd(own, *listed)
             pipe.sadd(self.keys.guilds(), *listed)
             pipe.sadd(self.keys.unavailable_guilds(), *listed)
         self._put_user(pipe, d.get("user") or {})
@@ -218,7 +223,7 @@ class CacheWriter:
         # A GUILD_CREATE is the full state: replace what was there.
         if await redis.exists(self.keys.guild(guild_id)):
             await self._drop_guild(redis, pipe, guild_id)
-        pipe.sadd(self.keys.shard_guilds(shard_id), guild_id)
+        pipe.sadd(self.keys.shard_guilds(shard_id, self.shard_count), guild_id)
         pipe.sadd(self.keys.guilds(), guild_id)
         pipe.srem(self.keys.unavailable_guilds(), guild_id)
         self._write_guild(pipe, guild_id, d)
@@ -283,7 +288,7 @@ class CacheWriter:
             pipe.sadd(self.keys.unavailable_guilds(), guild_id)
             return
         await self._drop_guild(redis, pipe, guild_id)
-        pipe.srem(self.keys.shard_guilds(shard_id), guild_id)
+        pipe.srem(self.keys.shard_guilds(shard_id, self.shard_count), guild_id)
 
     async def _channel_upsert(
         self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json

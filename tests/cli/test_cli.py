@@ -26,7 +26,9 @@ if typing.TYPE_CHECKING:
 STATUS_KEYS: typing.Final = {
     "pool", "namespace", "shard_count", "gateways", "shards", "workers", "queues", "dead_letters",
 }  # fmt: skip
-GATEWAY_KEYS: typing.Final = {"gateway", "state", "shards", "connected", "backlog", "seen_s_ago"}
+GATEWAY_KEYS: typing.Final = {
+    "gateway", "state", "shards", "connected", "backlog", "seen_s_ago", "session_start_wait_s",
+}  # fmt: skip
 SHARD_KEYS: typing.Final = {
     "shard", "gateway", "state", "latency_ms", "guilds", "session_age_s", "seq", "session",
 }  # fmt: skip

@@ -1,15 +1,11 @@
-"""Identify coordination across gateways: the per-bucket IDENTIFY slots and the session
-start budget (``gateway.identify``)."""
+"""Identify coordination across gateways: the per-bucket IDENTIFY slots (``gateway.identify``;
+the session start budget is ``test_session_ledger``)."""
 
 from __future__ import annotations
 
 import itertools
 import time
 import typing
-
-import pytest
-
-from gateway import identify
 
 if typing.TYPE_CHECKING:
     from tests.conftest import EmulatorFactory
@@ -43,18 +39,3 @@ async def test_two_gateways_eight_shards_respect_identify_buckets(
     for bucket in (0, 1):
         times = sorted(r.at for r in accepted if r.bucket == bucket)
         assert all(b - a >= 5.0 for a, b in itertools.pairwise(times))
-
-
-async def test_refuses_to_identify_when_the_session_start_budget_is_nearly_spent(
-    make_emulator: EmulatorFactory, stack: Stack
-) -> None:
-    stack.discord = discord = await make_emulator(
-        session_start_remaining=identify.SESSION_START_RESERVE
-    )
-    with pytest.raises(identify.SessionStartBudgetError, match="refusing to IDENTIFY"):
-        async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
-            pass
-    assert discord.records.identifies == []
-    assert discord.records.token_resets == 0
-    ledger = identify.SessionStartLedger(stack.redis, stack.keys)
-    assert await ledger.remaining() == identify.SESSION_START_RESERVE

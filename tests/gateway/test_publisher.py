@@ -195,7 +195,9 @@ async def test_the_checkpoint_never_passes_an_event_still_waiting(stack: Stack) 
     await stack.listen(["MESSAGE_CREATE"])
     gated, events = await gated_publisher(
         stack,
-        cache_writer=cache_writer.CacheWriter(stack.keys, resources.CacheResource.MEMBERS),
+        cache_writer=cache_writer.CacheWriter(
+            stack.keys, resources.CacheResource.MEMBERS, shard_count=1
+        ),
         redis=stack.redis,
     )
     stream = events.stream(0, 1)

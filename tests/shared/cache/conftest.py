@@ -40,7 +40,7 @@ def make_cache(
     factory = entity_factory.EntityFactoryImpl(typing.cast("hikari.RESTAware", _App()))
     return Cache(
         redis,
-        writer.CacheWriter(redis_keys, flags),
+        writer.CacheWriter(redis_keys, flags, shard_count=4),
         reader.CacheReader(redis, redis_keys, factory),
         world.World(),
     )

@@ -258,6 +258,30 @@ async def test_a_reidentifying_shard_drops_its_stale_guilds(cache: Cache) -> Non
     assert int(kept["id"]) in await cache.reader.unavailable_guild_ids()
 
 
+async def test_resharding_keeps_the_guilds_other_shards_now_own(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """1 → 2 shards: the new layout's shard 0 re-identifies listing only its half; the guilds
+    that moved to shard 1 stay cached (they were dropped while the key ignored the count)."""
+    old = make_cache(redis_client, namespace)
+    old.writer = writer.CacheWriter(old.writer.keys, resources.ALL, shard_count=1)
+    # Snowflakes whose bit 22 picks the shard of two: guild ``k << 22`` lives on shard k % 2.
+    even, odd = (old.world.add_guild("g", guild_id=k << 22) for k in (2, 3))
+    for guild in (even, odd):
+        await old.apply("GUILD_CREATE", old.world.guild_create_payload(int(guild["id"])))
+    new = make_cache(redis_client, namespace)
+    new.writer = writer.CacheWriter(new.writer.keys, resources.ALL, shard_count=2)
+    for shard_id, guild in ((0, even), (1, odd)):
+        ready = {"user": new.world.bot_user, "guilds": [{"id": guild["id"], "unavailable": True}]}
+        await new.apply("READY", ready, shard_id=shard_id)
+        assert await new.reader.guild_ids() == {int(even["id"]), int(odd["id"])}
+        assert await new.reader.get_guild(int(odd["id"])) is not None
+        assert await new.reader.get_guild(int(even["id"])) is not None
+    # Within the new layout a re-identify still drops what its shard no longer lists.
+    await new.apply("READY", {"user": new.world.bot_user, "guilds": []}, shard_id=1)
+    assert await new.reader.guild_ids() == {int(even["id"])}
+
+
 async def test_resource_flags_off(redis_client: aioredis.Redis, namespace: str) -> None:
     cache = make_cache(
         redis_client, namespace, resources.CacheResource.GUILDS | resources.CacheResource.ROLES
@@ -341,8 +365,8 @@ async def test_malformed_payloads_are_skipped_and_the_rest_is_written(cache: Cac
 def test_events_of_a_resource_that_is_off_are_not_claimed_by_the_writer() -> None:
     """The gateway publishes what the writer does not handle without waiting on Redis."""
     names = keys_module.RedisKeys("ns", "main")
-    default = writer.CacheWriter(names, resources.DEFAULT)
-    everything = writer.CacheWriter(names, resources.ALL)
+    default = writer.CacheWriter(names, resources.DEFAULT, shard_count=1)
+    everything = writer.CacheWriter(names, resources.ALL, shard_count=1)
     assert not default.handles("MESSAGE_CREATE")
     assert not default.handles("PRESENCE_UPDATE")
     assert default.handles("GUILD_MEMBER_ADD")
