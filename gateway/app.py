@@ -148,7 +148,12 @@ class GatewayApp:
         await follower.settle_at_start()
         stack.push_async_callback(follower.hand_over)
         self.commands = gateway_commands.CommandConsumer(
-            reply_queue, command_channel, group, self.gateway_id
+            reply_queue,
+            command_channel,
+            group,
+            self.gateway_id,
+            intents=self.settings.intents,
+            names=self.topology,
         )
         await self.commands.start()
         stack.push_async_callback(_bounded, self.commands.close)
