@@ -229,9 +229,10 @@ class Prompts:
                 return  # another replica's prompt
             future, check = waiting
             if event["kind"] == "message":
-                answer: Answer | ComponentAnswer = Answer(**event["answer"])
-                if check is not None and not self._passes(event["prompt"], check, answer):
+                message = Answer(**event["answer"])
+                if check is not None and not self._passes(event["prompt"], check, message):
                     return
+                answer: Answer | ComponentAnswer = message
             else:
                 raw = event["answer"]
                 answer = ComponentAnswer(**{**raw, "values": tuple(raw["values"])})
