@@ -278,8 +278,10 @@ class GatewayApp:
             await gateway_status.write(self._redis, self.keys, self.status())
 
     async def _status_round(self) -> None:
-        await self.restart_requested_shards()
-        await self.write_status()
+        try:
+            await self.restart_requested_shards()
+        finally:  # a failed restart must not also stop the status
+            await self.write_status()
 
     async def restart_requested_shards(self) -> list[int]:
         """Restart the held shards an operator asked for (``shardline restart-shard``)."""
@@ -314,8 +316,10 @@ class GatewayApp:
 
     async def close(self) -> None:
         """Stop intake, hand every shard over with its session kept, then disconnect."""
-        await self._stack.aclose()  # in reverse order of start, each step whatever the others
-        await self._tasks.close()
+        try:
+            await self._stack.aclose()  # in reverse order of start, each step whatever the others
+        finally:
+            await self._tasks.close()
 
     async def _stop_loops(self) -> None:
         await self._tasks.stop_loops()
