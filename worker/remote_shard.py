@@ -35,9 +35,10 @@ _STATUS: typing.Final = {
 
 #: RabbitMQ's direct reply-to: answers come straight to the channel that sent the command.
 _DIRECT_REPLY_TO: typing.Final = "amq.rabbitmq.reply-to"
-#: How long a caller waits for the gateway's answer: a throttled shard holds a command up to
-#: Discord's 60-second command window (Gateway > Rate Limiting), then sends it.
-ANSWER_TIMEOUT: typing.Final[float] = 65.0
+#: How long a caller waits for the gateway's answer. A shard over Discord's 120 commands a
+#: minute (Gateway > Rate Limiting) holds a command up to the rest of that window before it
+#: sends it; a caller gives up sooner, told the command may still go out.
+ANSWER_TIMEOUT: typing.Final[float] = 10.0
 
 
 class CommandReplies:
