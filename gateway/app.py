@@ -146,7 +146,12 @@ class GatewayApp:
         await follower.settle_at_start()
         stack.push_async_callback(follower.hand_over)
         self.commands = gateway_commands.CommandConsumer(
-            reply_queue, command_channel, group, self.gateway_id
+            reply_queue,
+            command_channel,
+            group,
+            self.gateway_id,
+            intents=self.settings.intents,
+            names=self.topology,
         )
         await self.commands.start()
         stack.push_async_callback(_bounded, self.commands.close)
@@ -309,8 +314,10 @@ class GatewayApp:
             await gateway_status.write(self._redis, self.keys, self.status())
 
     async def _status_round(self) -> None:
-        await self.restart_requested_shards()
-        await self.write_status()
+        try:
+            await self.restart_requested_shards()
+        finally:  # a failed restart must not also stop the status
+            await self.write_status()
 
     async def restart_requested_shards(self) -> list[int]:
         """Restart the held shards an operator asked for (``shardline restart-shard``)."""
@@ -345,8 +352,10 @@ class GatewayApp:
 
     async def close(self) -> None:
         """Stop intake, hand every shard over with its session kept, then disconnect."""
-        await self._stack.aclose()  # in reverse order of start, each step whatever the others
-        await self._tasks.close()
+        try:
+            await self._stack.aclose()  # in reverse order of start, each step whatever the others
+        finally:
+            await self._tasks.close()
 
     async def _stop_loops(self) -> None:
         await self._tasks.stop_loops()

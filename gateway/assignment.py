@@ -68,7 +68,12 @@ class LeaseAssignment:
         for shard_id in sorted(self.claimed)[share:]:
             # Stop first (session kept, seq written), then let another gateway take it.
             self.claimed.discard(shard_id)
-            await self._shards.stop(shard_id)
+            try:
+                await self._shards.stop(shard_id)
+            except Exception as exc:  # stopped as far as it goes: the lease goes back anyway
+                _LOGGER.warning(
+                    "shard not stopped cleanly", extra={"shard": shard_id, "error": repr(exc)}
+                )
             await self.leases.release(shard_id)
             _LOGGER.info("handed a shard back to the pool", extra={"shard": shard_id})
         wanted = share - len(self.claimed)

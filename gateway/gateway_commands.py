@@ -1,4 +1,10 @@
-"""Gateway commands from workers: validated, sent on the right shard, answered."""
+"""Gateway commands from workers: validated, sent on the right shard, answered.
+
+Every command ends acked, whatever happens to it: sent (``{"ok":true}``) or refused with a
+:class:`shared.gateway_commands.CommandRefusal`; a refusal nobody waits for goes to the
+dead-letter queue with its reason. A message left unacked would hold one of the channel's
+prefetch slots for good, and enough of them stop the gateway's command intake.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ import typing
 import aio_pika
 import hikari
 
-from shared import gateway_commands
+from shared import gateway_commands, topology
+from shared.gateway_commands import CommandRefusal, RefusalReason
 
 if typing.TYPE_CHECKING:
     from aio_pika import abc as pika_abc
@@ -37,8 +44,13 @@ class CommandConsumer:
         channel: pika_abc.AbstractChannel,
         group: shards.ShardGroup,
         gateway_id: str,
+        *,
+        intents: int | None = None,
+        names: topology.Topology | None = None,
     ) -> None:
         self._queue = queue
+        self._intents = intents
+        self._names = names
         self._channel = channel
         self._group = group
         self._gateway_id = gateway_id
@@ -63,25 +75,63 @@ class CommandConsumer:
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, message: pika_abc.AbstractIncomingMessage) -> None:
-        error: str | None = None
         try:
-            command = gateway_commands.decode(message.body)
-            shard = self._group.shard(command.shard_id)
-            if shard is None or not shard.is_alive:
-                error = f"shard {command.shard_id} is not held by gateway {self._gateway_id}"
-            else:
-                await self._send(shard, command)
-        except gateway_commands.CommandError as exc:
-            error = f"invalid gateway command: {exc}"
-        except (hikari.ComponentStateConflictError, hikari.errors.GatewayError) as exc:
-            error = f"shard could not send the command: {exc}"
-        if error is None:
+            refusal = await self._run(message)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the gateway is stopping: not this command's doing
+            # hikari cancels what waits in a shard's rate limiter when the shard reconnects.
+            refusal = CommandRefusal(
+                RefusalReason.NOT_SENT,
+                "the shard reconnected while the command waited for Discord's rate limit",
+            )
+        if refusal is None:
             self.handled += 1
         else:
             self.rejected += 1
-            _LOGGER.warning("gateway command refused", extra={"reason": error})
-        await self._reply(message, error)
-        await message.ack()
+            _LOGGER.warning(
+                "gateway command refused",
+                extra={"reason": refusal.message, "refusal": refusal.reason.value},
+            )
+        try:
+            await self._answer(message, refusal)
+        finally:
+            await message.ack()
+
+    async def _run(self, message: pika_abc.AbstractIncomingMessage) -> CommandRefusal | None:
+        """Send one command; the refusal when it was not sent."""
+        limit = gateway_commands.MAX_COMMAND_BYTES
+        if len(message.body) > limit:
+            return CommandRefusal(
+                RefusalReason.TOO_LARGE, f"a command of {len(message.body)} bytes (limit {limit})"
+            )
+        try:
+            command = gateway_commands.decode(message.body, intents=self._intents)
+        except gateway_commands.CommandError as exc:
+            return CommandRefusal(RefusalReason.INVALID, f"invalid gateway command: {exc}")
+        shard = self._group.shard(command.shard_id)
+        if shard is None or not shard.is_alive:
+            return CommandRefusal(
+                RefusalReason.NOT_HELD,
+                f"shard {command.shard_id} is not held by gateway {self._gateway_id}",
+            )
+        try:
+            await self._send(shard, command)
+        except (hikari.ComponentStateConflictError, hikari.errors.GatewayError) as exc:
+            return CommandRefusal(
+                RefusalReason.NOT_SENT, f"shard could not send the command: {exc}"
+            )
+        except (hikari.errors.MissingIntentError, ValueError, TypeError, OverflowError) as exc:
+            # What validation should have caught: refused all the same, and logged to fix it.
+            _LOGGER.warning("a command passed validation but not the shard", exc_info=True)
+            return CommandRefusal(RefusalReason.INVALID, f"invalid gateway command: {exc}")
+        except Exception:
+            _LOGGER.exception("a gateway command failed")
+            return CommandRefusal(
+                RefusalReason.FAILED, "the gateway failed to send the command; see its log"
+            )
+        return None
 
     async def _send(
         self, shard: hikari.api.GatewayShard, command: gateway_commands.GatewayCommand
@@ -128,17 +178,26 @@ class CommandConsumer:
                 nonce=d.get("nonce", hikari.UNDEFINED),
             )
 
-    async def _reply(self, message: pika_abc.AbstractIncomingMessage, error: str | None) -> None:
-        if not message.reply_to:
-            return
+    async def _answer(
+        self, message: pika_abc.AbstractIncomingMessage, refusal: CommandRefusal | None
+    ) -> None:
+        """Reply to a caller that waits; park a refusal nobody waits for on the dead letters."""
         try:
-            await self._channel.default_exchange.publish(
-                aio_pika.Message(
-                    gateway_commands.encode_reply(ok=error is None, error=error),
-                    correlation_id=message.correlation_id,
-                    content_type="application/json",
-                ),
-                routing_key=message.reply_to,
-            )
+            if message.reply_to:
+                await self._channel.default_exchange.publish(
+                    aio_pika.Message(
+                        gateway_commands.encode_reply(refusal),
+                        correlation_id=message.correlation_id,
+                        content_type="application/json",
+                    ),
+                    routing_key=message.reply_to,
+                )
+            elif refusal is not None and self._names is not None:
+                exchange = await self._channel.get_exchange(self._names.dead_letter_exchange)
+                headers = dict(message.headers or {})
+                headers[topology.HEADER_REASON] = f"{refusal.reason}: {refusal.message}"
+                await exchange.publish(
+                    topology.copy_message(message, headers), routing_key=message.routing_key or ""
+                )
         except Exception as exc:
             _LOGGER.warning("could not answer a gateway command", extra={"error": repr(exc)})

@@ -188,7 +188,13 @@ class ReshardFollower:
     async def hand_over(self) -> None:
         """At close: stop every held shard with its session kept, and give the leases back."""
         held = self.shards.held
-        await asyncio.gather(*(self.shards.stop(s) for s in held))
+        stopped = await asyncio.gather(*(self.shards.stop(s) for s in held), return_exceptions=True)
+        for shard_id, outcome in zip(held, stopped, strict=True):
+            if isinstance(outcome, Exception):  # the leases go back all the same
+                _LOGGER.warning(
+                    "shard not stopped cleanly at close",
+                    extra={"shard": shard_id, "error": repr(outcome)},
+                )
         if self.assignment is not None:
             await self.assignment.release(held)
 

@@ -79,7 +79,13 @@ async def take_requested(
     taken = [s for s in taken if requests.vouched_for(s, count, mine[s])]
     for shard_id in taken:
         _LOGGER.info("restarting a shard on request", extra={"shard": shard_id})
-        await shards.stop(shard_id)
+        try:
+            await shards.stop(shard_id)
+        except Exception as exc:  # the request is taken: the start below must still run
+            _LOGGER.warning(
+                "shard did not stop cleanly; starting it anyway",
+                extra={"shard": shard_id, "error": repr(exc)},
+            )
         try:
             await shards.start(shard_id)
         except Exception as exc:

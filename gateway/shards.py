@@ -249,13 +249,21 @@ class ShardGroup:
         shard = self.shards.pop(shard_id, None)
         if shard is None:
             return
-        await hikari_adapter.close_keeping_session(shard)
-        await self._publisher.drain(timeout=10, shard_id=shard_id)
-        marks = self._publisher.checkpoints()
-        if shard_id in marks:
-            await self._sessions.checkpoint({shard_id: marks[shard_id]})
-        self._publisher.streams.pop(shard_id, None)
-        self.stats.pop(shard_id, None)
+        try:
+            await hikari_adapter.close_keeping_session(shard)
+            await self._publisher.drain(timeout=10, shard_id=shard_id)
+            marks = self._publisher.checkpoints()
+            if shard_id in marks:
+                await self._sessions.checkpoint({shard_id: marks[shard_id]})
+        except Exception as exc:
+            # Stopped all the same: a seq not written only means a longer replay (deduped)
+            # or an IDENTIFY; the caller's next step (a restart, a lease release) must run.
+            _LOGGER.warning(
+                "shard stopped, but not cleanly", extra={"shard": shard_id, "error": repr(exc)}
+            )
+        finally:
+            self._publisher.streams.pop(shard_id, None)
+            self.stats.pop(shard_id, None)
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop_shard(s) for s in list(self.shards)))

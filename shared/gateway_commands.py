@@ -3,28 +3,40 @@
 Wire form (JSON): ``{"v":1,"op":4,"shard":3,"d":{...}}`` published to the commands exchange with
 routing key ``{pool}.shard.{id}`` (whichever gateway holds the shard now) or a gateway id. When
 the AMQP message carries ``reply_to``, the gateway answers ``{"ok":true}`` or
-``{"ok":false,"error":"..."}`` with the same ``correlation_id``.
+``{"ok":false,"reason":"invalid","error":"..."}`` (a :class:`CommandRefusal`) with the same
+``correlation_id``. Every command ends acked: sent, or refused with a reason; a refused command
+nobody waits for goes to the dead-letter queue.
 
 Validation follows Discord's documented payloads for op 3 (presence update), op 4 (voice state
-update) and op 8 (request guild members).
+update) and op 8 (request guild members), and is strict enough that a command that passes it
+is one the gateway's shard (hikari) accepts: ASCII snowflakes in range, ``limit`` 0 to 100,
+``since`` a representable time, and (in the gateway, which knows them) the intents a members
+request needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import typing
 
 import orjson
 
 __all__: typing.Sequence[str] = (
+    "MAX_COMMAND_BYTES",
     "OP_PRESENCE_UPDATE",
     "OP_REQUEST_GUILD_MEMBERS",
     "OP_VOICE_STATE_UPDATE",
     "CommandError",
+    "CommandRefusal",
     "GatewayCommand",
+    "GatewayCommandError",
+    "RefusalReason",
     "decode",
+    "decode_reply",
     "encode",
     "encode_reply",
+    "validate",
 )
 
 OP_PRESENCE_UPDATE: typing.Final[int] = 3
@@ -32,10 +44,63 @@ OP_VOICE_STATE_UPDATE: typing.Final[int] = 4
 OP_REQUEST_GUILD_MEMBERS: typing.Final[int] = 8
 _STATUSES: typing.Final = frozenset({"online", "dnd", "idle", "invisible", "offline"})
 _MAX_NONCE_BYTES: typing.Final = 32
+#: Discord closes a connection whose sent payload exceeds 4096 bytes (discord-api-docs, Gateway
+#: "Sending Events"); our wire form is no smaller than what the shard sends, so a command
+#: message over this is refused unread.
+MAX_COMMAND_BYTES: typing.Final[int] = 4096
+_MAX_SNOWFLAKE: typing.Final = (1 << 64) - 1
+#: The largest ``since`` the gateway can turn into a time (the end of year 9999, in ms).
+_MAX_SINCE_MS: typing.Final = 253_402_300_799_999
+#: Activity types Discord documents (Activity Object > Activity Types).
+_ACTIVITY_TYPES: typing.Final = frozenset(range(6))
+#: Intent bits (Gateway > Gateway Intents): members requests need them (Request Guild Members).
+INTENT_GUILD_MEMBERS: typing.Final[int] = 1 << 1
+INTENT_GUILD_PRESENCES: typing.Final[int] = 1 << 8
+
+
+class RefusalReason(enum.StrEnum):
+    """Why a gateway did not send a command (the ``reason`` of a refusal reply)."""
+
+    INVALID = "invalid"
+    """The command is malformed or asks for what the shard cannot do (an intent it lacks)."""
+    TOO_LARGE = "too_large"
+    """The message is over :data:`MAX_COMMAND_BYTES`; refused unread."""
+    NOT_HELD = "not_held"
+    """The gateway does not hold the shard (any more); sending again may reach its holder."""
+    NOT_SENT = "not_sent"
+    """The shard could not send it (disconnected, or reconnected while it waited for its turn
+    in Discord's rate limit); sending again later may work."""
+    NO_ANSWER = "no_answer"
+    """No gateway answered in time (set by the caller, never by a gateway)."""
+    FAILED = "failed"
+    """Anything else went wrong in the gateway; its log has the details."""
 
 
 class CommandError(ValueError):
     """A command is malformed; the message says what is wrong."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommandRefusal:
+    """A gateway's answer to a command it did not send: the one error record both sides read."""
+
+    reason: RefusalReason
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class GatewayCommandError(Exception):
+    """Raised to a worker that waited for a command the gateway refused; ``refusal`` says why."""
+
+    def __init__(self, refusal: CommandRefusal) -> None:
+        super().__init__(f"{refusal.reason}: {refusal.message}")
+        self.refusal = refusal
+
+    @property
+    def reason(self) -> RefusalReason:
+        return self.refusal.reason
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,15 +114,41 @@ def encode(command: GatewayCommand) -> bytes:
     return orjson.dumps({"v": 1, "op": command.op, "shard": command.shard_id, "d": command.d})
 
 
-def encode_reply(*, ok: bool, error: str | None = None) -> bytes:
-    return orjson.dumps({"ok": ok} if error is None else {"ok": ok, "error": error})
+def encode_reply(refusal: CommandRefusal | None = None) -> bytes:
+    if refusal is None:
+        return orjson.dumps({"ok": True})
+    return orjson.dumps({"ok": False, "reason": refusal.reason.value, "error": refusal.message})
+
+
+def decode_reply(body: bytes) -> CommandRefusal | None:
+    """``None`` when the command was sent; the refusal otherwise (unreadable: ``FAILED``)."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raw = None
+    if not isinstance(raw, dict) or not isinstance(raw.get("ok"), bool):
+        return CommandRefusal(RefusalReason.FAILED, "the gateway's answer was unreadable")
+    if raw["ok"]:
+        return None
+    try:
+        reason = RefusalReason(str(raw.get("reason")))
+    except ValueError:
+        reason = RefusalReason.FAILED  # an older or newer gateway: still a refusal
+    return CommandRefusal(reason, str(raw.get("error", "refused")))
 
 
 def _snowflake(d: dict[str, typing.Any], name: str, *, nullable: bool = False) -> None:
     value = d.get(name)
     if value is None and nullable and name in d:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
+    # ASCII digits only: str.isdigit() also takes "١٢٣" and "²", which Discord refuses.
+    text = str(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, str))
+        or not (text.isascii() and text.isdigit())
+        or int(text) > _MAX_SNOWFLAKE
+    ):
         raise CommandError(f"'{name}' must be a snowflake")
 
 
@@ -75,14 +166,27 @@ def _validate_presence(d: dict[str, typing.Any]) -> None:
     if not isinstance(d.get("afk"), bool):
         raise CommandError("'afk' must be true or false")
     since = d.get("since")
-    if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
-        raise CommandError("'since' must be a unix time in milliseconds or null")
-    activities = d.get("activities")
-    if not isinstance(activities, list) or not all(
-        isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("type"), int)
-        for a in activities
+    if since is not None and (
+        isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= _MAX_SINCE_MS
     ):
-        raise CommandError("'activities' must be a list of {name, type} objects")
+        raise CommandError(
+            "'since' must be a unix time in milliseconds (year 1970 to 9999) or null"
+        )
+    activities = d.get("activities")
+    if not isinstance(activities, list) or not all(_activity_ok(a) for a in activities):
+        raise CommandError(
+            "'activities' must be a list of {name, type (0 to 5), url, state} objects"
+        )
+
+
+def _activity_ok(activity: object) -> bool:
+    return (
+        isinstance(activity, dict)
+        and isinstance(activity.get("name"), str)
+        and type(activity.get("type")) is int
+        and activity["type"] in _ACTIVITY_TYPES
+        and all(isinstance(activity.get(k), (str, type(None))) for k in ("url", "state"))
+    )
 
 
 def _validate_members(d: dict[str, typing.Any]) -> None:
@@ -95,9 +199,11 @@ def _validate_members(d: dict[str, typing.Any]) -> None:
         if not isinstance(d["query"], str):
             raise CommandError("'query' must be a string")
         limit = d.get("limit")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise CommandError("'limit' must be a non-negative integer")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 100:
+            raise CommandError("'limit' must be an integer from 0 to 100")
     else:
+        if d.get("limit"):
+            raise CommandError("'limit' goes with 'query', not with 'user_ids'")
         users = d["user_ids"] if isinstance(d["user_ids"], list) else [d["user_ids"]]
         if not users or len(users) > 100:
             raise CommandError("'user_ids' must hold 1 to 100 snowflakes")
@@ -117,15 +223,34 @@ _VALIDATORS: typing.Final[dict[int, typing.Callable[[dict[str, typing.Any]], Non
 }
 
 
-def validate(command: GatewayCommand) -> None:
+def _check_intents(d: dict[str, typing.Any], intents: int) -> None:
+    """What Discord (and hikari, before sending) require of a members request."""
+    if d.get("presences") is True and not intents & INTENT_GUILD_PRESENCES:
+        raise CommandError("'presences' needs the GUILD_PRESENCES intent, which this shard lacks")
+    if (
+        "query" in d
+        and not d["query"]
+        and not d.get("limit")
+        and not intents & (INTENT_GUILD_MEMBERS)
+    ):
+        raise CommandError("listing every member needs the GUILD_MEMBERS intent")
+
+
+def validate(command: GatewayCommand, *, intents: int | None = None) -> None:
+    """Raise :class:`CommandError` unless the command is well formed (and, given the shard's
+    ``intents``, one the shard may send)."""
     validator = _VALIDATORS.get(command.op)
     if validator is None:
         raise CommandError(f"op {command.op} is not a gateway command (3, 4 or 8)")
     validator(command.d)
+    if intents is not None and command.op == OP_REQUEST_GUILD_MEMBERS:
+        _check_intents(command.d, intents)
 
 
-def decode(body: bytes) -> GatewayCommand:
+def decode(body: bytes, *, intents: int | None = None) -> GatewayCommand:
     """Parse and validate a command; raise :class:`CommandError` with the reason."""
+    if len(body) > MAX_COMMAND_BYTES:
+        raise CommandError(f"a command of {len(body)} bytes (limit {MAX_COMMAND_BYTES})")
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -136,5 +261,5 @@ def decode(body: bytes) -> GatewayCommand:
     if type(op) is not int or type(shard) is not int or shard < 0 or not isinstance(d, dict):
         raise CommandError("expected 'op' and 'shard' integers and a 'd' object")
     command = GatewayCommand(op, shard, d)
-    validate(command)
+    validate(command, intents=intents)
     return command

@@ -68,6 +68,7 @@ class Bot:
         #: Lavalink players and events (when LAVALINK_URL is set).
         self.voice = voice.Voice(self)
         self._channel: pika_abc.AbstractChannel | None = None
+        self._command_replies: remote_shard.CommandReplies | None = None
         self._pool = "main"
         self._namespace = "shardline"
         self.shard_count = 1
@@ -138,6 +139,7 @@ class Bot:
             shard_id=shard_id,
             shard_count=self.shard_count,
             reply_to=reply_to,
+            replies=self._command_replies,
         )
 
     # --- wiring (the worker app) ------------------------------------------------------------
@@ -166,5 +168,6 @@ class Bot:
             self.commands.prompts = command_prompts.Prompts(redis, redis_keys)
         self.cache = cache
         self._channel = channel
+        self._command_replies = remote_shard.CommandReplies(channel)
         self._pool = pool
         self._namespace = namespace

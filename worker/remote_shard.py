@@ -2,16 +2,23 @@
 
 When answering an event, commands go to the reply queue of the gateway that delivered it;
 otherwise to ``{pool}.shard.{id}``, which routes to whichever gateway holds the shard now.
+
+With :class:`CommandReplies` (what the bot hands out) a call waits, as hikari's own shard does,
+until the gateway has sent the command, and raises
+:class:`shared.gateway_commands.GatewayCommandError` with the gateway's reason when it did not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import typing
+import uuid
 
 import aio_pika
 import hikari
 
 from shared import gateway_commands, topology
+from shared.gateway_commands import CommandRefusal, GatewayCommandError, RefusalReason
 
 if typing.TYPE_CHECKING:
     import datetime as dt
@@ -26,6 +33,66 @@ _STATUS: typing.Final = {
 }
 
 
+#: RabbitMQ's direct reply-to: answers come straight to the channel that sent the command.
+_DIRECT_REPLY_TO: typing.Final = "amq.rabbitmq.reply-to"
+#: How long a caller waits for the gateway's answer. A shard over Discord's 120 commands a
+#: minute (Gateway > Rate Limiting) holds a command up to the rest of that window before it
+#: sends it; a caller gives up sooner, told the command may still go out.
+ANSWER_TIMEOUT: typing.Final[float] = 10.0
+
+
+class CommandReplies:
+    """The gateway's answers to this replica's commands, matched by correlation id.
+
+    Uses direct reply-to on the channel the commands are published on (RabbitMQ requires the
+    same channel), so no queue is declared per call."""
+
+    def __init__(
+        self, channel: pika_abc.AbstractChannel, *, timeout: float = ANSWER_TIMEOUT
+    ) -> None:
+        self._channel = channel
+        self._timeout = timeout
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._consuming: asyncio.Task[None] | None = None
+
+    async def _consume(self) -> None:
+        queue = await self._channel.get_queue(_DIRECT_REPLY_TO, ensure=False)
+        await queue.consume(self._on_reply, no_ack=True)
+
+    async def _on_reply(self, message: pika_abc.AbstractIncomingMessage) -> None:
+        future = self._pending.get(message.correlation_id or "")
+        if future is not None and not future.done():
+            future.set_result(message.body)
+
+    async def call(
+        self, message: aio_pika.Message, publish: typing.Callable[[], typing.Awaitable[object]]
+    ) -> None:
+        """Publish ``message`` (through ``publish``) and raise unless the gateway sent it."""
+        if self._consuming is None:
+            self._consuming = asyncio.get_running_loop().create_task(self._consume())
+        await asyncio.shield(self._consuming)
+        correlation_id = message.correlation_id = uuid.uuid4().hex
+        message.reply_to = _DIRECT_REPLY_TO
+        future = self._pending[correlation_id] = asyncio.get_running_loop().create_future()
+        try:
+            await publish()
+            try:
+                body = await asyncio.wait_for(future, self._timeout)
+            except TimeoutError:
+                raise GatewayCommandError(
+                    CommandRefusal(
+                        RefusalReason.NO_ANSWER,
+                        f"no gateway answered within {self._timeout:g} s (none holds the shard "
+                        "now, or it is gone); the command may or may not have been sent",
+                    )
+                ) from None
+        finally:
+            self._pending.pop(correlation_id, None)
+        refusal = gateway_commands.decode_reply(body)
+        if refusal is not None:
+            raise GatewayCommandError(refusal)
+
+
 class RemoteShard:
     """The parts of ``hikari.api.GatewayShard`` that make sense from a worker."""
 
@@ -38,8 +105,10 @@ class RemoteShard:
         shard_id: int,
         shard_count: int,
         reply_to: str | None = None,
+        replies: CommandReplies | None = None,
     ) -> None:
         self._channel = channel
+        self._replies = replies
         self._pool = pool
         self._topology = topology.Topology(namespace)
         self._id = shard_id
@@ -61,16 +130,26 @@ class RemoteShard:
     async def _send(self, op: int, d: dict[str, typing.Any]) -> None:
         command = gateway_commands.GatewayCommand(op, self._id, d)
         gateway_commands.validate(command)
-        message = aio_pika.Message(
-            gateway_commands.encode(command), content_type="application/json"
-        )
-        if self._reply_to is not None:
-            await self._channel.default_exchange.publish(message, routing_key=self._reply_to)
-        else:
-            exchange = await self._channel.get_exchange(self._topology.commands_exchange)
-            await exchange.publish(
-                message, routing_key=self._topology.shard_key(self._pool, self._id)
+        body = gateway_commands.encode(command)
+        if len(body) > gateway_commands.MAX_COMMAND_BYTES:
+            raise gateway_commands.CommandError(
+                f"a command of {len(body)} bytes (limit {gateway_commands.MAX_COMMAND_BYTES})"
             )
+        message = aio_pika.Message(body, content_type="application/json")
+
+        async def publish() -> None:
+            if self._reply_to is not None:
+                await self._channel.default_exchange.publish(message, routing_key=self._reply_to)
+            else:
+                exchange = await self._channel.get_exchange(self._topology.commands_exchange)
+                await exchange.publish(
+                    message, routing_key=self._topology.shard_key(self._pool, self._id)
+                )
+
+        if self._replies is None:
+            await publish()
+        else:
+            await self._replies.call(message, publish)
 
     async def update_voice_state(
         self,

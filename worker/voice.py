@@ -22,7 +22,7 @@ import logging
 import time
 import typing
 
-from shared import voice
+from shared import gateway_commands, voice
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -154,9 +154,12 @@ class RemotePlayer:
     ) -> voice.PlayerRecord:
         """Join ``channel_id`` and wait until Lavalink has the voice connection."""
         self._voice._ready()  # noqa: SLF001 - fail before asking Discord anything
-        await self._bot.shard_for(self.guild_id).update_voice_state(
-            self.guild_id, channel_id, self_deaf=True
-        )
+        try:
+            await self._bot.shard_for(self.guild_id).update_voice_state(
+                self.guild_id, channel_id, self_deaf=True
+            )
+        except gateway_commands.GatewayCommandError as exc:
+            raise VoiceUnavailableError("I could not join that voice channel.") from exc
         deadline = time.monotonic() + timeout
         while True:
             record = await self.record()

@@ -79,8 +79,16 @@ def test_a_malformed_envelope_is_refused_with_its_reason(body: bytes, reason: st
         (3, {**PRESENCE, "activities": [{"name": "x"}]}, "'activities' must be a list"),
         (8, {"guild_id": "41"}, "exactly one of 'query' and 'user_ids'"),
         (8, {**MEMBERS, "user_ids": ["1"]}, "exactly one of 'query' and 'user_ids'"),
-        (8, {**MEMBERS, "limit": -1}, "'limit' must be a non-negative integer"),
-        (8, {**MEMBERS, "limit": False}, "'limit' must be a non-negative integer"),
+        (8, {**MEMBERS, "limit": -1}, "'limit' must be an integer from 0 to 100"),
+        (8, {**MEMBERS, "limit": False}, "'limit' must be an integer from 0 to 100"),
+        (8, {**MEMBERS, "limit": 101}, "'limit' must be an integer from 0 to 100"),
+        (8, {"guild_id": "41", "user_ids": ["1"], "limit": 5}, "'limit' goes with 'query'"),
+        (8, {**MEMBERS, "guild_id": "١٢٣"}, "'guild_id' must be a snowflake"),
+        (8, {**MEMBERS, "guild_id": "²"}, "'guild_id' must be a snowflake"),
+        (8, {**MEMBERS, "guild_id": str(1 << 64)}, "'guild_id' must be a snowflake"),
+        (3, {**PRESENCE, "since": 10**18}, "'since' must be a unix time"),
+        (3, {**PRESENCE, "since": -1}, "'since' must be a unix time"),
+        (3, {**PRESENCE, "activities": [{"name": "x", "type": 99}]}, "'activities' must be"),
         (8, {"guild_id": "41", "user_ids": []}, "'user_ids' must hold 1 to 100"),
         (8, {"guild_id": "41", "user_ids": list(range(1, 102))}, "'user_ids' must hold 1 to 100"),
         (8, {"guild_id": "41", "user_ids": ["1", "x"]}, "'user_id' must be a snowflake"),
@@ -105,9 +113,36 @@ def test_a_single_user_id_counts_as_a_list_of_one() -> None:
         gateway_commands.validate(GatewayCommand(8, 0, {"guild_id": "41", "user_ids": "x"}))
 
 
-def test_replies_say_ok_or_the_error() -> None:
-    assert orjson.loads(gateway_commands.encode_reply(ok=True)) == {"ok": True}
-    assert orjson.loads(gateway_commands.encode_reply(ok=False, error="no shard 9 here")) == {
+def test_replies_say_ok_or_the_refusal() -> None:
+    refusal = gateway_commands.CommandRefusal(
+        gateway_commands.RefusalReason.NOT_HELD, "no shard 9 here"
+    )
+    assert orjson.loads(gateway_commands.encode_reply()) == {"ok": True}
+    assert orjson.loads(gateway_commands.encode_reply(refusal)) == {
         "ok": False,
+        "reason": "not_held",
         "error": "no shard 9 here",
     }
+    assert gateway_commands.decode_reply(gateway_commands.encode_reply()) is None
+    assert gateway_commands.decode_reply(gateway_commands.encode_reply(refusal)) == refusal
+    unreadable = gateway_commands.decode_reply(b"junk")
+    assert unreadable is not None
+    assert unreadable.reason is gateway_commands.RefusalReason.FAILED
+
+
+def test_members_requests_need_the_shards_intents() -> None:
+    members = GatewayCommand(8, 0, {"guild_id": "41", "query": "", "limit": 0, "presences": True})
+    everything = gateway_commands.INTENT_GUILD_MEMBERS | gateway_commands.INTENT_GUILD_PRESENCES
+    gateway_commands.validate(members, intents=everything)
+    with pytest.raises(CommandError, match="GUILD_PRESENCES"):
+        gateway_commands.validate(members, intents=gateway_commands.INTENT_GUILD_MEMBERS)
+    with pytest.raises(CommandError, match="GUILD_MEMBERS"):
+        gateway_commands.validate(
+            GatewayCommand(8, 0, {"guild_id": "41", "query": "", "limit": 0}), intents=0
+        )
+
+
+def test_an_oversized_command_is_refused_unread() -> None:
+    body = b"{" + b" " * gateway_commands.MAX_COMMAND_BYTES + b"}"
+    with pytest.raises(CommandError, match="bytes"):
+        gateway_commands.decode(body)

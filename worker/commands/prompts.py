@@ -67,6 +67,8 @@ class Prompts:
         self._subscribed = asyncio.Event()
         #: Prompt keys some replica announced as open, with when they expire (monotonic).
         self._open: dict[str, float] = {}
+        #: Prompts whose ``check`` raised (logged once each).
+        self._check_failed: set[str] = set()
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._follow())
@@ -110,6 +112,7 @@ class Prompts:
             raise PromptTimeoutError("no answer in time") from None
         finally:
             self._waiting.pop(prompt_id, None)
+            self._check_failed.discard(prompt_id)
             with contextlib.suppress(*redis_client.REDIS_ERRORS):
                 if await self._release(key, prompt_id):
                     await self._redis.publish(
@@ -226,9 +229,10 @@ class Prompts:
                 return  # another replica's prompt
             future, check = waiting
             if event["kind"] == "message":
-                answer: Answer | ComponentAnswer = Answer(**event["answer"])
-                if check is not None and not check(answer):
+                message = Answer(**event["answer"])
+                if check is not None and not self._passes(event["prompt"], check, message):
                     return
+                answer: Answer | ComponentAnswer = message
             else:
                 raw = event["answer"]
                 answer = ComponentAnswer(**{**raw, "values": tuple(raw["values"])})
@@ -237,6 +241,19 @@ class Prompts:
             return
         if not future.done():
             future.set_result(answer)
+
+    def _passes(
+        self, prompt_id: str, check: typing.Callable[[Answer], bool], answer: Answer
+    ) -> bool:
+        """A ``check`` that raises did not match: the wait (and this replica's delivery of
+        every other prompt) goes on; the exception is logged once per prompt."""
+        try:
+            return bool(check(answer))
+        except Exception:
+            if prompt_id not in self._check_failed:
+                self._check_failed.add(prompt_id)
+                _LOGGER.exception("a prompt's check raised; counted as not matched")
+            return False
 
 
 def _notice(kind: str, key: str, ttl_ms: int) -> bytes:

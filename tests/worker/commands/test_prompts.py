@@ -106,3 +106,39 @@ async def test_messages_nobody_waits_for_cost_no_redis_round_trip(
     finally:
         await waiter.close()
         await other.close()
+
+
+async def test_a_check_that_raises_counts_as_no_match_and_delivery_goes_on(
+    redis_client: aioredis.Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_keys = keys.RedisKeys(namespace, "main")
+    waiter = prompts.Prompts(redis_client, redis_keys)
+    await waiter.start()
+
+    def picky(answer: prompts.Answer) -> bool:
+        return int(answer.content) > 0  # "boom" raises ValueError
+
+    async def answer_when_open(channel_id: int, *contents: str) -> None:
+        key = redis_keys.prompt(channel_id, 20)
+        for _ in range(500):
+            if await redis_client.exists(key):
+                break
+            await asyncio.sleep(0.01)
+        prompt_id = (await redis_client.get(key)).decode()
+        for content in contents:
+            answer = {"message_id": 1, "channel_id": channel_id, "author_id": 20}
+            await waiter._publish(prompt_id, "message", {**answer, "content": content})
+
+    try:
+        pending = asyncio.ensure_future(waiter.next_message(10, 20, timeout=5, check=picky))
+        await answer_when_open(10, "boom", "boom", "0", "7")
+        assert (await pending).content == "7"
+        raised = [r for r in caplog.records if "check raised" in r.getMessage()]
+        assert len(raised) == 1, "logged once, with the exception"
+        assert raised[0].exc_info is not None
+        # This replica's delivery goes on for the next prompt too.
+        later = asyncio.ensure_future(waiter.next_message(11, 20, timeout=5))
+        await answer_when_open(11, "hello")
+        assert (await later).content == "hello"
+    finally:
+        await waiter.close()
