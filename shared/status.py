@@ -168,5 +168,7 @@ def _interests(body: typing.Mapping[str, typing.Any]) -> dict[str, str] | None:
         return {}
     acks = body["interests"]
     return None if acks is None else {str(k): str(v) for k, v in dict(acks).items()}
+
+
 def _optional_float(value: object) -> float | None:
     return None if value is None else float(typing.cast("float", value))
