@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import typing
@@ -284,7 +285,7 @@ class GatewayApp:
 
     def status(self) -> shared_status.GatewayStatus:
         """What ``shardline status``, the peers and the workers read of this gateway."""
-        return gateway_status.describe(
+        described = gateway_status.describe(
             self.gateway_id,
             self.settings.core.pool,
             self.group,
@@ -294,6 +295,9 @@ class GatewayApp:
             stopping=self._closing,
             backlog=self.publisher.outstanding if self.publisher is not None else 0,
             bridge=self.voice,
+        )
+        return dataclasses.replace(
+            described, breakers={name: b.state.value for name, b in self.breakers.items()}
         )
 
     async def write_status(self) -> None:

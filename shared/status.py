@@ -60,6 +60,8 @@ class GatewayStatus:
     shards: typing.Mapping[int, ShardStatus] = dataclasses.field(default_factory=dict)
     #: The voice bridge's figures, when it runs one.
     lavalink: typing.Mapping[str, typing.Any] | None = None
+    #: Its circuit breakers' states by dependency (``{"redis": "open"}``; shared.breaker).
+    breakers: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     # --- the rules ------------------------------------------------------------------------
 
@@ -111,6 +113,7 @@ class GatewayStatus:
             str(shard_id): dataclasses.asdict(shard) for shard_id, shard in self.shards.items()
         }
         body["lavalink"] = dict(self.lavalink) if self.lavalink is not None else None
+        body["breakers"] = dict(self.breakers)
         return body
 
     def to_json(self) -> bytes:
@@ -138,6 +141,7 @@ class GatewayStatus:
             at=float(body.get("at") or 0.0),
             shards=shards,
             lavalink=body.get("lavalink"),
+            breakers={str(k): str(v) for k, v in (body.get("breakers") or {}).items()},
         )
 
     @classmethod

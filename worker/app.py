@@ -15,7 +15,7 @@ import aio_pika
 import orjson
 import prometheus_client
 
-from shared import clock, health, keys, lifecycle, redis_client, rpc, topology
+from shared import breaker, clock, health, keys, lifecycle, redis_client, rpc, topology
 from shared import settings as settings_db
 from shared import voice as shared_voice
 from shared.cache import reader
@@ -246,6 +246,11 @@ class WorkerApp:
         return None
 
     @property
+    def breakers(self) -> dict[str, breaker.CircuitBreaker]:
+        """The circuit breakers in front of its dependencies, by name."""
+        return {"redis": self._redis.breaker} if self._redis is not None else {}
+
+    @property
     def shared_limiter(self) -> rest_limits.SharedBucketManager | None:
         return self._rest.shared_limiter if self._rest is not None else None
 
@@ -269,6 +274,7 @@ class WorkerApp:
             "leading": sorted(self.service_host.leading) if self.service_host else [],
             "schedule_runs": self.scheduler.runs if self.scheduler else 0,
             "cpu": dataclasses.asdict(self.bot.cpu.stats),
+            "breakers": {name: b.state.value for name, b in self.breakers.items()},
             "at": time.time(),
         }
 

@@ -78,7 +78,7 @@ async def test_a_hung_redis_holds_no_interaction_and_the_cache_repairs_itself(
 
     try:
         async with (
-            worker(hung, bot),
+            worker(hung, bot) as replica,
             hung.gateway(SHARD_COUNT="1", SHARD_IDS="0") as gateway,
         ):
             await discord.wait_for(lambda: discord.connected_shards() == [0])
@@ -115,6 +115,18 @@ async def test_a_hung_redis_holds_no_interaction_and_the_cache_repairs_itself(
                 assert gateway.publisher.stats.cache_failures >= 1
                 assert gateway.repair is not None
                 repair = gateway.repair
+                # Operators see it: metrics and `shardline status` name the open breaker.
+                assert gateway.status().breakers == {"redis": "open"}
+                assert replica.status()["breakers"] == {"redis": "open"}
+                assert (
+                    'shardline_gateway_breaker_state{breaker="redis",pool="main"} 2.0'
+                    in gateway.render_metrics()
+                )
+                assert (
+                    'shardline_worker_breaker_state{breaker="redis",group="default",pool="main"} '
+                    '2.0'
+                    in replica.render_metrics()
+                )
                 assert guild_id in repair.pending
                 await asyncio.sleep(max(0.0, HANG - (time.monotonic() - hang_started)))
                 assert await can_ban() is True, (
