@@ -248,7 +248,10 @@ class WorkerApp:
     @property
     def breakers(self) -> dict[str, breaker.CircuitBreaker]:
         """The circuit breakers in front of its dependencies, by name."""
-        return {"redis": self._redis.breaker} if self._redis is not None else {}
+        found = {"redis": self._redis.breaker} if self._redis is not None else {}
+        if self.settings_store is not None:
+            found["mongodb"] = self.settings_store.breaker
+        return found
 
     @property
     def shared_limiter(self) -> rest_limits.SharedBucketManager | None:

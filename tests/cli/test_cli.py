@@ -104,7 +104,8 @@ async def test_status_shows_gateways_shards_workers_and_queues(
     [worker_row] = doc["workers"]
     assert set(worker_row) == WORKER_KEYS
     assert (worker_row["worker"], worker_row["group"]) == (replica.worker_id, "default")
-    assert (gateway_row["breakers"], worker_row["breakers"]) == ({"redis": "closed"},) * 2
+    assert gateway_row["breakers"] == {"redis": "closed"}
+    assert worker_row["breakers"] == {"redis": "closed", "mongodb": "closed"}
     assert all(set(q) == QUEUE_KEYS for q in doc["queues"])
     assert stack.topology.worker_queue("main", "default") in {q["queue"] for q in doc["queues"]}
     assert doc["dead_letters"] == {"queue": stack.topology.dead_letter_queue, "ready": 0}
