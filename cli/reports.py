@@ -50,13 +50,17 @@ async def status(ctx: Context, _: argparse.Namespace) -> ExitCode:
                 "shards": g["shards"],
                 "connected": g["connected"],
                 "backlog": g["backlog"],
+                "breakers": g.get("breakers") or {},
                 "seen_s_ago": g["seen"],
                 "session_start_wait_s": g["session_start_wait"],
             }
             for g in snap.gateways
         ],
         "shards": snap.shards,
-        "workers": [{k: w.get(k) for k in WORKER_FIELDS} for w in snap.workers],
+        "workers": [
+            {**{k: w.get(k) for k in WORKER_FIELDS}, "breakers": w.get("breakers") or {}}
+            for w in snap.workers
+        ],
         "queues": [
             {"queue": name, "ready": ready, "consumers": consumers}
             for name, ready, consumers in snap.queues
@@ -71,9 +75,9 @@ def _status_text(doc: Document) -> str:
     count = doc["shard_count"] or "?"
     out = [f"pool {doc['pool']} (namespace {doc['namespace']}): {count} shards"]
     out += ["", "GATEWAYS", tables.render(
-        ["gateway", "state", "shards", "connected", "backlog", "seen (s ago)"],
-        [[g["gateway"], g["state"], g["shards"], g["connected"], g["backlog"], g["seen_s_ago"]]
-         for g in doc["gateways"]],
+        ["gateway", "state", "shards", "connected", "backlog", "breakers", "seen (s ago)"],
+        [[g["gateway"], g["state"], g["shards"], g["connected"], g["backlog"],
+          _breakers(g["breakers"]), g["seen_s_ago"]] for g in doc["gateways"]],
     )]  # fmt: skip
     out += [f"{g['gateway']}: too few session starts left to IDENTIFY; its shards wait "
             f"{g['session_start_wait_s']} s for Discord's reset"
@@ -84,8 +88,9 @@ def _status_text(doc: Document) -> str:
           s["session_age_s"], s["seq"], s["session"]] for s in doc["shards"]],
     )]  # fmt: skip
     out += ["", "WORKERS", tables.render(
-        ["worker", "group", "consumed", "handled", "failures", "dead-lettered", "duplicates"],
-        [[w[k] for k in WORKER_FIELDS] for w in doc["workers"]],
+        ["worker", "group", "consumed", "handled", "failures", "dead-lettered", "duplicates",
+         "breakers"],
+        [[*(w[k] for k in WORKER_FIELDS), _breakers(w["breakers"])] for w in doc["workers"]],
     )]  # fmt: skip
     dead = doc["dead_letters"]
     out += ["", "QUEUES", tables.render(
@@ -94,6 +99,12 @@ def _status_text(doc: Document) -> str:
          [dead["queue"], dead["ready"], None]],
     )]  # fmt: skip
     return "\n".join(out)
+
+
+def _breakers(states: typing.Mapping[str, str]) -> str:
+    """``closed`` when all are, else the others by name (``redis open``)."""
+    away = [f"{name} {state}" for name, state in sorted(states.items()) if state != "closed"]
+    return ", ".join(away) or ("closed" if states else "-")
 
 
 async def list_dead_letters(ctx: Context, args: argparse.Namespace) -> ExitCode:

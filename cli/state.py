@@ -56,6 +56,7 @@ async def snapshot(
             "shards": len(status.shards),
             "connected": status.connected,
             "backlog": status.backlog,
+            "breakers": dict(status.breakers),
             "state": status.state(draining=gid in draining),
             "seen": round(now - (status.at or now), 1),
             "session_start_wait": None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import typing
@@ -35,6 +36,7 @@ from gateway import (
     leases,
     metrics,
     publisher,
+    repair,
     reshard,
     restarts,
     sessions,
@@ -43,7 +45,7 @@ from gateway import (
     voice_switch,
 )
 from gateway import status as gateway_status
-from shared import clock, health, keys, lifecycle, redis_client, rpc, topology
+from shared import breaker, clock, health, keys, lifecycle, redis_client, rpc, topology
 from shared import status as shared_status
 from shared.cache import resources
 from shared.cache import writer as cache_writer
@@ -75,10 +77,12 @@ class GatewayApp:
         self.ledger: identify.SessionStartLedger | None = None
         self.endpoint: rpc.Endpoint | None = None
         self._voice: voice_switch.VoiceSwitch | None = None
-        self._redis: aioredis.Redis | None = None
+        self._redis: redis_client.GuardedRedis | None = None
         self._checkpoints: checkpoints.CheckpointWriter | None = None
         self._reshard: reshard.ReshardFollower | None = None
         self.interests: interests.InterestView | None = None
+        #: Guilds whose cache writes a Redis outage skipped, re-fetched once it is back.
+        self.repair: repair.CacheRepair | None = None
         self._tasks = lifecycle.TaskGroup(_LOGGER)
         self._restart_requests = restarts.RestartRequests(settings.admin_key, self.keys.prefix)
         self._stack = contextlib.AsyncExitStack()
@@ -92,7 +96,10 @@ class GatewayApp:
         core, stack = self.settings.core, self._stack
         info = await discord_api.fetch_gateway_bot(core.api_url, core.token)
         shard_count = self.settings.shard_count or info.shards
-        redis = self._redis = redis_client.connect(core.redis_url)
+        # Every call has a deadline and one breaker: a hung Redis never holds a publish.
+        redis = self._redis = redis_client.connect_guarded(
+            core.redis_url, clock=clock.SystemClock()
+        )
         stack.push_async_callback(redis.aclose)
         amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
         stack.push_async_callback(_bounded, amqp.close)
@@ -172,14 +179,8 @@ class GatewayApp:
                 await switch.start()
         stack.push_async_callback(self._stop_loops)
         self._say_started(shard_count)
-        self._tasks.every(checkpoints.INTERVAL, writer.write, name="checkpoints")
         view.on_applied = self.write_status  # each change acknowledged at once
-        self._tasks.every(
-            shared_status.STATUS_INTERVAL, self._status_round, name="status", first_now=True
-        )
-        self._tasks.every(
-            identify.LEDGER_CHECK_INTERVAL, self.ledger.refresh_if_due, name="session-starts"
-        )
+        self._start_loops(writer)
         follower.start_loop()
         if follower.retired:
             return
@@ -226,15 +227,38 @@ class GatewayApp:
         await view.settled(interests.START_WAIT)
         return view
 
+    def _start_loops(self, writer: checkpoints.CheckpointWriter) -> None:
+        self._tasks.every(checkpoints.INTERVAL, writer.write, name="checkpoints")
+        self._tasks.every(
+            shared_status.STATUS_INTERVAL, self._status_round, name="status", first_now=True
+        )
+        if self.ledger is not None:
+            self._tasks.every(
+                identify.LEDGER_CHECK_INTERVAL, self.ledger.refresh_if_due, name="session-starts"
+            )
+        if self.repair is not None:
+            self._tasks.every(repair.INTERVAL, self.repair.run_once, name="cache repair")
+
     def _publisher(
         self,
         exchange: aio_pika.abc.AbstractExchange,
-        redis: aioredis.Redis,
+        redis: redis_client.GuardedRedis,
         shard_count: int,
         dead_letter: aio_pika.abc.AbstractExchange | None = None,
     ) -> publisher.EventPublisher:
         core = self.settings.core
         cached = self.settings.cache_resources
+        writer = (
+            cache_writer.CacheWriter(
+                self.keys, resources.CacheResource(cached), shard_count=shard_count
+            )
+            if cached
+            else None
+        )
+        if writer is not None:
+            self.repair = repair.CacheRepair.over_rest(
+                writer, redis, core.api_url, core.token, breaker=redis.breaker
+            )
         return publisher.EventPublisher(
             exchange,
             pool=core.pool,
@@ -242,13 +266,11 @@ class GatewayApp:
             reply_to=self.topology.reply_queue(core.pool, self.gateway_id),
             max_buffered=self.settings.publish_buffer,
             on_pressure=lambda on: self.group.set_paused(on) if self.group else None,
-            cache_writer=cache_writer.CacheWriter(
-                self.keys, resources.CacheResource(cached), shard_count=shard_count
-            )
-            if cached
-            else None,
+            cache_writer=writer,
             redis=redis,
             dead_letter=dead_letter,
+            breaker=redis.breaker,
+            on_cache_skipped=self.repair.mark if self.repair is not None else None,
         )
 
     def _say_started(self, shard_count: int) -> None:
@@ -290,12 +312,17 @@ class GatewayApp:
         return self._voice.bridge if self._voice is not None else None
 
     @property
+    def breakers(self) -> dict[str, breaker.CircuitBreaker]:
+        """The circuit breakers in front of its dependencies, by name."""
+        return {"redis": self._redis.breaker} if self._redis is not None else {}
+
+    @property
     def redis_up(self) -> bool:
         return self._checkpoints is None or self._checkpoints.redis_up
 
     def status(self) -> shared_status.GatewayStatus:
         """What ``shardline status``, the peers and the workers read of this gateway."""
-        return gateway_status.describe(
+        described = gateway_status.describe(
             self.gateway_id,
             self.settings.core.pool,
             self.group,
@@ -307,6 +334,9 @@ class GatewayApp:
             bridge=self.voice,
             interests=self.interests.acknowledged if self.interests is not None else None,
             session_start_wait_until=self.ledger.waiting_until() if self.ledger else None,
+        )
+        return dataclasses.replace(
+            described, breakers={name: b.state.value for name, b in self.breakers.items()}
         )
 
     async def write_status(self) -> None:

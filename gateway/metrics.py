@@ -98,6 +98,20 @@ class GatewayCollector(registry.Collector):
             "shardline_gateway_redis_up", "0 while Redis cannot be written",
             pool, float(gateway.redis_up),
         )  # fmt: skip
+        breakers = core.GaugeMetricFamily(
+            "shardline_gateway_breaker_state",
+            "circuit breaker in front of a dependency: 0 closed, 1 half-open, 2 open",
+            labels=["pool", "breaker"],
+        )
+        for name, breaker in sorted(gateway.breakers.items()):
+            breakers.add_metric([pool, name], breaker.state.level)
+        yield breakers
+        if gateway.repair is not None:
+            yield _gauge(
+                "shardline_gateway_cache_repair_pending",
+                "guilds whose cache writes an outage skipped, waiting to be re-fetched",
+                pool, len(gateway.repair.pending),
+            )  # fmt: skip
         if gateway.commands is not None:
             family = core.CounterMetricFamily(
                 "shardline_gateway_commands", "gateway commands from workers",

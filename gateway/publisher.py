@@ -24,6 +24,7 @@ import orjson
 from aiormq import exceptions as amqp_errors
 
 from gateway import sessions
+from shared import breaker as breaker_module
 from shared import envelope, lifecycle, redis_client, topology
 
 if typing.TYPE_CHECKING:
@@ -31,6 +32,8 @@ if typing.TYPE_CHECKING:
     from aio_pika import abc as pika_abc
 
     from shared.cache import writer
+
+    CacheEvent = tuple[int, str, typing.Any]
 
 _LOGGER = logging.getLogger("shardline.gateway.publisher")
 _RETRY_DELAYS: typing.Final = (0.05, 0.2, 0.5, 1.0, 2.0)
@@ -46,6 +49,9 @@ MAX_BATCH: typing.Final = 256
 #: broker's message limit (RabbitMQ 3.x: 128 MiB, 4.x: 16 MiB by default) and the workers'
 #: (``envelope.MAX_MESSAGE_BYTES``), so that batching never makes a message nobody takes.
 MAX_BATCH_BYTES: typing.Final = 1024 * 1024
+#: Published at once, never behind a cache write: Discord wants an answer within 3 s, and
+#: nothing an interaction's handler reads is written by the cache writes ahead of it.
+IMMEDIATE: typing.Final = frozenset({"INTERACTION_CREATE"})
 
 
 @dataclasses.dataclass(slots=True)
@@ -127,10 +133,19 @@ class EventPublisher:
         cache_writer: writer.CacheWriter | None = None,
         redis: aioredis.Redis | None = None,
         dead_letter: pika_abc.AbstractExchange | None = None,
+        breaker: breaker_module.CircuitBreaker | None = None,
+        on_cache_skipped: typing.Callable[[list[CacheEvent]], None] | None = None,
     ) -> None:
         self._dead_letter = dead_letter
         self._cache_writer = cache_writer
         self._redis = redis
+        #: Redis's breaker: while it is open, cache writes are skipped (not waited on).
+        self._breaker = breaker
+        #: Told of every cache write skipped or failed, to repair the guilds it touched.
+        self._on_cache_skipped = on_cache_skipped
+        #: Bumped by every failed cache write: a link of the chain that waited behind one
+        #: skips its own write instead of waiting for Redis's deadline again.
+        self._cache_failed_epoch = 0
         self._cache_pending: list[tuple[int, str, typing.Any]] = []
         self._cache_batches: dict[int, _Batch] = {}
         self._chain: asyncio.Task[None] | None = None
@@ -252,8 +267,16 @@ class EventPublisher:
             for stream, run, batch in runs:
                 self._publish_run(stream, run, batch)
             return
+        chained = []
+        for stream, run, batch in runs:
+            if run[0][0] in IMMEDIATE:
+                self._publish_run(stream, run, batch)
+            else:
+                chained.append((stream, run, batch))
         self._chain = self._loop.create_task(
-            self._write_then_publish(self._chain, cache_events, cache_batches, runs)
+            self._write_then_publish(
+                self._chain, cache_events, cache_batches, chained, self._cache_failed_epoch
+            )
         )
 
     async def _write_then_publish(
@@ -262,30 +285,12 @@ class EventPublisher:
         cache_events: list[tuple[int, str, typing.Any]],
         cache_batches: list[_Batch],
         runs: list[tuple[ShardStream, list[tuple[str, dict[str, typing.Any]]], _Batch]],
+        epoch: int,
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
         if cache_events:
-            assert self._cache_writer is not None
-            assert self._redis is not None
-            try:
-                await self._cache_writer.write(self._redis, cache_events)
-                self.stats.cache_writes += len(cache_events)
-                if not self.cache_ok:
-                    _LOGGER.info("cache writes succeed again")
-                self.cache_ok = True
-            except redis_client.REDIS_ERRORS as exc:
-                # Events still go out: a stale cache beats a silent bot.
-                self.stats.cache_failures += len(cache_events)
-                if self.cache_ok:
-                    _LOGGER.warning(
-                        "Redis unavailable: cache not written", extra={"error": str(exc)}
-                    )
-                self.cache_ok = False
-            except Exception:
-                # Whatever went wrong in the cache, the events themselves still go out.
-                self.stats.cache_failures += len(cache_events)
-                _LOGGER.exception("cache write failed; publishing anyway")
+            await self._write_cache(cache_events, epoch)
         for batch in cache_batches:
             batch.done = True
             self.buffered -= batch.count
@@ -297,6 +302,45 @@ class EventPublisher:
                 touched.advance()
         if self._chain is asyncio.current_task():
             self._chain = None
+
+    async def _write_cache(self, cache_events: list[CacheEvent], epoch: int) -> None:
+        """Write, or skip and mark for repair: the events go out either way, after at most one
+        deadline of Redis's breaker per stall (a stale cache beats a silent bot)."""
+        assert self._cache_writer is not None
+        assert self._redis is not None
+        if epoch != self._cache_failed_epoch or (
+            self._breaker is not None and self._breaker.state is breaker_module.State.OPEN
+        ):
+            # Redis failed while this write waited, or is known to be away: do not wait.
+            self._cache_failed(cache_events, "Redis unavailable: cache not written", None)
+            return
+        try:
+            await self._cache_writer.write(self._redis, cache_events)
+            self.stats.cache_writes += len(cache_events)
+            if not self.cache_ok:
+                _LOGGER.info("cache writes succeed again")
+            self.cache_ok = True
+        except redis_client.REDIS_ERRORS as exc:
+            self._cache_failed(cache_events, "Redis unavailable: cache not written", exc)
+        except Exception as exc:
+            # Whatever went wrong in the cache, the events themselves still go out.
+            _LOGGER.exception("cache write failed; publishing anyway")
+            self._cache_failed(cache_events, "", exc)
+
+    def _cache_failed(
+        self, cache_events: list[CacheEvent], say: str, exc: BaseException | None
+    ) -> None:
+        if exc is not None:
+            self._cache_failed_epoch += 1
+        self.stats.cache_failures += len(cache_events)
+        if self.cache_ok and say:
+            _LOGGER.warning(say, extra={"error": str(exc) if exc is not None else "breaker open"})
+        self.cache_ok = False
+        if self._on_cache_skipped is not None:
+            try:
+                self._on_cache_skipped(cache_events)
+            except Exception:
+                _LOGGER.exception("cache repair not marked")
 
     def _publish_run(
         self, stream: ShardStream, run: list[tuple[str, dict[str, typing.Any]]], batch: _Batch

@@ -66,6 +66,8 @@ class GatewayStatus:
     #: While shards wait for Discord to reset the pool's session starts (too few left to
     #: IDENTIFY): when it does (Unix time). ``None`` when none waits.
     session_start_wait_until: float | None = None
+    #: Its circuit breakers' states by dependency (``{"redis": "open"}``; shared.breaker).
+    breakers: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     # --- the rules ------------------------------------------------------------------------
 
@@ -118,6 +120,7 @@ class GatewayStatus:
         }
         body["lavalink"] = dict(self.lavalink) if self.lavalink is not None else None
         body["interests"] = dict(self.interests) if self.interests is not None else None
+        body["breakers"] = dict(self.breakers)
         return body
 
     def to_json(self) -> bytes:
@@ -147,6 +150,7 @@ class GatewayStatus:
             lavalink=body.get("lavalink"),
             interests=_interests(body),
             session_start_wait_until=_optional_float(body.get("session_start_wait_until")),
+            breakers={str(k): str(v) for k, v in (body.get("breakers") or {}).items()},
         )
 
     @classmethod

@@ -1,4 +1,6 @@
-"""A TCP proxy in front of a real server, to cut the network and restore it on demand."""
+"""A TCP proxy in front of a real server, to cut the network and restore it on demand, or to
+hang it: connections are accepted and nothing is answered, as from a server that is stuck
+(a long script, a stopped process, a full disk) rather than gone."""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ class TcpProxy:
         self.port = servers.free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        #: Cleared while hung: bytes are swallowed, in both directions.
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -32,6 +37,8 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if not self._flowing.is_set():
+                    continue  # hung: what was sent is never answered, nor applied later
                 writer.write(data)
                 await writer.drain()
         finally:
@@ -48,6 +55,15 @@ class TcpProxy:
             with contextlib.suppress(Exception):
                 writer.transport.abort()
         self._writers.clear()
+
+    def hang(self) -> None:
+        """Keep accepting connections and bytes, and forward nothing until :meth:`resume`:
+        what is sent meanwhile is lost (a client gave up on it at its deadline anyway)."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Forward again what is sent from now on."""
+        self._flowing.set()
 
     async def restore(self) -> None:
         await self.start()

@@ -15,7 +15,7 @@ import aio_pika
 import orjson
 import prometheus_client
 
-from shared import clock, health, keys, lifecycle, redis_client, rpc, topology
+from shared import breaker, clock, health, keys, lifecycle, redis_client, rpc, topology
 from shared import interests as shared_interests
 from shared import settings as settings_db
 from shared import voice as shared_voice
@@ -37,7 +37,6 @@ from worker.commands import sync as command_sync
 
 if typing.TYPE_CHECKING:
     import pymongo
-    import redis.asyncio as aioredis
 
     from shared import config
 
@@ -83,7 +82,7 @@ class WorkerApp:
         #: What ``/metrics`` serves: this replica's collector and the process's own metrics.
         self.metrics = health.metrics_registry(metrics.WorkerCollector(self))
         self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
-        self._redis: aioredis.Redis | None = None
+        self._redis: redis_client.GuardedRedis | None = None
         self._mongo: pymongo.AsyncMongoClient[dict[str, typing.Any]] | None = None
         self.settings_store: settings_db.SettingsStore | None = None
         self._rest: rest_limits.LimitedRESTClient | None = None
@@ -101,7 +100,9 @@ class WorkerApp:
         core = self.settings.core
         self.bot.cpu = cpu.CpuPool(self.settings.cpu_processes, timeout=self.settings.cpu_timeout)
         load_plugins(self.bot, self.settings.plugins)
-        self._redis = redis_client.connect(core.redis_url)
+        # Every call has a deadline and one breaker: while it is open, dedupe and REST limits
+        # fall back to this replica's own, at once.
+        self._redis = redis_client.connect_guarded(core.redis_url, clock=clock.SystemClock())
         self._amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
         channel = await self._amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=PREFETCH)
@@ -255,6 +256,14 @@ class WorkerApp:
         return None
 
     @property
+    def breakers(self) -> dict[str, breaker.CircuitBreaker]:
+        """The circuit breakers in front of its dependencies, by name."""
+        found = {"redis": self._redis.breaker} if self._redis is not None else {}
+        if self.settings_store is not None:
+            found["mongodb"] = self.settings_store.breaker
+        return found
+
+    @property
     def shared_limiter(self) -> rest_limits.SharedBucketManager | None:
         return self._rest.shared_limiter if self._rest is not None else None
 
@@ -278,6 +287,7 @@ class WorkerApp:
             "leading": sorted(self.service_host.leading) if self.service_host else [],
             "schedule_runs": self.scheduler.runs if self.scheduler else 0,
             "cpu": dataclasses.asdict(self.bot.cpu.stats),
+            "breakers": {name: b.state.value for name, b in self.breakers.items()},
             "at": time.time(),
         }
 

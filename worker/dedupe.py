@@ -19,6 +19,7 @@ platform uses one Redis, not Redis Cluster.)
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import typing
@@ -83,6 +84,9 @@ _HOLDER_PREFIX: typing.Final = "processing:"  # 11 characters: the script's stri
 #: How often a redelivered copy asks again whether a live holder's handling has ended.
 _SETTLE_EVERY: typing.Final = 0.1
 _TAKE, _SKIP, _WAIT = 1, 0, 2
+#: Envelopes this replica remembers handling, for while Redis is away (a resume replay that
+#: reaches the same replica is still skipped); the oldest are forgotten first.
+LOCAL_MEMORY: typing.Final = 65_536
 
 
 class Deduplicator:
@@ -100,6 +104,25 @@ class Deduplicator:
         self._claim_scheduled = False
         self._claims: set[asyncio.Task[None]] = set()
         self.available = True
+        #: Dedupe keys of envelopes this replica took, newest last (bounded).
+        self._local: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.local_skipped = 0
+
+    def _remember(self, envelopes: typing.Iterable[envelope.EventEnvelope]) -> None:
+        local = self._local
+        for item in envelopes:
+            local[item.dedupe_key] = None
+        while len(local) > LOCAL_MEMORY:
+            local.popitem(last=False)
+
+    def _local_claim(
+        self, envelopes: typing.Sequence[envelope.EventEnvelope]
+    ) -> list[envelope.EventEnvelope]:
+        """Redis away: per-replica dedupe, from what this replica took before."""
+        taken = [item for item in envelopes if item.dedupe_key not in self._local]
+        self.local_skipped += len(envelopes) - len(taken)
+        self._remember(taken)
+        return taken
 
     async def start(self) -> None:
         """Keep this worker's holder key alive, so its claims are waited for, not taken over."""
@@ -152,7 +175,7 @@ class Deduplicator:
                     "Redis unavailable: handling without dedupe", extra={"error": str(exc)}
                 )
             self.available = False
-            return list(envelopes)
+            return self._local_claim(envelopes)
         self.available = True
         waiting = [item for item, answer in zip(envelopes, won, strict=True) if answer == _WAIT]
         taken = [item for item, answer in zip(envelopes, won, strict=True) if answer == _TAKE]
@@ -167,6 +190,7 @@ class Deduplicator:
                 taken += waiting
             order = {id(item): index for index, item in enumerate(envelopes)}
             taken.sort(key=lambda item: order[id(item)])
+        self._remember(taken)
         return taken
 
     async def _settle(
@@ -242,6 +266,8 @@ class Deduplicator:
             if self._flusher is None:
                 self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
         if failed:
+            for item in failed:
+                self._local.pop(item.dedupe_key, None)  # to be handled again when it comes back
             try:
                 await self._redis.delete(*(self._keys.dedupe(item.dedupe_key) for item in failed))
             except redis_client.REDIS_ERRORS as exc:

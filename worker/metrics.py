@@ -93,6 +93,14 @@ class WorkerCollector(registry.Collector):
             base, {tuple(labels): stats.age},
         )  # fmt: skip
         yield from self._rest(base, labels)
+        breakers = core.GaugeMetricFamily(
+            "shardline_worker_breaker_state",
+            "circuit breaker in front of a dependency: 0 closed, 1 half-open, 2 open",
+            labels=[*base, "breaker"],
+        )
+        for name, breaker in sorted(worker.breakers.items()):
+            breakers.add_metric([*labels, name], breaker.state.level)
+        yield breakers
         yield from self._queues(base, labels)
         yield from self._services(base, labels)
 

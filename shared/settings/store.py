@@ -17,7 +17,9 @@ user's next command can take through Discord to reach it.
 
 MongoDB unreachable: reads fall back to the last copy this replica saw, or the defaults, with
 one log line per outage; writes raise :class:`SettingsUnavailableError`, whose text can be
-shown to the user. Every MongoDB call gives up within the client's timeouts (seconds).
+shown to the user. A read from MongoDB has a deadline and goes through a circuit breaker
+(:attr:`SettingsStore.breaker`, :mod:`shared.breaker`): once it is open, reads take the last
+copy at once instead of waiting for the driver's server selection (2 s) each.
 
 The layers live in their own modules: :mod:`~shared.settings.cache` (the two copies),
 :mod:`~shared.settings.mongo` (MongoDB), :mod:`~shared.settings.invalidation` (change
@@ -30,6 +32,8 @@ import asyncio
 import logging
 import typing
 
+from shared import breaker as breaker_module
+from shared import clock as clock_module
 from shared import lifecycle
 from shared.settings import cache, documents, infractions, invalidation, mongo, stats
 from shared.settings.mongo import SettingsUnavailableError, connect
@@ -44,6 +48,12 @@ __all__: typing.Sequence[str] = ("SettingsStore", "SettingsUnavailableError", "c
 
 _LOGGER = logging.getLogger("shardline.settings")
 _RETRY_INDEXES_EVERY: typing.Final = 5.0
+#: A settings read from MongoDB (one document by ``_id``) answers well within this.
+_READ_DEADLINE: typing.Final = 1.0
+_READ_FAILURES: typing.Final[tuple[type[BaseException], ...]] = (
+    *mongo.MONGO_ERRORS,
+    breaker_module.Unavailable,
+)
 
 
 class SettingsStore(infractions.InfractionRecords):
@@ -57,6 +67,7 @@ class SettingsStore(infractions.InfractionRecords):
         *,
         local_ttl: float = 60.0,
         local_size: int = 50_000,
+        clock: clock_module.Clock | None = None,
     ) -> None:
         self.stats = stats.SettingsStats()
         super().__init__(mongo.SettingsDatabase(database, self.stats))
@@ -66,6 +77,13 @@ class SettingsStore(infractions.InfractionRecords):
         self._changes = invalidation.Invalidations(redis, redis_keys, self._local, self._shared)
         self._tasks: list[asyncio.Task[None]] = []
         self.indexes_ready = False
+        #: In front of the MongoDB reads of the hot path (a command's settings).
+        self.breaker = breaker_module.CircuitBreaker(
+            "mongodb",
+            clock=clock or clock_module.SystemClock(),
+            deadline=_READ_DEADLINE,
+            is_failure=lambda exc: isinstance(exc, mongo.MONGO_ERRORS),
+        )
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -137,9 +155,10 @@ class SettingsStore(infractions.InfractionRecords):
             self.stats.redis_hits += 1
             self._local.remember(key, cached)
             return cached or None
+        collection = self._database.collection(kind.collection)
         try:
-            doc = await self._database.collection(kind.collection).find_one({"_id": entity})
-        except mongo.MONGO_ERRORS as exc:
+            doc = await self.breaker.call(lambda: collection.find_one({"_id": entity}))
+        except _READ_FAILURES as exc:
             self._database.down(exc)
             # The last copy this replica saw, however old, beats the defaults.
             return held or None

@@ -27,13 +27,14 @@ STATUS_KEYS: typing.Final = {
     "pool", "namespace", "shard_count", "gateways", "shards", "workers", "queues", "dead_letters",
 }  # fmt: skip
 GATEWAY_KEYS: typing.Final = {
-    "gateway", "state", "shards", "connected", "backlog", "seen_s_ago", "session_start_wait_s",
+    "gateway", "state", "shards", "connected", "backlog", "breakers", "seen_s_ago",
+    "session_start_wait_s",
 }  # fmt: skip
 SHARD_KEYS: typing.Final = {
     "shard", "gateway", "state", "latency_ms", "guilds", "session_age_s", "seq", "session",
 }  # fmt: skip
 WORKER_KEYS: typing.Final = {
-    "worker", "group", "consumed", "handled", "failures", "dead_lettered", "duplicates",
+    "worker", "group", "consumed", "handled", "failures", "dead_lettered", "duplicates", "breakers",
 }  # fmt: skip
 QUEUE_KEYS: typing.Final = {"queue", "ready", "consumers"}
 DEAD_LETTER_KEYS: typing.Final = {"id", "routing_key", "exchange", "bytes", "reason", "error"}
@@ -104,6 +105,8 @@ async def test_status_shows_gateways_shards_workers_and_queues(
     [worker_row] = doc["workers"]
     assert set(worker_row) == WORKER_KEYS
     assert (worker_row["worker"], worker_row["group"]) == (replica.worker_id, "default")
+    assert gateway_row["breakers"] == {"redis": "closed"}
+    assert worker_row["breakers"] == {"redis": "closed", "mongodb": "closed"}
     assert all(set(q) == QUEUE_KEYS for q in doc["queues"])
     assert stack.topology.worker_queue("main", "default") in {q["queue"] for q in doc["queues"]}
     assert doc["dead_letters"] == {"queue": stack.topology.dead_letter_queue, "ready": 0}

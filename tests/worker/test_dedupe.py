@@ -8,6 +8,7 @@ import time
 import redis.asyncio as aioredis
 
 from shared import envelope, keys
+from tests import netproxy, servers
 from worker import dedupe
 
 
@@ -92,6 +93,28 @@ async def test_redis_down_means_handling_without_dedupe_not_a_crash(namespace: s
     await worker.finish(batch, [])
     await worker.flush()  # logged, not raised
     await unreachable.aclose()
+
+
+async def test_redis_down_falls_back_to_what_this_replica_handled(namespace: str) -> None:
+    """A replay that reaches the same replica while Redis is away is still skipped; a failed
+    envelope is handled again."""
+    proxy = netproxy.TcpProxy(servers.REDIS_PORT)  # cut in front of the shared Redis
+    await proxy.start()
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
+    worker = dedupe.Deduplicator(client, keys.RedisKeys(namespace, "main"), "w")
+    try:
+        before = [item(1), item(2)]
+        assert await worker.claim(before, redelivered=False) == before  # shared claims
+        await proxy.cut()
+        batch = [item(1), item(2), item(3), item(4)]
+        assert seqs(await worker.claim(batch, redelivered=False)) == [(0, 3), (0, 4)]
+        assert worker.available is False
+        await worker.finish([batch[2]], [batch[3]])  # 4 failed: it comes back and is handled
+        assert seqs(await worker.claim(batch, redelivered=True)) == [(0, 4)]
+        assert worker.local_skipped == 5
+    finally:
+        await client.aclose()
+        await proxy.close()
 
 
 async def test_a_redelivered_copy_waits_for_a_live_holder_and_is_skipped_once_it_is_done(

@@ -7,7 +7,7 @@ import typing
 
 import hikari
 
-from shared import fleet, keys, settings, sharding, status
+from shared import fleet, keys, redis_client, settings, sharding, status
 from worker.commands import option
 
 if typing.TYPE_CHECKING:
@@ -18,7 +18,10 @@ if typing.TYPE_CHECKING:
 async def _gateway_statuses(bot: bot_module.Bot) -> list[status.GatewayStatus]:
     if bot.redis is None or bot.keys is None:
         return []
-    return await fleet.gateway_statuses(bot.redis, bot.keys)
+    try:
+        return await fleet.gateway_statuses(bot.redis, bot.keys)
+    except redis_client.REDIS_ERRORS:
+        return []  # Redis away: the latency is "unknown", the answer still goes out
 
 
 def setup(bot: bot_module.Bot) -> None:

@@ -6,12 +6,13 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import time
 import typing
 
 import pymongo
 import pytest
 
-from shared import keys
+from shared import breaker, keys
 from shared.settings import documents, store
 from tests import servers
 
@@ -239,6 +240,35 @@ async def test_mongod_stopped_mid_run_and_started_again(
         assert (await cold.guild(21)).rev == 0
     finally:
         await group.close()
+        server.stop()
+
+
+async def test_mongod_stopped_while_serving_reads_costs_no_wait_per_read(
+    tmp_path: pathlib.Path, namespace: str
+) -> None:
+    """Reads that miss the local copy (expired) and have no Redis copy go to MongoDB; once
+    its breaker opens they take the last copy at once, not 2 s of server selection each."""
+    server = servers.MongoServer(tmp_path)
+    server.start()
+    client = store.connect(server.url)  # the production timeouts (2 s server selection)
+    settings = store.SettingsStore(
+        client.get_database(namespace), None, keys.RedisKeys(namespace, "main"), local_ttl=0.0
+    )
+    try:
+        await settings.start()
+        await settings.set_prefix(30, "+")
+        assert (await settings.guild(30)).prefix == "+"
+        server.stop()
+        started = time.monotonic()
+        prefixes = [(await settings.guild(30)).prefix for _ in range(20)]
+        took = time.monotonic() - started
+        assert prefixes == ["+"] * 20  # the last copy, every time
+        assert settings.breaker.state is breaker.State.OPEN
+        # Three reads find the outage (a deadline each), the other 17 cost nothing.
+        assert took < breaker.FAILURES * 1.0 + 1.0, took
+    finally:
+        await settings.close()
+        await client.close()
         server.stop()
 
 
