@@ -392,6 +392,8 @@ async def test_prefix_permissions_with_default_intents_and_no_member_chunked(
             if await cache.get_guild(guild_id) is not None:
                 break
             await asyncio.sleep(0.05)
+        # Item 5: a shard answers the configured intents, not every intent.
+        assert replica.bot.shard_for(guild_id).intents == hikari.Intents(config.DEFAULT_INTENTS)
         # Faithful GUILD_CREATE: none of the three is cached.
         for user in (owner, mod, pleb):
             assert await cache.member_json(guild_id, int(user["id"])) is None
