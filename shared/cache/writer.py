@@ -35,12 +35,15 @@ CHUNK: typing.Final[int] = 1000
 _THREAD_TYPES: typing.Final = frozenset({10, 11, 12})
 
 
-#: Events that write nothing unless their resource is cached.
+#: Events that write nothing unless one of their resources is cached.
 _ONLY_FOR: typing.Final[dict[str, CacheResource]] = {
-    "MESSAGE_CREATE": CacheResource.MESSAGES,
+    "MESSAGE_CREATE": CacheResource.MESSAGES | CacheResource.MEMBERS | CacheResource.USERS,
     "MESSAGE_UPDATE": CacheResource.MESSAGES,
     "MESSAGE_DELETE": CacheResource.MESSAGES,
     "PRESENCE_UPDATE": CacheResource.PRESENCES,
+    "INTERACTION_CREATE": CacheResource.MEMBERS | CacheResource.USERS,
+    "MESSAGE_REACTION_ADD": CacheResource.MEMBERS | CacheResource.USERS,
+    "TYPING_START": CacheResource.MEMBERS | CacheResource.USERS,
 }
 
 
@@ -78,9 +81,14 @@ class CacheWriter:
             "VOICE_STATE_UPDATE": self._voice_state,
             "PRESENCE_UPDATE": self._presence,
             "USER_UPDATE": self._user_update,
-            "MESSAGE_CREATE": self._message,
+            "MESSAGE_CREATE": self._message_create,
             "MESSAGE_UPDATE": self._message_update,
             "MESSAGE_DELETE": self._message_delete,
+            # Members the event carries (no GUILD_PRESENCES: GUILD_CREATE has almost none, and
+            # members are never chunked), so the next permission check is local.
+            "INTERACTION_CREATE": self._carried_member,
+            "MESSAGE_REACTION_ADD": self._carried_member,
+            "TYPING_START": self._carried_member,
         }
 
         # Events whose only effect is an optional resource that is off write nothing: the
@@ -431,6 +439,30 @@ class CacheWriter:
                 orjson.dumps(d),
                 ex=keys.MESSAGE_CACHE_TTL,
             )
+
+    async def _message_create(
+        self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json
+    ) -> None:
+        # Gateway Events "Message Create": in a guild, ``member`` is a partial member without
+        # ``user``; the author is the message's ``author``.
+        if self._on(CacheResource.MESSAGES):
+            await self._message(redis, pipe, shard_id, d)
+        member, author = d.get("member"), d.get("author")
+        if d.get("guild_id") and isinstance(member, dict) and isinstance(author, dict):
+            self._put_member(pipe, int(d["guild_id"]), {**member, "user": author})
+        elif isinstance(author, dict) and not d.get("webhook_id"):
+            self._put_user(pipe, author)
+
+    async def _carried_member(
+        self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json
+    ) -> None:
+        """INTERACTION_CREATE, MESSAGE_REACTION_ADD and TYPING_START carry the guild member
+        (with ``user``) who acted (Interactions "Interaction Object", Gateway Events "Message
+        Reaction Add" and "Typing Start")."""
+        del redis, shard_id
+        member = d.get("member")
+        if d.get("guild_id") and isinstance(member, dict):
+            self._put_member(pipe, int(d["guild_id"]), member)
 
     async def _message_update(
         self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json
