@@ -409,3 +409,16 @@ async def test_members_that_events_carry_are_cached(cache: Cache) -> None:
         assert member.username == user["username"]
         assert role in member.role_ids
         assert int(user["id"]) in await cache.reader.member_ids(guild_id)
+    # An unchanged member is not written again, but a removal or a change is never hidden.
+    await cache.apply("GUILD_MEMBER_REMOVE", {"guild_id": str(guild_id), "user": users[0]})
+    assert await cache.reader.get_member(guild_id, int(users[0]["id"])) is None
+    await cache.apply("MESSAGE_CREATE", message)
+    assert await cache.reader.get_member(guild_id, int(users[0]["id"])) is not None
+    other_role = cache.world.snowflakes.next()
+    changed = cache.world.make_message(
+        channel_id, users[0], "again", member={**members[0], "roles": [str(other_role)]}
+    )
+    await cache.apply("MESSAGE_CREATE", changed)
+    member = await cache.reader.get_member(guild_id, int(users[0]["id"]))
+    assert member is not None
+    assert other_role in member.role_ids
