@@ -440,6 +440,8 @@ class WorkerSettings:
     #: Seconds a message whose handler failed waits before each retry (``RETRY_DELAYS``,
     #: e.g. ``1,5,30,120``); after the last retry fails it is dead-lettered.
     retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    #: The intents the gateways identify with (``INTENTS``), as ``shard.intents`` answers.
+    intents: int = DEFAULT_INTENTS
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> WorkerSettings:
@@ -479,6 +481,7 @@ class WorkerSettings:
             retry_delays=_retry_delays(
                 read.text("RETRY_DELAYS", ",".join(f"{d:g}" for d in DEFAULT_RETRY_DELAYS))
             ),
+            intents=_parse_intents(read),
         )
 
 

@@ -12,6 +12,7 @@ import time
 import typing
 
 import aio_pika
+import hikari
 import orjson
 import prometheus_client
 
@@ -123,6 +124,7 @@ class WorkerApp:
             self._mongo.get_default_database(default=core.namespace), self._redis, self.keys
         )
         await self.settings_store.start()
+        self.bot.intents = hikari.Intents(self.settings.intents)
         self.bot.attach(
             rest=interactions.InteractionAwareRest(self._rest),
             cache=reader.CacheReader(self._redis, self.keys, self.bot.entity_factory),

@@ -20,7 +20,7 @@ import typing
 import hikari
 from hikari.impl import entity_factory, event_factory
 
-from shared import sharding
+from shared import config, sharding
 from worker import commands, cpu, events, remote_shard, services, voice
 from worker import interactions as deadline
 from worker.commands import cooldowns as command_cooldowns
@@ -72,6 +72,8 @@ class Bot:
         self._pool = "main"
         self._namespace = "shardline"
         self.shard_count = 1
+        #: The intents the gateways identify with (``INTENTS``; the worker app sets it).
+        self.intents = hikari.Intents(config.DEFAULT_INTENTS)
 
     # --- what hikari models ask of their app ------------------------------------------------
 
@@ -140,6 +142,7 @@ class Bot:
             shard_count=self.shard_count,
             reply_to=reply_to,
             replies=self._command_replies,
+            intents=self.intents,
         )
 
     # --- wiring (the worker app) ------------------------------------------------------------

@@ -106,6 +106,7 @@ class RemoteShard:
         shard_count: int,
         reply_to: str | None = None,
         replies: CommandReplies | None = None,
+        intents: hikari.Intents = hikari.Intents.NONE,
     ) -> None:
         self._channel = channel
         self._replies = replies
@@ -114,6 +115,7 @@ class RemoteShard:
         self._id = shard_id
         self._count = shard_count
         self._reply_to = reply_to
+        self._intents = intents
 
     @property
     def id(self) -> int:
@@ -125,7 +127,8 @@ class RemoteShard:
 
     @property
     def intents(self) -> hikari.Intents:
-        return hikari.Intents.ALL
+        """The intents the gateways identify with (``INTENTS``)."""
+        return self._intents
 
     async def _send(self, op: int, d: dict[str, typing.Any]) -> None:
         command = gateway_commands.GatewayCommand(op, self._id, d)

@@ -182,10 +182,15 @@ class DiscordEmulator:
             "guild_id": str(guild_id),
             "channel_id": str(channel_id),
             "channel": dict(channel),
-            "member": {**member, "permissions": world.DEFAULT_EVERYONE_PERMISSIONS},
+            "member": {
+                **member,
+                "permissions": self.world.member_permissions(guild_id, int(user["id"]), channel_id),
+            },
             "token": token,
             "version": 1,
-            "app_permissions": world.DEFAULT_EVERYONE_PERMISSIONS,
+            "app_permissions": self.world.member_permissions(
+                guild_id, self.world.application_id, channel_id
+            ),
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],

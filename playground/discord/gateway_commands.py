@@ -90,6 +90,10 @@ class GatewayCommands:
             }
             if "nonce" in d:
                 payload["nonce"] = d["nonce"]
+            # Gateway "Request Guild Members" / "Guild Members Chunk": presences only when
+            # asked for (``presences: true``), which needs the GUILD_PRESENCES intent.
+            if d.get("presences") is True and session.intents & protocol.Intent.GUILD_PRESENCES:
+                payload["presences"] = []
             if user_ids is not None and index == len(chunks) - 1:
                 found = {m["user"]["id"] for m in members}
                 payload["not_found"] = [

@@ -148,10 +148,15 @@ class Handshakes:
             },
         )
         if intents & protocol.Intent.GUILDS:
+            # Gateway "Identify Structure": large_threshold defaults to 50 (50..250).
+            threshold = d.get("large_threshold")
+            threshold = threshold if type(threshold) is int else 50
+            presences = bool(intents & protocol.Intent.GUILD_PRESENCES)
             for gid in guild_ids:
-                self.sessions.dispatch_to(
-                    session, "GUILD_CREATE", self.world.guild_create_payload(gid)
+                payload = self.world.guild_create_payload(
+                    gid, presences=presences, large_threshold=threshold
                 )
+                self.sessions.dispatch_to(session, "GUILD_CREATE", payload)
 
     def resume(self, connection: sessions_module.Connection, d: typing.Any) -> None:
         if connection.session is not None:

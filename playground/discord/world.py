@@ -15,6 +15,7 @@ import time
 import typing
 
 from shared import sharding
+from shared.cache import permissions as permissions_module
 
 #: Discord's epoch (2015-01-01T00:00:00Z) in milliseconds.
 DISCORD_EPOCH_MS: typing.Final[int] = 1_420_070_400_000
@@ -222,6 +223,43 @@ class World:
         self.members[guild_id][int(user["id"])] = member
         return member
 
+    def member_permissions(self, guild_id: int, user_id: int, channel_id: int | None) -> str:
+        """A member's computed permissions in a channel, as interactions carry them.
+
+        discord-api-docs, Interactions "Interaction Object" (``member.permissions``: total
+        permissions of the member in the channel, including overwrites; ``app_permissions``
+        the same for the app) and Topics "Permissions" (Permission Overwrites).
+        """
+        guild = self.guilds[guild_id]
+        member = self.members[guild_id].get(user_id) or {"roles": []}
+        role_ids = [int(r) for r in member.get("roles", ())]
+        roles = {int(r["id"]): int(r["permissions"]) for r in guild.get("roles", ())}
+        base = permissions_module.base_permissions(
+            guild_id=guild_id,
+            owner_id=int(guild["owner_id"]),
+            user_id=user_id,
+            member_role_ids=role_ids,
+            role_permissions=roles,
+        )
+        channel = self.channels.get(channel_id) if channel_id is not None else None
+        if channel is None:
+            return str(base)
+        overwrites = {
+            int(o["id"]): permissions_module.Overwrite(
+                int(o["id"]), int(o["allow"]), int(o["deny"])
+            )
+            for o in channel.get("permission_overwrites") or ()
+        }
+        return str(
+            permissions_module.channel_permissions(
+                base,
+                guild_id=guild_id,
+                user_id=user_id,
+                member_role_ids=role_ids,
+                overwrites=overwrites,
+            )
+        )
+
     def guild_channels(self, guild_id: int) -> list[Json]:
         return [c for c in self.channels.values() if c.get("guild_id") == str(guild_id)]
 
@@ -255,27 +293,53 @@ class World:
             states[user_id] = state
         return state
 
-    def guild_create_payload(self, guild_id: int) -> Json:
-        """The full GUILD_CREATE a bot receives for a guild it is in."""
+    def guild_create_payload(
+        self, guild_id: int, *, presences: bool = False, large_threshold: int = 50
+    ) -> Json:
+        """The GUILD_CREATE a bot receives for a guild it is in.
+
+        discord-api-docs, Gateway Events "Guild Create": without the privileged
+        GUILD_PRESENCES intent (``presences`` False, the default a bot runs with), and in any
+        guild over 75k members, ``members`` holds only the bot itself and the users in voice
+        channels, and ``presences`` is empty. With it, Gateway "Identify Structure"
+        ``large_threshold`` (50..250): a guild with more members than that is ``large`` and
+        offline members are left out (the emulator has no presences: every member but the bot
+        and voice users counts as offline, so only those below the threshold are sent).
+        """
         guild = dict(self.guilds[guild_id])
-        members = list(self.members[guild_id].values())
+        everyone = list(self.members[guild_id].values())
+        threshold = max(50, min(250, large_threshold))
+        large = len(everyone) > threshold
+        in_voice = set(self.voice_states.get(guild_id, {}))
+        if presences and len(everyone) <= 75_000 and not large:
+            members = everyone
+        else:
+            members = [
+                m
+                for m in everyone
+                if int(m["user"]["id"]) == self.application_id or int(m["user"]["id"]) in in_voice
+            ]
         guild.update(
             {
                 "joined_at": iso_now(),
-                "large": len(members) > 250,
+                "large": large,
                 "unavailable": False,
-                "member_count": len(members),
+                "member_count": len(everyone),
                 "voice_states": [
                     {k: v for k, v in state.items() if k != "guild_id"}
                     for state in self.voice_states.get(guild_id, {}).values()
                 ],
-                "members": members[:250] if len(members) > 250 else members,
+                "members": members,
                 "channels": [
                     {k: v for k, v in c.items() if k != "guild_id"}
                     for c in self.guild_channels(guild_id)
                 ],
                 "threads": [],
-                "presences": [],
+                "presences": [
+                    {"user": {"id": m["user"]["id"]}, "status": "online", "activities": []}
+                    for m in members
+                    if presences and m["user"].get("bot")
+                ],
                 "stage_instances": [],
                 "guild_scheduled_events": [],
                 "soundboard_sounds": [],

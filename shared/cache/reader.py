@@ -24,15 +24,19 @@ Json = dict[str, typing.Any]
 
 # One round trip for a permission check: the packed member, then (the role ids cut out of it
 # as 8-byte strings, no number conversion) the owner and the permissions of @everyone and of
-# the member's roles, and the channel's JSON for its overwrites.
+# the member's roles, and the channel's JSON for its overwrites. Without a cached member, the
+# role ids the event carried (ARGV[4..]) stand in, and the owner is still answered.
 _PERMISSION_INPUTS: typing.Final = f"""
 local packed = redis.call('HGET', KEYS[1], ARGV[1])
-if not packed then return {{false, {{}}, false}} end
 local fields = {{'owner', ARGV[2]}}
-local count = string.byte(packed, {codec.ROLE_COUNT_OFFSET + 1})
-for i = 0, count - 1 do
-  local start = {codec.ROLE_COUNT_OFFSET + 2} + 8 * i
-  fields[#fields + 1] = string.sub(packed, start, start + 7)
+if packed then
+  local count = string.byte(packed, {codec.ROLE_COUNT_OFFSET + 1})
+  for i = 0, count - 1 do
+    local start = {codec.ROLE_COUNT_OFFSET + 2} + 8 * i
+    fields[#fields + 1] = string.sub(packed, start, start + 7)
+  end
+else
+  for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 end
 local values = redis.call('HMGET', KEYS[2], unpack(fields))
 local channel = false
@@ -206,10 +210,17 @@ class CacheReader:
     # --- lookups ----------------------------------------------------------------------------
 
     async def member_permissions(
-        self, guild_id: int, user_id: int, channel_id: int | None = None
+        self,
+        guild_id: int,
+        user_id: int,
+        channel_id: int | None = None,
+        *,
+        role_ids: typing.Sequence[int] | None = None,
     ) -> hikari.Permissions | None:
-        """Discord's documented computation, from one round trip; ``None`` when the member or
-        the guild's roles are not cached."""
+        """Discord's documented computation, from one round trip; ``None`` when the guild's
+        roles are not cached, or the member is neither cached nor its ``role_ids`` given (the
+        roles an event carried). The owner has every permission, member cached or not."""
+        given = [] if role_ids is None else [codec.id_bytes(r) for r in role_ids]
         packed, values, channel_raw = await self._permission_inputs(
             keys=[
                 self.keys.member_bucket(guild_id, user_id),
@@ -220,14 +231,17 @@ class CacheReader:
                 codec.pair_bytes(guild_id, user_id),
                 codec.id_bytes(guild_id),
                 "" if channel_id is None else str(channel_id),
+                *given,
             ],
         )
-        if packed is None or values[0] is None:
+        if values[0] is None:
             return None
         owner_id = int.from_bytes(values[0], "big")
         if user_id == owner_id:
             return hikari.Permissions(permissions.ALL)
-        role_ids = codec.member_role_ids(packed)
+        if packed is None and role_ids is None:
+            return None
+        role_ids = codec.member_role_ids(packed) if packed is not None else list(role_ids or ())
         role_permissions = {
             role_id: int(value)
             for role_id, value in zip([guild_id, *role_ids], values[1:], strict=True)
@@ -249,7 +263,7 @@ class CacheReader:
                 user_id=user_id,
                 member_role_ids=role_ids,
                 overwrites=_overwrites(orjson.loads(channel_raw)),
-                timed_out=codec.member_timed_out(packed, time.time()),
+                timed_out=packed is not None and codec.member_timed_out(packed, time.time()),
             )
         )
 

@@ -31,16 +31,22 @@ _GUILD_PARTS: typing.Final = frozenset(
     }
 )  # fmt: skip
 CHUNK: typing.Final[int] = 1000
+#: Members an event carried and this writer stored, remembered so that a chatty member's next
+#: message writes nothing when unchanged (cleared whole when full).
+CARRIED_MEMO: typing.Final[int] = 100_000
 #: Announcement, public and private threads.
 _THREAD_TYPES: typing.Final = frozenset({10, 11, 12})
 
 
-#: Events that write nothing unless their resource is cached.
+#: Events that write nothing unless one of their resources is cached.
 _ONLY_FOR: typing.Final[dict[str, CacheResource]] = {
-    "MESSAGE_CREATE": CacheResource.MESSAGES,
+    "MESSAGE_CREATE": CacheResource.MESSAGES | CacheResource.MEMBERS | CacheResource.USERS,
     "MESSAGE_UPDATE": CacheResource.MESSAGES,
     "MESSAGE_DELETE": CacheResource.MESSAGES,
     "PRESENCE_UPDATE": CacheResource.PRESENCES,
+    "INTERACTION_CREATE": CacheResource.MEMBERS | CacheResource.USERS,
+    "MESSAGE_REACTION_ADD": CacheResource.MEMBERS | CacheResource.USERS,
+    "TYPING_START": CacheResource.MEMBERS | CacheResource.USERS,
 }
 
 
@@ -55,6 +61,8 @@ class CacheWriter:
         #: The layout of the shards whose dispatches this writer gets (one per gateway).
         self.shard_count = shard_count
         self.malformed = 0
+        #: (guild, user) -> what was last stored from an event that carried the member.
+        self._carried: dict[tuple[int, int], bytes] = {}
         self._handlers: dict[str, typing.Callable[..., typing.Awaitable[None]]] = {
             "READY": self._ready,
             "GUILD_CREATE": self._guild_create,
@@ -78,9 +86,14 @@ class CacheWriter:
             "VOICE_STATE_UPDATE": self._voice_state,
             "PRESENCE_UPDATE": self._presence,
             "USER_UPDATE": self._user_update,
-            "MESSAGE_CREATE": self._message,
+            "MESSAGE_CREATE": self._message_create,
             "MESSAGE_UPDATE": self._message_update,
             "MESSAGE_DELETE": self._message_delete,
+            # Members the event carries (no GUILD_PRESENCES: GUILD_CREATE has almost none, and
+            # members are never chunked), so the next permission check is local.
+            "INTERACTION_CREATE": self._carried_member,
+            "MESSAGE_REACTION_ADD": self._carried_member,
+            "TYPING_START": self._carried_member,
         }
 
         # Events whose only effect is an optional resource that is off write nothing: the
@@ -125,6 +138,20 @@ class CacheWriter:
                 self.keys.user_bucket(user_id), codec.id_bytes(user_id), codec.encode_user(user)
             )
 
+    def _put_carried(self, pipe: Pipeline, guild_id: int, member: Json) -> None:
+        """Store a member an event carried, unless this writer stored exactly it already."""
+        user = member.get("user")
+        if not isinstance(user, dict):
+            return
+        memo_key = (guild_id, int(user["id"]))
+        seen = codec.encode_member(member) + codec.encode_user(user)
+        if self._carried.get(memo_key) == seen:
+            return
+        self._put_member(pipe, guild_id, member)
+        if len(self._carried) >= CARRIED_MEMO:
+            self._carried.clear()
+        self._carried[memo_key] = seen
+
     def _put_member(
         self, pipe: Pipeline, guild_id: int, member: Json, *, index: bool = True
     ) -> int | None:
@@ -132,6 +159,7 @@ class CacheWriter:
         if not isinstance(user, dict):
             return None
         user_id = int(user["id"])
+        self._carried.pop((guild_id, user_id), None)  # written otherwise: no longer known
         if self._on(CacheResource.MEMBERS):
             pipe.hset(
                 self.keys.member_bucket(guild_id, user_id),
@@ -173,6 +201,7 @@ class CacheWriter:
 
     async def _drop_guild(self, redis: aioredis.Redis, pipe: Pipeline, guild_id: int) -> None:
         """Remove everything cached about a guild (users stay: they are shared)."""
+        self._carried.clear()
         member_ids = await redis.smembers(self.keys.guild_member_ids(guild_id))
         for raw in member_ids:
             user_id = int(raw)
@@ -365,6 +394,7 @@ class CacheWriter:
         del redis, shard_id
         guild_id = int(d["guild_id"])
         user_id = int(d["user"]["id"])
+        self._carried.pop((guild_id, user_id), None)
         pipe.hdel(self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id))
         pipe.srem(self.keys.guild_member_ids(guild_id), user_id)
         pipe.hdel(self.keys.guild_voice_states(guild_id), str(user_id))
@@ -431,6 +461,30 @@ class CacheWriter:
                 orjson.dumps(d),
                 ex=keys.MESSAGE_CACHE_TTL,
             )
+
+    async def _message_create(
+        self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json
+    ) -> None:
+        # Gateway Events "Message Create": in a guild, ``member`` is a partial member without
+        # ``user``; the author is the message's ``author``.
+        if self._on(CacheResource.MESSAGES):
+            await self._message(redis, pipe, shard_id, d)
+        member, author = d.get("member"), d.get("author")
+        if d.get("guild_id") and isinstance(member, dict) and isinstance(author, dict):
+            self._put_carried(pipe, int(d["guild_id"]), {**member, "user": author})
+        elif isinstance(author, dict) and not d.get("webhook_id"):
+            self._put_user(pipe, author)
+
+    async def _carried_member(
+        self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json
+    ) -> None:
+        """INTERACTION_CREATE, MESSAGE_REACTION_ADD and TYPING_START carry the guild member
+        (with ``user``) who acted (Interactions "Interaction Object", Gateway Events "Message
+        Reaction Add" and "Typing Start")."""
+        del redis, shard_id
+        member = d.get("member")
+        if d.get("guild_id") and isinstance(member, dict):
+            self._put_carried(pipe, int(d["guild_id"]), member)
 
     async def _message_update(
         self, redis: aioredis.Redis, pipe: Pipeline, shard_id: int, d: Json

@@ -389,3 +389,86 @@ async def test_snowflakes_for_a_shard(discord: emulator.DiscordEmulator) -> None
         guild = discord.add_guild(shard=(shard, 7))
         assert sharding.shard_for_guild(int(guild["id"]), 7) == shard
     await asyncio.sleep(0)
+
+
+async def test_guild_create_members_follow_the_presences_intent_and_large_threshold(
+    make_emulator: Factory,
+) -> None:
+    """Gateway Events "Guild Create": without GUILD_PRESENCES only the bot and voice users are
+    in ``members``; with it, a guild over ``large_threshold`` (Identify) leaves offline members
+    out; ``presences`` only with the intent."""
+    discord = await make_emulator(identify_window=0.0)  # one IDENTIFY per case
+    guild = discord.add_guild("g")
+    guild_id = int(guild["id"])
+    voice_channel = discord.world.add_channel(guild_id, "voice", kind=2)
+    users = [discord.add_user(f"user{index}") for index in range(60)]
+    for user in users:
+        discord.add_member(guild_id, user, announce=False)
+    discord.world.set_voice_state(guild_id, int(users[0]["id"]), int(voice_channel["id"]), "s")
+    bot_id = str(discord.world.application_id)
+    expected_few = {bot_id, users[0]["id"]}
+    cases = [
+        (int(protocol.Intent.GUILDS), None, expected_few, False),
+        (int(protocol.Intent.GUILDS | protocol.Intent.GUILD_PRESENCES), 250, None, True),
+        (int(protocol.Intent.GUILDS | protocol.Intent.GUILD_PRESENCES), 50, expected_few, True),
+    ]
+    for intents, threshold, wanted, presences in cases:
+        client = await connect(discord)
+        d: dict[str, object] = {"token": discord.token, "intents": intents, "properties": {}}
+        if threshold is not None:
+            d["large_threshold"] = threshold
+        await client.send(2, d)
+        created = (await client.dispatch("GUILD_CREATE"))["d"]
+        ids = {m["user"]["id"] for m in created["members"]}
+        everyone = {str(u) for u in discord.world.members[guild_id]}
+        assert ids == (wanted if wanted is not None else everyone)
+        assert created["member_count"] == len(discord.world.members[guild_id])
+        assert bool(created["presences"]) is presences
+        await client.close()
+
+
+async def test_member_chunks_carry_presences_only_when_asked_with_the_intent(
+    make_emulator: Factory,
+) -> None:
+    """Gateway "Request Guild Members": ``presences: true`` needs GUILD_PRESENCES."""
+    discord = await make_emulator(identify_window=0.0)  # one IDENTIFY per case
+    guild = discord.add_guild("g")
+    for intents, asked, carried in [
+        (protocol.Intent.GUILDS | protocol.Intent.GUILD_MEMBERS, True, False),
+        (protocol.Intent.GUILDS | protocol.Intent.GUILD_PRESENCES, False, False),
+        (protocol.Intent.GUILDS | protocol.Intent.GUILD_PRESENCES, True, True),
+    ]:
+        client = await connect(discord)
+        await client.identify(discord.token, intents=int(intents))
+        await client.dispatch("GUILD_CREATE")
+        await client.send(
+            8,
+            {"guild_id": guild["id"], "user_ids": [guild["owner_id"]], "presences": asked},
+        )
+        chunk = (await client.dispatch("GUILD_MEMBERS_CHUNK"))["d"]
+        assert ("presences" in chunk) is carried
+        await client.close()
+
+
+async def test_interactions_carry_computed_member_and_app_permissions(
+    discord: emulator.DiscordEmulator,
+) -> None:
+    """Interactions "Interaction Object": ``member.permissions`` are the member's total
+    permissions in the channel, overwrites included; ``app_permissions`` the app's."""
+    guild = discord.add_guild("g")
+    guild_id = int(guild["id"])
+    channel = discord.channels_of(guild_id)[0]
+    user = discord.add_user("carol")
+    send = 1 << 11
+    manage_guild = 1 << 5
+    channel["permission_overwrites"] = [
+        {"id": user["id"], "type": 1, "allow": str(manage_guild), "deny": str(send)}
+    ]
+    carol = discord.send_interaction(int(channel["id"]), user, "ping").payload
+    held = int(carol["member"]["permissions"])
+    assert held & manage_guild
+    assert not held & send
+    assert int(carol["app_permissions"]) & send
+    owner = discord.world.users[int(guild["owner_id"])]
+    boss = discord.send_interaction(int(channel["id"]), owner, "ping").payload
+    assert int(boss["member"]["permissions"]) & manage_guild  # the owner has every permission

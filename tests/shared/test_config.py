@@ -247,3 +247,12 @@ def test_fuzz_any_environment_is_settings_or_one_clear_line(values: dict[str, st
         assert message.startswith(error.variable)
         assert "\n" not in message
         assert not any(secret in message for secret in secret_values)
+
+
+def test_workers_know_the_configured_intents() -> None:
+    """Issue 23 item 5: workers read ``INTENTS`` (``shard.intents`` answers it)."""
+    base = {"DISCORD_TOKEN": "a.b.c"}
+    assert config.WorkerSettings.from_env(base).intents == config.DEFAULT_INTENTS
+    chosen = config.WorkerSettings.from_env({**base, "INTENTS": "GUILDS,GUILD_MESSAGES"})
+    wanted = hikari.Intents.GUILDS | hikari.Intents.GUILD_MESSAGES
+    assert chosen.intents == wanted

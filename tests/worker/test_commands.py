@@ -13,6 +13,7 @@ from shared import config
 from worker import app
 from worker import bot as bot_module
 from worker.commands import Context, Cooldown, MaxConcurrency, option
+from worker.commands import router as router_module
 from worker.plugins import core
 
 if typing.TYPE_CHECKING:
@@ -350,3 +351,74 @@ async def test_subcommands_as_prefix_and_slash_and_autocomplete(stack: Stack) ->
     assert typing_in.response_type == 8
     assert typing_in.response is not None
     assert [c["value"] for c in typing_in.response["data"]["choices"]] == ["apple", "apricot"]
+
+
+async def test_prefix_permissions_with_default_intents_and_no_member_chunked(
+    stack: Stack,
+) -> None:
+    """Issue 23: with default intents GUILD_CREATE carries only the bot (Gateway Events "Guild
+    Create"), so nobody is in the member cache: the owner passes before any member lookup, the
+    roles the message carried decide for the others, and an unknown member is refused only
+    after Discord answers 404 Unknown Member."""
+    discord = stack.discord
+    guild_id, channel_id, owner = setup_guild(stack)
+    manage_role = discord.world.snowflakes.next()
+    discord.world.guilds[guild_id]["roles"].append(
+        {
+            "id": str(manage_role),
+            "name": "mods",
+            "color": 0,
+            "hoist": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "position": 1,
+            "permissions": str(int(hikari.Permissions.MANAGE_GUILD)),
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+    )
+    mod = discord.add_user("mod")
+    pleb = discord.add_user("pleb")
+    discord.world.add_member(guild_id, owner)
+    discord.world.add_member(guild_id, mod, roles=[manage_role])
+    discord.world.add_member(guild_id, pleb)
+    async with replicas(stack, 1) as (replica,), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        cache = replica.bot.cache
+        assert cache is not None
+        await discord.wait_for(lambda: len(discord.records.identifies) >= 1)
+        for _ in range(100):
+            if await cache.get_guild(guild_id) is not None:
+                break
+            await asyncio.sleep(0.05)
+        # Item 5: a shard answers the configured intents, not every intent.
+        assert replica.bot.shard_for(guild_id).intents == hikari.Intents(config.DEFAULT_INTENTS)
+        # Faithful GUILD_CREATE: none of the three is cached.
+        for user in (owner, mod, pleb):
+            assert await cache.member_json(guild_id, int(user["id"])) is None
+        discord.send_message(channel_id, owner, "!prefix ?")
+        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 1)
+        discord.send_message(channel_id, mod, "?prefix !")
+        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 2)
+        discord.send_message(channel_id, pleb, "!prefix $")
+        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 3)
+        member_fetches = [r for r in discord.records.rest if "/members/" in r.path]
+        assert member_fetches == []  # everything was decided from the events themselves
+
+        # Someone the event does not describe: Discord is asked, and only its 404 refuses.
+        router = replica.bot.commands
+        stranger = discord.world.snowflakes.next()
+        assert await router._fetched_roles(guild_id, stranger) is router_module._NOT_A_MEMBER
+        assert [r.status for r in discord.records.rest if f"/members/{stranger}" in r.path] == [404]
+        # A member known to Discord but not cached: fetched once, then remembered.
+        for _ in range(2):
+            roles = await router._fetched_roles(guild_id, int(mod["id"]))
+            assert isinstance(roles, list)
+            assert manage_role in roles
+        fetched = [r for r in discord.records.rest if f"/members/{mod['id']}" in r.path]
+        assert [r.status for r in fetched] == [200]
+    first, second, third = replies(discord, channel_id)
+    assert first == "Prefix set to `?`."
+    assert second == "Prefix set to `!`."
+    assert "You need the **Manage Guild** permission" in third

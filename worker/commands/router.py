@@ -8,6 +8,7 @@ failed check replies with its reason, a cooldown with the time left, a crash wit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import typing
 
@@ -25,6 +26,10 @@ __all__: typing.Sequence[str] = ("CommandRouter",)
 
 _LOGGER = logging.getLogger("shardline.worker.commands")
 _EPHEMERAL_ERRORS: typing.Final = True
+#: Read-through kind of a member's role ids fetched over REST for a permission check.
+_MEMBER_ROLES: typing.Final = "member-roles"
+#: What ``_fetched_roles`` answers when Discord says 404 Unknown Member.
+_NOT_A_MEMBER: typing.Final = object()
 
 
 class CommandRouter:
@@ -395,15 +400,57 @@ class CommandRouter:
         if ctx.interaction is not None and user_id == int(ctx.author.id) and ctx.member:
             held = getattr(ctx.member, "permissions", None)
         if held is None and self._bot.cache is not None:
+            guild_id, channel_id = int(ctx.guild_id), int(ctx.channel_id)
+            # Without a member cache (no GUILD_PRESENCES: GUILD_CREATE carries almost no
+            # members), the roles the event itself carried stand in; the owner passes anyway.
+            carried = None
+            if user_id == int(ctx.author.id) and ctx.member is not None:
+                carried = [int(r) for r in ctx.member.role_ids]
             held = await self._bot.cache.member_permissions(
-                int(ctx.guild_id), user_id, int(ctx.channel_id)
+                guild_id, user_id, channel_id, role_ids=carried
             )
+            if held is None:
+                fetched = await self._fetched_roles(guild_id, user_id)
+                if fetched is _NOT_A_MEMBER:
+                    return _names(wanted)  # Discord says so: refuse
+                if isinstance(fetched, list):
+                    held = await self._bot.cache.member_permissions(
+                        guild_id, user_id, channel_id, role_ids=fetched
+                    )
         if held is None:
             return _names(wanted)  # unknown: refuse rather than guess
         if held & hikari.Permissions.ADMINISTRATOR:
             return None
         lacking = wanted & ~held
         return _names(lacking) if lacking else None
+
+    async def _fetched_roles(self, guild_id: int, user_id: int) -> list[int] | object | None:
+        """A member's role ids over REST (GET /guilds/{guild.id}/members/{user.id}, through
+        the bot's rate-limited REST), remembered for ``REST_CACHE_TTL``; ``_NOT_A_MEMBER`` on
+        404 Unknown Member, ``None`` when Discord could not be asked."""
+        cache = self._bot.cache
+        assert cache is not None
+        ids = (guild_id, user_id)
+        try:
+            remembered = await cache.recall(_MEMBER_ROLES, ids)
+        except redis_client.REDIS_ERRORS:
+            remembered = None
+        if remembered is not None:
+            return [int(r) for r in remembered["roles"]]
+        try:
+            member = await self._bot.rest.fetch_member(guild_id, user_id)
+        except hikari.NotFoundError:
+            return _NOT_A_MEMBER
+        except (hikari.HTTPError, OSError) as exc:
+            _LOGGER.warning(
+                "member fetch failed", extra={"guild": guild_id, "error": type(exc).__name__}
+            )
+            return None
+        roles = [int(r) for r in member.role_ids]
+        with contextlib.suppress(*redis_client.REDIS_ERRORS):
+            # Remembered or not, this check has its answer.
+            await cache.remember(_MEMBER_ROLES, ids, {"roles": roles})
+        return roles
 
     async def _invoke(self, ctx: context_module.Context, kwargs: dict[str, typing.Any]) -> None:
         command = ctx.command

@@ -56,4 +56,5 @@ def guild_with(cache: Cache, members: int = 2) -> dict[str, typing.Any]:
     guild_id = int(guild["id"])
     for index in range(members):
         cache.world.add_member(guild_id, cache.world.add_user(f"user{index}"))
-    return cache.world.guild_create_payload(guild_id)
+    # As a bot with GUILD_PRESENCES gets it: every member of a small guild.
+    return cache.world.guild_create_payload(guild_id, presences=True)

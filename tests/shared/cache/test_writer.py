@@ -55,7 +55,8 @@ async def test_users_are_stored_once_across_guilds(
         guild = cache.world.add_guild(f"g{index}")
         cache.world.add_member(int(guild["id"]), shared_user)
         guild_ids.append(int(guild["id"]))
-        await cache.apply("GUILD_CREATE", cache.world.guild_create_payload(int(guild["id"])))
+        payload = cache.world.guild_create_payload(int(guild["id"]), presences=True)
+        await cache.apply("GUILD_CREATE", payload)
     user_id = int(shared_user["id"])
     bucket = cache.reader.keys.user_bucket(user_id)
     assert await redis_client.hexists(bucket, codec.id_bytes(user_id))
@@ -367,9 +368,57 @@ def test_events_of_a_resource_that_is_off_are_not_claimed_by_the_writer() -> Non
     names = keys_module.RedisKeys("ns", "main")
     default = writer.CacheWriter(names, resources.DEFAULT, shard_count=1)
     everything = writer.CacheWriter(names, resources.ALL, shard_count=1)
-    assert not default.handles("MESSAGE_CREATE")
+    # MESSAGE_CREATE carries its author's member (issue 23): written whenever members are.
+    assert default.handles("MESSAGE_CREATE")
     assert not default.handles("PRESENCE_UPDATE")
+    bare = writer.CacheWriter(
+        names, resources.CacheResource.GUILDS | resources.CacheResource.ROLES, shard_count=1
+    )
+    assert not bare.handles("MESSAGE_CREATE")
+    assert not bare.handles("INTERACTION_CREATE")
     assert default.handles("GUILD_MEMBER_ADD")
     assert default.handles("VOICE_STATE_UPDATE")  # also refreshes the member
     assert everything.handles("MESSAGE_CREATE")
     assert everything.handles("PRESENCE_UPDATE")
+
+
+async def test_members_that_events_carry_are_cached(cache: Cache) -> None:
+    """Issue 23: without GUILD_PRESENCES nobody is chunked, so the member a MESSAGE_CREATE
+    (partial, author apart), INTERACTION_CREATE, MESSAGE_REACTION_ADD, TYPING_START or
+    VOICE_STATE_UPDATE carries is stored and the next permission check is local."""
+    guild = cache.world.add_guild("g")
+    guild_id = int(guild["id"])
+    channel_id = int(cache.world.guild_channels(guild_id)[0]["id"])
+    await cache.apply("GUILD_CREATE", cache.world.guild_create_payload(guild_id))
+    role = cache.world.snowflakes.next()
+    users = [cache.world.add_user(f"u{i}") for i in range(4)]
+    members = [cache.world.add_member(guild_id, u, roles=[role]) for u in users]
+    message = cache.world.make_message(channel_id, users[0], "hi", member=members[0])
+    assert "user" not in message["member"]
+    await cache.apply("MESSAGE_CREATE", message)
+    base = {"guild_id": str(guild_id), "channel_id": str(channel_id)}
+    await cache.apply("INTERACTION_CREATE", {**base, "id": "1", "member": members[1]})
+    await cache.apply(
+        "MESSAGE_REACTION_ADD",
+        {**base, "user_id": users[2]["id"], "message_id": "1", "member": members[2]},
+    )
+    await cache.apply("TYPING_START", {**base, "user_id": users[3]["id"], "member": members[3]})
+    for user in users:
+        member = await cache.reader.get_member(guild_id, int(user["id"]))
+        assert member is not None
+        assert member.username == user["username"]
+        assert role in member.role_ids
+        assert int(user["id"]) in await cache.reader.member_ids(guild_id)
+    # An unchanged member is not written again, but a removal or a change is never hidden.
+    await cache.apply("GUILD_MEMBER_REMOVE", {"guild_id": str(guild_id), "user": users[0]})
+    assert await cache.reader.get_member(guild_id, int(users[0]["id"])) is None
+    await cache.apply("MESSAGE_CREATE", message)
+    assert await cache.reader.get_member(guild_id, int(users[0]["id"])) is not None
+    other_role = cache.world.snowflakes.next()
+    changed = cache.world.make_message(
+        channel_id, users[0], "again", member={**members[0], "roles": [str(other_role)]}
+    )
+    await cache.apply("MESSAGE_CREATE", changed)
+    member = await cache.reader.get_member(guild_id, int(users[0]["id"]))
+    assert member is not None
+    assert other_role in member.role_ids
