@@ -110,6 +110,10 @@ class DiscordEmulator:
     def add_user(self, name: str, *, bot: bool = False) -> Json:
         return self.world.add_user(name, bot=bot)
 
+    def open_dm(self, user: Json) -> Json:
+        """The DM channel between ``user`` and the bot; messages in it go to shard 0 only."""
+        return self.world.open_dm(user)
+
     def add_member(self, guild_id: int, user: Json, *, announce: bool = True) -> Json:
         member = self.world.add_member(guild_id, user)
         if announce:
@@ -217,7 +221,7 @@ class DiscordEmulator:
         )
 
     def dispatch(self, event: str, data: Json, *, guild_id: int | None = None) -> int:
-        """Inject any dispatch into the shard that owns ``guild_id`` (every shard if None)."""
+        """Inject any dispatch into the shard that owns ``guild_id`` (shard 0 if None)."""
         return self.gateway.dispatch(event, data, guild_id=guild_id)
 
     # --- faults -----------------------------------------------------------------------------

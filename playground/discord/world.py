@@ -189,7 +189,7 @@ class World:
             "type": kind,
             "guild_id": str(guild_id),
             "name": name,
-            "position": len([c for c in self.channels.values() if c["guild_id"] == str(guild_id)]),
+            "position": len(self.guild_channels(guild_id)),
             "permission_overwrites": [],
             "topic": None,
             "nsfw": False,
@@ -200,6 +200,24 @@ class World:
         }
         if kind == 2:
             channel.update({"bitrate": 64000, "user_limit": 0, "rtc_region": None})
+        self.channels[cid] = channel
+        self.messages[cid] = {}
+        return channel
+
+    def open_dm(self, user: Json) -> Json:
+        """The DM channel between ``user`` and the bot (Channel > Channel Object, type 1 DM:
+        no ``guild_id``, ``recipients`` the other user), made once, as POST /users/@me/channels."""
+        for channel in self.channels.values():
+            if channel["type"] == 1 and channel["recipients"][0]["id"] == user["id"]:
+                return channel
+        cid = self.snowflakes.next()
+        channel: Json = {
+            "id": str(cid),
+            "type": 1,
+            "last_message_id": None,
+            "recipients": [user],
+            "flags": 0,
+        }
         self.channels[cid] = channel
         self.messages[cid] = {}
         return channel
