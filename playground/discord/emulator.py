@@ -110,6 +110,34 @@ class DiscordEmulator:
     def add_user(self, name: str, *, bot: bool = False) -> Json:
         return self.world.add_user(name, bot=bot)
 
+    def create_thread(
+        self,
+        parent_id: int,
+        owner: Json,
+        name: str = "thread",
+        *,
+        private: bool = False,
+        add_bot: bool = False,
+    ) -> Json:
+        """A user starts a thread: THREAD_CREATE (Gateway Events > Thread Create), the thread
+        channel with ``newly_created: true``, and, when the bot is added to it, the bot's
+        thread member (Thread Member Object: ``id``, ``user_id``, ``join_timestamp``,
+        ``flags``). A private thread the bot is not added to is not "relevant to the current
+        user" and is not sent (the bot's MANAGE_THREADS, which would show it, is not modelled)."""
+        thread = self.world.add_thread(parent_id, owner, name, private=private)
+        guild_id = int(thread["guild_id"])
+        payload: Json = {**thread, "newly_created": True}
+        if add_bot:
+            payload["member"] = {
+                "id": thread["id"],
+                "user_id": str(self.world.bot_id),
+                "join_timestamp": world.iso_now(),
+                "flags": 0,
+            }
+        if add_bot or not private:
+            self.gateway.dispatch("THREAD_CREATE", payload, guild_id=guild_id)
+        return thread
+
     def open_dm(self, user: Json) -> Json:
         """The DM channel between ``user`` and the bot; messages in it go to shard 0 only."""
         return self.world.open_dm(user)

@@ -1,11 +1,14 @@
-"""Commands where the faithful emulator differs from a naive one: DMs (shard 0 only)."""
+"""Commands where the faithful emulator differs from a naive one: DMs (shard 0 only), threads
+(their parent's overwrites)."""
 
 from __future__ import annotations
 
 import asyncio
 import typing
 
-from tests.worker.test_commands import replicas, replies
+import hikari
+
+from tests.worker.test_commands import commands_bot, replicas, replies
 from worker import bot as bot_module
 from worker.commands import Context  # noqa: TC001 - the command signature is read at runtime
 from worker.plugins import core
@@ -51,3 +54,66 @@ async def test_a_dm_command_reaches_one_worker_through_shard_0_and_is_answered_i
 
     assert took(0)
     assert not took(1)  # Gateway > Sharding: DMs go to shard 0 only
+
+
+async def test_a_thread_takes_its_parents_overwrites(stack: Stack) -> None:
+    discord = stack.discord
+    guild = discord.add_guild("g", channels=2)
+    guild_id = int(guild["id"])
+    owner = discord.world.users[int(guild["owner_id"])]
+    denying, plain = discord.channels_of(guild_id)
+    role = {
+        "id": str(discord.world.snowflakes.next()),
+        "name": "banners",
+        "color": 0,
+        "hoist": False,
+        "icon": None,
+        "unicode_emoji": None,
+        "position": 1,
+        "permissions": str(int(hikari.Permissions.BAN_MEMBERS)),
+        "managed": False,
+        "mentionable": False,
+        "flags": 0,
+    }
+    guild["roles"].append(role)
+    denying["permission_overwrites"] = [
+        {
+            "id": role["id"],
+            "type": 0,
+            "allow": "0",
+            "deny": str(int(hikari.Permissions.BAN_MEMBERS)),
+        }
+    ]
+    user = discord.add_user("banner")
+    discord.world.add_member(guild_id, user, roles=[int(role["id"])])
+    async with replicas(stack, 1, commands_bot), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        denied_thread = int(discord.create_thread(int(denying["id"]), user, "t1")["id"])
+        allowed_thread = int(discord.create_thread(int(plain["id"]), user, "t2")["id"])
+        await asyncio.sleep(0.5)  # the gateway caches both threads
+        discord.send_message(denied_thread, user, f"!ban <@{owner['id']}>")
+        discord.send_message(allowed_thread, user, f"!ban <@{owner['id']}>")
+        await discord.wait_for(
+            lambda: (
+                len(replies(discord, denied_thread)) == len(replies(discord, allowed_thread)) == 1
+            )
+        )
+        private = discord.create_thread(int(plain["id"]), user, "p", private=True, add_bot=True)
+        hidden = discord.create_thread(int(plain["id"]), user, "h", private=True)
+    sent = [
+        p["d"] for p in discord.gateway.sessions.layouts[(0, 1)].buffer if p["t"] == "THREAD_CREATE"
+    ]
+    assert [(d["type"], d["newly_created"], "member" in d) for d in sent] == [
+        (11, True, False),
+        (11, True, False),
+        (12, True, True),
+    ]  # Gateway Events > Thread Create; the private thread the bot is not in is not sent
+    assert sent[0]["parent_id"] == denying["id"]
+    assert "permission_overwrites" not in sent[0]
+    assert sent[2]["member"]["user_id"] == str(discord.world.bot_id)
+    assert sent[2]["thread_metadata"]["invitable"] is True
+    assert hidden["id"] not in {d["id"] for d in sent}
+    assert private["id"] == sent[2]["id"]
+    [refused] = replies(discord, denied_thread)
+    assert "You need the **Ban Members** permission" in refused
+    assert replies(discord, allowed_thread) == [f"banned {owner['id']}"]
