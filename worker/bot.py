@@ -156,6 +156,7 @@ class Bot:
         default_prefix: str = "!",
     ) -> None:
         self._rest = rest
+        rest.opens_modal = self.commands.opens_modal
         self.settings = settings
         self.redis = redis
         self.keys = redis_keys

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import typing
 
@@ -246,6 +247,41 @@ class DiscordEmulator:
             data["values"] = values
         return self.send_interaction(
             int(message["channel_id"]), user, "", kind=3, data=data, message=message
+        )
+
+    def submit_modal(
+        self, opened: rest.Interaction, user: Json, values: dict[str, str]
+    ) -> rest.Interaction:
+        """The user fills in and submits the modal the bot opened on ``opened`` (callback type
+        9): INTERACTION_CREATE type 5 MODAL_SUBMIT (Receiving and Responding > Interaction
+        Object, Modal Submit Data: the modal's ``custom_id``, and its ``components`` with each
+        text input's ``value``, by the text input's ``custom_id``)."""
+        if opened.response_type != 9 or opened.response is None:
+            raise ValueError("the bot has not answered that interaction with a modal")
+        modal = opened.response["data"]
+        # Every component carries its numeric ``id`` (Component Reference > Anatomy of a
+        # Component: Discord numbers those the app left without one, in order).
+        numbers = itertools.count(1)
+        rows: list[Json] = []
+        for row in modal["components"]:
+            row_id = row.get("id") or next(numbers)
+            inputs = [
+                {
+                    "type": 4,
+                    "id": field.get("id") or next(numbers),
+                    "custom_id": field["custom_id"],
+                    "value": values.get(field["custom_id"], ""),
+                }
+                for field in row.get("components", ())
+                if field.get("type") == 4
+            ]
+            rows.append({"type": 1, "id": row_id, "components": inputs})
+        return self.send_interaction(
+            int(opened.payload["channel_id"]),
+            user,
+            "",
+            kind=5,
+            data={"custom_id": modal["custom_id"], "components": rows},
         )
 
     def dispatch(self, event: str, data: Json, *, guild_id: int | None = None) -> int:

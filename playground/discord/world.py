@@ -247,9 +247,9 @@ class World:
     def open_dm(self, user: Json) -> Json:
         """The DM channel between ``user`` and the bot (Channel > Channel Object, type 1 DM:
         no ``guild_id``, ``recipients`` the other user), made once, as POST /users/@me/channels."""
-        for channel in self.channels.values():
-            if channel["type"] == 1 and channel["recipients"][0]["id"] == user["id"]:
-                return channel
+        for existing in self.channels.values():
+            if existing["type"] == 1 and existing["recipients"][0]["id"] == user["id"]:
+                return existing
         cid = self.snowflakes.next()
         channel: Json = {
             "id": str(cid),

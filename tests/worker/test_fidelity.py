@@ -1,5 +1,5 @@
 """Commands where the faithful emulator differs from a naive one: DMs (shard 0 only), threads
-(their parent's overwrites)."""
+(their parent's overwrites), modals (only a first response, never after the auto-deferral)."""
 
 from __future__ import annotations
 
@@ -117,3 +117,60 @@ async def test_a_thread_takes_its_parents_overwrites(stack: Stack) -> None:
     [refused] = replies(discord, denied_thread)
     assert "You need the **Ban Members** permission" in refused
     assert replies(discord, allowed_thread) == [f"banned {owner['id']}"]
+
+
+def modal_bot(submitted: list[str]) -> bot_module.Bot:
+    bot = bot_module.Bot()
+    core.setup(bot)
+
+    @bot.command(description="Asks in a form", opens_modal=True)
+    async def form(ctx: Context) -> None:
+        await asyncio.sleep(2.5)  # past the 2 s at which the worker defers other commands
+        assert ctx.interaction is not None
+        await ctx.interaction.create_modal_response(
+            "Feedback",
+            "feedback-form",
+            components=[hikari.impl.ModalActionRowBuilder().add_text_input("answer", "Answer")],
+        )
+
+    @bot.listen(hikari.InteractionCreateEvent)
+    async def on_submit(event: hikari.InteractionCreateEvent) -> None:
+        interaction = event.interaction
+        if isinstance(interaction, hikari.ModalInteraction):
+            value = interaction.components[0].components[0].value
+            submitted.append(f"{interaction.custom_id}:{value}")
+            await interaction.create_initial_response(
+                hikari.ResponseType.MESSAGE_CREATE, f"thanks for {value!r}"
+            )
+
+    return bot
+
+
+async def test_a_slow_handler_still_opens_a_modal_and_its_submit_reaches_a_handler(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    guild = discord.add_guild("g")
+    channel_id = int(discord.channels_of(int(guild["id"]))[0]["id"])
+    user = discord.add_user("filler")
+    submitted: list[str] = []
+    async with (
+        replicas(stack, 1, lambda: modal_bot(submitted)) as [replica],
+        stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"),
+    ):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        opened = discord.send_interaction(channel_id, user, "form")
+        await discord.wait_for(lambda: opened.response is not None, timeout=10)
+        assert opened.response_type == 9  # Interaction Response Type 9 MODAL, not a deferral
+        assert opened.response is not None
+        assert opened.response["data"]["custom_id"] == "feedback-form"
+        assert opened.response["data"]["title"] == "Feedback"
+        assert replica.bot.interactions.auto_deferred == 0
+        submit = discord.submit_modal(opened, user, {"answer": "great"})
+        await discord.wait_for(lambda: submit.response is not None, timeout=10)
+    assert submitted == ["feedback-form:great"]
+    assert submit.payload["type"] == 5  # MODAL_SUBMIT
+    assert submit.response is not None
+    assert submit.response["data"]["content"] == "thanks for 'great'"
+    rejected = [c for c in discord.records.rest if c.path.endswith("/callback") and c.status >= 400]
+    assert rejected == []  # the 2 s auto-defer never hit the answered interaction
