@@ -389,3 +389,20 @@ async def test_snowflakes_for_a_shard(discord: emulator.DiscordEmulator) -> None
         guild = discord.add_guild(shard=(shard, 7))
         assert sharding.shard_for_guild(int(guild["id"]), 7) == shard
     await asyncio.sleep(0)
+
+
+async def test_guild_create_lists_active_threads_apart_from_channels(
+    discord: emulator.DiscordEmulator,
+) -> None:
+    guild = discord.add_guild("g")
+    guild_id = int(guild["id"])
+    parent = discord.channels_of(guild_id)[0]
+    owner = discord.world.users[int(guild["owner_id"])]
+    thread = discord.world.add_thread(int(parent["id"]), owner, "t")
+    payload = discord.world.guild_create_payload(guild_id)
+    # Gateway Events > Guild Create: active threads in "threads", channels in "channels".
+    assert [c["id"] for c in payload["channels"]] == [parent["id"]]
+    assert [t["id"] for t in payload["threads"]] == [thread["id"]]
+    assert payload["threads"][0]["parent_id"] == parent["id"]
+    assert "permission_overwrites" not in payload["threads"][0]
+    await asyncio.sleep(0)

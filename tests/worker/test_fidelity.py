@@ -10,6 +10,7 @@ import hikari
 
 from tests.worker.test_commands import commands_bot, replicas, replies
 from worker import bot as bot_module
+from worker import interactions
 from worker.commands import Context  # noqa: TC001 - the command signature is read at runtime
 from worker.plugins import core
 
@@ -133,6 +134,20 @@ def modal_bot(submitted: list[str]) -> bot_module.Bot:
             components=[hikari.impl.ModalActionRowBuilder().add_text_input("answer", "Answer")],
         )
 
+    @bot.command(description="Opens a form late, undeclared")
+    async def late(ctx: Context) -> None:
+        await asyncio.sleep(2.5)
+        assert ctx.interaction is not None
+        try:
+            await ctx.interaction.create_modal_response(
+                "Late",
+                "late-form",
+                components=[hikari.impl.ModalActionRowBuilder().add_text_input("a", "A")],
+            )
+        except interactions.ModalAfterDeferralError:
+            submitted.append("refused before Discord")
+            raise
+
     @bot.listen(hikari.InteractionCreateEvent)
     async def on_submit(event: hikari.InteractionCreateEvent) -> None:
         interaction = event.interaction
@@ -174,3 +189,24 @@ async def test_a_slow_handler_still_opens_a_modal_and_its_submit_reaches_a_handl
     assert submit.response["data"]["content"] == "thanks for 'great'"
     rejected = [c for c in discord.records.rest if c.path.endswith("/callback") and c.status >= 400]
     assert rejected == []  # the 2 s auto-defer never hit the answered interaction
+
+
+async def test_a_modal_after_the_auto_deferral_is_refused_before_it_reaches_discord(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    guild = discord.add_guild("g")
+    channel_id = int(discord.channels_of(int(guild["id"]))[0]["id"])
+    user = discord.add_user("late")
+    submitted: list[str] = []
+    async with (
+        replicas(stack, 1, lambda: modal_bot(submitted)) as [replica],
+        stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"),
+    ):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        opened = discord.send_interaction(channel_id, user, "late")
+        await discord.wait_for(lambda: submitted == ["refused before Discord"], timeout=10)
+        assert replica.bot.interactions.auto_deferred == 1
+    assert opened.response_type == 5  # the deferral stands: Discord's rule, not a 400
+    calls = [c for c in discord.records.rest if c.path.endswith("/callback")]
+    assert [c.status < 400 for c in calls] == [True]  # one deferral, no refused modal
