@@ -161,6 +161,7 @@ class Bot:
         default_prefix: str = "!",
     ) -> None:
         self._rest = rest
+        rest.opens_modal = self.commands.opens_modal
         self.settings = settings
         self.redis = redis
         self.keys = redis_keys

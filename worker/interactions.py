@@ -31,6 +31,10 @@ DEFER_AFTER: typing.Final[float] = 2.0
 _COMPONENT_TYPES: typing.Final = frozenset({3, 5})  # component, modal submit
 
 
+class ModalAfterDeferralError(RuntimeError):
+    """A handler opened a modal after the worker deferred its interaction: Discord refuses it."""
+
+
 @dataclasses.dataclass(slots=True)
 class _State:
     application_id: int
@@ -47,6 +51,9 @@ class InteractionAwareRest:
     def __init__(self, rest: hikari.api.RESTClient) -> None:
         self._rest = rest
         self._states: dict[int, _State] = {}
+        #: Whether an INTERACTION_CREATE's handler may open a modal, so must not be deferred
+        #: (the bot sets it to its command router's answer).
+        self.opens_modal: typing.Callable[[dict[str, typing.Any]], bool] = lambda _payload: False
         self.auto_deferred = 0
         #: Ephemeral answers to auto-deferred commands, sent as follow-ups.
         self.privately_answered = 0
@@ -99,6 +106,25 @@ class InteractionAwareRest:
         allowed = {k: v for k, v in kwargs.items() if k in _EDIT_FIELDS}
         await self._rest.edit_interaction_response(application, token, content, **allowed)
 
+    async def create_modal_response(
+        self,
+        interaction: hikari.SnowflakeishOr[hikari.PartialInteraction],
+        token: str,
+        **kwargs: typing.Any,
+    ) -> typing.Any:
+        """Open a modal: the initial response, so the timer must not defer after it."""
+        state = self._states.get(int(interaction))
+        if state is None:
+            return await self._rest.create_modal_response(interaction, token, **kwargs)
+        async with state.lock:
+            if state.deferred:
+                raise ModalAfterDeferralError(
+                    "a modal can only be an interaction's first response and this one was "
+                    "deferred after 2 s; declare the command with opens_modal=True"
+                )
+            state.responded = True
+            return await self._rest.create_modal_response(interaction, token, **kwargs)
+
     @contextlib.asynccontextmanager
     async def guard(
         self, payload: dict[str, typing.Any], received_at: float
@@ -112,17 +138,27 @@ class InteractionAwareRest:
         component = kind in _COMPONENT_TYPES
         state = _State(int(payload["application_id"]), payload["token"], component)
         self._states[interaction_id] = state
-        delay = max(received_at + DEFER_AFTER - time.time(), 0.0)
-        timer = asyncio.get_running_loop().create_task(
-            self._defer_later(interaction_id, state, delay, component=component)
-        )
+        timer: asyncio.Task[None] | None = None
+        if not self._may_open_modal(payload):
+            delay = max(received_at + DEFER_AFTER - time.time(), 0.0)
+            timer = asyncio.get_running_loop().create_task(
+                self._defer_later(interaction_id, state, delay, component=component)
+            )
         try:
             yield
         finally:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+            if timer is not None:
+                timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer
             self._states.pop(interaction_id, None)
+
+    def _may_open_modal(self, payload: dict[str, typing.Any]) -> bool:
+        try:
+            return self.opens_modal(payload)
+        except Exception:  # unknown means the usual deadline, never a lost answer
+            _LOGGER.exception("could not tell whether an interaction opens a modal")
+            return False
 
     async def _defer_later(
         self, interaction_id: int, state: _State, delay: float, *, component: bool

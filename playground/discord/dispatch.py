@@ -44,7 +44,9 @@ class DispatchRouter:
             session = self.sessions.shards.get(shard_id)
             targets = [session] if session is not None else []
         else:
-            targets = list(self.sessions.layouts.values())
+            # Gateway > Sharding: events not tied to a guild, DMs among them, go to shard 0
+            # only ("DMs will only be sent to shard_id 0"), of each running shard layout.
+            targets = [s for s in self.sessions.layouts.values() if s.shard_id == 0]
         taken = 0
         for session in targets:
             needed = protocol.required_intent(event, in_guild=guild_id is not None)

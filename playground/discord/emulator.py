@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import typing
 
@@ -109,6 +110,38 @@ class DiscordEmulator:
 
     def add_user(self, name: str, *, bot: bool = False) -> Json:
         return self.world.add_user(name, bot=bot)
+
+    def create_thread(
+        self,
+        parent_id: int,
+        owner: Json,
+        name: str = "thread",
+        *,
+        private: bool = False,
+        add_bot: bool = False,
+    ) -> Json:
+        """A user starts a thread: THREAD_CREATE (Gateway Events > Thread Create), the thread
+        channel with ``newly_created: true``, and, when the bot is added to it, the bot's
+        thread member (Thread Member Object: ``id``, ``user_id``, ``join_timestamp``,
+        ``flags``). A private thread the bot is not added to is not "relevant to the current
+        user" and is not sent (the bot's MANAGE_THREADS, which would show it, is not modelled)."""
+        thread = self.world.add_thread(parent_id, owner, name, private=private)
+        guild_id = int(thread["guild_id"])
+        payload: Json = {**thread, "newly_created": True}
+        if add_bot:
+            payload["member"] = {
+                "id": thread["id"],
+                "user_id": str(self.world.bot_id),
+                "join_timestamp": world.iso_now(),
+                "flags": 0,
+            }
+        if add_bot or not private:
+            self.gateway.dispatch("THREAD_CREATE", payload, guild_id=guild_id)
+        return thread
+
+    def open_dm(self, user: Json) -> Json:
+        """The DM channel between ``user`` and the bot; messages in it go to shard 0 only."""
+        return self.world.open_dm(user)
 
     def add_member(self, guild_id: int, user: Json, *, announce: bool = True) -> Json:
         member = self.world.add_member(guild_id, user)
@@ -221,8 +254,43 @@ class DiscordEmulator:
             int(message["channel_id"]), user, "", kind=3, data=data, message=message
         )
 
+    def submit_modal(
+        self, opened: rest.Interaction, user: Json, values: dict[str, str]
+    ) -> rest.Interaction:
+        """The user fills in and submits the modal the bot opened on ``opened`` (callback type
+        9): INTERACTION_CREATE type 5 MODAL_SUBMIT (Receiving and Responding > Interaction
+        Object, Modal Submit Data: the modal's ``custom_id``, and its ``components`` with each
+        text input's ``value``, by the text input's ``custom_id``)."""
+        if opened.response_type != 9 or opened.response is None:
+            raise ValueError("the bot has not answered that interaction with a modal")
+        modal = opened.response["data"]
+        # Every component carries its numeric ``id`` (Component Reference > Anatomy of a
+        # Component: Discord numbers those the app left without one, in order).
+        numbers = itertools.count(1)
+        rows: list[Json] = []
+        for row in modal["components"]:
+            row_id = row.get("id") or next(numbers)
+            inputs = [
+                {
+                    "type": 4,
+                    "id": field.get("id") or next(numbers),
+                    "custom_id": field["custom_id"],
+                    "value": values.get(field["custom_id"], ""),
+                }
+                for field in row.get("components", ())
+                if field.get("type") == 4
+            ]
+            rows.append({"type": 1, "id": row_id, "components": inputs})
+        return self.send_interaction(
+            int(opened.payload["channel_id"]),
+            user,
+            "",
+            kind=5,
+            data={"custom_id": modal["custom_id"], "components": rows},
+        )
+
     def dispatch(self, event: str, data: Json, *, guild_id: int | None = None) -> int:
-        """Inject any dispatch into the shard that owns ``guild_id`` (every shard if None)."""
+        """Inject any dispatch into the shard that owns ``guild_id`` (shard 0 if None)."""
         return self.gateway.dispatch(event, data, guild_id=guild_id)
 
     # --- faults -----------------------------------------------------------------------------

@@ -38,6 +38,8 @@ def _interaction_callback(
         raise rest_state.DiscordHTTPError(
             400, 50035, "Invalid Form Body", {"type": {"_errors": []}}
         )
+    if b["type"] == 9:
+        _check_modal(interaction, b.get("data"))
     interaction.response_type = b["type"]
     interaction.response = b
     interaction.answered.set()
@@ -72,6 +74,33 @@ def _interaction_callback(
         answer["interaction"]["response_message_id"] = interaction.original["id"]
         answer["resource"]["message"] = interaction.original
     return answer
+
+
+def _check_modal(interaction: rest_state.Interaction, data: typing.Any) -> None:
+    """Receiving and Responding > Interaction Response Type 9 MODAL: "not available for
+    MODAL_SUBMIT and PING interactions"; Modal data: ``custom_id`` (max 100 characters),
+    ``title`` (max 45), ``components`` (1 to 5)."""
+    if interaction.payload["type"] in (1, 5):
+        raise rest_state.DiscordHTTPError(
+            400, 50035, "Invalid Form Body", {"type": {"_errors": []}}
+        )
+    errors: Json = {}
+    if not isinstance(data, dict):
+        errors["data"] = {"_errors": []}
+    else:
+        custom_id, title, components = (
+            data.get("custom_id"),
+            data.get("title"),
+            data.get("components"),
+        )
+        if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 100:
+            errors["custom_id"] = {"_errors": []}
+        if not isinstance(title, str) or not 1 <= len(title) <= 45:
+            errors["title"] = {"_errors": []}
+        if not isinstance(components, list) or not 1 <= len(components) <= 5:
+            errors["components"] = {"_errors": []}
+    if errors:
+        raise rest_state.DiscordHTTPError(400, 50035, "Invalid Form Body", {"data": errors})
 
 
 @routes.add("POST", "/webhooks/{application_id}/{webhook_token}", auth=False, exempt_global=True)

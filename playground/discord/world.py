@@ -25,6 +25,10 @@ DEFAULT_EVERYONE_PERMISSIONS: typing.Final[str] = "1071698660929"
 Json = dict[str, typing.Any]
 
 
+#: Announcement, public and private threads (Channel > Channel Types 10, 11, 12).
+THREAD_TYPES: typing.Final = frozenset({10, 11, 12})
+
+
 def iso_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
@@ -190,7 +194,7 @@ class World:
             "type": kind,
             "guild_id": str(guild_id),
             "name": name,
-            "position": len([c for c in self.channels.values() if c["guild_id"] == str(guild_id)]),
+            "position": len(self.guild_channels(guild_id)),
             "permission_overwrites": [],
             "topic": None,
             "nsfw": False,
@@ -201,6 +205,60 @@ class World:
         }
         if kind == 2:
             channel.update({"bitrate": 64000, "user_limit": 0, "rtc_region": None})
+        self.channels[cid] = channel
+        self.messages[cid] = {}
+        return channel
+
+    def add_thread(self, parent_id: int, owner: Json, name: str, *, private: bool = False) -> Json:
+        """A thread in ``parent_id`` (Channel > Channel Object, thread example; Thread Metadata
+        Object): type 11 public or 12 private, ``parent_id``, ``owner_id``, ``thread_metadata``,
+        and no ``permission_overwrites``: a thread takes its parent's (Permissions >
+        Permission Overwrites)."""
+        parent = self.channels[parent_id]
+        cid = self.snowflakes.next()
+        now = iso_now()
+        metadata: Json = {
+            "archived": False,
+            "auto_archive_duration": 1440,
+            "archive_timestamp": now,
+            "locked": False,
+            "create_timestamp": now,
+        }
+        if private:
+            metadata["invitable"] = True  # Thread Metadata: private threads only
+        thread: Json = {
+            "id": str(cid),
+            "type": 12 if private else 11,
+            "guild_id": parent["guild_id"],
+            "parent_id": parent["id"],
+            "owner_id": owner["id"],
+            "name": name,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "total_message_sent": 0,
+            "thread_metadata": metadata,
+            "flags": 0,
+        }
+        self.channels[cid] = thread
+        self.messages[cid] = {}
+        return thread
+
+    def open_dm(self, user: Json) -> Json:
+        """The DM channel between ``user`` and the bot (Channel > Channel Object, type 1 DM:
+        no ``guild_id``, ``recipients`` the other user), made once, as POST /users/@me/channels."""
+        for existing in self.channels.values():
+            if existing["type"] == 1 and existing["recipients"][0]["id"] == user["id"]:
+                return existing
+        cid = self.snowflakes.next()
+        channel: Json = {
+            "id": str(cid),
+            "type": 1,
+            "last_message_id": None,
+            "recipients": [user],
+            "flags": 0,
+        }
         self.channels[cid] = channel
         self.messages[cid] = {}
         return channel
@@ -333,8 +391,14 @@ class World:
                 "channels": [
                     {k: v for k, v in c.items() if k != "guild_id"}
                     for c in self.guild_channels(guild_id)
+                    if c["type"] not in THREAD_TYPES
                 ],
-                "threads": [],
+                # Guild Create: "threads" holds the active threads the bot can see.
+                "threads": [
+                    c
+                    for c in self.guild_channels(guild_id)
+                    if c["type"] in THREAD_TYPES and not c["thread_metadata"]["archived"]
+                ],
                 "presences": [
                     {"user": {"id": m["user"]["id"]}, "status": "online", "activities": []}
                     for m in members

@@ -134,6 +134,7 @@ class Playground:
         app.router.add_post("/playground/api/commands", self._post_command)
         app.router.add_post("/playground/api/autocomplete", self._post_autocomplete)
         app.router.add_post("/playground/api/components", self._post_component)
+        app.router.add_post("/playground/api/modals", self._post_modal)
         app.router.add_post("/playground/api/scenarios/{name}", self._post_scenario)
 
     async def _index(self, _request: web.Request) -> web.StreamResponse:
@@ -278,6 +279,21 @@ class Playground:
         self._watch(interaction, "the click", channel_id)
         return web.json_response({"id": str(interaction.id)})
 
+    async def _post_modal(self, request: web.Request) -> web.Response:
+        """A user submits the modal the bot opened on interaction ``interaction_id``."""
+        body = await self._json(request)
+        user = self._user(body)
+        opened = self.discord.rest.interactions.get(_id(body, "interaction_id"))
+        if opened is None or opened.response_type != 9:
+            raise BadRequest("the bot opened no modal on that interaction")
+        values = body.get("values") or {}
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise BadRequest("values must map each text input's custom_id to a string")
+        submit = self.discord.submit_modal(opened, user, values)
+        channel_id = int(opened.payload["channel_id"])
+        self._watch(submit, "the form", channel_id)
+        return web.json_response({"id": str(submit.id)})
+
     async def _command_interaction(
         self, request: web.Request, *, kind: int
     ) -> tuple[rest.Interaction, str, int]:
@@ -306,18 +322,19 @@ class Playground:
         async def watch() -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(interaction.answered.wait(), INTERACTION_DEADLINE)
-            state = {None: "failed", 5: "deferred", 6: "acknowledged"}.get(
+            state = {None: "failed", 5: "deferred", 6: "acknowledged", 9: "modal"}.get(
                 interaction.response_type, "answered"
             )
-            self.feed.publish(
-                {
-                    "type": "interaction",
-                    "id": str(interaction.id),
-                    "what": what,
-                    "state": state,
-                    "channel_id": str(channel_id),
-                }
-            )
+            event: Json = {
+                "type": "interaction",
+                "id": str(interaction.id),
+                "what": what,
+                "state": state,
+                "channel_id": str(channel_id),
+            }
+            if state == "modal" and interaction.response is not None:
+                event["modal"] = interaction.response.get("data")  # submit: POST .../modals
+            self.feed.publish(event)
 
         self.feed.spawn(watch())
 

@@ -45,6 +45,10 @@ return {{packed, values, channel}}
 """
 
 
+#: Announcement, public and private threads (Channel > Channel Types 10, 11, 12).
+_THREAD_TYPES: typing.Final = frozenset({10, 11, 12})
+
+
 def _overwrites(channel: Json) -> dict[int, permissions.Overwrite]:
     return {
         int(o["id"]): permissions.Overwrite(int(o["id"]), int(o["allow"]), int(o["deny"]))
@@ -256,13 +260,27 @@ class CacheReader:
         )
         if channel_id is None or not channel_raw:
             return hikari.Permissions(base)
+        channel = orjson.loads(channel_raw)
+        if channel.get("type") in _THREAD_TYPES:
+            # Permissions > Permission Overwrites: a thread has no overwrites of its own, it
+            # inherits its parent channel's (Channel Object ``parent_id``). One more read, for
+            # threads only; an uncached parent counts as no overwrites, like an uncached channel.
+            parent_id = channel.get("parent_id")
+            parent_raw = (
+                await self._redis.hget(self.keys.guild_channels(guild_id), str(parent_id))
+                if parent_id is not None
+                else None
+            )
+            if not parent_raw:
+                return hikari.Permissions(base)
+            channel = orjson.loads(parent_raw)
         return hikari.Permissions(
             permissions.channel_permissions(
                 base,
                 guild_id=guild_id,
                 user_id=user_id,
                 member_role_ids=role_ids,
-                overwrites=_overwrites(orjson.loads(channel_raw)),
+                overwrites=_overwrites(channel),
                 timed_out=packed is not None and codec.member_timed_out(packed, time.time()),
             )
         )

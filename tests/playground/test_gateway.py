@@ -472,3 +472,20 @@ async def test_interactions_carry_computed_member_and_app_permissions(
     owner = discord.world.users[int(guild["owner_id"])]
     boss = discord.send_interaction(int(channel["id"]), owner, "ping").payload
     assert int(boss["member"]["permissions"]) & manage_guild  # the owner has every permission
+
+
+async def test_guild_create_lists_active_threads_apart_from_channels(
+    discord: emulator.DiscordEmulator,
+) -> None:
+    guild = discord.add_guild("g")
+    guild_id = int(guild["id"])
+    parent = discord.channels_of(guild_id)[0]
+    owner = discord.world.users[int(guild["owner_id"])]
+    thread = discord.world.add_thread(int(parent["id"]), owner, "t")
+    payload = discord.world.guild_create_payload(guild_id)
+    # Gateway Events > Guild Create: active threads in "threads", channels in "channels".
+    assert [c["id"] for c in payload["channels"]] == [parent["id"]]
+    assert [t["id"] for t in payload["threads"]] == [thread["id"]]
+    assert payload["threads"][0]["parent_id"] == parent["id"]
+    assert "permission_overwrites" not in payload["threads"][0]
+    await asyncio.sleep(0)

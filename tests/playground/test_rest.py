@@ -234,6 +234,36 @@ async def test_interaction_callback_and_followups(
     assert edited["content"] == "edited"
 
 
+async def test_a_modal_is_a_first_response_with_its_documented_data_and_its_submit_is_type_5(
+    api: Api, discord: emulator.DiscordEmulator
+) -> None:
+    guild = discord.add_guild("g")
+    channel_id = int(discord.channels_of(int(guild["id"]))[0]["id"])
+    user = discord.add_user("u")
+    opened = discord.send_interaction(channel_id, user, "form")
+    base = f"/interactions/{opened.id}/{opened.token}/callback"
+    status, body, _ = await api.call(
+        "POST", base, {"type": 9, "data": {"custom_id": "f", "title": "x" * 46}}, auth=False
+    )
+    assert (status, sorted(body["errors"]["data"])) == (400, ["components", "title"])
+    modal = {
+        "custom_id": "f",
+        "title": "Feedback",
+        "components": [{"type": 1, "components": [{"type": 4, "custom_id": "a", "label": "A"}]}],
+    }
+    status, _, _ = await api.call("POST", base, {"type": 9, "data": modal}, auth=False)
+    assert status == 204
+    submit = discord.submit_modal(opened, user, {"a": "typed"})
+    assert submit.payload["type"] == 5
+    assert submit.payload["data"]["custom_id"] == "f"
+    [row] = submit.payload["data"]["components"]
+    assert [(c["custom_id"], c["value"]) for c in row["components"]] == [("a", "typed")]
+    # MODAL is "not available for MODAL_SUBMIT and PING interactions".
+    again = f"/interactions/{submit.id}/{submit.token}/callback"
+    status, _, _ = await api.call("POST", again, {"type": 9, "data": modal}, auth=False)
+    assert status == 400
+
+
 async def test_interaction_callback_is_exempt_from_the_global_limit(make_emulator: Factory) -> None:
     discord = await make_emulator(rate_limits=ratelimit.RateLimitOptions(global_limit=1))
     api, session = await make_api(discord)

@@ -66,6 +66,9 @@ class Command:
     subcommands: dict[str, Command] = dataclasses.field(default_factory=dict)
     #: The group's name, for a subcommand.
     parent: str = ""
+    #: The handler may answer a slash invocation with a modal: never auto-deferred, it has
+    #: Discord's whole 3 s for its first response (see ``worker.interactions``).
+    opens_modal: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name) or self.name != self.name.lower():

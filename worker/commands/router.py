@@ -63,6 +63,7 @@ class CommandRouter:
         max_concurrency: model.MaxConcurrency | None = None,
         aliases: typing.Sequence[str] = (),
         group: model.Command | None = None,
+        opens_modal: bool = False,
     ) -> typing.Callable[[model.Callback], model.Callback]:
         """Register a command (a subcommand of ``group`` when given, see :meth:`group`)."""
 
@@ -84,6 +85,7 @@ class CommandRouter:
                 aliases=tuple(aliases),
                 plugin=getattr(callback, "__module__", ""),
                 parent=group.name if group is not None else "",
+                opens_modal=opens_modal,
             )
             if group is None:
                 self.add(command)
@@ -123,6 +125,20 @@ class CommandRouter:
 
     def find(self, name: str) -> model.Command | None:
         return self.commands.get(self._aliases.get(name, name))
+
+    def opens_modal(self, payload: dict[str, typing.Any]) -> bool:
+        """Whether the slash command an INTERACTION_CREATE runs is declared ``opens_modal``."""
+        if payload.get("type") != 2:  # APPLICATION_COMMAND
+            return False
+        data = payload.get("data") or {}
+        command = self.commands.get(str(data.get("name", "")))
+        if command is None:
+            return False
+        for option in data.get("options") or ():
+            if option.get("type") == 1:  # SUB_COMMAND
+                sub = command.subcommands.get(str(option.get("name", "")))
+                return sub is not None and sub.opens_modal
+        return command.opens_modal
 
     # --- who we are -------------------------------------------------------------------------
 

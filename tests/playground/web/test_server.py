@@ -206,3 +206,57 @@ async def test_a_long_running_playground_keeps_the_last_thousand_messages_per_ch
     assert next(iter(kept.values()))["content"] == "n5"
     world = await state(http, playground)
     assert len(world["messages"][str(channel_id)]) == server.HISTORY
+
+
+async def test_a_modal_the_bot_opens_is_shown_and_submitted_from_the_page(
+    http: aiohttp.ClientSession, playground: server.Playground
+) -> None:
+    discord = playground.discord
+    headers = {"Authorization": f"Bot {discord.token}"}
+    app_id = discord.world.application_id
+    command = {"name": "form", "description": "A form", "type": 1}
+    async with http.put(
+        f"{discord.api_url}/applications/{app_id}/commands", json=[command], headers=headers
+    ) as response:
+        assert response.status == 200
+    world = await state(http, playground)
+    channel_id = world["guilds"][0]["channels"][0]["id"]
+    user_id = world["users"][1]["id"]
+    async with http.ws_connect(f"{playground.url}/playground/live") as ws:
+        status, body = await post(
+            http,
+            playground,
+            "commands",
+            {"channel_id": channel_id, "user_id": user_id, "name": "form"},
+        )
+        assert status == 200
+        opened = discord.rest.interactions[int(body["id"])]
+        modal = {
+            "custom_id": "f",
+            "title": "Form",
+            "components": [
+                {"type": 1, "components": [{"type": 4, "custom_id": "a", "label": "A"}]}
+            ],
+        }
+        async with http.post(  # the bot answers with a modal (callback type 9)
+            f"{discord.api_url}/interactions/{opened.id}/{opened.token}/callback",
+            json={"type": 9, "data": modal},
+        ) as response:
+            assert response.status == 204
+        shown = await next_event(ws, "interaction")
+        assert shown["state"] == "modal"
+        assert shown["modal"]["custom_id"] == "f"
+        status, _ = await post(
+            http, playground, "modals", {"interaction_id": "5", "user_id": user_id, "values": {}}
+        )
+        assert status == 400
+        status, submitted = await post(
+            http,
+            playground,
+            "modals",
+            {"interaction_id": str(opened.id), "user_id": user_id, "values": {"a": "typed"}},
+        )
+        assert status == 200
+    submit = discord.rest.interactions[int(submitted["id"])]
+    assert submit.payload["type"] == 5
+    assert submit.payload["data"]["components"][0]["components"][0]["value"] == "typed"
