@@ -31,6 +31,7 @@ from aiohttp import web
 
 from playground.lavalink import (
     node,
+    playback,
     rest,
     rest_info,
     rest_players,
@@ -92,6 +93,29 @@ class LavalinkEmulator(node.NodeState):
         )
         self.catalog[identifier] = info
         return info
+
+    # --- failure paths -----------------------------------------------------------------------
+
+    def close_voice(
+        self,
+        guild_id: int,
+        code: int = 4006,
+        reason: str = "Your session is no longer valid.",
+        *,
+        by_remote: bool = True,
+    ) -> None:
+        """Discord closes the guild's voice WebSocket (``WebSocketClosedEvent``)."""
+        player = self.player(guild_id)
+        assert player is not None, f"no player for guild {guild_id}"
+        playback.close_voice(
+            player, code, reason, by_remote=by_remote, delay=self.voice_connect_delay
+        )
+
+    def stall(self, guild_id: int) -> None:
+        """The guild's track stops getting audio: ``TrackStuckEvent`` after the threshold."""
+        player = self.player(guild_id)
+        assert player is not None, f"no player for guild {guild_id}"
+        playback.stall(player, self.stuck_threshold_ms)
 
     # --- lifecycle --------------------------------------------------------------------------
 
