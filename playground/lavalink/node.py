@@ -32,8 +32,8 @@ class NodeState:
         self.resumes = 0
         self.started_at = time.monotonic()
         # --- knobs for failure paths ---
-        #: Voice endpoints nothing answers at: a player given one never connects
-        #: (``connected: false``, ``ping: -1``).
+        #: Voice endpoints (fnmatch patterns: ``*.discord.media:443``) nothing answers at:
+        #: a player given one never connects (``connected: false``, ``ping: -1``).
         self.unreachable_endpoints: set[str] = set()
         #: Seconds a reachable voice connection takes to open.
         self.voice_connect_delay = 0.05

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import time
 import typing
 
@@ -68,7 +69,10 @@ async def update_player(request: web.Request) -> web.Response:
         changed, player.voice = voice != player.voice, voice
         playback.connect_voice(
             player,
-            unreachable=voice["endpoint"] in node.unreachable_endpoints,
+            unreachable=any(
+                fnmatch.fnmatchcase(voice["endpoint"], pattern)
+                for pattern in node.unreachable_endpoints
+            ),
             delay=node.voice_connect_delay,
             changed=changed,
         )
