@@ -8,7 +8,10 @@ bodies, ``Lavalink-Api-Version: 4`` on every response, voice fields all required
 ``Session not found`` while a session is paused for resuming. Playback is simulated in real
 time: a track's position advances unless paused, it ends with ``TrackEndEvent`` (``finished``,
 ``replaced``, ``stopped``, ``loadFailed``), and players report ``playerUpdate`` every
-``player_update_interval`` seconds. Session resuming: a client that set ``resuming`` may
+``player_update_interval`` seconds. Voice connects only to a reachable voice server
+(``unreachable_endpoints``), and Discord closing it (:meth:`close_voice`) is a
+``WebSocketClosedEvent``; a stalled track (:meth:`stall`, or an identifier starting with
+``stuck``) is a ``TrackStuckEvent``. Session resuming: a client that set ``resuming`` may
 reconnect with ``Session-Id`` within ``timeout`` and finds its players still playing; the
 events of the gap are replayed. :meth:`restart` is a node restart: every session and player
 is gone.
