@@ -9,7 +9,9 @@ channel; the bot leaves when nobody else is left in it.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import time
 import typing
 
 import hikari
@@ -32,6 +34,8 @@ PAGE_SIZE: typing.Final[int] = 10
 LOOP_MODES: typing.Final[tuple[str, ...]] = ("off", "track", "queue")
 #: Times in a row the bot asks Discord for a new voice connection after it was closed.
 MAX_REJOINS: typing.Final[int] = 3
+#: Seconds over which those rejoins count.
+REJOIN_WINDOW: typing.Final[float] = 60.0
 Track = dict[str, typing.Any]
 
 
@@ -77,6 +81,22 @@ class Music:
     async def set_state(self, **fields: str) -> None:
         mapping: dict[typing.Any, typing.Any] = dict(fields)
         await self.redis.hset(self.keys.music_state(self.guild_id), mapping=mapping)
+
+    async def rejoins(self) -> int:
+        """Count one more rejoin; the count restarts once REJOIN_WINDOW has passed since the
+        first of the run (no listener on every playerUpdate just to reset it)."""
+        key = self.keys.music_state(self.guild_id)
+        raw = await self.redis.hget(key, "rejoins")
+        now = time.time()
+        count, first = 0, now
+        if raw:
+            with contextlib.suppress(ValueError):
+                text_count, _, text_first = redis_client.text(raw).partition(":")
+                count, first = int(text_count), float(text_first)
+        if now - first > REJOIN_WINDOW:
+            count, first = 0, now
+        await self.redis.hset(key, "rejoins", f"{count + 1}:{first}")
+        return count + 1
 
     async def clear(self) -> None:
         await self.redis.delete(
@@ -330,19 +350,13 @@ def _voice_failures(bot: bot_module.Bot) -> None:
         if code == 4014:
             await music.announce("I was disconnected from the voice channel.")
             return
-        key = music.keys.music_state(music.guild_id)
-        tries = int(await music.redis.hincrby(key, "rejoins", 1))
-        if tries <= MAX_REJOINS and await music.player.rejoin():
+        if await music.rejoins() <= MAX_REJOINS and await music.player.rejoin():
             await music.announce(f"Voice connection lost ({code}); reconnecting.")
             return
+        # Said first: clearing forgets the channel to announce in.
+        await music.announce(f"I lost the voice connection ({code}) and left; `play` to restart.")
         await music.clear()
         await music.player.disconnect()
-        await music.announce(f"I lost the voice connection ({code}) and left; `play` to restart.")
-
-    @bot.voice.listen("playerUpdate")
-    async def on_player_update(event: LavalinkEvent) -> None:
-        if (event.data.get("state") or {}).get("connected"):
-            await bot.redis.hdel(bot.keys.music_state(event.guild_id), "rejoins")  # type: ignore[union-attr]
 
 
 def _events(bot: bot_module.Bot) -> None:

@@ -327,6 +327,13 @@ async def test_a_voice_socket_closed_by_discord_rejoins_or_says_so(scene: Scene)
         reply = await scene.say("!nowplaying", "voice connection")
         assert "lost the voice connection" in reply
         assert "Now playing" not in reply
+        # A third close is retried; a fourth within the minute gives up: leave, and say so.
+        scene.node.close_voice(scene.guild_id, 4006)
+        await scene.wait_for(lambda: sum("connection lost" in r for r in scene.replies()) == 3)
+        scene.node.close_voice(scene.guild_id, 4006)
+        await scene.wait_for(lambda: any("and left" in r for r in scene.replies()))
+        await scene.wait_for(lambda: scene.node.player(scene.guild_id) is None)
+        assert discord.world.bot_id not in discord.world.voice_states[scene.guild_id]
 
 
 async def test_a_stuck_track_is_skipped_and_announced(scene: Scene) -> None:
