@@ -461,7 +461,11 @@ class VoiceBridge:
                     guild_id,
                     position=int(state.get("position", 0)),
                     at=int(state.get("time", time.time() * 1000)) / 1000,
+                    connected=state.get("connected") is not False,
                 )
+        elif data.get("type") == "WebSocketClosedEvent":
+            # Discord closed the voice socket: the player is silent until it gets a voice again.
+            await voice.write_player(self.redis, self.keys, guild_id, connected=False)
         elif data.get("type") == "TrackStartEvent" and isinstance(data.get("track"), dict):
             await voice.write_player(
                 self.redis, self.keys, guild_id, track=data["track"], position=0, at=time.time()

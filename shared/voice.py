@@ -58,6 +58,10 @@ class PlayerRecord:
     paused: bool = False
     volume: int = 100
     filters: dict[str, typing.Any] = dataclasses.field(default_factory=dict)
+    #: False once Lavalink reported its voice connection to Discord closed (a
+    #: ``WebSocketClosedEvent``, a ``playerUpdate`` with ``connected: false``); true again at
+    #: its next ``playerUpdate`` with ``connected: true``. Unknown (no report yet) reads true.
+    connected: bool = True
 
     @property
     def voice(self) -> dict[str, str] | None:
@@ -129,7 +133,7 @@ async def read_player(
             value = int(text)
         elif field.name == "at":
             value = float(text)
-        elif field.name == "paused":
+        elif field.name in {"paused", "connected"}:
             value = text == "1"
         else:
             value = text
@@ -238,6 +242,12 @@ class LavalinkRest:
                 json=body,
                 params=params,
             ),
+        )
+
+    async def get_player(self, node: str, session: str, guild_id: int) -> dict[str, typing.Any]:
+        return typing.cast(
+            "dict[str, typing.Any]",
+            await self.request("GET", node, f"/v4/sessions/{session}/players/{guild_id}"),
         )
 
     async def destroy_player(self, node: str, session: str, guild_id: int) -> None:

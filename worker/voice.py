@@ -164,10 +164,46 @@ class RemotePlayer:
         while True:
             record = await self.record()
             if record is not None and record.channel_id == str(channel_id) and record.session:
-                return record
+                break
             if time.monotonic() > deadline:
                 raise VoiceUnavailableError("I could not join that voice channel in time.")
             await asyncio.sleep(_POLL)
+        # Lavalink has the voice; it plays only once its socket to Discord's voice server is
+        # open (Player State ``connected``). An unreachable voice server never opens: leave,
+        # and say so, rather than claim to play into nothing.
+        if await self._wait_connected(deadline):
+            return record
+        await self.disconnect()
+        raise VoiceUnavailableError("I could not reach Discord's voice server; try again soon.")
+
+    async def _wait_connected(self, deadline: float) -> bool:
+        rest, _, _ = self._voice._ready()  # noqa: SLF001
+        while True:
+            record = await self.record()
+            if record is not None and record.session:
+                try:
+                    player = await rest.get_player(record.node, record.session, self.guild_id)
+                    if (player.get("state") or {}).get("connected"):
+                        return True
+                except voice.LavalinkError as exc:
+                    if exc.status not in {0, 404}:
+                        raise VoiceUnavailableError(
+                            "The music server did not take that; try again soon."
+                        ) from exc
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(_POLL)
+
+    async def rejoin(self) -> bool:
+        """Ask Discord for a new voice connection in the same channel (op 4 again): Discord
+        sends a new voice server, which the gateway hands to Lavalink. False without one."""
+        record = await self.record()
+        if record is None or not record.channel_id:
+            return False
+        await self._bot.shard_for(self.guild_id).update_voice_state(
+            self.guild_id, int(record.channel_id), self_deaf=True
+        )
+        return True
 
     async def disconnect(self) -> None:
         """Leave voice; the gateway destroys the player when Discord confirms."""

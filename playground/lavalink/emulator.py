@@ -8,7 +8,10 @@ bodies, ``Lavalink-Api-Version: 4`` on every response, voice fields all required
 ``Session not found`` while a session is paused for resuming. Playback is simulated in real
 time: a track's position advances unless paused, it ends with ``TrackEndEvent`` (``finished``,
 ``replaced``, ``stopped``, ``loadFailed``), and players report ``playerUpdate`` every
-``player_update_interval`` seconds. Session resuming: a client that set ``resuming`` may
+``player_update_interval`` seconds. Voice connects only to a reachable voice server
+(``unreachable_endpoints``), and Discord closing it (:meth:`close_voice`) is a
+``WebSocketClosedEvent``; a stalled track (:meth:`stall`, or an identifier starting with
+``stuck``) is a ``TrackStuckEvent``. Session resuming: a client that set ``resuming`` may
 reconnect with ``Session-Id`` within ``timeout`` and finds its players still playing; the
 events of the gap are replayed. :meth:`restart` is a node restart: every session and player
 is gone.
@@ -31,6 +34,7 @@ from aiohttp import web
 
 from playground.lavalink import (
     node,
+    playback,
     rest,
     rest_info,
     rest_players,
@@ -92,6 +96,29 @@ class LavalinkEmulator(node.NodeState):
         )
         self.catalog[identifier] = info
         return info
+
+    # --- failure paths -----------------------------------------------------------------------
+
+    def close_voice(
+        self,
+        guild_id: int,
+        code: int = 4006,
+        reason: str = "Your session is no longer valid.",
+        *,
+        by_remote: bool = True,
+    ) -> None:
+        """Discord closes the guild's voice WebSocket (``WebSocketClosedEvent``)."""
+        player = self.player(guild_id)
+        assert player is not None, f"no player for guild {guild_id}"
+        playback.close_voice(
+            player, code, reason, by_remote=by_remote, delay=self.voice_connect_delay
+        )
+
+    def stall(self, guild_id: int) -> None:
+        """The guild's track stops getting audio: ``TrackStuckEvent`` after the threshold."""
+        player = self.player(guild_id)
+        assert player is not None, f"no player for guild {guild_id}"
+        playback.stall(player, self.stuck_threshold_ms)
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -31,6 +31,21 @@ class NodeState:
         self.connects = 0
         self.resumes = 0
         self.started_at = time.monotonic()
+        # --- knobs for failure paths ---
+        #: Voice endpoints (fnmatch patterns: ``*.discord.media:443``) nothing answers at:
+        #: a player given one never connects (``connected: false``, ``ping: -1``).
+        self.unreachable_endpoints: set[str] = set()
+        #: Seconds a reachable voice connection takes to open.
+        self.voice_connect_delay = 0.05
+        #: Lavalink's ``trackStuckThresholdMs`` (application.yml, default 10 s): how long a
+        #: track gets no audio before ``TrackStuckEvent``.
+        self.stuck_threshold_ms = 10_000
+        #: Filters disabled in the node's config (``lavalink.server.filters``).
+        self.disabled_filters: set[str] = set()
+        #: frameStats: seconds a player must have played to count (Lavalink: a full minute),
+        #: and frames nulled per window by every connected player.
+        self.frame_window = 60.0
+        self.nulled_frames = 0
 
     def player(self, guild_id: int) -> players.Player | None:
         for session in self.sessions.values():
@@ -43,7 +58,7 @@ class NodeState:
 
     def destroy_session(self, session: players.Session) -> None:
         for player in session.players.values():
-            playback.cancel_end(player)
+            playback.cancel_all(player)
         session.players.clear()
         if session.expiry is not None:
             session.expiry.cancel()
@@ -65,8 +80,35 @@ class NodeState:
         }
 
     def stats_message(self, session: players.Session) -> Json:
-        del session
-        return {"op": "stats", **self.stats(), "frameStats": None}
+        return {"op": "stats", **self.stats(), "frameStats": self.frame_stats(session)}
+
+    def frame_stats(self, session: players.Session) -> Json | None:
+        """docs/api/websocket.md "Frame Stats": per session, the average over its playing players
+        of frames sent and nulled in the last window (3000 expected: one per 20 ms) and the
+        deficit; ``null`` when no player has played a full window (Lavalink's StatsCollector
+        counts only players whose AudioLossCounter has a full minute). A player without a voice
+        connection is never asked for frames (0 sent); a stalled one provides none (nulled)."""
+        expected = 3000
+        now = time.monotonic()
+        counted = [
+            p
+            for p in session.players.values()
+            if p.info is not None and not p.paused and now - p.playing_since >= self.frame_window
+        ]
+        if not counted:
+            return None
+        sent = nulled = 0
+        for player in counted:
+            if not player.connected:
+                continue
+            if player.stalled:
+                nulled += expected
+            else:
+                sent += expected - self.nulled_frames
+                nulled += self.nulled_frames
+        deficit = len(counted) * expected - (sent + nulled)
+        n = len(counted)
+        return {"sent": sent // n, "nulled": nulled // n, "deficit": deficit // n}
 
 
 #: The node an application serves, for its handlers.

@@ -46,13 +46,18 @@ class Player:
     )
     end_time: int | None = None
     connected: bool = False
+    #: The track gets no audio (TrackStuckEvent): its position stops, it never ends by itself.
+    stalled: bool = False
+    #: When the track last started or resumed (frameStats count players playing a full window).
+    playing_since: float = 0.0
     _end: asyncio.TimerHandle | None = None
+    _timers: list[asyncio.TimerHandle] = dataclasses.field(default_factory=list)
 
     @property
     def position(self) -> int:
         if self.info is None:
             return 0
-        if self.paused:
+        if self.paused or self.stalled:
             return self.base_position
         elapsed = int((time.monotonic() - self.started_at) * 1000)
         return min(self.base_position + elapsed, self.info.length)

@@ -5,6 +5,7 @@ reading what a request names (its JSON body, session, guild)."""
 from __future__ import annotations
 
 import time
+import traceback
 import typing
 
 from aiohttp import web
@@ -29,6 +30,7 @@ REASONS: typing.Final[dict[int, str]] = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
     500: "Internal Server Error",
 }
 
@@ -47,20 +49,39 @@ async def middleware(
     try:
         response = await handler(request)
     except HTTPError as exc:
-        response = web.json_response(
-            {
-                "timestamp": int(time.time() * 1000),
-                "status": exc.status,
-                "error": REASONS.get(exc.status, "Error"),
-                "message": exc.message,
-                "path": request.path,
-            },
-            status=exc.status,
+        response = error_response(request, exc.status, exc.message)
+    except web.HTTPException as exc:
+        # An unknown route or method: Lavalink (Spring) answers these with the same JSON
+        # error body as its own errors (docs/api/rest.md "Error Responses"), not plain text.
+        if exc.status < 400:
+            raise
+        message = (
+            f"Request method '{request.method}' is not supported"
+            if exc.status == 405
+            else f"No static resource {request.path.lstrip('/')}."
         )
+        response = error_response(request, exc.status, message)
     return stamp(response)
 
 
+def error_response(request: web.Request, status: int, message: str) -> web.Response:
+    """docs/api/rest.md "Error Responses": timestamp, status, error, message, path; ``trace``
+    only when the request has ``?trace=true``."""
+    body: Json = {
+        "timestamp": int(time.time() * 1000),
+        "status": status,
+        "error": REASONS.get(status, "Error"),
+        "message": message,
+        "path": request.path,
+    }
+    if request.query.get("trace", "").lower() == "true":
+        body["trace"] = "".join(traceback.format_stack(limit=8))
+    return web.json_response(body, status=status)
+
+
 def stamp(response: web.StreamResponse) -> web.StreamResponse:
+    # Every response, errors included (Lavalink's ResponseHeaderFilter; CHANGELOG "Add API
+    # version header to all responses").
     response.headers["Lavalink-Api-Version"] = "4"
     return response
 

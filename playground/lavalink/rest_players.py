@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import time
 import typing
 
@@ -45,6 +46,8 @@ async def destroy_player(request: web.Request) -> web.Response:
     player = session.players.pop(rest.guild_of(request), None)
     if player is not None and player.info is not None:
         playback.end_track(player, "stopped")
+    if player is not None:
+        playback.cancel_all(player)
     return web.Response(status=204)
 
 
@@ -57,19 +60,28 @@ async def update_player(request: web.Request) -> web.Response:
     body = await rest.json_body(request)
     no_replace = request.query.get("noReplace", "false").lower() == "true"
     new_track = _validate_update(body)
+    filters = _known_filters(node, body.get("filters"))
     player = session.players.get(guild_id)
     if player is None:
         player = session.players[guild_id] = players.Player(guild_id, session)
     if body.get("voice") is not None:
-        player.voice = {f: str(body["voice"][f]) for f in players.VOICE_FIELDS}
-        player.connected = True
-        playback.send(session, playback.player_update(player))
+        voice = {f: str(body["voice"][f]) for f in players.VOICE_FIELDS}
+        changed, player.voice = voice != player.voice, voice
+        playback.connect_voice(
+            player,
+            unreachable=any(
+                fnmatch.fnmatchcase(voice["endpoint"], pattern)
+                for pattern in node.unreachable_endpoints
+            ),
+            delay=node.voice_connect_delay,
+            changed=changed,
+        )
     if new_track is None:
         _update_current(player, body)
     if "volume" in body:
         player.volume = max(0, min(int(body["volume"]), 1000))
-    if body.get("filters") is not None:
-        player.filters = body["filters"]
+    if filters is not None:
+        player.filters = filters
         playback.send(session, playback.player_update(player))
     if new_track is not None and not (no_replace and player.info is not None):
         _start_new(node, player, new_track, body)
@@ -93,16 +105,27 @@ def _validate_update(body: Json) -> Json | None:
             400, "token, endpoint, sessionId and channelId must be provided in voice state"
         )
     filters = body.get("filters")
-    if filters is not None and (
-        not isinstance(filters, dict)
-        or any(k not in (*players.FILTERS, "pluginFilters") for k in filters)
-    ):
-        raise rest.HTTPError(400, "Unknown filter")
+    if filters is not None and not isinstance(filters, dict):
+        raise rest.HTTPError(400, "filters must be an object")
     if isinstance(track, dict) and ("encoded" in track or "identifier" in track):
         return track
     if "encodedTrack" in body or "identifier" in body:
         return {"encoded": body.get("encodedTrack"), "identifier": body.get("identifier")}
     return None
+
+
+def _known_filters(node: node_module.NodeState, filters: Json | None) -> Json | None:
+    """docs/api/rest.md "Filters": the keys Lavalink knows. Its JSON reader ignores unknown keys
+    (the protocol's ``ignoreUnknownKeys = true``), so an unknown filter is dropped, not a 400;
+    a filter disabled in the config is the 400 (``PlayerRestHandler``)."""
+    if filters is None:
+        return None
+    disabled = sorted(k for k in filters if k in node.disabled_filters)
+    if disabled:
+        raise rest.HTTPError(
+            400, f"Following filters are disabled in the config: {', '.join(disabled)}"
+        )
+    return {k: v for k, v in filters.items() if k in (*players.FILTERS, "pluginFilters")}
 
 
 def _update_current(player: players.Player, body: Json) -> None:
@@ -112,6 +135,7 @@ def _update_current(player: players.Player, body: Json) -> None:
             player.base_position, player.paused = player.position, True
         elif not body["paused"] and player.paused:
             player.paused, player.started_at = False, time.monotonic()
+            player.playing_since = player.started_at
         playback.schedule_end(player)
     elif "paused" in body:
         player.paused = bool(body["paused"])
@@ -158,4 +182,5 @@ def _start_new(
         end_time=body.get("endTime"),
         user_data=dict(new_track.get("userData") or {}),
         paused=bool(body.get("paused", False)),
+        threshold_ms=node.stuck_threshold_ms,
     )

@@ -90,5 +90,8 @@ async def periodic(node: node_module.NodeState) -> None:
                     playback.send(session, playback.player_update(player))
         if time.monotonic() - last_stats >= node.stats_interval:
             last_stats = time.monotonic()
-            for session in node.live_sessions():
+            # Every session, paused ones included: while a session is paused its messages
+            # are queued and replayed on resume (docs/api/index.md "Resuming"); only
+            # playerUpdates are skipped while paused (Lavalink's sendPlayerUpdate).
+            for session in list(node.sessions.values()):
                 playback.send(session, node.stats_message(session))

@@ -225,3 +225,121 @@ async def test_an_unresumable_session_and_a_restart_lose_the_players(
     assert again.ws is not None
     await asyncio.wait_for(again._reader, 5)
     assert again.ws.close_code == 1001
+
+
+async def test_errors_are_lavalink_json_with_the_api_version_and_trace_on_request(
+    node: emulator.LavalinkEmulator, http: aiohttp.ClientSession
+) -> None:
+    client = Client(node, http)
+    unknown = await client.rest("GET", "/v4/nothing")
+    body = await unknown.json()
+    assert unknown.status == 404
+    assert unknown.headers["Lavalink-Api-Version"] == "4"
+    assert set(body) == {"timestamp", "status", "error", "message", "path"}
+    assert (body["status"], body["error"], body["path"]) == (404, "Not Found", "/v4/nothing")
+    method = await client.rest("PUT", "/v4/info")
+    assert method.status == 405
+    assert method.headers["Lavalink-Api-Version"] == "4"
+    assert (await method.json())["error"] == "Method Not Allowed"
+    traced = await client.rest("GET", "/v4/sessions/nope/players?trace=true")
+    traced_body = await traced.json()
+    assert (traced.status, traced_body["message"]) == (404, "Session not found")
+    assert isinstance(traced_body["trace"], str)
+    assert traced_body["trace"]
+
+
+async def test_unknown_filters_are_ignored_and_disabled_ones_refused(
+    node: emulator.LavalinkEmulator, http: aiohttp.ClientSession
+) -> None:
+    client = Client(node, http)
+    await client.connect()
+    player = await client.player(1, {"filters": {"volume": 0.5, "nightcore": {"x": 1}}})
+    assert player["filters"] == {"volume": 0.5}
+    node.disabled_filters.add("karaoke")
+    refused = await client.rest(
+        "PATCH",
+        f"/v4/sessions/{client.session_id}/players/1",
+        json={"filters": {"karaoke": {}}},
+    )
+    assert refused.status == 400
+    assert "disabled in the config: karaoke" in (await refused.json())["message"]
+    await client.close()
+
+
+async def test_voice_connects_only_to_a_reachable_server_and_reports_its_closing(
+    node: emulator.LavalinkEmulator, http: aiohttp.ClientSession
+) -> None:
+    client = Client(node, http)
+    await client.connect()
+    node.unreachable_endpoints.add("dead.example:443")
+    dead = await client.player(1, {"voice": {**VOICE, "endpoint": "dead.example:443"}})
+    assert dead["state"]["connected"] is False
+    await asyncio.sleep(0.2)
+    assert node.player(1).state()["connected"] is False  # type: ignore[union-attr]
+    assert node.player(1).state()["ping"] == -1  # type: ignore[union-attr]
+    alive = await client.player(2, {"voice": VOICE})
+    assert alive["state"]["connected"] is False  # not before Discord's voice server answers
+    ready = await client.next("playerUpdate", where=lambda m: m["guildId"] == "2")
+    assert ready["state"]["connected"] is True
+    node.close_voice(2, 4014, "Disconnected.")
+    closed = await client.next("event", "WebSocketClosedEvent")
+    assert (closed["guildId"], closed["code"], closed["reason"], closed["byRemote"]) == (
+        "2",
+        4014,
+        "Disconnected.",
+        True,
+    )
+    after = await client.next("playerUpdate", where=lambda m: m["guildId"] == "2")
+    assert after["state"]["connected"] is False
+    node.close_voice(2, 4015)  # Koe reconnects by itself: no event
+    await client.player(2, {"voice": {**VOICE, "token": "new"}})
+    again = await client.next("playerUpdate", where=lambda m: m["state"]["connected"])
+    assert again["guildId"] == "2"
+    await client.close()
+
+
+async def test_a_stalled_track_sends_track_stuck_and_stops_advancing(
+    node: emulator.LavalinkEmulator, http: aiohttp.ClientSession
+) -> None:
+    node.stuck_threshold_ms = 200
+    stuck = tracks.encode(node.add_track("Stuck", 60_000, identifier="stuck1"))
+    client = Client(node, http)
+    await client.connect()
+    await client.player(1, {"voice": VOICE, "track": {"encoded": stuck}})
+    event = await client.next("event", "TrackStuckEvent")
+    assert event["thresholdMs"] == 200
+    assert event["track"]["info"]["identifier"] == "stuck1"
+    player = node.player(1)
+    assert player is not None
+    frozen = player.position
+    await asyncio.sleep(0.2)
+    assert player.position == frozen
+    assert player.track() is not None  # Lavaplayer keeps the stuck track
+    await client.close()
+
+
+async def test_frame_stats_and_stats_queued_while_paused(
+    node: emulator.LavalinkEmulator, http: aiohttp.ClientSession
+) -> None:
+    node.frame_window, node.nulled_frames, node.stats_interval = 0.0, 10, 0.2
+    song = tracks.encode(node.add_track("Song", 60_000))
+    client = Client(node, http)
+    await client.connect()
+    assert (await client.next("stats"))["frameStats"] is None  # no players yet
+    await client.player(1, {"voice": VOICE, "track": {"encoded": song}})
+    await client.next("playerUpdate", where=lambda m: m["state"]["connected"])
+    stats = await client.next("stats", where=lambda m: m["frameStats"] is not None)
+    assert stats["frameStats"] == {"sent": 2990, "nulled": 10, "deficit": 0}
+    rest_stats = await (await client.rest("GET", "/v4/stats")).json()
+    assert "frameStats" not in rest_stats or rest_stats["frameStats"] is None
+    await client.rest(
+        "PATCH", f"/v4/sessions/{client.session_id}", json={"resuming": True, "timeout": 5}
+    )
+    await client.close()
+    await asyncio.sleep(0.7)  # paused: stats keep coming, queued
+    session = next(iter(node.sessions.values()))
+    assert any(m["op"] == "stats" for m in session.pending)
+    second = Client(node, http)
+    await second.connect(client.session_id)
+    assert (await second.next("stats", timeout=1))["frameStats"] is not None
+    await second.close()

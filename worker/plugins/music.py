@@ -9,7 +9,9 @@ channel; the bot leaves when nobody else is left in it.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import time
 import typing
 
 import hikari
@@ -30,6 +32,10 @@ __all__: typing.Sequence[str] = ("setup",)
 
 PAGE_SIZE: typing.Final[int] = 10
 LOOP_MODES: typing.Final[tuple[str, ...]] = ("off", "track", "queue")
+#: Times in a row the bot asks Discord for a new voice connection after it was closed.
+MAX_REJOINS: typing.Final[int] = 3
+#: Seconds over which those rejoins count.
+REJOIN_WINDOW: typing.Final[float] = 60.0
 Track = dict[str, typing.Any]
 
 
@@ -75,6 +81,22 @@ class Music:
     async def set_state(self, **fields: str) -> None:
         mapping: dict[typing.Any, typing.Any] = dict(fields)
         await self.redis.hset(self.keys.music_state(self.guild_id), mapping=mapping)
+
+    async def rejoins(self) -> int:
+        """Count one more rejoin; the count restarts once REJOIN_WINDOW has passed since the
+        first of the run (no listener on every playerUpdate just to reset it)."""
+        key = self.keys.music_state(self.guild_id)
+        raw = await self.redis.hget(key, "rejoins")
+        now = time.time()
+        count, first = 0, now
+        if raw:
+            with contextlib.suppress(ValueError):
+                text_count, _, text_first = redis_client.text(raw).partition(":")
+                count, first = int(text_count), float(text_first)
+        if now - first > REJOIN_WINDOW:
+            count, first = 0, now
+        await self.redis.hset(key, "rejoins", f"{count + 1}:{first}")
+        return count + 1
 
     async def clear(self) -> None:
         await self.redis.delete(
@@ -131,6 +153,8 @@ async def _require_listener(
 
 def setup(bot: bot_module.Bot) -> None:
     _playing(bot)
+    _now(bot)
+    _voice_failures(bot)
     _controls(bot)
     _settings(bot)
     _queue(bot)
@@ -179,11 +203,20 @@ def _playing(bot: bot_module.Bot) -> None:
         except VoiceUnavailableError as exc:
             await ctx.respond(str(exc))
 
+
+def _now(bot: bot_module.Bot) -> None:
     @bot.command(description="Shows what is playing", guild_only=True)
     async def nowplaying(ctx: Context) -> None:
         record = await bot.voice.record(int(ctx.guild_id)) if ctx.guild_id else None
         if record is None or record.track is None:
             await ctx.respond("Nothing is playing.")
+            return
+        if not record.connected:
+            # Never claim to play while the voice connection is down (a closed socket).
+            await ctx.respond(
+                f"{_title(record.track)} is stopped: I lost the voice connection and am "
+                "reconnecting."
+            )
             return
         length = int(record.track["info"].get("length") or 0)
         state = " (paused)" if record.paused else ""
@@ -286,6 +319,44 @@ def _queue(bot: bot_module.Bot) -> None:
                 pipe.rpush(music.keys.music_queue(music.guild_id), *map(orjson.dumps, tracks))
             await pipe.execute()
         await ctx.respond(f"Shuffled {len(tracks)} tracks.")
+
+
+def _voice_failures(bot: bot_module.Bot) -> None:
+    @bot.voice.listen("TrackStuckEvent")
+    async def on_track_stuck(event: LavalinkEvent) -> None:
+        """Lavalink keeps a stuck track (no audio for ``thresholdMs``): skip it, and say so."""
+        music = Music(bot, event.guild_id)
+        record = await music.player.record()
+        stuck = (event.track or {}).get("encoded")
+        if record is None or record.track is None or record.track.get("encoded") != stuck:
+            return  # already replaced (a redelivery, or a command)
+        title = _title(event.track) if event.track else "The track"
+        try:
+            following = await music.advance(None)
+            if following is None:
+                await music.player.stop()
+        except VoiceUnavailableError:
+            following = None
+        after = f"playing {_title(following)}" if following else "the queue is finished"
+        await music.announce(f"{title} got stuck (no audio); skipped, {after}.")
+
+    @bot.voice.listen("WebSocketClosedEvent")
+    async def on_voice_closed(event: LavalinkEvent) -> None:
+        """Discord closed the voice socket: ask for a new voice connection a few times, then
+        leave and say so. 4014 (disconnected: kicked, channel deleted) is not retried: the
+        bot's voice state says where it is now."""
+        code = int(event.data.get("code") or 0)
+        music = Music(bot, event.guild_id)
+        if code == 4014:
+            await music.announce("I was disconnected from the voice channel.")
+            return
+        if await music.rejoins() <= MAX_REJOINS and await music.player.rejoin():
+            await music.announce(f"Voice connection lost ({code}); reconnecting.")
+            return
+        # Said first: clearing forgets the channel to announce in.
+        await music.announce(f"I lost the voice connection ({code}) and left; `play` to restart.")
+        await music.clear()
+        await music.player.disconnect()
 
 
 def _events(bot: bot_module.Bot) -> None:

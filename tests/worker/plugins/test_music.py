@@ -8,6 +8,7 @@ import os
 import time
 import typing
 
+import aiohttp
 import pytest
 
 from shared import config
@@ -289,6 +290,68 @@ async def test_the_bot_leaves_when_alone_and_commands_explain_themselves(scene: 
         assert "Nothing found" in await scene.say("!play zzzz", "Nothing found")
 
 
+async def test_an_unreachable_voice_server_is_told_not_played_into(scene: Scene) -> None:
+    discord = scene.discord
+    scene.node.unreachable_endpoints.add("*")
+    discord.join_voice(scene.guild_id, scene.user, scene.voice_id)
+    async with scene.workers(1), scene.gateway():
+        await scene.wait_for(lambda: discord.connected_shards() == [0])
+        reply = await scene.say("!play long song", "voice server", timeout=25)
+        assert "could not reach Discord's voice server" in reply
+        await scene.wait_for(
+            lambda: discord.world.bot_id not in discord.world.voice_states[scene.guild_id]
+        )
+        assert scene.playing() is None
+        assert "Nothing is playing" in await scene.say("!nowplaying", "Nothing")
+
+
+async def test_a_voice_socket_closed_by_discord_rejoins_or_says_so(scene: Scene) -> None:
+    discord = scene.discord
+    discord.join_voice(scene.guild_id, scene.user, scene.voice_id)
+    async with scene.workers(1), scene.gateway():
+        await scene.wait_for(lambda: discord.connected_shards() == [0])
+        await scene.say("!play long song", "Playing")
+        player = scene.node.player(scene.guild_id)
+        assert player is not None
+        endpoint = player.voice["endpoint"]
+        scene.node.close_voice(scene.guild_id, 4006)  # session no longer valid
+        await scene.wait_for(lambda: any("reconnecting" in r for r in scene.replies()))
+        # The bot asked Discord again (op 4): a new voice server, handed to Lavalink.
+        await scene.wait_for(lambda: player.voice["endpoint"] != endpoint and player.connected)
+        assert "Now playing **Long Song**" in await scene.say("!nowplaying", "Now playing")
+        # Now every voice server is unreachable: the player never connects again, and the
+        # bot does not claim to play.
+        scene.node.unreachable_endpoints.add("*")
+        scene.node.close_voice(scene.guild_id, 4006)
+        await scene.wait_for(lambda: player.voice["endpoint"] != endpoint)
+        reply = await scene.say("!nowplaying", "voice connection")
+        assert "lost the voice connection" in reply
+        assert "Now playing" not in reply
+        # A third close is retried; a fourth within the minute gives up: leave, and say so.
+        scene.node.close_voice(scene.guild_id, 4006)
+        await scene.wait_for(lambda: sum("connection lost" in r for r in scene.replies()) == 3)
+        scene.node.close_voice(scene.guild_id, 4006)
+        await scene.wait_for(lambda: any("and left" in r for r in scene.replies()))
+        await scene.wait_for(lambda: scene.node.player(scene.guild_id) is None)
+        assert discord.world.bot_id not in discord.world.voice_states[scene.guild_id]
+
+
+async def test_a_stuck_track_is_skipped_and_announced(scene: Scene) -> None:
+    discord = scene.discord
+    scene.node.stuck_threshold_ms = 300
+    scene.node.add_track("Stuck Song", 60_000, identifier="stuck1")
+    discord.join_voice(scene.guild_id, scene.user, scene.voice_id)
+    async with scene.workers(1), scene.gateway():
+        await scene.wait_for(lambda: discord.connected_shards() == [0])
+        await scene.say("!play stuck song", "Playing")
+        await scene.say("!play long song", "Queued")
+        await scene.wait_for(lambda: any("got stuck" in r for r in scene.replies()))
+        announced = next(r for r in scene.replies() if "got stuck" in r)
+        assert "Stuck Song" in announced
+        assert "playing **Long Song**" in announced
+        await scene.wait_for(lambda: scene.playing() == "Long Song")
+
+
 @pytest.mark.skipif(not os.environ.get("LAVALINK_URL"), reason="LAVALINK_URL not set")
 async def test_a_real_lavalink_node_answers_as_the_emulator_does() -> None:
     from shared import voice  # noqa: PLC0415 - only with a real node
@@ -300,8 +363,15 @@ async def test_a_real_lavalink_node_answers_as_the_emulator_does() -> None:
     rest = voice.LavalinkRest(settings)
     await rest.start()
     try:
-        info = await rest.request("GET", settings.urls[0], "/v4/info")
-        assert info["version"]["major"] == 4
+        # The API version header, not the server's own version: every v4 server (Lavalink,
+        # NodeLink ...) sends it on every response (Lavalink's CHANGELOG 3.x "Add API version
+        # header to all responses"); their version numbers differ.
+        async with aiohttp.ClientSession() as http:
+            answer = await http.get(
+                f"{settings.urls[0]}/v4/info",
+                headers={"Authorization": settings.password.reveal()},
+            )
+            assert answer.headers.get("Lavalink-Api-Version") == "4"
         empty = await rest.load_tracks("ytsearch:")
         assert empty["loadType"] in {"empty", "search", "error"}
         with pytest.raises(voice.LavalinkError) as missing:
