@@ -13,7 +13,7 @@ import hikari
 import pytest
 import redis.asyncio as aioredis
 
-from shared import breaker
+from shared import breaker, config
 from shared.cache import reader
 from tests import netproxy, servers
 from tests.gateway.conftest import Stack
@@ -79,7 +79,13 @@ async def test_a_hung_redis_holds_no_interaction_and_the_cache_repairs_itself(
     try:
         async with (
             worker(hung, bot) as replica,
-            hung.gateway(SHARD_COUNT="1", SHARD_IDS="0") as gateway,
+            # GUILD_CREATE carries the guild's members only with GUILD_PRESENCES (Gateway
+            # Events "Guild Create"): the cached member is what the repair must correct.
+            hung.gateway(
+                SHARD_COUNT="1",
+                SHARD_IDS="0",
+                INTENTS=str(config.DEFAULT_INTENTS | int(hikari.Intents.GUILD_PRESENCES)),
+            ) as gateway,
         ):
             await discord.wait_for(lambda: discord.connected_shards() == [0])
             deadline = time.monotonic() + 15
