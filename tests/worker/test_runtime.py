@@ -23,6 +23,8 @@ from worker import bot as bot_module
 from worker import interactions as worker_interactions
 
 if typing.TYPE_CHECKING:
+    import pathlib
+
     from tests.gateway.conftest import Stack
 
 
@@ -354,6 +356,7 @@ async def test_a_slow_click_answers_with_a_new_message_or_updates_the_clicked_on
 
 async def test_a_worker_killed_mid_handler_leaves_the_event_to_another_replica(
     stack: Stack,
+    tmp_path: pathlib.Path,
 ) -> None:
     import os  # noqa: PLC0415
     import signal  # noqa: PLC0415
@@ -362,7 +365,12 @@ async def test_a_worker_killed_mid_handler_leaves_the_event_to_another_replica(
 
     discord = stack.discord
     _, channel_id = text_channel(stack)
-    env = {**os.environ, **stack.env(WORKER_PLUGINS="tests.worker.plugin_stall")}
+    mark = tmp_path / "stalling"
+    env = {
+        **os.environ,
+        **stack.env(WORKER_PLUGINS="tests.worker.plugin_stall"),
+        "STALL_MARK": str(mark),
+    }
     # Popen returns at once; the test waits for the process in an executor.
     doomed = subprocess.Popen(  # noqa: ASYNC220
         [sys.executable, "-m", "worker"], env=env, stderr=subprocess.DEVNULL
@@ -381,20 +389,8 @@ async def test_a_worker_killed_mid_handler_leaves_the_event_to_another_replica(
             )
             discord.send_message(channel_id, discord.add_user("gina"), "in flight")
             await discord.wait_for(lambda: publisher.stats.published_events >= 1)
-            channel = await stack.connection.channel()
-            queue = stack.topology.worker_queue("main", "default")
-
-            async def ready() -> int:
-                declared = await channel.declare_queue(queue, passive=True)
-                return int(declared.declaration_result.message_count or 0)
-
-            for _ in range(300):  # taken by the stalling replica (unacked, not ready)
-                if not await ready():
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the stalling replica never took the message")
-            await channel.close()
+            # Taken by the stalling replica (its handler runs, the message stays unacked).
+            await discord.wait_for(mark.exists, timeout=30, what="the stalling replica's handler")
             doomed.send_signal(signal.SIGKILL)
             await asyncio.get_running_loop().run_in_executor(None, doomed.wait)
             bot = bot_module.Bot()
