@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import typing
+import urllib.parse
 import urllib.request
 
 import jsonschema
@@ -370,11 +371,32 @@ def test_the_hpa_component_replaces_keda(tmp_path: pathlib.Path) -> None:
 # --- what the code reads --------------------------------------------------------------------
 
 
-def test_every_variable_set_is_one_the_code_reads(objects: list[Object]) -> None:
-    known = test_deploy.variables_config_reads()
+def variables_read(settings: typing.Callable[[dict[str, str]], object]) -> set[str]:
+    """What one settings class asks the environment for (``LAVALINK_URL`` set, so what is
+    read only beside it is asked for too)."""
+    env = test_deploy.Recording(
+        {
+            "DISCORD_TOKEN": "x.y.z",
+            "SHARD_COUNT": "1",
+            "LAVALINK_URL": "http://lavalink:2333",
+            "LAVALINK_PASSWORD": "p",
+        }
+    )
+    settings(env)
+    return env.asked
+
+
+def test_every_variable_set_is_one_the_process_reads(objects: list[Object]) -> None:
+    """Per process: a gateway gets nothing only workers read (MONGO_URL, WORKER_PLUGINS...),
+    a worker nothing only gateways read (ADMIN_KEY...)."""
+    read = {
+        "gateway": variables_read(config.GatewaySettings.from_env),
+        "worker": variables_read(config.WorkerSettings.from_env),
+    }
     for name, workload in workloads(objects).items():
+        known = read["gateway" if component(workload) == "gateway" else "worker"]
         unknown = set(environment(workload, objects)) - known
-        assert not unknown, f"{name} sets {sorted(unknown)} that nothing reads"
+        assert not unknown, f"{name} sets {sorted(unknown)} that it does not read"
 
 
 def secret_files(workload: Object) -> dict[str, tuple[str, str]]:
@@ -807,6 +829,9 @@ def test_the_documented_secrets_are_the_ones_mounted(objects: list[Object]) -> N
         for ref in authentication["spec"]["secretTargetRef"]:
             mounted.setdefault(ref["name"], set()).add(ref["key"])
     assert created == mounted
+    # KEDA's operator resolves the broker's host from its own namespace.
+    (amqp_url,) = re.findall(r'"(amqp://[^"]+)" > amqp_url', guide)
+    assert urllib.parse.urlsplit(amqp_url).hostname == "rabbitmq.shardline.svc"
     assert "docs/kubernetes.md" in (ROOT / "README.md").read_text()
 
 
