@@ -234,7 +234,8 @@ def test_hpa_component_objects_are_valid() -> None:
 def test_a_misspelt_or_misplaced_field_fails_validation(objects: list[Object]) -> None:
     """Strict: what the API server would drop (or reject) fails here, for every kind."""
     gateway = copy.deepcopy(of_kind(objects, "Deployment")["gateway"])
-    pod_spec(gateway)["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/readyz"}}
+    container = pod_spec(gateway)["containers"][0]
+    container["readinesProbe"] = container.pop("readinessProbe")
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_builtin(gateway, VERSIONS[0])
     scaled = copy.deepcopy(of_kind(objects, "ScaledObject")["worker"])
