@@ -845,3 +845,69 @@ def premium_secrets() -> set[tuple[str, str]]:
                 for item in source["secret"]["items"]:
                     found.add((source["secret"]["name"], item["key"]))
     return found
+
+
+# --- the overlays, read without kustomize ---------------------------------------------------
+
+
+def test_the_premium_overlay_patches_every_process_of_the_pool(objects: list[Object]) -> None:
+    """What the overlay says, checked where kubectl (and so the build above) is missing: every
+    workload of pool/ gets POOL=premium and the premium token, the scaler the premium queues,
+    and the renamed objects take the pool label in their selectors too."""
+    spec = kustomization(KUBE / "premium")
+    assert spec["resources"] == ["../pool"]
+    assert spec["nameSuffix"] == "-premium"
+    (labels,) = spec["labels"]
+    assert labels == {
+        "pairs": {"shardline.dev/pool": "premium"},
+        "includeSelectors": True,
+        "includeTemplates": True,
+    }
+    pool = build(KUBE / "pool")
+    patches = {
+        identity(p): p for p in yaml.safe_load_all((KUBE / "premium" / "pool.yaml").read_text())
+    }
+    assert set(patches) == {identity(w) for w in workloads(pool).values()}
+    for key, patch in patches.items():
+        (container,) = patch["spec"]["template"]["spec"]["containers"]
+        assert container["env"] == [{"name": "POOL", "value": "premium"}], key
+        (volume,) = patch["spec"]["template"]["spec"]["volumes"]
+        sources = [s["secret"] for s in volume["projected"]["sources"]]
+        original = pool_volume_items(of_kind(pool, key[0])[key[1]])
+        patched = {(item["key"], item["path"]): s["name"] for s in sources for item in s["items"]}
+        # The same files as pool main's, only the token from the premium application.
+        assert set(patched) == set(original), key
+        for item, secret in patched.items():
+            expected = "shardline-premium" if item[0] == "discord_token" else original[item]
+            assert secret == expected, (key, item)
+    (queues,) = (p for p in spec["patches"] if p.get("target", {}).get("kind") == "ScaledObject")
+    names = topology.Topology("shardline")
+    replaced = {op["path"]: op["value"] for op in yaml.safe_load(queues["patch"])}
+    assert replaced == {
+        "/spec/triggers/0/metadata/queueName": names.worker_queue("premium", "default"),
+        "/spec/triggers/1/metadata/queueName": names.interaction_queue("premium", "default"),
+    }
+    (scaled,) = of_kind(objects, "ScaledObject").values()
+    assert [t["name"] for t in scaled["spec"]["triggers"]] == ["events", "interactions"]
+
+
+def pool_volume_items(workload: Object) -> dict[tuple[str, str], str]:
+    (volume,) = (v for v in pod_spec(workload)["volumes"] if "projected" in v)
+    return {
+        (item["key"], item["path"]): source["secret"]["name"]
+        for source in volume["projected"]["sources"]
+        for item in source["secret"]["items"]
+    }
+
+
+def test_the_hpa_component_removes_exactly_the_keda_objects(objects: list[Object]) -> None:
+    spec = kustomization(KUBE / "hpa")
+    assert spec["kind"] == "Component"
+    deleted = set()
+    for patch in spec["patches"]:
+        document = yaml.safe_load(patch["patch"])
+        assert document.pop("$patch") == "delete"
+        deleted.add((document["kind"], document["metadata"]["name"]))
+    keda = {identity(o) for o in objects if o["apiVersion"].startswith("keda.sh/")}
+    assert deleted == keda
+    assert spec["resources"] == ["worker-hpa.yaml"]
