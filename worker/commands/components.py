@@ -12,10 +12,10 @@ sent a week ago by a replica long gone is routed by its id alone. A click some h
 for (``ctx.wait_for_component``) is offered to that wait first.
 
 A pattern is the ``custom_id`` with ``*`` standing for any run of characters (``:`` included);
-the most specific route wins (the longest text before its first ``*``), then the first
-registered. Without ``opens_modal=True`` a click is deferred 2 s after it arrived if its
-handler has not answered (``worker.interactions``); a route that opens a modal is never
-deferred, as a modal can only be the first response.
+the most specific route wins (an exact id, then the longest text before the first ``*``),
+then the first registered. Without ``opens_modal=True`` a click is deferred 2 s after it
+arrived if its handler has not answered (``worker.interactions``); a route that opens a
+modal is never deferred, as a modal can only be the first response.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Route:
     @property
     def specificity(self) -> int:
         star = self.pattern.find("*")
-        return len(self.pattern) + 1 if star < 0 else star
+        return CUSTOM_ID_LIMIT + 1 if star < 0 else star  # an exact id before any pattern
 
     def match(self, custom_id: str) -> tuple[str, ...] | None:
         """What each ``*`` matched, or ``None`` when the id is not this route's."""

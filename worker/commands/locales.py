@@ -14,7 +14,7 @@ import typing
 
 import hikari
 
-__all__: typing.Sequence[str] = ("LOCALES", "check")
+__all__: typing.Sequence[str] = ("LOCALES", "check", "check_option_names", "differing")
 
 LOCALES: typing.Final = frozenset(str(locale) for locale in hikari.Locale)
 #: Application Command Naming: ``^[-_\p{L}\p{N}\p{sc=Deva}\p{sc=Thai}]{1,32}$`` (``\w`` in
@@ -59,3 +59,23 @@ def check(
     for locale, description in descriptions.items():
         if not 1 <= len(description) <= DESCRIPTION_LIMIT:
             raise ValueError(f"{what} [{locale}]: a description of 1-100 characters")
+
+
+def differing(texts: typing.Mapping[str, str], default: str) -> dict[str, str]:
+    """Localization: "Any localized values that are identical to the default will be
+    ignored" by Discord, so they are left out here too (else every sync would see a change)."""
+    return {locale: text for locale, text in texts.items() if text != default}
+
+
+def check_option_names(
+    what: str, names: typing.Sequence[tuple[str, typing.Mapping[str, str]]]
+) -> None:
+    """Localization: "Localized option names ... must be distinct from all other default
+    option names of that command, as well as all other option names within that locale"."""
+    defaults = {name for name, _ in names}
+    by_locale: dict[str, set[str]] = {}
+    for name, localized in names:
+        for locale, text in localized.items():
+            if text in defaults or text in by_locale.setdefault(locale, set()):
+                raise ValueError(f"{what}: option {name!r} [{locale}] name {text!r} is taken")
+            by_locale[locale].add(text)

@@ -97,6 +97,11 @@ class Command:
             if not 1 <= len(self.description) <= locales.DESCRIPTION_LIMIT:
                 raise ValueError(f"{what}: a description of 1-100 characters")
         locales.check(what, self.name_localizations, self.description_localizations, menu=menu)
+        self.name_localizations = locales.differing(self.name_localizations, self.name)
+        self.description_localizations = locales.differing(
+            self.description_localizations, self.description
+        )
+        locales.check_option_names(what, [(o.name, o.name_localizations) for o in self.options])
         seen_optional = False
         for spec in self.options:
             if spec.required and seen_optional:

@@ -224,7 +224,10 @@ def options_of(callback: typing.Callable[..., typing.Any]) -> list[OptionSpec]:
             OptionSpec(
                 parameter.name, kind, base, info.description, required, default,
                 info.min, info.max, choices, info.autocomplete, channel_types,
-                info.name_localizations, info.description_localizations,
+                locales.differing(info.name_localizations, parameter.name),
+                locales.differing(
+                    info.description_localizations, info.description or parameter.name
+                ),
             )
         )  # fmt: skip
     return specs
