@@ -290,7 +290,12 @@ class DiscordEmulator:
         *,
         values: list[str] | None = None,
     ) -> rest.Interaction:
-        """A user clicks a button (or, with ``values``, picks in a select) of ``message``."""
+        """A user clicks a button (or, with ``values``, picks in a select) of ``message``.
+        Only a component the message has can be clicked (Discord sends MESSAGE_COMPONENT
+        interactions for the message's own components, with their ``custom_id``)."""
+        stored = self.world.messages.get(int(message["channel_id"]), {}).get(int(message["id"]))
+        if custom_id not in _custom_ids((stored or message).get("components") or []):
+            raise ValueError(f"message {message['id']} has no component {custom_id!r}")
         data: Json = {"custom_id": custom_id, "component_type": 3 if values is not None else 2}
         if values is not None:
             data["values"] = values
@@ -380,3 +385,15 @@ class DiscordEmulator:
             for shard_id, session in self.gateway.shards.items()
             if session.connection is not None and not session.connection.closed
         )
+
+
+def _custom_ids(components: list[Json]) -> set[str]:
+    found: set[str] = set()
+    for component in components:
+        if "custom_id" in component:
+            found.add(component["custom_id"])
+        found |= _custom_ids(component.get("components") or [])
+        accessory = component.get("accessory")
+        if accessory:
+            found |= _custom_ids([accessory])
+    return found

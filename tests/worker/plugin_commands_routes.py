@@ -54,6 +54,7 @@ def setup(bot: bot_module.Bot) -> None:  # noqa: C901 - one plugin, every featur
         row = ctx.bot.rest.build_message_action_row()
         row.add_interactive_button(hikari.ButtonStyle.SUCCESS, f"vote:{topic}:yes", label="Yes")
         row.add_interactive_button(hikari.ButtonStyle.DANGER, f"vote:{topic}:no", label="No")
+        row.add_interactive_button(hikari.ButtonStyle.SECONDARY, f"rate:{topic}", label="Rate")
         await ctx.respond(f"Vote: {topic}", component=row)
 
     @bot.component("vote:*")
