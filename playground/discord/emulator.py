@@ -336,6 +336,9 @@ class DiscordEmulator:
             "",
             kind=5,
             data={"custom_id": modal["custom_id"], "components": rows},
+            # Interaction Object ``message``: "for components or modals triggered by
+            # components, the message they were attached to".
+            message=opened.payload.get("message"),
         )
 
     def dispatch(self, event: str, data: Json, *, guild_id: int | None = None) -> int:

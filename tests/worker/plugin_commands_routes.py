@@ -4,6 +4,7 @@ component and modal routes (WORKER_PLUGINS=tests.worker.plugin_commands_routes).
 
 from __future__ import annotations
 
+import asyncio
 import typing
 
 import hikari
@@ -82,6 +83,15 @@ def setup(bot: bot_module.Bot) -> None:  # noqa: C901 - one plugin, every featur
         ctx: ComponentContext, rating: int = option("1-5", min=1, max=5), text: str = ""
     ) -> None:
         await ctx.respond(f"thanks: {ctx.captures[0]} rated {rating} {text}".strip())
+
+    @bot.command(description="A form answered slowly", opens_modal=True)
+    async def survey(ctx: Context) -> None:
+        await ctx.respond_with_modal("Survey", "survey:1", TextInput("answer", "Your answer"))
+
+    @bot.modal("survey:*")
+    async def got_survey(ctx: ComponentContext, answer: str) -> None:
+        await asyncio.sleep(2.5)  # past the worker's 2 s: it defers for this handler
+        await ctx.respond(f"noted: {answer}")
 
     async def own_handler(ctx: Context, exc: Exception) -> None:
         if not isinstance(exc, ExpectedError):

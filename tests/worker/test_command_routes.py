@@ -139,3 +139,28 @@ async def test_a_click_opens_a_modal_and_its_typed_submission_is_routed(stack: S
     assert bad_answer["data"]["flags"] & 64
     assert good_answer["data"]["content"] == "thanks: tea rated 4"
     assert general_answer["data"]["content"] == "thanks: general rated 5 fine"
+
+
+async def test_a_slow_answer_to_a_commands_modal_is_deferred_as_a_command_is(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    _, channel_id, _ = setup_guild(stack)
+    alice = discord.add_user("alice")
+    async with (
+        replicas(stack, 1, routes_bot) as [replica],
+        stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"),
+    ):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        survey = discord.send_interaction(channel_id, alice, "survey")
+        await answered(discord, survey)
+        submitted = discord.submit_modal(survey, alice, {"answer": "yes"})
+        await discord.wait_for(
+            lambda: (
+                submitted.original is not None and submitted.original["content"] == "noted: yes"
+            ),
+            what="the deferred answer",
+        )
+        assert replica.bot.interactions.auto_deferred == 1
+    # No message to update: DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE, not DEFERRED_UPDATE_MESSAGE.
+    assert submitted.response_type == 5
