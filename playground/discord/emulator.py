@@ -175,13 +175,19 @@ class DiscordEmulator:
 
     # --- what users do ----------------------------------------------------------------------
 
-    def send_message(self, channel_id: int, author: Json, content: str) -> Json:
-        """A user posts a message: stored, and dispatched as MESSAGE_CREATE to its shard."""
+    def send_message(
+        self, channel_id: int, author: Json, content: str, *, files: list[Json] | None = None
+    ) -> Json:
+        """A user posts a message (with ``files`` from :meth:`upload`, as its attachments):
+        stored, and dispatched as MESSAGE_CREATE to its shard."""
         channel = self.world.channels[channel_id]
         guild_id = channel.get("guild_id")
         if guild_id is not None and int(author["id"]) not in self.world.members[int(guild_id)]:
             self.world.add_member(int(guild_id), author)
-        return self.rest.post_message(channel_id, author, {"content": content})
+        attachments = [{k: v for k, v in f.items() if k != "ephemeral"} for f in files or ()]
+        return self.rest.post_message(
+            channel_id, author, {"content": content}, attachments=attachments
+        )
 
     def send_interaction(
         self,

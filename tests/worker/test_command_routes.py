@@ -64,13 +64,19 @@ async def test_channel_mentionable_role_and_attachment_options_on_both_surfaces(
         response = await answered(discord, slash)
         discord.send_message(channel_id, alice, f"!inspect <#{channel_id}> <@{bob['id']}>")
         discord.send_message(channel_id, alice, f"!inspect <#{channel_id}> <#{channel_id}>")
-        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 3, what="replies")
+        photo = discord.upload("dog.jpg", "image/jpeg", 99)
+        discord.send_message(
+            channel_id, alice, f"!inspect <#{channel_id}> <@&{role['id']}>", files=[photo]
+        )
+        await discord.wait_for(lambda: len(replies(discord, channel_id)) == 4, what="replies")
     assert response["data"]["content"] == (
         f"channel channel-0; role {role['id']}; role @everyone; file cat.png 1234"
     )
     prefix = replies(discord, channel_id)[1:]
     assert f"channel channel-0; user {bob['id']}" in prefix
     assert any("`someone` must be a user or role mention or id" in r for r in prefix)
+    # A prefix command's attachment options take the message's files.
+    assert f"channel channel-0; role {role['id']}; file dog.jpg 99" in prefix
 
 
 async def test_a_commands_own_handler_then_the_bots_then_the_default(stack: Stack) -> None:
