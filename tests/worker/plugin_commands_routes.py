@@ -42,6 +42,15 @@ def setup(bot: bot_module.Bot) -> None:  # noqa: C901 - one plugin, every featur
             parts.append(f"file {file.filename} {file.size}")
         await ctx.respond("; ".join(parts))
 
+    tools = bot.group(
+        "tools", description="Tools", name_localizations={"fr": "outils"},
+        description_localizations={"fr": "Des outils"},
+    )  # fmt: skip
+
+    @bot.command(description="Shows the time", group=tools, name_localizations={"fr": "heure"})
+    async def clock(ctx: Context) -> None:
+        await ctx.respond("it is now")
+
     @bot.user_command("Report user", name_localizations={"fr": "Signaler"})
     async def report(ctx: Context, target: hikari.User) -> None:
         await ctx.respond(f"reported {target.username}", ephemeral=True)

@@ -111,10 +111,22 @@ class CommandRouter:
 
         return decorator
 
-    def group(self, name: str, *, description: str, guild_only: bool = False) -> model.Command:
+    def group(
+        self,
+        name: str,
+        *,
+        description: str,
+        guild_only: bool = False,
+        name_localizations: typing.Mapping[str, str] | None = None,
+        description_localizations: typing.Mapping[str, str] | None = None,
+    ) -> model.Command:
         """A command that holds subcommands (``/config show``, ``!config show``); register them
         with ``@bot.command(..., group=the_group)``."""
-        holder = model.Command(name, description, None, [], guild_only=guild_only)
+        holder = model.Command(
+            name, description, None, [], guild_only=guild_only,
+            name_localizations=dict(name_localizations or {}),
+            description_localizations=dict(description_localizations or {}),
+        )  # fmt: skip
         self.add(holder)
         return holder
 

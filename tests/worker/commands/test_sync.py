@@ -97,7 +97,10 @@ async def test_context_menus_and_localisations_sync_and_then_diff_clean(
     assert options["where"]["channel_types"] == [0]  # GUILD_TEXT, from the annotation
     assert options["where"]["name_localizations"] == {"fr": "salon"}
     assert [options[n]["type"] for n in ("someone", "role", "file")] == [9, 8, 11]
+    tools = by_name["tools"]
+    assert tools["description_localizations"] == {"fr": "Des outils"}
+    assert tools["options"][0]["name_localizations"] == {"fr": "heure"}  # a subcommand's
 
     # hikari asks with ?with_localizations=true: what Discord stored compares equal to ours.
     again = await app.sync_commands(settings, dry_run=True)
-    assert "0 to add, 0 to change, 0 to remove, 7 unchanged" in again
+    assert "0 to add, 0 to change, 0 to remove, 8 unchanged" in again
