@@ -401,7 +401,7 @@ async def sync_commands(
     client.start()
     try:
         application = await client.fetch_application()
-        commands = list(bot.commands.commands.values())
+        commands = bot.commands.synced()
         diff = await command_sync.plan(client, application.id, commands, guild_id)
         where = f"guild {guild_id}" if guild_id is not None else "global"
         report = f"application commands ({where}):\n{diff.describe()}"

@@ -175,3 +175,33 @@ class Bot:
         self._command_replies = remote_shard.CommandReplies(channel)
         self._pool = pool
         self._namespace = namespace
+
+    # --- context menus, components, modals, errors (``CommandRouter``) ----------------------
+
+    def user_command(
+        self, name: str, **kwargs: typing.Any
+    ) -> typing.Callable[[command_model.Callback], command_model.Callback]:
+        """A user context-menu command: ``callback(ctx, user)``; see ``CommandRouter``."""
+        return self.commands.context_menu(hikari.CommandType.USER, name, **kwargs)
+
+    def message_command(
+        self, name: str, **kwargs: typing.Any
+    ) -> typing.Callable[[command_model.Callback], command_model.Callback]:
+        """A message context-menu command: ``callback(ctx, message)``."""
+        return self.commands.context_menu(hikari.CommandType.MESSAGE, name, **kwargs)
+
+    def component(
+        self, pattern: str, **kwargs: typing.Any
+    ) -> typing.Callable[[command_model.Callback], command_model.Callback]:
+        """Route clicks whose ``custom_id`` matches ``pattern`` (``"vote:*"``), on any replica."""
+        return self.commands.component(pattern, **kwargs)
+
+    def modal(
+        self, pattern: str, **kwargs: typing.Any
+    ) -> typing.Callable[[command_model.Callback], command_model.Callback]:
+        """Route submitted modals whose ``custom_id`` matches ``pattern``."""
+        return self.commands.modal(pattern, **kwargs)
+
+    def error_handler(self, callback: command_model.ErrorHandler) -> command_model.ErrorHandler:
+        """``callback(ctx, exc)`` for what a handler raised and did not handle itself."""
+        return self.commands.error_handler(callback)
