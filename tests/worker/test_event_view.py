@@ -13,14 +13,16 @@ import orjson
 import pytest
 
 from playground.discord import world as world_module
-from shared import clock, envelope, keys, redis_client
+from shared import clock, config, envelope, keys, redis_client
 from shared.cache import reader, resources, snapshot, writer
 from shared.secret import Secret
+from worker import app, event_view
 from worker import bot as bot_module
-from worker import event_view
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
+
+    from tests.gateway.conftest import Stack
 
 Json = dict[str, typing.Any]
 
@@ -342,3 +344,30 @@ def test_what_an_event_names_is_read_and_nothing_else() -> None:
     found = event_view.request_for("MESSAGE_CREATE", many)
     assert found is not None
     assert len(found.user_ids) == event_view.MAX_USERS
+
+
+async def test_a_hikari_listener_module_runs_unchanged_on_a_worker(stack: Stack) -> None:
+    discord = stack.discord
+    guild = discord.add_guild("tearoom")
+    guild_id = int(guild["id"])
+    channel = discord.channels_of(guild_id)[0]
+    role = add_role(discord.world, guild_id, "regular", 3)
+    user = discord.add_user("carol")
+    discord.world.add_member(guild_id, user, roles=[int(role["id"])])
+    settings = config.WorkerSettings.from_env(
+        stack.env(WORKER_PLUGINS="tests.worker.plugin_hikari_helpers")
+    )
+    replica = app.WorkerApp(settings)
+    try:
+        await replica.start()
+        async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+            await discord.wait_for(lambda: discord.connected_shards() == [0])
+            discord.send_message(int(channel["id"]), user, "!whoami")
+
+            def replies() -> list[str]:
+                return [c.body["content"] for c in discord.records.rest if c.method == "POST"]
+
+            await discord.wait_for(lambda: len(replies()) == 1, what="the bot's answer")
+    finally:
+        await replica.close()
+    assert replies() == [f"carol in #{channel['name']} of tearoom, roles: @everyone, regular"]
