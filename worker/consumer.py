@@ -272,7 +272,7 @@ class EventConsumer:
             self.stats.duplicates += len(valid) - len(claimed)
             record = _done_record(headers.get(topology.HEADER_DONE))
             # What hikari's helpers (event.get_guild() ...) answer, read for all in one trip.
-            views = await event_view.read(self._bot.cache, claimed)
+            views = await self._bot.app.read(claimed)
             failed: list[_Failure] = []
             for item, view in zip(claimed, views, strict=True):
                 succeeded = list(record.get(item.dedupe_key, ()))

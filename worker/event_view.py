@@ -181,6 +181,8 @@ class _Bot(typing.Protocol):
     def http_settings(self) -> hikari.api.HTTPSettings: ...
     @property
     def proxy_settings(self) -> hikari.api.ProxySettings: ...
+    @property
+    def cache(self) -> reader.CacheReader | None: ...
 
 
 class EventApp:
@@ -190,11 +192,21 @@ class EventApp:
     ``http_settings`` and ``proxy_settings`` (``hikari.RESTAware``) and, for their helpers,
     ``cache`` (``hikari.CacheAware``); every other attribute is the bot's."""
 
-    __slots__ = ("_bot", "cache")
+    __slots__ = ("_bot", "cache", "prefetch")
 
     def __init__(self, bot: object) -> None:
         self._bot = typing.cast("_Bot", bot)
         self.cache: hikari.api.Cache = cache_view.EventCache(self)
+        #: Read what each event names before its listeners run (one round trip per broker
+        #: message; docs/benchmarks.md has its cost). Off, every helper answers None: for a bot
+        #: whose listeners use only ``await bot.cache...``.
+        self.prefetch = True
+
+    async def read(
+        self, items: typing.Sequence[envelope.EventEnvelope]
+    ) -> list[cache_view.Entities]:
+        """What each of ``items`` names, for hikari's helpers while its listeners run."""
+        return await read(self._bot.cache if self.prefetch else None, items)
 
     @property
     def rest(self) -> hikari.api.RESTClient:

@@ -324,6 +324,26 @@ async def test_a_redis_failure_gives_an_empty_view_and_helpers_answer_none(
     await dead.aclose()
 
 
+async def test_the_bot_reads_through_its_app_and_a_bot_may_turn_the_read_off(
+    setup: Setup,
+) -> None:
+    _, channel, member = await guild_with_member(setup)
+    setup.bot.cache = setup.reader
+    d = message(setup, channel, member, "hello")
+    [event] = setup.build("MESSAGE_CREATE", d)
+    assert isinstance(event, hikari.GuildMessageCreateEvent)
+    assert event.app is setup.bot.app
+    [read] = await setup.bot.app.read([setup.item("MESSAGE_CREATE", d)])
+    with event_view.handling(read):
+        assert event.get_member() is not None
+    setup.bot.app.prefetch = False
+    before = event_view.STATS.round_trips
+    [skipped] = await setup.bot.app.read([setup.item("MESSAGE_CREATE", d)])
+    assert event_view.STATS.round_trips == before
+    with event_view.handling(skipped):
+        assert event.get_member() is None
+
+
 def test_what_an_event_names_is_read_and_nothing_else() -> None:
     d = {
         "id": "10", "channel_id": "20", "guild_id": "30", "author": {"id": "40"},
