@@ -50,6 +50,10 @@ _CHANNEL_OWN: typing.Final = frozenset(
 _MESSAGE_OWN: typing.Final = frozenset({"MESSAGE_UPDATE", "MESSAGE_DELETE"})
 
 
+#: Snowflakes are 64-bit unsigned integers (Reference "Snowflakes").
+_SNOWFLAKE_END: typing.Final = 1 << 64
+
+
 class _Ids:
     """Snowflakes in the order met, each once, at most ``limit``; anything else ignored."""
 
@@ -60,9 +64,14 @@ class _Ids:
         self.limit = limit
 
     def add(self, value: object) -> None:
-        if isinstance(value, str) and value.isdigit() and len(self.items) < self.limit:
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and value.isdigit()
+            and len(self.items) < self.limit
+        ):
             number = int(value)
-            if number not in self.items:
+            if number < _SNOWFLAKE_END and number not in self.items:
                 self.items.append(number)
 
     def add_all(self, values: object) -> None:
@@ -91,7 +100,8 @@ def request_for(name: str, d: object) -> snapshot.SnapshotRequest | None:
     for user in (d.get("author"), d.get("user"), _field(member, "user")):
         users.add(_field(user, "id"))
     users.add(d.get("user_id"))
-    for mentioned in d.get("mentions") or ():
+    mentions = d.get("mentions")
+    for mentioned in mentions if isinstance(mentions, list) else ():
         users.add(_field(mentioned, "id"))
     roles.add_all(_field(member, "roles"))
     roles.add_all(d.get("mention_roles"))
@@ -140,12 +150,14 @@ async def read(
     cache: reader.CacheReader | None, items: typing.Sequence[envelope.EventEnvelope]
 ) -> list[cache_view.Entities]:
     """The entities of each of ``items``, from one round trip (empty when Redis fails)."""
-    requests = [request_for(item.t, item.d) for item in items]
-    wanted = [r for r in requests if r is not None]
     empty = cache_view.Entities(snapshot.EMPTY)
-    if cache is None or not wanted:
+    if cache is None:
         return [empty] * len(items)
     try:
+        requests = [request_for(item.t, item.d) for item in items]
+        wanted = [r for r in requests if r is not None]
+        if not wanted:
+            return [empty] * len(items)
         STATS.round_trips += 1
         got = iter(await cache.snapshots(wanted))
     except redis_client.REDIS_ERRORS as exc:
@@ -154,7 +166,8 @@ async def read(
         _LOGGER.warning("event cache not read; helpers answer None", extra={"error": repr(exc)})
         return [empty] * len(items)
     except Exception:
-        # A reply this module cannot read is a bug here, never a reason to hold the events.
+        # A payload or reply this module cannot read is a bug here, never a reason to hold
+        # the events.
         STATS.failures += 1
         _LOGGER.exception("event cache not read; helpers answer None")
         return [empty] * len(items)

@@ -360,6 +360,10 @@ def test_what_an_event_names_is_read_and_nothing_else() -> None:
     assert guild == snapshot.SnapshotRequest(guild_id=30)
     assert event_view.request_for("READY", {"v": 10, "guilds": []}) is None
     assert event_view.request_for("lavalink.TrackStartEvent", {"guildId": "30"}) is None
+    odd = {"guild_id": "²", "channel_id": str(1 << 64), "mentions": 5, "author": {"id": "7"}}
+    assert event_view.request_for("MESSAGE_CREATE", odd) == snapshot.SnapshotRequest(
+        user_ids=(7,)
+    ), "what is not a snowflake is not read"
     many = {"guild_id": "30", "mentions": [{"id": str(i)} for i in range(1, 50)]}
     found = event_view.request_for("MESSAGE_CREATE", many)
     assert found is not None
