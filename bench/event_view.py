@@ -78,6 +78,11 @@ def private_redis() -> typing.Iterator[str]:
             time.sleep(0.1)
         if pid.exists():
             os.kill(int(pid.read_text()), 15)
+            for _ in range(50):  # it removes its pid file on the way out
+                if not pid.exists():
+                    break
+                time.sleep(0.1)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class Population(typing.NamedTuple):

@@ -1,10 +1,11 @@
 """Event helpers that work: what hikari's ``get_*`` helpers need, read before listeners run.
 
-The consumer calls :func:`read` once per broker message: one Redis round trip for all its
-events reads what each event names (:func:`request_for`), and :func:`handling` makes that the
+The consumer asks once per broker message, and one Redis round trip reads what each of its
+events names (:func:`request_for`), for the other messages that arrived with it too
+(:class:`Reads`); and :func:`handling` makes that the
 ``app.cache`` of every hikari model while the event's listeners run. hikari's models and events
 hold an :class:`EventApp` as their ``app``: the bot for everything (``event.app.rest``, the
-bot's own attributes), except that its ``cache`` is the synchronous :class:`EventCache`. The
+bot's own attributes), except that its ``cache`` is the synchronous ``cache_view.EventCache``. The
 bot's own ``bot.cache`` stays the asynchronous Redis reader.
 
 A Redis failure or a missed deadline while reading gives empty snapshots: helpers answer
@@ -13,6 +14,7 @@ A Redis failure or a missed deadline while reading gives empty snapshots: helper
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import typing
@@ -29,7 +31,7 @@ if typing.TYPE_CHECKING:
     from shared import envelope
     from shared.cache import reader
 
-__all__: typing.Sequence[str] = ("EventApp", "handling", "read", "request_for")
+__all__: typing.Sequence[str] = ("EventApp", "Reads", "handling", "read", "request_for")
 
 _LOGGER = logging.getLogger("shardline.worker.event_view")
 #: Users (authors, members, mentions) read per event at most; a message mentioning more has
@@ -146,33 +148,103 @@ class ReadStats:
 STATS: typing.Final = ReadStats()
 
 
+def _requests(
+    items: typing.Sequence[envelope.EventEnvelope],
+) -> list[snapshot.SnapshotRequest | None] | None:
+    try:
+        return [request_for(item.t, item.d) for item in items]
+    except Exception:
+        # A payload this module cannot read is a bug here, never a reason to hold the events.
+        STATS.failures += 1
+        _LOGGER.exception("event cache not read; helpers answer None")
+        return None
+
+
+async def _snapshots(
+    cache: reader.CacheReader, wanted: list[snapshot.SnapshotRequest]
+) -> list[snapshot.Snapshot] | None:
+    """One script call; None when it failed (the breaker's deadline bounds the wait)."""
+    try:
+        STATS.round_trips += 1
+        found = await cache.snapshots(wanted)
+    except redis_client.REDIS_ERRORS as exc:
+        STATS.failures += 1
+        _LOGGER.warning("event cache not read; helpers answer None", extra={"error": repr(exc)})
+        return None
+    except Exception:
+        STATS.failures += 1
+        _LOGGER.exception("event cache not read; helpers answer None")
+        return None
+    STATS.events += len(wanted)
+    return found
+
+
+def _entities(
+    requests: list[snapshot.SnapshotRequest | None], found: list[snapshot.Snapshot] | None
+) -> list[cache_view.Entities]:
+    if found is None:
+        return [_NOTHING] * len(requests)
+    got = iter(found)
+    return [_NOTHING if r is None else cache_view.Entities(next(got)) for r in requests]
+
+
+#: An event nothing was read for (shared: an empty snapshot builds nothing to remember).
+_NOTHING: typing.Final = cache_view.Entities(snapshot.EMPTY)
+
+
 async def read(
     cache: reader.CacheReader | None, items: typing.Sequence[envelope.EventEnvelope]
 ) -> list[cache_view.Entities]:
     """The entities of each of ``items``, from one round trip (empty when Redis fails)."""
-    empty = cache_view.Entities(snapshot.EMPTY)
-    if cache is None:
-        return [empty] * len(items)
-    try:
-        requests = [request_for(item.t, item.d) for item in items]
+    requests = None if cache is None else _requests(items)
+    if cache is None or requests is None:
+        return [_NOTHING] * len(items)
+    wanted = [r for r in requests if r is not None]
+    return _entities(requests, await _snapshots(cache, wanted) if wanted else [])
+
+
+class Reads:
+    """Reads asked for in one turn of the event loop share one script call.
+
+    Messages that arrive together resume together (after their dedupe claim, itself shared):
+    one-event messages then cost a fraction of a round trip each, as batched ones do."""
+
+    __slots__ = ("_flushes", "_pending")
+
+    def __init__(self) -> None:
+        self._pending: list[
+            tuple[list[snapshot.SnapshotRequest], asyncio.Future[list[snapshot.Snapshot] | None]]
+        ] = []
+        #: Script calls under way, each owned here until it ends.
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def read(
+        self, cache: reader.CacheReader | None, items: typing.Sequence[envelope.EventEnvelope]
+    ) -> list[cache_view.Entities]:
+        requests = None if cache is None else _requests(items)
+        if cache is None or requests is None:
+            return [_NOTHING] * len(items)
         wanted = [r for r in requests if r is not None]
         if not wanted:
-            return [empty] * len(items)
-        STATS.round_trips += 1
-        got = iter(await cache.snapshots(wanted))
-    except redis_client.REDIS_ERRORS as exc:
-        # The breaker's deadline bounds the wait; the events are handled all the same.
-        STATS.failures += 1
-        _LOGGER.warning("event cache not read; helpers answer None", extra={"error": repr(exc)})
-        return [empty] * len(items)
-    except Exception:
-        # A payload or reply this module cannot read is a bug here, never a reason to hold
-        # the events.
-        STATS.failures += 1
-        _LOGGER.exception("event cache not read; helpers answer None")
-        return [empty] * len(items)
-    STATS.events += len(wanted)
-    return [empty if r is None else cache_view.Entities(next(got)) for r in requests]
+            return [_NOTHING] * len(items)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[snapshot.Snapshot] | None] = loop.create_future()
+        self._pending.append((wanted, future))
+        if len(self._pending) == 1:
+            # Runs after this turn: every read asked for until then rides along.
+            task = loop.create_task(self._flush(cache))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+        return _entities(requests, await future)
+
+    async def _flush(self, cache: reader.CacheReader) -> None:
+        pending, self._pending = self._pending, []
+        found = await _snapshots(cache, [r for wanted, _ in pending for r in wanted])
+        start = 0
+        for wanted, future in pending:
+            if not future.done():  # its handler may have been cancelled meanwhile
+                future.set_result(None if found is None else found[start : start + len(wanted)])
+            start += len(wanted)
 
 
 @contextlib.contextmanager
@@ -205,7 +277,7 @@ class EventApp:
     ``http_settings`` and ``proxy_settings`` (``hikari.RESTAware``) and, for their helpers,
     ``cache`` (``hikari.CacheAware``); every other attribute is the bot's."""
 
-    __slots__ = ("_bot", "cache", "prefetch")
+    __slots__ = ("_bot", "_reads", "cache", "prefetch")
 
     def __init__(self, bot: object) -> None:
         self._bot = typing.cast("_Bot", bot)
@@ -214,12 +286,13 @@ class EventApp:
         #: message; docs/benchmarks.md has its cost). Off, every helper answers None: for a bot
         #: whose listeners use only ``await bot.cache...``.
         self.prefetch = True
+        self._reads = Reads()
 
     async def read(
         self, items: typing.Sequence[envelope.EventEnvelope]
     ) -> list[cache_view.Entities]:
         """What each of ``items`` names, for hikari's helpers while its listeners run."""
-        return await read(self._bot.cache if self.prefetch else None, items)
+        return await self._reads.read(self._bot.cache if self.prefetch else None, items)
 
     @property
     def rest(self) -> hikari.api.RESTClient:

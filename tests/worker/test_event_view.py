@@ -4,6 +4,7 @@ written by the gateway's writer, hikari's own events built from Discord-shaped p
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import typing
@@ -300,6 +301,18 @@ async def test_one_round_trip_reads_every_event_of_a_message(setup: Setup) -> No
     assert event_view.STATS.round_trips == before + 1
     assert [e.snapshot.guild_id for e in found] == [int(guild["id"])] * 5
     assert all(int(member["user"]["id"]) in e.snapshot.members for e in found)
+
+
+async def test_messages_arriving_together_share_one_read(setup: Setup) -> None:
+    guild, channel, member = await guild_with_member(setup)
+    setup.bot.cache = setup.reader
+    items = [
+        [setup.item("MESSAGE_CREATE", message(setup, channel, member, f"m{i}"))] for i in range(8)
+    ]
+    before = event_view.STATS.round_trips
+    found = await asyncio.gather(*(setup.bot.app.read(batch) for batch in items))
+    assert event_view.STATS.round_trips == before + 1
+    assert [f.snapshot.guild_id for [f] in found] == [int(guild["id"])] * 8
 
 
 async def test_a_redis_failure_gives_an_empty_view_and_helpers_answer_none(
