@@ -34,8 +34,6 @@ _LOGGER = logging.getLogger("shardline.worker.cache_view")
 _K = typing.TypeVar("_K", bound=typing.Hashable)
 _V = typing.TypeVar("_V")
 _T = typing.TypeVar("_T")
-#: Announcement, public and private threads (Channel > Channel Types 10, 11, 12).
-_THREAD_TYPES: typing.Final = frozenset({10, 11, 12})
 
 
 class _View(hikari.api.CacheView[_K, _V]):
@@ -159,33 +157,32 @@ class EventCache(hikari.api.Cache):
     ) -> hikari.GatewayGuild | None:
         return self._guild(guild, unavailable=True)
 
-    def _channel(self, channel_id: int, *, thread: bool) -> hikari.PartialChannel | None:
+    def _channel(self, channel_id: int) -> hikari.PartialChannel | None:
         entities = current()
         read = entities.snapshot
         raw = read.channels.get(channel_id)
         if raw is None or read.guild_id is None:
             return None
-        payload = _json(raw)
-        if (payload.get("type") in _THREAD_TYPES) != thread:
-            return None  # hikari keeps threads apart from guild channels
-        payload.setdefault("guild_id", str(read.guild_id))
         guild_id = hikari.Snowflake(read.guild_id)
-        return entities.model(
-            "channel",
-            channel_id,
-            lambda: self._factory.deserialize_channel(payload, guild_id=guild_id),
-        )
+
+        def build() -> hikari.PartialChannel:
+            payload = _json(raw)
+            payload.setdefault("guild_id", str(guild_id))
+            return self._factory.deserialize_channel(payload, guild_id=guild_id)
+
+        return entities.model("channel", channel_id, build)
 
     def get_guild_channel(
         self, channel: hikari.SnowflakeishOr[hikari.PartialChannel], /
     ) -> hikari.PermissibleGuildChannel | None:
-        found = self._channel(_id(channel), thread=False)
+        found = self._channel(_id(channel))
+        # hikari's cache keeps threads apart: they are not permissible guild channels.
         return found if isinstance(found, hikari.PermissibleGuildChannel) else None
 
     def get_thread(
         self, thread: hikari.SnowflakeishOr[hikari.PartialChannel], /
     ) -> hikari.GuildThreadChannel | None:
-        found = self._channel(_id(thread), thread=True)
+        found = self._channel(_id(thread))
         return found if isinstance(found, hikari.GuildThreadChannel) else None
 
     def _user_json(self, user_id: int) -> dict[str, typing.Any] | None:
