@@ -203,6 +203,11 @@ async def read(
     return _entities(requests, await _snapshots(cache, wanted) if wanted else [])
 
 
+_Answer = asyncio.Future[list[snapshot.Snapshot] | None]
+#: Events read by one script call at most (the reads of more go in calls side by side).
+MAX_PER_CALL: typing.Final = 200
+
+
 class Reads:
     """Reads asked for in one turn of the event loop share one script call.
 
@@ -212,9 +217,7 @@ class Reads:
     __slots__ = ("_flushes", "_pending")
 
     def __init__(self) -> None:
-        self._pending: list[
-            tuple[list[snapshot.SnapshotRequest], asyncio.Future[list[snapshot.Snapshot] | None]]
-        ] = []
+        self._pending: list[tuple[list[snapshot.SnapshotRequest], _Answer]] = []
         #: Script calls under way, each owned here until it ends.
         self._flushes: set[asyncio.Task[None]] = set()
 
@@ -239,9 +242,25 @@ class Reads:
 
     async def _flush(self, cache: reader.CacheReader) -> None:
         pending, self._pending = self._pending, []
-        found = await _snapshots(cache, [r for wanted, _ in pending for r in wanted])
+        # A busy worker asks for thousands at once: calls of a bounded size, side by side, so
+        # that none holds Redis, or its reply the loop, for long.
+        calls: list[list[tuple[list[snapshot.SnapshotRequest], _Answer]]] = [[]]
+        size = 0
+        for entry in pending:
+            if size and size + len(entry[0]) > MAX_PER_CALL:
+                calls.append([])
+                size = 0
+            calls[-1].append(entry)
+            size += len(entry[0])
+        await asyncio.gather(*(self._call(cache, part) for part in calls))
+
+    @staticmethod
+    async def _call(
+        cache: reader.CacheReader, part: list[tuple[list[snapshot.SnapshotRequest], _Answer]]
+    ) -> None:
+        found = await _snapshots(cache, [r for wanted, _ in part for r in wanted])
         start = 0
-        for wanted, future in pending:
+        for wanted, future in part:
             if not future.done():  # its handler may have been cancelled meanwhile
                 future.set_result(None if found is None else found[start : start + len(wanted)])
             start += len(wanted)

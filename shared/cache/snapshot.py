@@ -33,7 +33,10 @@ ALL_ROLES_UP_TO: typing.Final = 32
 # ARGV[1] = {"l": ALL_ROLES_UP_TO, "q": [request...]}; a request (see ``_request``) holds keys
 # and fields; the answer is one list per request: guild JSON, unavailable (0/1), roles as
 # id/JSON pairs, all roles (0/1), channels as id/JSON pairs (a thread's parent added), emojis,
-# members, users, voice states, presences, messages (each in the order asked).
+# members, users, voice states, presences, messages (each in the order asked). A guild already
+# answered in this call is answered by the number of that request instead of its JSON, and
+# its roles, when all were read, by an all-roles flag of -1: the events of one busy guild do
+# not carry its JSON and roles each.
 _READ: typing.Final = f"""
 local function decimal(raw)
   -- An 8-byte big-endian id as decimal text (Lua's numbers stop at 2^53): long division.
@@ -69,6 +72,9 @@ local function values_of(hash, ids)
 end
 local a = cjson.decode(ARGV[1])
 local answers = {{}}
+-- The first request of each guild in this call: later ones of the same guild get its number
+-- instead of the guild's JSON (and of its roles, when all were read).
+local first, all_roles = {{}}, {{}}
 for n, q in ipairs(a.q) do
   local members, users, user_ids = {{}}, {{}}, {{}}
   for i, u in ipairs(q.u) do
@@ -79,10 +85,17 @@ for n, q in ipairs(a.q) do
   local guild, unavailable, roles, complete = false, 0, {{}}, 0
   local channels, emojis, voice, presences = {{}}, {{}}, {{}}, {{}}
   if q.g ~= '' then
-    guild = redis.call('GET', q.k.g)
-    unavailable = redis.call('SISMEMBER', q.k.un, q.g)
-    if redis.call('HLEN', q.k.r) <= a.l then
-      roles, complete = redis.call('HGETALL', q.k.r), 1
+    if first[q.g] then
+      guild = first[q.g]
+    else
+      first[q.g] = n
+      guild = redis.call('GET', q.k.g)
+      unavailable = redis.call('SISMEMBER', q.k.un, q.g)
+      all_roles[q.g] = redis.call('HLEN', q.k.r) <= a.l
+      if all_roles[q.g] then roles, complete = redis.call('HGETALL', q.k.r), 1 end
+    end
+    if all_roles[q.g] then
+      if guild == first[q.g] and n ~= first[q.g] then complete = -1 end
     else
       local wanted, seen = {{}}, {{}}
       local function want(id)
@@ -211,14 +224,22 @@ def _pairs(flat: list[bytes]) -> dict[int, bytes]:
     return {int(flat[i]): flat[i + 1] for i in range(0, len(flat) - 1, 2)}
 
 
-def _snapshot(request: SnapshotRequest, answer: list[typing.Any]) -> Snapshot:
+def _snapshot(
+    request: SnapshotRequest, answer: list[typing.Any], earlier: list[Snapshot]
+) -> Snapshot:
     guild, unavailable, roles, complete, channels, emojis = answer[:6]
     members, users, voice, presences, messages = answer[6:11]
+    guild_roles: typing.Mapping[int, bytes] = _pairs(roles)
+    if isinstance(guild, int):  # as an earlier request of this call (Lua counts from 1)
+        same = earlier[guild - 1]
+        guild, unavailable = same.guild, same.unavailable
+        if complete == -1:
+            guild_roles, complete = same.roles, 1
     return Snapshot(
         guild_id=request.guild_id,
         guild=guild,
         unavailable=bool(unavailable),
-        roles=_pairs(roles),
+        roles=guild_roles,
         all_roles=bool(complete),
         channels=_pairs(channels),
         emojis=_by_id(request.emoji_ids, emojis),
@@ -240,4 +261,7 @@ async def read(
         {"l": ALL_ROLES_UP_TO, "q": [_request(redis_keys, r) for r in requests]}
     )
     answers = await script(args=[argument])
-    return [_snapshot(r, a) for r, a in zip(requests, answers, strict=True)]
+    found: list[Snapshot] = []
+    for request, answer in zip(requests, answers, strict=True):
+        found.append(_snapshot(request, answer, found))
+    return found

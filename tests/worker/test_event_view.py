@@ -301,6 +301,24 @@ async def test_one_round_trip_reads_every_event_of_a_message(setup: Setup) -> No
     assert event_view.STATS.round_trips == before + 1
     assert [e.snapshot.guild_id for e in found] == [int(guild["id"])] * 5
     assert all(int(member["user"]["id"]) in e.snapshot.members for e in found)
+    # The guild's JSON and roles travel once per call, and every event has them.
+    first = found[0].snapshot
+    assert first.guild is not None
+    assert first.all_roles
+    assert all(e.snapshot.guild == first.guild for e in found)
+    assert all(e.snapshot.roles == first.roles and e.snapshot.all_roles for e in found)
+    other_guild, other_channel, other_member = await guild_with_member(setup)
+    mixed = [
+        setup.item("MESSAGE_CREATE", message(setup, other_channel, other_member, "a")),
+        items[0],
+        setup.item("MESSAGE_CREATE", message(setup, other_channel, other_member, "b")),
+    ]
+    a, b, c = [e.snapshot for e in await event_view.read(setup.reader, mixed)]
+    assert (a.guild_id, b.guild_id, c.guild_id) == (
+        int(other_guild["id"]), int(guild["id"]), int(other_guild["id"])
+    )  # fmt: skip
+    assert a.guild == c.guild != b.guild
+    assert a.roles == c.roles != b.roles
 
 
 async def test_messages_arriving_together_share_one_read(setup: Setup) -> None:
