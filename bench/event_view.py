@@ -168,9 +168,9 @@ async def redis_calls(redis_url: str) -> int:
 
 async def run_case(
     redis_url: str, people: Population, bodies: list[bytes], *, view: bool, use: bool
-) -> tuple[float, float, float, float, float, int]:
+) -> tuple[float, float, float, float, float, int, int]:
     """events/s, CPU s per 1k events, Redis round trips and commands per event, snapshot
-    reads per event, events whose helpers answered None (their read failed)."""
+    reads per event, failed reads, events whose helpers answered None (their read failed)."""
     count = len(people.envelopes)
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     names = topology.Topology(namespace)
@@ -205,6 +205,7 @@ async def run_case(
         bot.app.prefetch = view
         replica = app.WorkerApp(settings, bot)
         reads0, trips0 = event_view.STATS.round_trips, RoundTrips.count
+        failed0 = event_view.STATS.failures
         calls0 = await redis_calls(redis_url)
         cpu0, t0 = throughput.cpu(), time.perf_counter()
         await replica.start()
@@ -215,8 +216,9 @@ async def run_case(
         calls = await redis_calls(redis_url) - calls0
         await replica.close()
         reads = event_view.STATS.round_trips - reads0
+        failed = event_view.STATS.failures - failed0
         rates = (count / elapsed, used / count * 1000, trips / count, calls / count, reads / count)
-        return (*rates, unanswered)
+        return (*rates, failed, unanswered)
     finally:
         await cleanup.cleanup(AMQP_URL, redis_url, namespace, ["bench"])
 
@@ -241,12 +243,14 @@ async def main() -> None:
                 rows.append((f"{batch} per message, {label}", *result))
     print(
         "| case | events/s | CPU s per 1k events | Redis round trips per event"
-        " | Redis commands per event | snapshot reads per event | helpers answered None |"
+        " | Redis commands per event | snapshot reads per event | reads failed"
+        " | helpers answered None |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for label, rate, per_k, trips, calls, reads, unanswered in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for label, rate, per_k, trips, calls, reads, failed, unanswered in rows:
         print(
             f"| {label} | {rate:,.0f} | {per_k:.3f} | {trips:.2f} | {calls:.2f} | {reads:.3f}"
+            f" | {failed}"
             f" | {unanswered if label.endswith('used') else '-'} |"
         )
 
