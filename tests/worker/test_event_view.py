@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import time
 import typing
+import urllib.parse
 
 import hikari
 import orjson
@@ -17,6 +18,7 @@ from playground.discord import world as world_module
 from shared import clock, config, envelope, keys, redis_client
 from shared.cache import reader, resources, snapshot, writer
 from shared.secret import Secret
+from tests import netproxy
 from worker import app, event_view
 from worker import bot as bot_module
 
@@ -353,6 +355,35 @@ async def test_a_redis_failure_gives_an_empty_view_and_helpers_answer_none(
         assert event.get_member() is None
         assert event.get_channel() is None
     await dead.aclose()
+
+
+async def test_a_hung_redis_gives_an_empty_view_within_the_deadline(
+    setup: Setup, namespace: str, redis_url: str
+) -> None:
+    _, channel, member = await guild_with_member(setup)
+    # Only the proxy hangs (accepts, never answers); the Redis behind it is left alone.
+    proxy = netproxy.TcpProxy(urllib.parse.urlsplit(redis_url).port or 6379)
+    await proxy.start()
+    guarded = redis_client.connect_guarded(
+        Secret(f"redis://127.0.0.1:{proxy.port}/0"), clock=clock.SystemClock(), deadline=0.3
+    )
+    hung = reader.CacheReader(guarded, keys.RedisKeys(namespace, "main"), setup.bot.entity_factory)
+    d = message(setup, channel, member, "during the hang")
+    [event] = setup.build("MESSAGE_CREATE", d)
+    assert isinstance(event, hikari.GuildMessageCreateEvent)
+    try:
+        [warm] = await event_view.read(hung, [setup.item("MESSAGE_CREATE", d)])
+        assert warm.snapshot.guild is not None, "through the proxy before the hang"
+        proxy.hang()
+        [found] = await event_view.read(hung, [setup.item("MESSAGE_CREATE", d)])
+        assert guarded.breaker.timeouts == 1, "ended by the breaker's deadline"
+        with event_view.handling(found):
+            assert event.get_guild() is None
+            assert event.get_member() is None
+    finally:
+        proxy.resume()
+        await guarded.aclose()
+        await proxy.close()
 
 
 async def test_the_bot_reads_through_its_app_and_a_bot_may_turn_the_read_off(
