@@ -118,13 +118,15 @@ for n, q in ipairs(a.q) do
     local asked = {{}}
     for _, id in ipairs(q.c) do asked[id] = true end
     for i = 2, #channels, 2 do
-      local channel = cjson.decode(channels[i])
+      -- Decoded only when it may be a thread (stored by orjson: no spaces).
+      local raw = channels[i]
+      local channel = string.find(raw, '"type":1[012]') and cjson.decode(raw) or {{}}
       local parent = channel.parent_id
       if (channel.type == 10 or channel.type == 11 or channel.type == 12)
           and type(parent) == 'string' and not asked[parent] then
         asked[parent] = true
-        local raw = redis.call('HGET', q.k.c, parent)
-        if raw then channels[#channels + 1] = parent; channels[#channels + 1] = raw end
+        local found = redis.call('HGET', q.k.c, parent)
+        if found then channels[#channels + 1] = parent; channels[#channels + 1] = found end
       end
     end
     emojis = values_of(q.k.e, q.e)
