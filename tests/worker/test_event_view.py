@@ -293,6 +293,32 @@ async def test_reaction_typing_member_and_interaction_events_answer(setup: Setup
         assert interaction_guild.name == "cafe"
 
 
+async def test_voice_states_and_presences_of_the_member_an_event_names(setup: Setup) -> None:
+    guild, _, member = await guild_with_member(setup)
+    guild_id, user = int(guild["id"]), member["user"]
+    voice_channel = setup.world.add_channel(guild_id, "lounge", kind=2)
+    await setup.write("CHANNEL_CREATE", voice_channel)
+    state = setup.world.set_voice_state(guild_id, int(user["id"]), int(voice_channel["id"]), "s1")
+    await setup.write("VOICE_STATE_UPDATE", state)
+    presence = {"user": {"id": user["id"]}, "guild_id": str(guild_id), "status": "idle",
+                "activities": [], "client_status": {"desktop": "idle"}}  # fmt: skip
+    await setup.write("PRESENCE_UPDATE", presence)
+    setup.bot.events.subscribe(hikari.VoiceStateUpdateEvent, _noop)
+    [event] = setup.build("VOICE_STATE_UPDATE", state)
+    assert isinstance(event, hikari.VoiceStateUpdateEvent)
+    with event_view.handling(await setup.entities("VOICE_STATE_UPDATE", state)):
+        got_guild = event.state.member.get_guild()
+        assert got_guild is not None
+        found = got_guild.get_voice_state(int(user["id"]))
+        assert found is not None
+        assert found.channel_id == int(voice_channel["id"])
+        assert found.member.username == "alice"
+        seen = event.state.member.get_presence()
+        assert seen is not None
+        assert seen.visible_status == hikari.Status.IDLE
+        assert event.app.cache.get_guild_channel(int(voice_channel["id"])) is not None
+
+
 async def test_one_round_trip_reads_every_event_of_a_message(setup: Setup) -> None:
     guild, channel, member = await guild_with_member(setup)
     items = [
