@@ -7,6 +7,10 @@ in Redis, so the consumer reads, in one round trip per broker message, what each
 :class:`EventCache` answers from that snapshot: the model when it was read, ``None`` ("not
 cached", as hikari documents) when it was not. It never blocks and never returns a coroutine.
 
+As in hikari's own cache, threads are apart from guild channels: ``get_thread(id)`` answers for
+a thread (a message in one: ``event.get_channel()`` is ``None``, ``cache.get_thread(
+event.channel_id)`` the thread), ``get_guild_channel(thread.parent_id)`` for its parent.
+
 Views over a whole guild (``guild.get_channels()``, ``get_members()``...) are empty: a guild's
 hundreds of channels or thousands of members are not read per event. ``guild.get_roles()``
 answers when the guild has few roles (``snapshot.ALL_ROLES_UP_TO``). For everything else the
