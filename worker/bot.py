@@ -21,7 +21,7 @@ import hikari
 from hikari.impl import entity_factory, event_factory
 
 from shared import config, sharding
-from worker import commands, cpu, events, remote_shard, services, voice
+from worker import commands, cpu, event_view, events, remote_shard, services, voice
 from worker import interactions as deadline
 from worker.commands import cooldowns as command_cooldowns
 from worker.commands import prompts as command_prompts
@@ -45,10 +45,11 @@ class Bot:
     """The worker-side app: listeners, REST, cache and remote shards."""
 
     def __init__(self) -> None:
-        self._entity_factory = entity_factory.EntityFactoryImpl(
-            typing.cast("hikari.RESTAware", self)
-        )
-        self._event_factory = event_factory.EventFactoryImpl(typing.cast("hikari.RESTAware", self))
+        #: What hikari's events and models hold as ``app``: this bot, with the synchronous
+        #: cache of the event being handled (``event.get_guild()`` ...; see worker/event_view).
+        self.app = event_view.EventApp(self)
+        self._entity_factory = entity_factory.EntityFactoryImpl(self.app)
+        self._event_factory = event_factory.EventFactoryImpl(self.app)
         self.events = events.EventBuilder(self._entity_factory, self._event_factory)
         self._rest: deadline.InteractionAwareRest | None = None
         self.cache: reader.CacheReader | None = None

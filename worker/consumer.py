@@ -17,7 +17,7 @@ import orjson
 
 from shared import config, envelope, redis_client, topology, voice
 from shared import logging as shared_logging
-from worker import events
+from worker import event_view, events
 
 if typing.TYPE_CHECKING:
     import hikari
@@ -271,11 +271,14 @@ class EventConsumer:
             )
             self.stats.duplicates += len(valid) - len(claimed)
             record = _done_record(headers.get(topology.HEADER_DONE))
+            # What hikari's helpers (event.get_guild() ...) answer, read for all in one trip.
+            views = await self._bot.app.read(claimed)
             failed: list[_Failure] = []
-            for item in claimed:
+            for item, view in zip(claimed, views, strict=True):
                 succeeded = list(record.get(item.dedupe_key, ()))
                 try:
-                    error = await self._handle(item, succeeded)
+                    with event_view.handling(view):
+                        error = await self._handle(item, succeeded)
                 except events.UndeserializableError as exc:
                     await self._park(
                         message,

@@ -13,7 +13,7 @@ import hikari
 import orjson
 
 from shared import keys
-from shared.cache import codec, permissions
+from shared.cache import codec, permissions, snapshot
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -67,6 +67,7 @@ class CacheReader:
         self.keys = redis_keys
         self._factory = entity_factory
         self._permission_inputs = redis.register_script(_PERMISSION_INPUTS)
+        self._snapshot = snapshot.register(redis)
 
     # --- raw JSON ---------------------------------------------------------------------------
 
@@ -112,6 +113,12 @@ class CacheReader:
             else {"id": str(user_id), "username": "", "discriminator": "0", "avatar": None}
         )
         return member
+
+    async def snapshots(
+        self, requests: typing.Sequence[snapshot.SnapshotRequest]
+    ) -> list[snapshot.Snapshot]:
+        """What each event names, for hikari's synchronous getters; one round trip for all."""
+        return await snapshot.read(self._snapshot, self.keys, requests)
 
     # --- models -----------------------------------------------------------------------------
 
