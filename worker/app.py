@@ -27,6 +27,7 @@ from worker import (
     cpu,
     dedupe,
     events,
+    frameworks,
     interactions,
     interests,
     metrics,
@@ -101,6 +102,7 @@ class WorkerApp:
         core = self.settings.core
         self.bot.cpu = cpu.CpuPool(self.settings.cpu_processes, timeout=self.settings.cpu_timeout)
         load_plugins(self.bot, self.settings.plugins)
+        frameworks.prepare(self.bot.events, own_commands=bool(self.bot.commands.commands))
         # Every call has a deadline and one breaker: while it is open, dedupe and REST limits
         # fall back to this replica's own, at once.
         self._redis = redis_client.connect_guarded(core.redis_url, clock=clock.SystemClock())
@@ -402,12 +404,13 @@ async def sync_commands(
     try:
         application = await client.fetch_application()
         commands = list(bot.commands.commands.values())
-        diff = await command_sync.plan(client, application.id, commands, guild_id)
+        extra = frameworks.command_builders(bot.events, guild_id)
+        diff = await command_sync.plan(client, application.id, commands, guild_id, extra)
         where = f"guild {guild_id}" if guild_id is not None else "global"
         report = f"application commands ({where}):\n{diff.describe()}"
         if dry_run or diff.empty:
             return report + ("\n(dry run: nothing changed)" if dry_run else "")
-        await command_sync.apply(client, application.id, commands, guild_id)
+        await command_sync.apply(client, application.id, commands, guild_id, extra)
         return report + "\napplied"
     finally:
         await client.close()
