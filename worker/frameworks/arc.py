@@ -26,6 +26,7 @@ import arc
 import hikari
 from arc.internal import sync as arc_sync
 
+from shared import clock as clock_module
 from shared import redis_client
 from worker.commands import cooldowns, model
 
@@ -138,11 +139,11 @@ class RedisLimiter(arc.abc.LimiterProto[typing.Any]):
 
     def __init__(
         self, redis: aioredis.Redis, redis_keys: keys.RedisKeys, name: str, period: float,
-        limit: int, scope: str = "user",
+        limit: int, scope: str = "user", *, clock: clock_module.Clock | None = None,
     ) -> None:  # fmt: skip
         self._redis = redis
         self._keys = redis_keys
-        self._cooldowns = cooldowns.Cooldowns(redis, redis_keys)
+        self._cooldowns = cooldowns.Cooldowns(redis, redis_keys, clock=clock)
         self._name = f"arc:{name}"
         self._cooldown = model.Cooldown(rate=limit, per=period, scope=scope)
         self._key_of = _SCOPES[scope]

@@ -29,6 +29,7 @@ import warnings
 
 import hikari
 
+from shared import clock as clock_module
 from shared import redis_client
 from worker.commands import cooldowns, model
 
@@ -171,8 +172,15 @@ class RedisCooldownManager(tanjun.dependencies.AbstractCooldownManager):
     counts from the moment it is acquired (tanjun's in-memory manager counts from release).
     """
 
-    def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> None:
-        self._cooldowns = cooldowns.Cooldowns(redis, redis_keys)
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        redis_keys: keys.RedisKeys,
+        *,
+        clock: clock_module.Clock | None = None,
+    ) -> None:
+        self._clock = clock or clock_module.SystemClock()
+        self._cooldowns = cooldowns.Cooldowns(redis, redis_keys, clock=self._clock)
         #: A bucket's limit, or None for a disabled bucket (never limited).
         self._buckets: dict[str, tuple[tanjun.BucketResource, int, float] | None] = {}
         #: tanjun's own default for a bucket nobody set: 2 uses per 5 s per user.
@@ -224,7 +232,7 @@ class RedisCooldownManager(tanjun.dependencies.AbstractCooldownManager):
             _LOGGER.warning("cooldown not checked", extra={"error": str(exc)})
             return
         if wait > 0:
-            until = dt.datetime.now(tz=dt.UTC) + dt.timedelta(seconds=wait)
+            until = dt.datetime.fromtimestamp(self._clock.now_ms() / 1000 + wait, tz=dt.UTC)
             raise tanjun.dependencies.CooldownDepleted(until)
         self._acquired.add((bucket_id, id(ctx)))
 
