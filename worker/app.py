@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import inspect
 import logging
 import secrets
 import time
@@ -50,14 +51,24 @@ DRAIN_TIMEOUT: typing.Final[float] = 30.0
 SERVICE_PREFETCH: typing.Final[int] = 16
 #: How often a replica tells operators (``shardline status``) it is alive, and its counters.
 STATUS_INTERVAL: typing.Final[float] = 5.0
+#: How long the listeners of ``StoppingEvent`` and ``StoppedEvent`` (and of events the bot
+#: dispatched itself) may run while the worker stops.
+LIFECYCLE_TIMEOUT: typing.Final[float] = 10.0
+#: How long the start waits for the bot's own user (``bot.get_me()``).
+ME_TIMEOUT: typing.Final[float] = 5.0
 
 
 class PluginError(RuntimeError):
-    """A module named in WORKER_PLUGINS could not be loaded."""
+    """A module named in WORKER_PLUGINS could not be loaded, or registered nothing."""
 
 
-def load_plugins(bot: bot_module.Bot, modules: typing.Iterable[str]) -> None:
-    """Import each plugin and call its ``setup(bot)``."""
+Setup = typing.Callable[[bot_module.Bot], object]
+
+
+def import_plugins(modules: typing.Iterable[str]) -> list[tuple[str, Setup]]:
+    """Import each plugin and find its ``setup(bot)`` (before anything connects, so a typo
+    fails at once)."""
+    found = []
     for name in modules:
         try:
             module = importlib.import_module(name)
@@ -66,7 +77,36 @@ def load_plugins(bot: bot_module.Bot, modules: typing.Iterable[str]) -> None:
         setup = getattr(module, "setup", None)
         if not callable(setup):
             raise PluginError(f"WORKER_PLUGINS: {name!r} has no setup(bot) function")
-        setup(bot)
+        found.append((name, typing.cast("Setup", setup)))
+    return found
+
+
+async def setup_plugins(bot: bot_module.Bot, plugins: typing.Iterable[tuple[str, Setup]]) -> None:
+    """Call each plugin's ``setup(bot)``, awaited when it is a coroutine function. A plugin
+    whose setup registers nothing (no listener, command, service, schedule, fleet answer or
+    voice listener) is a mistake, said in one line."""
+    for name, setup in plugins:
+        before = bot.registrations()
+        result = setup(bot)
+        if inspect.isawaitable(result):
+            await result
+        if bot.registrations() == before:
+            raise PluginError(
+                f"WORKER_PLUGINS: {name!r}: setup(bot) registered nothing (no listener, command,"
+                " service, schedule, fleet answer or voice listener)"
+            )
+
+
+async def _fetch_me(rest: hikari.api.RESTClient) -> hikari.OwnUser | None:
+    """The bot's own user for ``bot.get_me()``; None (said in the log) when Discord does not
+    answer in time: the worker starts anyway."""
+    try:
+        return await asyncio.wait_for(rest.fetch_my_user(), ME_TIMEOUT)
+    except (TimeoutError, hikari.HikariError, OSError) as exc:
+        _LOGGER.warning(
+            "bot.get_me() is None: the bot's user was not fetched", extra={"error": repr(exc)}
+        )
+        return None
 
 
 class WorkerApp:
@@ -100,9 +140,8 @@ class WorkerApp:
         events.check_compatibility()
         rest_limits.check_compatibility()
         core = self.settings.core
+        plugins = import_plugins(self.settings.plugins)
         self.bot.cpu = cpu.CpuPool(self.settings.cpu_processes, timeout=self.settings.cpu_timeout)
-        load_plugins(self.bot, self.settings.plugins)
-        frameworks.prepare(self.bot.events, own_commands=bool(self.bot.commands.commands))
         # Every call has a deadline and one breaker: while it is open, dedupe and REST limits
         # fall back to this replica's own, at once.
         self._redis = redis_client.connect_guarded(core.redis_url, clock=clock.SystemClock())
@@ -144,6 +183,12 @@ class WorkerApp:
             self._lavalink = shared_voice.LavalinkRest(self.settings.lavalink)
             await self._lavalink.start()
             self.bot.voice.attach(self._lavalink, self._redis, self.keys)
+        # Plugins are set up once REST, the cache and the settings exist (bot.rest works in
+        # setup), and before anything is bound: what they listen to is what the queue binds.
+        await setup_plugins(self.bot, plugins)
+        # Before StartingEvent: arc and tanjun must not declare commands on every replica.
+        frameworks.prepare(self.bot.event_manager, own_commands=bool(self.bot.commands.commands))
+        await self.bot.starting(await _fetch_me(self.bot.rest))
         if "services" in self.settings.roles:
             await self._start_services()
         wanted = self.bot.events.listened_gateway_events() + self.bot.voice.listened_events()
@@ -169,6 +214,7 @@ class WorkerApp:
         )
         await self.health.start()
         self._status_task = asyncio.get_running_loop().create_task(self._status_loop())
+        await self.bot.started()
         _LOGGER.info(
             "worker consuming",
             extra={
@@ -319,6 +365,7 @@ class WorkerApp:
 
     async def close(self) -> None:
         """Stop intake, let in-flight handlers finish, then disconnect."""
+        await self.bot.stopping(LIFECYCLE_TIMEOUT)
         if self._status_task is not None:
             await lifecycle.cancel_and_wait([self._status_task])
             if self._redis is not None:
@@ -333,6 +380,7 @@ class WorkerApp:
             await self.consumer.drain(DRAIN_TIMEOUT)
         if self.endpoint is not None:
             await self.endpoint.close()
+        await self.bot.stopped(LIFECYCLE_TIMEOUT)
         await self.bot.cpu.close()
         if self._lavalink is not None:
             await self._lavalink.close()
@@ -388,9 +436,10 @@ async def sync_commands(
     """What ``python -m worker sync-commands`` does: diff the plugins' commands with Discord's
     and, unless ``dry_run``, overwrite Discord's list with them."""
     bot = bot_module.Bot()
-    load_plugins(bot, settings.plugins)
+    plugins = import_plugins(settings.plugins)
     core = settings.core
     redis = redis_client.connect(core.redis_url)
+    redis_keys = keys.RedisKeys(core.namespace, core.pool)
     client = rest_limits.build_client(
         token=core.token.reveal(),
         api_url=core.api_url,
@@ -398,13 +447,21 @@ async def sync_commands(
         limiter=settings.rest_limiter,
         global_limit=settings.rest_global_limit,
         redis=redis,
-        redis_keys=keys.RedisKeys(core.namespace, core.pool),
+        redis_keys=redis_keys,
     )
     client.start()
     try:
+        # As at a worker's start, bot.rest and bot.cache work in setup (bot.settings not).
+        bot.attach_clients(
+            rest=interactions.InteractionAwareRest(client),
+            cache=reader.CacheReader(redis, redis_keys, bot.entity_factory),
+            redis=redis,
+            redis_keys=redis_keys,
+        )
+        await setup_plugins(bot, plugins)
         application = await client.fetch_application()
         commands = list(bot.commands.commands.values())
-        extra = frameworks.command_builders(bot.events, guild_id)
+        extra = frameworks.command_builders(bot.event_manager, guild_id)
         diff = await command_sync.plan(client, application.id, commands, guild_id, extra)
         where = f"guild {guild_id}" if guild_id is not None else "global"
         report = f"application commands ({where}):\n{diff.describe()}"
