@@ -272,22 +272,7 @@ class EventConsumer:
             self.stats.duplicates += len(valid) - len(claimed)
             record = _done_record(headers.get(topology.HEADER_DONE))
             failed: list[_Failure] = []
-            for item in claimed:
-                succeeded = list(record.get(item.dedupe_key, ()))
-                try:
-                    error = await self._handle(item, succeeded)
-                except events.UndeserializableError as exc:
-                    await self._park(
-                        message,
-                        envelope.encode(item),
-                        {topology.HEADER_REASON: shared_logging.redact(exc.reason)},
-                    )
-                    done.append(item)  # settled: parked, not to be handled again
-                    continue
-                if error is None:
-                    done.append(item)
-                else:
-                    failed.append(_Failure(item, succeeded, error))
+            await self._handle_all(message, claimed, record, done, failed)
             await self._dedupe.finish(done, [f.item for f in failed])
             if not failed:
                 await message.ack()
@@ -306,6 +291,44 @@ class EventConsumer:
                 # delivery limit and a nacked one not (docs/operations.md).
                 await message.reject(requeue=True)
             raise
+
+    async def _handle_all(
+        self,
+        message: pika_abc.AbstractIncomingMessage,
+        claimed: list[envelope.EventEnvelope],
+        record: dict[str, list[str]],
+        done: list[envelope.EventEnvelope],
+        failed: list[_Failure],
+    ) -> None:
+        """Handle each claimed item, appending it to ``done`` or ``failed``."""
+
+        async def handle(item: envelope.EventEnvelope) -> None:
+            succeeded = list(record.get(item.dedupe_key, ()))
+            try:
+                error = await self._handle(item, succeeded)
+            except events.UndeserializableError as exc:
+                await self._park(
+                    message,
+                    envelope.encode(item),
+                    {topology.HEADER_REASON: shared_logging.redact(exc.reason)},
+                )
+                done.append(item)  # settled: parked, not to be handled again
+                return
+            if error is None:
+                done.append(item)
+            else:
+                failed.append(_Failure(item, succeeded, error))
+
+        if len(claimed) > 1 and claimed[0].t in topology.INTERACTION_EVENTS:
+            # Each interaction has its own 3 s deadline: a slow command must not hold the next
+            # interaction of its batch (a batch holds one routing key).
+            outcomes = await asyncio.gather(*map(handle, claimed), return_exceptions=True)
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if errors:
+                raise errors[0]
+            return
+        for item in claimed:
+            await handle(item)
 
     async def _retry(
         self,
