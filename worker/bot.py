@@ -203,7 +203,21 @@ class Bot:
     ) -> typing.Callable[[event_manager_api.CallbackT[T]], event_manager_api.CallbackT[T]]:
         """Register a listener for hikari event types, or for the type its first parameter is
         annotated with (a union for several), as ``GatewayBot.listen`` does."""
-        return self._event_manager.listen(*event_types)
+        register = self._event_manager.listen(*event_types)
+
+        def decorator(callback: event_manager_api.CallbackT[T]) -> event_manager_api.CallbackT[T]:
+            try:
+                return register(callback)
+            except NameError as exc:
+                # The annotation names a type imported under typing.TYPE_CHECKING only (as
+                # ruff's TC002 suggests) or a local class: hikari evaluates it in the module.
+                raise TypeError(
+                    f"@bot.listen(): cannot read the event type of {callback.__qualname__}"
+                    f" ({exc}); define or import it at module level, not under"
+                    " typing.TYPE_CHECKING, or pass it: @bot.listen(hikari.SomeEvent)"
+                ) from exc
+
+        return decorator
 
     def subscribe(
         self, event_type: type[typing.Any], callback: event_manager_api.CallbackT[typing.Any]
