@@ -3,15 +3,19 @@ plugin examples (and a plugin written like them) pass mypy strict as they are.""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import pathlib
 import re
 import subprocess
 import sys
+import time
 import typing
 
 import hikari
 import pytest
 
+from shared import status
 from tests.worker import test_consumer as consumer_tests
 from worker import bot as bot_module
 
@@ -59,6 +63,40 @@ async def test_once_started_the_bot_has_its_clients_and_every_shard(stack: Stack
         assert bot.shards[2].shard_count == 3
         with pytest.raises(KeyError):
             bot.shards[3]
+
+
+def test_shard_count_and_heartbeat_latencies_come_from_the_gateways_records() -> None:
+    bot = bot_module.Bot()
+    assert bot.heartbeat_latencies == {}
+    assert math.isnan(bot.heartbeat_latency)
+    now = time.time()
+    serving = status.GatewayStatus(
+        gateway="a", pool="main", shard_count=4, at=now,
+        shards={0: status.ShardStatus(connected=True, latency=0.04),
+                1: status.ShardStatus(connected=True, latency=None),
+                2: status.ShardStatus(connected=False)},
+    )  # fmt: skip
+    other = status.GatewayStatus(
+        gateway="b", pool="main", shard_count=4, at=now,
+        shards={3: status.ShardStatus(connected=True, latency=0.06)},
+    )  # fmt: skip
+    stale = status.GatewayStatus(
+        gateway="c", pool="main", shard_count=8, at=now - 3600,
+        shards={5: status.ShardStatus(connected=True, latency=9.0)},
+    )  # fmt: skip
+    standby = status.GatewayStatus(
+        gateway="d", pool="main", shard_count=8, at=now, standby=True,
+        shards={6: status.ShardStatus(connected=True, latency=9.0)},
+    )  # fmt: skip
+    bot.observe_gateways([serving, other, stale, standby])
+    assert bot.shard_count == 4
+    latencies = bot.heartbeat_latencies
+    assert sorted(latencies) == [0, 1, 3]
+    assert math.isnan(latencies[1])
+    assert bot.heartbeat_latency == pytest.approx(0.05)
+    # Mid re-shard two layouts publish: the events this replica takes say which (kept).
+    bot.observe_gateways([serving, dataclasses.replace(standby, standby=False)])
+    assert bot.shard_count == 4
 
 
 def readme_plugins() -> list[str]:
