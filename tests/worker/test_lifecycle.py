@@ -10,11 +10,13 @@ import typing
 import hikari
 import pytest
 
+from shared import config
 from tests.worker import test_consumer as consumer_tests
 from worker import app
 from worker import bot as bot_module
 
 if typing.TYPE_CHECKING:
+    from playground.discord import emulator
     from tests.gateway.conftest import Stack
 
 
@@ -63,6 +65,21 @@ async def test_a_plugin_that_registers_nothing_stops_the_worker_naming_it(stack:
         " listener, command, service, schedule, fleet answer or voice listener)"
     )
     assert "\n" not in str(raised.value)
+
+
+async def test_sync_commands_sets_plugins_up_with_rest_as_a_worker_does(
+    discord: emulator.DiscordEmulator, redis_url: str, namespace: str
+) -> None:
+    settings = config.WorkerSettings.from_env(
+        {
+            "DISCORD_TOKEN": discord.token, "DISCORD_API_URL": discord.api_url,
+            "REDIS_URL": redis_url, "NAMESPACE": namespace,
+            "WORKER_PLUGINS": "tests.worker.plugin_hikari",
+        }
+    )  # fmt: skip
+    report = await app.sync_commands(settings, dry_run=True)
+    assert "0 to add, 0 to change, 0 to remove" in report
+    assert [c.path for c in discord.records.rest if c.path.endswith("/users/@me")]
 
 
 def recorder(bot: bot_module.Bot, seen: list[str]) -> None:
