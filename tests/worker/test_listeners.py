@@ -128,6 +128,38 @@ async def test_wait_for_and_stream_see_the_events_this_replica_takes(stack: Stac
     assert bot.get_listeners(hikari.GuildMessageCreateEvent) == [on_message]  # stream closed
 
 
+async def test_a_failing_listener_dispatches_exception_event_and_only_it_is_retried(
+    stack: Stack,
+) -> None:
+    bot = bot_module.Bot()
+    runs: list[str] = []
+    reports: list[str] = []
+
+    @bot.listen()
+    async def steady(event: hikari.GuildMessageCreateEvent) -> None:
+        runs.append(f"steady {event.content}")
+
+    @bot.listen()
+    async def flaky(event: hikari.GuildMessageCreateEvent) -> None:
+        runs.append(f"flaky {event.content}")
+        if runs.count(f"flaky {event.content}") == 1:
+            raise RuntimeError("Discord answered 503")
+
+    @bot.listen()
+    async def on_error(event: hikari.ExceptionEvent[hikari.Event]) -> None:
+        reports.append(f"{event.failed_callback.__name__}: {event.exception}")
+
+    async with consumer_tests.worker(stack, bot, RETRY_DELAYS="0.2") as replica:
+        assert replica.consumer is not None
+        stats = replica.consumer.stats
+        payload = consumer_tests.message_payload(stack, "hi")
+        await consumer_tests.publish(stack, consumer_tests.item(1, "MESSAGE_CREATE", payload))
+        await consumer_tests.until(lambda: stats.handled["MESSAGE_CREATE"] == 1, "the retry")
+    assert reports == ["flaky: Discord answered 503"]
+    assert sorted(runs) == ["flaky hi", "flaky hi", "steady hi"]  # steady not run again
+    assert stats.retried == 1
+
+
 async def test_the_listener_api_is_hikaris() -> None:
     bot = bot_module.Bot()
 
