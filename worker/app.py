@@ -17,7 +17,17 @@ import hikari
 import orjson
 import prometheus_client
 
-from shared import breaker, clock, health, keys, lifecycle, redis_client, rpc, topology
+from shared import (
+    breaker,
+    clock,
+    fleet,
+    health,
+    keys,
+    lifecycle,
+    redis_client,
+    rpc,
+    topology,
+)
 from shared import interests as shared_interests
 from shared import settings as settings_db
 from shared import voice as shared_voice
@@ -54,6 +64,12 @@ STATUS_INTERVAL: typing.Final[float] = 5.0
 #: How long the listeners of ``StoppingEvent`` and ``StoppedEvent`` (and of events the bot
 #: dispatched itself) may run while the worker stops.
 LIFECYCLE_TIMEOUT: typing.Final[float] = 10.0
+#: A read of the gateways' status records that takes longer is abandoned.
+GATEWAYS_TIMEOUT: typing.Final[float] = 2.0
+_GATEWAYS_FAILURES: typing.Final[tuple[type[BaseException], ...]] = (
+    *redis_client.REDIS_ERRORS,
+    TimeoutError,
+)
 #: How long the start waits for the bot's own user (``bot.get_me()``).
 ME_TIMEOUT: typing.Final[float] = 5.0
 
@@ -183,6 +199,7 @@ class WorkerApp:
             self._lavalink = shared_voice.LavalinkRest(self.settings.lavalink)
             await self._lavalink.start()
             self.bot.voice.attach(self._lavalink, self._redis, self.keys)
+        await self.observe_gateways()
         # Plugins are set up once REST, the cache and the settings exist (bot.rest works in
         # setup), and before anything is bound: what they listen to is what the queue binds.
         await setup_plugins(self.bot, plugins)
@@ -344,7 +361,21 @@ class WorkerApp:
     async def _status_loop(self) -> None:
         while True:
             await self.write_status()
+            await self.observe_gateways()
             await asyncio.sleep(STATUS_INTERVAL)
+
+    async def observe_gateways(self) -> None:
+        """Tell the bot the pool's shard count and heartbeat latencies, from the gateways'
+        status records (two round trips; on a Redis failure, what it knew stays)."""
+        assert self._redis is not None
+        try:
+            statuses = await asyncio.wait_for(
+                fleet.gateway_statuses(self._redis, self.keys), GATEWAYS_TIMEOUT
+            )
+        except _GATEWAYS_FAILURES as exc:
+            _LOGGER.debug("gateway statuses not read", extra={"error": repr(exc)})
+            return
+        self.bot.observe_gateways(statuses)
 
     async def write_status(self) -> None:
         """Heartbeat and counters for operators (every few seconds)."""

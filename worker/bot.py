@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 import typing
 from collections import abc as collections_abc
 
@@ -40,6 +42,7 @@ if typing.TYPE_CHECKING:
 
     from shared import keys as keys_module
     from shared import settings as settings_store
+    from shared import status as gateway_status
     from shared.cache import reader
     from worker.commands import model as command_model
 
@@ -102,6 +105,7 @@ class Bot:
         self._keys: keys_module.RedisKeys | None = None
         self._me: hikari.OwnUser | None = None
         self._alive = False
+        self._latencies: dict[int, float] = {}
         #: Slash and prefix commands (``@bot.command(...)``).
         self.commands = commands.CommandRouter(self)
         #: Services (run once across the pool, callable from anywhere), schedules, fleet
@@ -191,6 +195,36 @@ class Bot:
     def shards(self) -> RemoteShards:
         return RemoteShards(self)
 
+    @property
+    def heartbeat_latencies(self) -> typing.Mapping[int, float]:
+        """Each shard's heartbeat round trip (seconds) as its gateway last reported it (every
+        few seconds), ``nan`` before its first ACK; shards no gateway serves are absent."""
+        return dict(self._latencies)
+
+    @property
+    def heartbeat_latency(self) -> float:
+        """The mean of :attr:`heartbeat_latencies` known, ``nan`` when none is."""
+        known = [value for value in self._latencies.values() if not math.isnan(value)]
+        return sum(known) / len(known) if known else math.nan
+
+    def observe_gateways(self, statuses: typing.Iterable[gateway_status.GatewayStatus]) -> None:
+        """What the gateways' status records say (the worker reads them every few seconds):
+        the pool's shard count and each shard's heartbeat latency."""
+        now = time.time()
+        latencies: dict[int, float] = {}
+        counts: set[int] = set()
+        for record in statuses:
+            if not record.publishes or not record.fresh(now):
+                continue
+            if record.shard_count is not None:
+                counts.add(record.shard_count)
+            for shard_id, shard in record.shards.items():
+                if shard.connected:
+                    latencies[shard_id] = math.nan if shard.latency is None else shard.latency
+        self._latencies = latencies
+        if len(counts) == 1:  # two layouts publish only mid re-shard: the events say which
+            self.shard_count = counts.pop()
+
     def get_me(self) -> hikari.OwnUser | None:
         """The bot's user, fetched once at start (before ``StartingEvent``); None before, or
         when that fetch failed."""
@@ -203,7 +237,21 @@ class Bot:
     ) -> typing.Callable[[event_manager_api.CallbackT[T]], event_manager_api.CallbackT[T]]:
         """Register a listener for hikari event types, or for the type its first parameter is
         annotated with (a union for several), as ``GatewayBot.listen`` does."""
-        return self._event_manager.listen(*event_types)
+        register = self._event_manager.listen(*event_types)
+
+        def decorator(callback: event_manager_api.CallbackT[T]) -> event_manager_api.CallbackT[T]:
+            try:
+                return register(callback)
+            except NameError as exc:
+                # The annotation names a type imported under typing.TYPE_CHECKING only (as
+                # ruff's TC002 suggests) or a local class: hikari evaluates it in the module.
+                raise TypeError(
+                    f"@bot.listen(): cannot read the event type of {callback.__qualname__}"
+                    f" ({exc}); define or import it at module level, not under"
+                    " typing.TYPE_CHECKING, or pass it: @bot.listen(hikari.SomeEvent)"
+                ) from exc
+
+        return decorator
 
     def subscribe(
         self, event_type: type[typing.Any], callback: event_manager_api.CallbackT[typing.Any]

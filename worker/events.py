@@ -12,6 +12,7 @@ structures this module touches (checked by ``check_compatibility``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import typing
 
 import hikari
@@ -21,6 +22,7 @@ from hikari.impl import event_manager, event_manager_base
 if typing.TYPE_CHECKING:
     from hikari.api import entity_factory as entity_factory_api
     from hikari.api import event_factory as event_factory_api
+    from hikari.api import event_manager as event_manager_api
 
 __all__: typing.Sequence[str] = (
     "UndeserializableError",
@@ -131,6 +133,23 @@ class WorkerEventManager(event_manager.EventManagerImpl):
             return None
         return super().dispatch(event, return_tasks=return_tasks)
 
+    def subscribe(
+        self,
+        event_type: type[typing.Any],
+        callback: event_manager_api.CallbackT[typing.Any],
+        *,
+        _nested: int = 0,
+    ) -> None:
+        """hikari's ``subscribe``; a parameterised type (``ExceptionEvent[Event]``, as an
+        annotation says it) is subscribed as its class: hikari 2.7 keys it by the alias, which
+        no event ever matches."""
+        super().subscribe(_unparameterised(event_type), callback, _nested=_nested + 1)
+
+    def unsubscribe(
+        self, event_type: type[typing.Any], callback: event_manager_api.CallbackT[typing.Any]
+    ) -> None:
+        super().unsubscribe(_unparameterised(event_type), callback)
+
     def build(
         self, name: str, shard: hikari.api.GatewayShard, payload: typing.Any
     ) -> list[hikari.Event]:
@@ -188,10 +207,34 @@ class WorkerEventManager(event_manager.EventManagerImpl):
                 self._increment_waiter_group_count(cls, -1)
 
     def listeners_for(self, event: hikari.Event) -> list[Listener]:
-        return [
+        """The listeners the consumer awaits for a built event. While something listens to
+        ``ExceptionEvent``, each one that fails also dispatches one (as hikari does), then
+        fails as before: the message is retried for it."""
+        listeners = [
             typing.cast("Listener", callback)
             for callback in self.get_listeners(type(event), polymorphic=True)
         ]
+        if not listeners or not self.get_listeners(hikari.ExceptionEvent, polymorphic=True):
+            return listeners
+        if isinstance(event, hikari.ExceptionEvent):
+            return listeners  # hikari never reports a failure to report a failure
+        return [self._reporting(listener) for listener in listeners]
+
+    def _reporting(self, listener: Listener) -> Listener:
+        # wraps keeps __module__ and __qualname__: the listener's id (listener_ids) is its own.
+        @functools.wraps(listener)
+        async def reporting(event: hikari.Event) -> None:
+            try:
+                await listener(event)
+            except Exception as exc:
+                self.dispatch(
+                    hikari.ExceptionEvent(
+                        exception=exc, failed_event=event, failed_callback=listener
+                    )
+                )
+                raise
+
+        return reporting
 
     def listener_count(self) -> int:
         """How many (event type, listener) subscriptions there are."""
@@ -214,6 +257,11 @@ class WorkerEventManager(event_manager.EventManagerImpl):
             elif consumer.listener_group_count > 0 or consumer.waiter_group_count > 0:
                 names.append(name.upper())
         return sorted(names)
+
+
+def _unparameterised(event_type: type[typing.Any]) -> type[typing.Any]:
+    origin = typing.get_origin(event_type)
+    return origin if isinstance(origin, type) else event_type
 
 
 def _describe(exc: Exception) -> str:
