@@ -6,9 +6,24 @@ Only the entry point changed: ``bot = hikari.GatewayBot("TOKEN")`` and ``bot.run
 Shardline's ``setup(bot)``.
 """
 
+import time
+
 import tanjun
 
 component = tanjun.Component()
+
+
+@component.with_command
+@tanjun.as_message_command("ping")
+async def ping(ctx: tanjun.abc.Context, /) -> None:
+    start_time = time.perf_counter()
+    await ctx.respond(content="Nyaa master!!!")
+    time_taken = (time.perf_counter() - start_time) * 1_000
+    heartbeat_latency = ctx.shards.heartbeat_latency * 1_000 if ctx.shards else float("NAN")
+    await ctx.edit_last_response(
+        f"PONG\n - REST: {time_taken:.0f}ms\n - Gateway: {heartbeat_latency:.0f}ms"
+    )
+
 
 top_group = component.with_slash_command(
     tanjun.slash_command_group("places", "get info about places")

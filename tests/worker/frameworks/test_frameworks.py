@@ -101,6 +101,14 @@ async def test_arc_and_tanjun_quick_starts_answer_on_two_replicas_registered_onc
             ),
             what="tanjun's prefix command's answer",
         )
+        discord.send_message(channel_id, alice, "!ping")
+        await discord.wait_for(
+            lambda: any(
+                m["content"].startswith("PONG\n - REST: ")
+                for m in discord.world.messages[channel_id].values()
+            ),
+            what="tanjun's ping, edited with the gateway's heartbeat latency",
+        )
         # Both replicas answered commands; neither declared any at its start.
         assert all(handled_interactions(r) > 0 for r in replicas)
     assert [content(i) for i in sent] == [
