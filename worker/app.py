@@ -113,14 +113,16 @@ async def setup_plugins(bot: bot_module.Bot, plugins: typing.Iterable[tuple[str,
             )
 
 
-async def _fetch_me(rest: hikari.api.RESTClient) -> hikari.OwnUser | None:
-    """The bot's own user for ``bot.get_me()``; None (said in the log) when Discord does not
-    answer in time: the worker starts anyway."""
+async def _fetch_me(rest: hikari.api.RESTClient, *, again: bool = False) -> hikari.OwnUser | None:
+    """The bot's own user for ``bot.get_me()``; None (said in the log, at debug level when
+    ``again``) when Discord does not answer in time: the worker runs on without it."""
     try:
         return await asyncio.wait_for(rest.fetch_my_user(), ME_TIMEOUT)
-    except (TimeoutError, hikari.HikariError, OSError) as exc:
-        _LOGGER.warning(
-            "bot.get_me() is None: the bot's user was not fetched", extra={"error": repr(exc)}
+    except Exception as exc:  # any failure (Discord, the network, a limiter) leaves it None
+        _LOGGER.log(
+            logging.DEBUG if again else logging.WARNING,
+            "bot.get_me() is None: the bot's user was not fetched",
+            extra={"error": repr(exc)},
         )
         return None
 
@@ -362,6 +364,8 @@ class WorkerApp:
         while True:
             await self.write_status()
             await self.observe_gateways()
+            if self.bot.get_me() is None:
+                self.bot.remember_me(await _fetch_me(self.bot.rest, again=True))
             await asyncio.sleep(STATUS_INTERVAL)
 
     async def observe_gateways(self) -> None:

@@ -226,8 +226,8 @@ class Bot:
             self.shard_count = counts.pop()
 
     def get_me(self) -> hikari.OwnUser | None:
-        """The bot's user, fetched once at start (before ``StartingEvent``); None before, or
-        when that fetch failed."""
+        """The bot's user, fetched at start (before ``StartingEvent``); None before, or until
+        a fetch succeeds (the worker tries again every few seconds)."""
         return self._me
 
     # --- listeners, as hikari's GatewayBot has them -----------------------------------------
@@ -445,9 +445,14 @@ class Bot:
             sum(len(handlers) for handlers in self.voice.listeners.values()),
         )
 
+    def remember_me(self, me: hikari.OwnUser | None) -> None:
+        """The bot's own user, as the worker fetched it (``get_me()``)."""
+        if me is not None:
+            self._me = me
+
     async def starting(self, me: hikari.OwnUser | None) -> None:
         """The worker is starting: plugins are set up; ``StartingEvent`` runs to completion."""
-        self._me = me
+        self.remember_me(me)
         self._alive = True
         await self._event_manager.dispatch(
             self._event_factory.deserialize_starting_event(), return_tasks=True
