@@ -206,7 +206,12 @@ class WorkerApp:
         # setup), and before anything is bound: what they listen to is what the queue binds.
         await setup_plugins(self.bot, plugins)
         # Before StartingEvent: arc and tanjun must not declare commands on every replica.
-        frameworks.prepare(self.bot.event_manager, own_commands=bool(self.bot.commands.commands))
+        frameworks.prepare(
+            self.bot.event_manager,
+            own_commands=bool(self.bot.commands.commands),
+            cache=self.bot.cache,
+            me=self.bot.get_me,
+        )
         await self.bot.starting(await _fetch_me(self.bot.rest))
         if "services" in self.settings.roles:
             await self._start_services()

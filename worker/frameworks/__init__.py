@@ -21,6 +21,8 @@ import hikari
 if typing.TYPE_CHECKING:
     import types
 
+    from shared.cache import reader
+
 __all__: typing.Sequence[str] = ("Attached", "attached", "command_builders", "prepare")
 
 #: The events a framework's client subscribes to when it is made, by which it is found.
@@ -64,9 +66,16 @@ def attached(events: hikari.api.EventManager) -> Attached:
     )
 
 
-def prepare(events: hikari.api.EventManager, *, own_commands: bool = False) -> Attached:
+def prepare(
+    events: hikari.api.EventManager,
+    *,
+    own_commands: bool = False,
+    cache: reader.CacheReader | None = None,
+    me: typing.Callable[[], hikari.OwnUser | None] | None = None,
+) -> Attached:
     """Make the attached frameworks fit for replicas (see the modules of this package);
-    ``own_commands`` says the bot's own router has slash commands too."""
+    ``own_commands`` says the bot's own router has slash commands too; ``cache`` and ``me``
+    (the bot's own user) are offered to tanjun through its asynchronous cache interfaces."""
     found = attached(events)
     alone = len(found) == 1 and not own_commands
     if found.arc:
@@ -76,7 +85,7 @@ def prepare(events: hikari.api.EventManager, *, own_commands: bool = False) -> A
     if found.tanjun:
         tanjun_glue = importlib.import_module("worker.frameworks.tanjun")
         for client in found.tanjun:
-            tanjun_glue.prepare(client, alone=alone)
+            tanjun_glue.prepare(client, alone=alone, cache=cache, me=me)
     return found
 
 

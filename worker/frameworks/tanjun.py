@@ -32,6 +32,7 @@ import hikari
 from shared import clock as clock_module
 from shared import redis_client
 from worker.commands import cooldowns, model
+from worker.frameworks import tanjun_cache
 
 with warnings.catch_warnings():
     # tanjun 2.17.7 subclasses alluka's deprecated BasicContext at import.
@@ -44,6 +45,7 @@ if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from shared import keys
+    from shared.cache import reader
 
 __all__: typing.Sequence[str] = (
     "RedisConcurrencyLimiter",
@@ -82,18 +84,28 @@ def clients(listeners: typing.Iterable[object]) -> list[tanjun.Client]:
     return found
 
 
-def prepare(client: tanjun.Client, *, alone: bool) -> None:
-    """No declaring at start, no synchronous cache, no "Command not found" beside others."""
+def prepare(
+    client: tanjun.Client,
+    *,
+    alone: bool,
+    cache: reader.CacheReader | None = None,
+    me: typing.Callable[[], hikari.OwnUser | None] | None = None,
+) -> None:
+    """No declaring at start, no synchronous cache (the Redis ``cache`` through tanjun's async
+    cache interfaces instead, with ``me`` the bot's own user), no "Command not found" beside
+    others."""
     starting = tanjun.ClientCallbackNames.STARTING
     for callback in list(client.get_client_callbacks(starting)):
         if isinstance(callback, tanjun_clients._StartDeclarer):  # noqa: SLF001 - checked above
             _LOGGER.info("tanjun's command declaring is off on workers: run sync-commands")
             client.remove_client_callback(starting, callback)
-    cache: object = client.cache  # typed hikari.api.Cache; on a worker it is not one
-    if cache is not None and not isinstance(cache, hikari.api.Cache):
+    given: object = client.cache  # typed hikari.api.Cache; on a worker it is not one
+    if given is not None and not isinstance(given, hikari.api.Cache):
         client._cache = None  # noqa: SLF001 - from_gateway_bot has no way to decline the cache
         client.remove_type_dependency(hikari.api.Cache)
-        client.remove_type_dependency(type(cache))
+        client.remove_type_dependency(type(given))
+    if cache is not None and me is not None:
+        tanjun_cache.add_to_client(client, cache, me)
     if not alone:
         client.set_interaction_not_found(None)
 

@@ -4,6 +4,7 @@ loaded at once (a bot migrating from one to the other); their commands registere
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import typing
 
@@ -169,3 +170,25 @@ async def test_a_tanjun_cooldown_in_redis_holds_across_two_replicas(stack: Stack
     answers = [content(i) for i in sent]
     assert answers[0] == "ran"
     assert all(a.startswith("This command is currently in cooldown") for a in answers[1:])
+
+
+async def test_tanjuns_member_converter_reads_the_redis_cache_not_rest(stack: Stack) -> None:
+    discord = stack.discord
+    guild_id, channel_id = text_channel(stack)
+    async with two_replicas(stack, "tests.worker.frameworks.plugin_tanjun_cache") as replicas:
+        bob = discord.add_user("bob")
+        discord.add_member(guild_id, bob)  # GUILD_MEMBER_ADD: the gateway caches bob
+        cache = replicas[0].bot.cache
+        for _ in range(100):
+            if await cache.get_member(guild_id, int(bob["id"])) is not None:
+                break
+            await asyncio.sleep(0.05)
+        discord.send_message(channel_id, discord.add_user("erin"), f"!whois <@{bob['id']}>")
+        await discord.wait_for(
+            lambda: any(
+                m["content"] == "that is bob" for m in discord.world.messages[channel_id].values()
+            ),
+            what="the member's name",
+        )
+    member_path = f"/guilds/{guild_id}/members/{bob['id']}"
+    assert not [c for c in discord.records.rest if c.path == member_path]
