@@ -56,6 +56,8 @@ def check_compatibility() -> None:
         raise RuntimeError("arc's gateway client lost its listener; see worker/frameworks/arc.py")
     if "_autosync" not in arc.abc.Client.__slots__:
         raise RuntimeError("arc's client lost _autosync; see worker/frameworks/arc.py")
+    if "_invoke_task" not in arc.abc.command.CallableCommandBase.__slots__:
+        raise RuntimeError("arc's commands lost _invoke_task; see worker/frameworks/arc.py")
     if not hasattr(arc_sync, "_get_all_commands"):
         raise RuntimeError("arc.internal.sync lost _get_all_commands; see worker/frameworks/arc.py")
 
@@ -81,13 +83,21 @@ def prepare(client: arc.GatewayClientBase[typing.Any], events: hikari.api.EventM
     events.unsubscribe(hikari.InteractionCreateEvent, original)
 
     async def on_arc_interaction(event: hikari.InteractionCreateEvent) -> None:
-        # arc starts the command (and its own 2 s autodefer) in tasks without awaiting
-        # anything in between: the tasks that appear across the call are this command's.
-        before = asyncio.all_tasks()
+        interaction = event.interaction
+        command: object = None
+        if isinstance(interaction, hikari.CommandInteraction):
+            find: typing.Callable[[hikari.CommandType, str], object] = client.find_command
+            command = find(hikari.CommandType(interaction.command_type), interaction.command_name)
+        before = getattr(command, "_invoke_task", None)
         await original(event)
-        started = asyncio.all_tasks() - before
-        if started:
-            await asyncio.gather(*started, return_exceptions=True)
+        # arc keeps the task it started for this interaction on the (top-level) command; it
+        # awaits nothing between starting it and returning, so no other invocation of the
+        # command can have replaced it.
+        task = getattr(command, "_invoke_task", None)
+        if task is not None and task is not before:
+            # asyncio.wait: a worker cancelling this listener leaves arc's command running,
+            # as arc meant it to; the command's own failure is arc's to handle.
+            await asyncio.wait({task})
 
     on_arc_interaction.__qualname__ = f"arc.{type(client).__qualname__}.on_interaction"
     events.subscribe(hikari.InteractionCreateEvent, on_arc_interaction)
