@@ -278,6 +278,11 @@ class Bot:
         self, event: hikari.Event, *, return_tasks: typing.Literal[True] = True
     ) -> asyncio.Future[typing.Any]: ...
 
+    @typing.overload
+    def dispatch(
+        self, event: hikari.Event, *, return_tasks: bool = False
+    ) -> asyncio.Future[typing.Any] | None: ...
+
     def dispatch(
         self, event: hikari.Event, *, return_tasks: bool = False
     ) -> asyncio.Future[typing.Any] | None:
