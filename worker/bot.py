@@ -475,11 +475,10 @@ class Bot:
             await self._lifecycle(self._event_factory.deserialize_stopping_event(), timeout)
 
     async def stopped(self, timeout: float) -> None:
-        """The worker has drained: the listeners of dispatched events are given up to
-        ``timeout``, then ``StoppedEvent`` (REST, cache and settings still work in it)."""
+        """The worker has drained: ``StoppedEvent``, its listeners given up to ``timeout``
+        (REST, the cache and the settings still work in them)."""
         if not self._alive:
             return
-        await self._event_manager.drain(timeout)
         await self._lifecycle(self._event_factory.deserialize_stopped_event(), timeout)
         self._alive = False
 

@@ -241,9 +241,12 @@ class WorkerEventManager(event_manager.EventManagerImpl):
         return sum(len(self.get_listeners(t, polymorphic=False)) for t in list(self._listeners))
 
     async def drain(self, timeout: float) -> None:
-        """Wait (up to ``timeout``) for the listeners of dispatched events still running."""
-        if self._dispatched_tasks:
-            await asyncio.wait(set(self._dispatched_tasks), timeout=timeout)
+        """Wait (up to ``timeout``) for the listeners of dispatched events still running,
+        those they dispatch meanwhile included."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._dispatched_tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._dispatched_tasks), timeout=left)
 
     def listened_gateway_events(self) -> list[str]:
         """Gateway event names that build at least one listened (or awaited) event type."""
