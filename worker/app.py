@@ -208,6 +208,13 @@ class WorkerApp:
         if "services" in self.settings.roles:
             await self._start_services()
         wanted = self.bot.events.listened_gateway_events() + self.bot.voice.listened_events()
+        missing = self.bot.events.missing_intents(self.bot.intents)
+        if missing:
+            _LOGGER.warning(
+                "listeners for events INTENTS never delivers (enable one of the intents shown)",
+                extra={"missing": missing},
+            )
+        self.bot.binds(wanted if "events" in self.settings.roles else [])
         if "events" in self.settings.roles:
             queues = await self._bind(channel, wanted)
             self.deduplicator = dedupe.Deduplicator(self._redis, self.keys, self.worker_id)
