@@ -61,9 +61,9 @@ DRAIN_TIMEOUT: typing.Final[float] = 30.0
 SERVICE_PREFETCH: typing.Final[int] = 16
 #: How often a replica tells operators (``shardline status``) it is alive, and its counters.
 STATUS_INTERVAL: typing.Final[float] = 5.0
-#: How long the listeners of ``StoppingEvent`` and ``StoppedEvent`` (and of events the bot
-#: dispatched itself) may run while the worker stops.
-LIFECYCLE_TIMEOUT: typing.Final[float] = 10.0
+#: How long the listeners of ``StoppingEvent``, and then of ``StoppedEvent``, may run while
+#: the worker stops (with the drain, within the deploy's 40 s stop grace period).
+LIFECYCLE_TIMEOUT: typing.Final[float] = 3.0
 #: A read of the gateways' status records that takes longer is abandoned.
 GATEWAYS_TIMEOUT: typing.Final[float] = 2.0
 _GATEWAYS_FAILURES: typing.Final[tuple[type[BaseException], ...]] = (
@@ -216,6 +216,13 @@ class WorkerApp:
         if "services" in self.settings.roles:
             await self._start_services()
         wanted = self.bot.events.listened_gateway_events() + self.bot.voice.listened_events()
+        missing = self.bot.events.missing_intents(self.bot.intents)
+        if missing:
+            _LOGGER.warning(
+                "listeners for events INTENTS never delivers (enable one of the intents shown)",
+                extra={"missing": missing},
+            )
+        self.bot.binds(wanted if "events" in self.settings.roles else [])
         if "events" in self.settings.roles:
             queues = await self._bind(channel, wanted)
             self.deduplicator = dedupe.Deduplicator(self._redis, self.keys, self.worker_id)
@@ -417,7 +424,11 @@ class WorkerApp:
         if self.consumer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.consumer.stop_intake(), 5)
-            await self.consumer.drain(DRAIN_TIMEOUT)
+        # In-flight handlers, and the listeners of events bot code dispatched, side by side.
+        await asyncio.gather(
+            *([self.consumer.drain(DRAIN_TIMEOUT)] if self.consumer is not None else []),
+            self.bot.event_manager.drain(DRAIN_TIMEOUT),
+        )
         if self.endpoint is not None:
             await self.endpoint.close()
         await self.bot.stopped(LIFECYCLE_TIMEOUT)

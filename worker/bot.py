@@ -106,6 +106,9 @@ class Bot:
         self._me: hikari.OwnUser | None = None
         self._alive = False
         self._latencies: dict[int, float] = {}
+        #: The gateway events this replica's queue binds (None before it knows).
+        self._bound: frozenset[str] | None = None
+        self._unbound_said: set[type[hikari.Event]] = set()
         #: Slash and prefix commands (``@bot.command(...)``).
         self.commands = commands.CommandRouter(self)
         #: Services (run once across the pool, callable from anywhere), schedules, fleet
@@ -278,6 +281,11 @@ class Bot:
         self, event: hikari.Event, *, return_tasks: typing.Literal[True] = True
     ) -> asyncio.Future[typing.Any]: ...
 
+    @typing.overload
+    def dispatch(
+        self, event: hikari.Event, *, return_tasks: bool = False
+    ) -> asyncio.Future[typing.Any] | None: ...
+
     def dispatch(
         self, event: hikari.Event, *, return_tasks: bool = False
     ) -> asyncio.Future[typing.Any] | None:
@@ -295,6 +303,7 @@ class Bot:
         """The next ``event_type`` event this replica takes (or dispatches) that
         ``predicate`` accepts; another replica's events never reach it."""
         self._check_alive()
+        self._say_if_unbound(event_type)
         return await self._event_manager.wait_for(event_type, timeout=timeout, predicate=predicate)
 
     def stream(
@@ -302,7 +311,26 @@ class Bot:
     ) -> hikari.api.EventStream[T]:
         """A stream of the ``event_type`` events this replica takes (as :meth:`wait_for`)."""
         self._check_alive()
+        self._say_if_unbound(event_type)
         return self._event_manager.stream(event_type, timeout=timeout, limit=limit)
+
+    def _say_if_unbound(self, event_type: type[hikari.Event]) -> None:
+        """Log (once per type) a wait for gateway events this replica's queue does not bind:
+        it could only ever see what bot code dispatches itself."""
+        if self._bound is None or event_type in self._unbound_said:
+            return
+        sources = self._event_manager.gateway_events_for(event_type)
+        if sources and not sources & self._bound:
+            self._unbound_said.add(event_type)
+            _LOGGER.warning(
+                "waiting for events this worker group does not receive: listen to the type"
+                " in a plugin's setup so that the group's queue binds it",
+                extra={"event": event_type.__name__, "gateway_events": sorted(sources)},
+            )
+
+    def binds(self, gateway_events: typing.Iterable[str]) -> None:
+        """The gateway events this replica's queue binds (the worker app says, once bound)."""
+        self._bound = frozenset(gateway_events)
 
     def _check_alive(self) -> None:
         if not self._alive:
@@ -470,11 +498,10 @@ class Bot:
             await self._lifecycle(self._event_factory.deserialize_stopping_event(), timeout)
 
     async def stopped(self, timeout: float) -> None:
-        """The worker has drained: the listeners of dispatched events are given up to
-        ``timeout``, then ``StoppedEvent`` (REST, cache and settings still work in it)."""
+        """The worker has drained: ``StoppedEvent``, its listeners given up to ``timeout``
+        (REST, the cache and the settings still work in them)."""
         if not self._alive:
             return
-        await self._event_manager.drain(timeout)
         await self._lifecycle(self._event_factory.deserialize_stopped_event(), timeout)
         self._alive = False
 

@@ -16,7 +16,7 @@ import functools
 import typing
 
 import hikari
-from hikari.events import shard_events
+from hikari.events import base_events, shard_events
 from hikari.impl import event_manager, event_manager_base
 
 if typing.TYPE_CHECKING:
@@ -241,9 +241,35 @@ class WorkerEventManager(event_manager.EventManagerImpl):
         return sum(len(self.get_listeners(t, polymorphic=False)) for t in list(self._listeners))
 
     async def drain(self, timeout: float) -> None:
-        """Wait (up to ``timeout``) for the listeners of dispatched events still running."""
-        if self._dispatched_tasks:
-            await asyncio.wait(set(self._dispatched_tasks), timeout=timeout)
+        """Wait (up to ``timeout``) for the listeners of dispatched events still running,
+        those they dispatch meanwhile included."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._dispatched_tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._dispatched_tasks), timeout=left)
+
+    def missing_intents(self, intents: hikari.Intents) -> dict[str, list[str]]:
+        """Listened (or awaited) event types that ``intents`` never delivers, with the intent
+        combinations that would (what hikari's ``MissingIntentWarning`` says at subscribe)."""
+        missing = {}
+        for event_type in {*self._listeners, *self._waiters}:
+            groups = base_events.get_required_intents_for(event_type)
+            if groups and not any(intents & group == group for group in groups):
+                missing[event_type.__name__] = [str(group) for group in groups]
+        return dict(sorted(missing.items()))
+
+    def gateway_events_for(self, event_type: type[hikari.Event]) -> set[str]:
+        """The gateway events that may build ``event_type`` (none for the bot's own)."""
+        wanted = event_type.bitmask()
+        names = set()
+        for name, consumer in self._consumers.items():
+            unfiltered = _UNFILTERED.get(name)
+            if unfiltered is not None:
+                if any(issubclass(t, event_type) for t in unfiltered):
+                    names.add(name.upper())
+            elif consumer.events_bitmask & wanted == wanted:
+                names.add(name.upper())
+        return names
 
     def listened_gateway_events(self) -> list[str]:
         """Gateway event names that build at least one listened (or awaited) event type."""

@@ -99,6 +99,29 @@ def test_shard_count_and_heartbeat_latencies_come_from_the_gateways_records() ->
     assert bot.shard_count == 4
 
 
+async def test_the_bots_shard_methods_reach_the_gateway_holding_the_shard(stack: Stack) -> None:
+    discord = stack.discord
+    guild_id = int(discord.add_guild("g")["id"])
+    bot = bot_module.Bot()
+
+    @bot.listen()
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None: ...
+
+    async with consumer_tests.worker(stack, bot), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        await bot.update_presence(status=hikari.Status.IDLE)
+        await bot.update_voice_state(guild_id, None)
+        await bot.request_guild_members(guild_id, nonce="n1")
+        await discord.wait_for(lambda: len(discord.records.commands) == 3, what="the commands")
+    by_op = {c.op: (c.shard_id, c.d) for c in discord.records.commands}
+    assert by_op[3][1]["status"] == "idle"
+    assert by_op[4][1] == {
+        "guild_id": str(guild_id), "channel_id": None, "self_mute": False, "self_deaf": False,
+    }  # fmt: skip
+    assert by_op[8][1]["nonce"] == "n1"
+    assert {shard for shard, _ in by_op.values()} == {0}
+
+
 def readme_plugins() -> list[str]:
     """The README's Python examples that define a plugin (``def setup``)."""
     text = (ROOT / "README.md").read_text()

@@ -5,6 +5,8 @@ exist; hikari's lifecycle events on every replica; a SIGTERM drain that still en
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import typing
 
 import hikari
@@ -80,6 +82,24 @@ async def test_sync_commands_sets_plugins_up_with_rest_as_a_worker_does(
     report = await app.sync_commands(settings, dry_run=True)
     assert "0 to add, 0 to change, 0 to remove" in report
     assert [c.path for c in discord.records.rest if c.path.endswith("/users/@me")]
+
+
+async def test_python_m_worker_exits_with_one_line_for_a_plugin_that_registers_nothing(
+    stack: Stack,
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker",
+        env={**os.environ, **stack.env(WORKER_PLUGINS="tests.worker.plugin_empty")},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    lines = err.decode().splitlines()
+    assert lines[-1] == (
+        "worker: WORKER_PLUGINS: 'tests.worker.plugin_empty': setup(bot) registered nothing"
+        " (no listener, command, service, schedule, fleet answer or voice listener)"
+    )
+    assert "Traceback" not in err.decode()
 
 
 def recorder(bot: bot_module.Bot, seen: list[str]) -> None:

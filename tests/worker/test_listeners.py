@@ -5,6 +5,7 @@ by their annotation (unions too), events bot code dispatches itself, ``wait_for`
 from __future__ import annotations
 
 import asyncio
+import logging
 import typing
 
 import hikari
@@ -158,6 +159,33 @@ async def test_a_failing_listener_dispatches_exception_event_and_only_it_is_retr
     assert reports == ["flaky: Discord answered 503"]
     assert sorted(runs) == ["flaky hi", "flaky hi", "steady hi"]  # steady not run again
     assert stats.retried == 1
+
+
+async def test_what_a_worker_can_never_receive_is_said_in_the_log(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = bot_module.Bot()
+
+    @bot.listen()
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None: ...
+
+    @bot.listen()
+    async def on_presence(event: hikari.PresenceUpdateEvent) -> None: ...
+
+    with caplog.at_level(logging.WARNING, logger="shardline.worker"):
+        async with consumer_tests.worker(stack, bot, INTENTS="GUILDS,GUILD_MESSAGES"):
+            with pytest.raises(TimeoutError):
+                await bot.wait_for(hikari.MemberCreateEvent, timeout=0.05)
+            with pytest.raises(TimeoutError):  # said once per type
+                await bot.wait_for(hikari.MemberCreateEvent, timeout=0.05)
+            with pytest.raises(TimeoutError):  # bound: nothing said
+                await bot.wait_for(hikari.GuildMessageCreateEvent, timeout=0.05)
+    said = [r for r in caplog.records if r.name == "shardline.worker" or "bot" in r.name]
+    [intents] = [r for r in said if r.getMessage().startswith("listeners for events INTENTS")]
+    [unbound] = [r for r in said if r.getMessage().startswith("waiting for events")]
+    assert intents.missing == {"PresenceUpdateEvent": ["GUILD_PRESENCES"]}  # type: ignore[attr-defined]
+    assert unbound.event == "MemberCreateEvent"  # type: ignore[attr-defined]
+    assert unbound.gateway_events == ["GUILD_MEMBER_ADD"]  # type: ignore[attr-defined]
 
 
 async def test_the_listener_api_is_hikaris() -> None:
