@@ -69,6 +69,13 @@ class CacheReader:
         self._permission_inputs = redis.register_script(_PERMISSION_INPUTS)
         self._snapshot = snapshot.register(redis)
 
+    @property
+    def settings(self) -> hikari.impl.CacheSettings:
+        """hikari's ``Cache.settings``: none of its synchronous components, since this cache is
+        asynchronous. A framework handed it as ``bot.cache`` (tanjun checks its converters
+        against these components when they are added) then relies on none of them."""
+        return hikari.impl.CacheSettings(components=hikari.api.CacheComponents.NONE)
+
     # --- raw JSON ---------------------------------------------------------------------------
 
     async def guild_json(self, guild_id: int) -> Json | None:
