@@ -20,7 +20,6 @@ import logging
 import math
 import time
 import typing
-from collections import abc as collections_abc
 
 import hikari
 from hikari.impl import entity_factory, event_factory
@@ -58,25 +57,6 @@ def _started(value: V | None, what: str) -> V:
             f"{what} exists once the worker has started (a plugin's setup(bot) runs after that)"
         )
     return value
-
-
-class RemoteShards(collections_abc.Mapping[int, remote_shard.RemoteShard]):
-    """``bot.shards``: every shard of the pool by id, each a remote shard (hikari's
-    ``GatewayBot.shards`` holds the shards of its own process; a worker holds none)."""
-
-    def __init__(self, bot: Bot) -> None:
-        self._bot = bot
-
-    def __getitem__(self, shard_id: int) -> remote_shard.RemoteShard:
-        if not 0 <= shard_id < self._bot.shard_count:
-            raise KeyError(shard_id)
-        return self._bot.remote_shard(shard_id)
-
-    def __iter__(self) -> typing.Iterator[int]:
-        return iter(range(self._bot.shard_count))
-
-    def __len__(self) -> int:
-        return self._bot.shard_count
 
 
 class Bot:
@@ -196,8 +176,9 @@ class Bot:
         return self._alive
 
     @property
-    def shards(self) -> RemoteShards:
-        return RemoteShards(self)
+    def shards(self) -> remote_shard.RemoteShards:
+        """Every shard of the pool by id, each a remote shard (a worker holds none itself)."""
+        return remote_shard.RemoteShards(self.remote_shard, lambda: self.shard_count)
 
     @property
     def heartbeat_latencies(self) -> typing.Mapping[int, float]:
