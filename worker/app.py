@@ -12,12 +12,12 @@ import secrets
 import time
 import typing
 
-import aio_pika
 import hikari
 import orjson
 import prometheus_client
 
 from shared import (
+    amqp,
     breaker,
     clock,
     fleet,
@@ -49,6 +49,7 @@ from worker import (
 from worker.commands import sync as command_sync
 
 if typing.TYPE_CHECKING:
+    import aio_pika
     import pymongo
 
     from shared import config
@@ -133,7 +134,7 @@ class WorkerApp:
         self.bot = bot or bot_module.Bot()
         core = settings.core
         self.worker_id = f"{core.pool}-{settings.group}-{secrets.token_hex(4)}"
-        self.topology = topology.Topology(core.namespace)
+        self.topology = topology.Topology(core.namespace, quorum_size=core.quorum_size)
         self.keys = keys.RedisKeys(core.namespace, core.pool)
         self.consumer: consumer.EventConsumer | None = None
         self.deduplicator: dedupe.Deduplicator | None = None
@@ -163,7 +164,7 @@ class WorkerApp:
         # Every call has a deadline and one breaker: while it is open, dedupe and REST limits
         # fall back to this replica's own, at once.
         self._redis = redis_client.connect_guarded(core.redis_url, clock=clock.SystemClock())
-        self._amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
+        self._amqp = await amqp.connect(core.amqp_urls or (core.amqp_url,))
         channel = await self._amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=PREFETCH)
         await self._start_rpc()
