@@ -1,0 +1,161 @@
+"""The platform on a three-node RabbitMQ cluster: the gateway→worker flow, queues replicated
+on every node, and a node killed (kill -9) under load: the one the gateway is connected to,
+and the one leading the workers' quorum queue. Each counts what was lost and handled twice
+(the recording plugin) and how long until every event sent was handled.
+
+Who is where: the gateway names node 0 first, the worker node 1, and the workers' queues are
+declared from node 2 first (a quorum queue's leader starts on the node that declared it), so
+each kill hits one role only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import typing
+
+import pytest
+
+from shared import amqp, config
+from shared.secret import Secret
+from tests.faults.test_faults import Load, _gateway_listens
+
+if typing.TYPE_CHECKING:
+    import pathlib
+
+    from tests import servers
+    from tests.faults.conftest import Row
+    from tests.gateway.conftest import Stack
+
+pytestmark = pytest.mark.fault
+
+GATEWAY_NODE = 0
+WORKER_NODE = 1
+LEADER_NODE = 2
+
+
+@pytest.fixture
+async def cluster_stack(
+    stack: Stack, rabbitmq_cluster: servers.RabbitMQCluster
+) -> typing.AsyncIterator[Stack]:
+    """The stack with every node of the cluster in ``AMQP_URL`` (node 0 first) and the
+    workers' queues declared, led from node 2."""
+    connection = await amqp.connect(
+        [Secret(url) for url in rabbitmq_cluster.url_list(LEADER_NODE).split(",")]
+    )
+    on_cluster = dataclasses.replace(
+        stack, amqp_url=rabbitmq_cluster.url_list(GATEWAY_NODE), connection=connection
+    )
+    channel = await connection.channel()
+    names = on_cluster.topology
+    names.quorum_size = 3
+    queues = await names.declare_worker_queues(channel, stack.pool, "default", ["MESSAGE_CREATE"])
+    for queue in queues:
+        await names.declare_retry_queues(channel, queue.name, config.DEFAULT_RETRY_DELAYS)
+    yield on_cluster
+    await connection.close()
+
+
+def _replicas(cluster: servers.RabbitMQCluster, stack: Stack) -> dict[str, int]:
+    names = stack.topology
+    work = names.worker_queue(stack.pool, "default")
+    queues = [
+        work,
+        names.interaction_queue(stack.pool, "default"),
+        names.dead_letter_queue,
+        *(names.retry_queue(work, delay) for delay in config.DEFAULT_RETRY_DELAYS),
+    ]
+    return {queue: len(cluster.queue_members(queue)) for queue in queues}
+
+
+async def test_cluster_runs_the_gateway_to_worker_flow_with_every_queue_replicated(
+    cluster_stack: Stack, rabbitmq_cluster: servers.RabbitMQCluster, tmp_path: pathlib.Path
+) -> None:
+    load = Load(cluster_stack, tmp_path)
+    try:
+        load.spawn_worker(AMQP_URL=rabbitmq_cluster.url_list(WORKER_NODE))
+        await load.workers_ready(1)
+        async with cluster_stack.gateway(SHARD_COUNT="1", SHARD_IDS="0") as gateway:
+            await load.discord.wait_for(lambda: load.discord.connected_shards() == [0])
+            await _gateway_listens(gateway)
+            await load.send(60, rate=100)
+            await load.all_handled(timeout=30)
+        counts = await load.counts()
+        assert len(counts) == load.sent
+        assert set(counts.values()) == {1}
+        # Work, interactions, dead letters and every retry queue: one replica per node.
+        assert set(_replicas(rabbitmq_cluster, cluster_stack).values()) == {3}
+        leader = rabbitmq_cluster.queue_leader(
+            cluster_stack.topology.worker_queue(cluster_stack.pool, "default")
+        )
+        assert leader is rabbitmq_cluster.nodes[LEADER_NODE]
+    finally:
+        await load.stop_all()
+
+
+async def _node_killed_under_load(
+    stack: Stack,
+    cluster: servers.RabbitMQCluster,
+    tmp_path: pathlib.Path,
+    victim: int,
+    scenario: str,
+) -> Row:
+    load = Load(stack, tmp_path)
+    node = cluster.nodes[victim]
+    try:
+        load.spawn_worker(AMQP_URL=cluster.url_list(WORKER_NODE))
+        await load.workers_ready(1)
+        async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0") as gateway:
+            await load.discord.wait_for(lambda: load.discord.connected_shards() == [0])
+            await _gateway_listens(gateway)
+            sending = asyncio.get_running_loop().create_task(load.send(400, rate=100))
+            await asyncio.sleep(1.5)
+            node.stop()  # SIGKILL: a crash, or a node cut off
+            killed = time.monotonic()
+            await sending
+            done_at = await load.all_handled(timeout=90)
+        return await load.row(scenario, done_at - killed, 30, "none lost")
+    finally:
+        await load.stop_all()
+        await asyncio.get_running_loop().run_in_executor(None, cluster.restart, node)
+
+
+async def test_cluster_node_the_gateway_uses_is_killed_under_load(
+    cluster_stack: Stack,
+    rabbitmq_cluster: servers.RabbitMQCluster,
+    tmp_path: pathlib.Path,
+    fault_report: typing.Callable[[Row], None],
+) -> None:
+    row = await _node_killed_under_load(
+        cluster_stack,
+        rabbitmq_cluster,
+        tmp_path,
+        GATEWAY_NODE,
+        "RabbitMQ cluster: the gateway's node killed",
+    )
+    fault_report(row)
+    assert row.lost == 0
+    assert row.duplicates == 0
+    assert row.recovery < row.bound
+
+
+async def test_cluster_node_leading_the_work_queue_is_killed_under_load(
+    cluster_stack: Stack,
+    rabbitmq_cluster: servers.RabbitMQCluster,
+    tmp_path: pathlib.Path,
+    fault_report: typing.Callable[[Row], None],
+) -> None:
+    work = cluster_stack.topology.worker_queue(cluster_stack.pool, "default")
+    assert rabbitmq_cluster.queue_leader(work) is rabbitmq_cluster.nodes[LEADER_NODE]
+    row = await _node_killed_under_load(
+        cluster_stack,
+        rabbitmq_cluster,
+        tmp_path,
+        LEADER_NODE,
+        "RabbitMQ cluster: the work queue's leader killed",
+    )
+    fault_report(row)
+    assert row.lost == 0
+    assert row.duplicates == 0
+    assert row.recovery < row.bound
