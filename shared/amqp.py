@@ -38,6 +38,7 @@ if typing.TYPE_CHECKING:
 
 __all__: typing.Sequence[str] = (
     "DEFAULT_QUORUM_SIZE",
+    "FAILOVER_RECONNECT_INTERVAL",
     "FailoverConnection",
     "connect",
     "default_quorum_size",
@@ -50,6 +51,10 @@ _SCHEMES: typing.Final = frozenset({"amqp", "amqps"})
 #: Replicas of a quorum queue when the cluster is given node by node: RabbitMQ's own advice
 #: (three tolerate one node lost; five, two) and no more than the nodes named.
 DEFAULT_QUORUM_SIZE: typing.Final[int] = 3
+#: Seconds between reconnect attempts when several nodes are named (aio-pika's default, kept
+#: for one URL, is 5): each attempt tries another node, so a node that is down costs one
+#: interval, not five seconds. A ``reconnect_interval`` in the URLs' query wins.
+FAILOVER_RECONNECT_INTERVAL: typing.Final[float] = 1.0
 
 
 def split_urls(raw: str) -> tuple[Secret, ...]:
@@ -139,7 +144,11 @@ async def connect(
     if not urls:
         raise ValueError("no broker URL given")
     extra: dict[str, typing.Any] = {}
-    if reconnect_interval is not None:
+    if reconnect_interval is None and len(urls) > 1:
+        reconnect_interval = FAILOVER_RECONNECT_INTERVAL
+    if reconnect_interval is not None and not any(
+        "reconnect_interval" in yarl.URL(url.reveal()).query for url in urls
+    ):
         extra["reconnect_interval"] = reconnect_interval
     last: BaseException | None = None
     for first, url in enumerate(urls):

@@ -18,6 +18,7 @@ from collections import abc as collections_abc
 import aio_pika
 import hikari
 from aio_pika import abc as pika_abc
+from aio_pika import exceptions as pika_errors
 
 from shared import gateway_commands, topology
 from shared.gateway_commands import CommandRefusal, GatewayCommandError, RefusalReason
@@ -111,14 +112,34 @@ class CommandReplies:
         """Publish ``message`` (through ``publish``) and raise unless the gateway sent it."""
         if self._consuming is None:
             self._consuming = asyncio.get_running_loop().create_task(self._consume())
-        await asyncio.shield(self._consuming)
+        try:
+            await asyncio.shield(self._consuming)
+        except pika_errors.CONNECTION_EXCEPTIONS:
+            self._consuming = None  # tried again by the next call
+            raise GatewayCommandError(
+                CommandRefusal(
+                    RefusalReason.CONNECTION_LOST,
+                    "the broker connection is down (reconnecting); the command was not sent",
+                )
+            ) from None
         correlation_id = message.correlation_id = uuid.uuid4().hex
         # aiormq hands a returned message to the return callbacks only when it has an id.
         message.message_id = message.message_id or correlation_id
         message.reply_to = _DIRECT_REPLY_TO
         future = self._pending[correlation_id] = asyncio.get_running_loop().create_future()
         try:
-            await publish()
+            try:
+                await publish()
+            except pika_errors.CONNECTION_EXCEPTIONS:
+                # The channel is down or being restored (a broker node lost): typed, like the
+                # other ways a command can fail to reach a gateway.
+                raise GatewayCommandError(
+                    CommandRefusal(
+                        RefusalReason.CONNECTION_LOST,
+                        "the broker connection was lost while publishing the command; it may "
+                        "or may not have been sent",
+                    )
+                ) from None
             try:
                 body = await asyncio.wait_for(future, self._timeout)
             except TimeoutError:
