@@ -61,6 +61,27 @@ HEADER_ROUTING_KEY: typing.Final[str] = "x-shardline-routing-key"
 INTERACTION_EVENTS: typing.Final[frozenset[str]] = frozenset({"INTERACTION_CREATE"})
 
 
+async def _declares(
+    channel: pika_abc.AbstractChannel, name: str, arguments: dict[str, typing.Any]
+) -> bool:
+    """Whether a durable queue ``name`` with ``arguments`` can be declared: false when it
+    exists with another replica count. Tried on a throwaway channel of the same connection
+    (the one aio-pika itself uses to probe queues), since a refusal closes the channel it
+    came on and a robust channel is not usable again until it has restored itself."""
+    underlay = await channel.get_underlay_channel()
+    probe = await underlay.connection.channel(publisher_confirms=False)
+    try:
+        await probe.queue_declare(name, durable=True, arguments=arguments)
+    except pika_errors.ChannelPreconditionFailed as exc:
+        if QUORUM_SIZE_ARGUMENT in str(exc):
+            return False
+        raise
+    finally:
+        if not probe.is_closed:
+            await probe.close()
+    return True
+
+
 def copy_message(
     message: pika_abc.AbstractIncomingMessage, headers: dict[str, typing.Any]
 ) -> aio_pika.Message:
@@ -197,20 +218,15 @@ class Topology:
         existing queue are the operator's ``rabbitmq-queues grow`` (docs/operations.md).
         """
         wanted = {"x-queue-type": "quorum", **arguments}
-        if self.quorum_size is None:
-            return await channel.declare_queue(name, durable=True, arguments=wanted)
-        try:
-            return await channel.declare_queue(
-                name, durable=True, arguments={**wanted, QUORUM_SIZE_ARGUMENT: self.quorum_size}
-            )
-        except pika_errors.ChannelPreconditionFailed as exc:
-            if QUORUM_SIZE_ARGUMENT not in str(exc):
-                raise
-            _LOGGER.info(
-                "quorum queue exists with another replica count; kept as it is",
-                extra={"queue": name, "wanted": self.quorum_size},
-            )
-        # The refusal closed the channel; a robust channel reopens itself first.
+        if self.quorum_size is not None:
+            sized = {**wanted, QUORUM_SIZE_ARGUMENT: self.quorum_size}
+            if await _declares(channel, name, sized):
+                wanted = sized
+            else:
+                _LOGGER.info(
+                    "quorum queue exists with another replica count; kept as it is",
+                    extra={"queue": name, "wanted": self.quorum_size},
+                )
         return await channel.declare_queue(name, durable=True, arguments=wanted)
 
     def _worker_queue_arguments(self) -> dict[str, typing.Any]:
