@@ -6,7 +6,7 @@
                                                    └──▶ {ns}.{pool}.{group}.interactions
     worker ──{pool}.shard.{id} | {gateway id}──▶ {ns}.gateway (direct) ──▶ reply queue
     any queue ──(delivery limit, rejected)──▶ {ns}.dead (fanout) ──▶ {ns}.dead-letter
-    worker ──(handler failed)──▶ {queue}.retry.{ms}ms ──(TTL expires)──▶ {queue}  (backoff)
+    worker ──(handler failed)──▶ {queue}.retry.{ms}ms.quorum ──(TTL expires)──▶ {queue}  (backoff)
     caller ──{pool}.service.{name}──▶ {ns}.rpc (direct) ──▶ {ns}.{pool}.service.{name} (leader)
     anyone ──{pool}.process.{id}──▶ {ns}.rpc (direct) ──▶ {ns}.{pool}.process.{id} (replies,
                                                             fleet questions to that process)
