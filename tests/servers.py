@@ -242,6 +242,12 @@ class PrivateRabbitMQ:
                 f"private RabbitMQ did not start; see {self.directory}/log"
             )
 
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the node's own log, to say why it did not start."""
+        logs = sorted((self.directory / "log").glob("*.log"))
+        text = [line for log in logs for line in log.read_text(errors="replace").splitlines()]
+        return "\n".join(text[-lines:])
+
     def ctl(self, *args: str, timeout: float = 120) -> str:
         """``rabbitmqctl -n`` this node (with its own HOME and cookie: SERVICES.md)."""
         result = subprocess.run(
@@ -337,9 +343,21 @@ class RabbitMQCluster:
         return sorted(next(row["members"] for row in rows if row["name"] == queue))
 
     def restart(self, node: PrivateRabbitMQ) -> None:
-        """Start a killed node again: it rejoins the cluster it belonged to."""
-        node.start()
-        node.ctl("await_startup")
+        """Start a killed node again: it rejoins the cluster it belonged to. Tried twice (a
+        loaded machine once saw a restarted node gone again before it answered); the error
+        carries the end of its log."""
+        for attempt in range(2):
+            node.pidfile.unlink(missing_ok=True)  # the killed node's: wait reads it
+            node.start(wait=False)
+            try:
+                node.ctl("wait", "--timeout", "120", str(node.pidfile), timeout=150)
+                node.ctl("await_startup")
+            except ServiceUnavailableError as exc:
+                node.stop()
+                if attempt:
+                    raise ServiceUnavailableError(f"{exc}\n{node.log_tail()}") from None
+            else:
+                return
 
     def shutdown(self) -> None:
         for node in self.nodes:

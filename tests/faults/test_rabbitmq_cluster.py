@@ -31,7 +31,8 @@ if typing.TYPE_CHECKING:
     from tests.faults.conftest import Row
     from tests.gateway.conftest import Stack
 
-pytestmark = pytest.mark.fault
+# Three nodes start within the first test (about 20 s here, more on a loaded machine).
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
 
 GATEWAY_NODE = 0
 WORKER_NODE = 1
