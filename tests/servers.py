@@ -342,6 +342,17 @@ class RabbitMQCluster:
         )
         return sorted(next(row["members"] for row in rows if row["name"] == queue))
 
+    def bindings(self, vhost: str = "/") -> set[tuple[str, str, str]]:
+        """Every (exchange, queue, routing key) binding, as a live node sees them."""
+        alive = next(n for n in self.nodes if port_open(n.port))
+        rows = json.loads(
+            alive.ctl(
+                "list_bindings", "-p", vhost, "source_name", "destination_name", "routing_key",
+                "--formatter", "json",
+            )
+        )  # fmt: skip
+        return {(row["source_name"], row["destination_name"], row["routing_key"]) for row in rows}
+
     def restart(self, node: PrivateRabbitMQ) -> None:
         """Start a killed node again: it rejoins the cluster it belonged to. Tried twice (a
         loaded machine once saw a restarted node gone again before it answered); the error

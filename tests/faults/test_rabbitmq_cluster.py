@@ -226,11 +226,22 @@ async def test_cluster_gateway_commands_survive_node_losses_with_typed_refusals(
             channel, pool="main", namespace=cluster_stack.namespace, shard_id=0, shard_count=1,
             replies=replies,
         )  # fmt: skip
-        async with cluster_stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        async with cluster_stack.gateway(SHARD_COUNT="1", SHARD_IDS="0") as gateway:
             await discord.wait_for(lambda: discord.connected_shards() == [0])
             await _until_sent(shard, 10)
             gateway_node.stop()
             back = await _until_sent(shard, 30)
+            # Its two exclusive queues are declared and bound again on the node it moved to.
+            names, pool = cluster_stack.topology, cluster_stack.pool
+            reply, process = (
+                names.reply_queue(pool, gateway.gateway_id),
+                names.process_queue(pool, gateway.gateway_id),
+            )
+            assert {
+                (names.commands_exchange, reply, names.gateway_key(gateway.gateway_id)),
+                (names.commands_exchange, reply, names.shard_key(pool, 0)),
+                (names.rpc_exchange, process, names.process_key(pool, gateway.gateway_id)),
+            } <= rabbitmq_cluster.bindings()
             await loop.run_in_executor(None, rabbitmq_cluster.restart, gateway_node)
             # A call waiting for an answer that cannot come when the worker's node dies: its
             # command parked in a (replicated) queue nobody consumes.
