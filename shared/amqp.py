@@ -113,7 +113,7 @@ class FailoverConnection(aio_pika.RobustConnection):
         self._names = tuple(node_name(node) for node in nodes) or ("?",)
         self._current = first % len(self._nodes)
         self.url = self._nodes[self._current]
-        #: Reconnects to another node so far (exported as a metric by its owner, if it likes).
+        #: Moves to the next node so far (after a drop or a failed attempt).
         self.failovers = 0
 
     @property
@@ -129,10 +129,11 @@ class FailoverConnection(aio_pika.RobustConnection):
             self._current = (self._current + 1) % len(self._nodes)
             self.url = self._nodes[self._current]
             self.failovers += 1
-            _LOGGER.warning(
-                "broker connection lost or refused; next attempt on another node",
-                extra={"node": was, "next_node": self.node},
-            )
+            if self.connection_attempt:  # before the first connection, connect() says it
+                _LOGGER.warning(
+                    "broker connection lost or refused; next attempt on another node",
+                    extra={"node": was, "next_node": self.node},
+                )
         await super()._on_connection_close(closing)
 
 
