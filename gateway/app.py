@@ -67,7 +67,10 @@ class GatewayApp:
         self.keys = keys.RedisKeys(core.namespace, core.pool)
         self.stopping = asyncio.Event()
         #: What ``/metrics`` serves: this gateway's collector and the process's own metrics.
+        #: Which broker node this process uses, and its failovers (``/metrics``).
+        self.broker_metrics = amqp.BrokerCollector()
         self.metrics = health.metrics_registry(metrics.GatewayCollector(self))
+        self.metrics.register(self.broker_metrics)
         # Set by start(); read by tests, metrics and the status.
         self.group: shards.ShardGroup | None = None
         self.publisher: publisher.EventPublisher | None = None
@@ -102,6 +105,7 @@ class GatewayApp:
         )
         stack.push_async_callback(redis.aclose)
         broker = await amqp.connect(core.amqp_urls or (core.amqp_url,))
+        self.broker_metrics.connection = broker
         stack.push_async_callback(_bounded, broker.close)
         channel = await broker.channel(publisher_confirms=True)
         events_exchange, _ = await self.topology.declare_exchanges(channel)

@@ -28,17 +28,20 @@ import urllib.parse
 import aio_pika
 import yarl
 from aio_pika import exceptions as pika_errors
+from prometheus_client import core as prometheus_core
 
 from shared.secret import Secret
 
 if typing.TYPE_CHECKING:
     import asyncio
+    import collections.abc
 
     from aio_pika import abc as pika_abc
 
 __all__: typing.Sequence[str] = (
     "DEFAULT_QUORUM_SIZE",
     "FAILOVER_RECONNECT_INTERVAL",
+    "BrokerCollector",
     "FailoverConnection",
     "connect",
     "default_quorum_size",
@@ -135,6 +138,34 @@ class FailoverConnection(aio_pika.RobustConnection):
                     extra={"node": was, "next_node": self.node},
                 )
         await super()._on_connection_close(closing)
+
+
+class BrokerCollector:
+    """Prometheus metrics of a process's broker connection: which node it uses and how often
+    it moved to another (``shardline_broker_failovers_total``: a rise is a node lost)."""
+
+    def __init__(self) -> None:
+        #: Set once connected; nothing is exported before.
+        self.connection: pika_abc.AbstractRobustConnection | None = None
+
+    def collect(self) -> collections.abc.Iterator[prometheus_core.Metric]:
+        connection = self.connection
+        if not isinstance(connection, FailoverConnection):
+            return
+        failovers = prometheus_core.CounterMetricFamily(
+            "shardline_broker_failovers",
+            "Moves of the broker connection to the next node of AMQP_URL (after a drop or a "
+            "failed attempt)",
+        )
+        failovers.add_metric([], connection.failovers)
+        yield failovers
+        node = prometheus_core.GaugeMetricFamily(
+            "shardline_broker_node",
+            "1 for the broker node (host:port) the connection uses or tries now",
+            labels=["node"],
+        )
+        node.add_metric([connection.node], 0 if connection.is_closed else 1)
+        yield node
 
 
 async def connect(

@@ -141,7 +141,10 @@ class WorkerApp:
         self.health: health.HealthServer | None = None
         self.queue_depths: queue_depth.QueueDepths | None = None
         #: What ``/metrics`` serves: this replica's collector and the process's own metrics.
+        #: Which broker node this process uses, and its failovers (``/metrics``).
+        self.broker_metrics = amqp.BrokerCollector()
         self.metrics = health.metrics_registry(metrics.WorkerCollector(self))
+        self.metrics.register(self.broker_metrics)
         self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
         self._redis: redis_client.GuardedRedis | None = None
         self._mongo: pymongo.AsyncMongoClient[dict[str, typing.Any]] | None = None
@@ -165,6 +168,7 @@ class WorkerApp:
         # fall back to this replica's own, at once.
         self._redis = redis_client.connect_guarded(core.redis_url, clock=clock.SystemClock())
         self._amqp = await amqp.connect(core.amqp_urls or (core.amqp_url,))
+        self.broker_metrics.connection = self._amqp
         channel = await self._amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=PREFETCH)
         await self._start_rpc()

@@ -51,6 +51,15 @@ async def test_cluster_a_lost_connection_reconnects_to_the_next_node(amqp_url: s
         await asyncio.wait_for(reconnected.wait(), 30)
         assert connection.node == f"127.0.0.1:{servers.AMQP_PORT}"
         assert connection.failovers == 1  # the first attempt after the loss went elsewhere
+        exported = amqp.BrokerCollector()
+        exported.connection = connection
+        samples = {
+            (sample.name, tuple(sample.labels.values())): sample.value
+            for family in exported.collect()
+            for sample in family.samples
+        }
+        assert samples[("shardline_broker_failovers_total", ())] == 1
+        assert samples[("shardline_broker_node", (f"127.0.0.1:{servers.AMQP_PORT}",))] == 1
         channel = await connection.channel()
         await channel.close()
     finally:
