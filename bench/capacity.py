@@ -41,6 +41,7 @@ import pathlib
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -355,7 +356,22 @@ async def private_servers(directory: pathlib.Path) -> typing.AsyncIterator[Serve
     finally:
         mongo.stop()
         rabbit.shutdown()
+        stop_epmd(rabbit.epmd_port)
         redis.stop()
+
+
+def stop_epmd(port: int) -> None:
+    """Stop the private epmd the broker started: found by the port in its environment (its
+    command line is only ``epmd -daemon``, so a match on the command line finds nothing)."""
+    wanted = f"ERL_EPMD_PORT={port}".encode()
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if b"epmd" in (entry / "cmdline").read_bytes().split(b"\0")[0] and wanted in (
+                entry / "environ"
+            ).read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGTERM)
 
 
 def free_port() -> int:
