@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 import pathlib
 import platform
@@ -143,13 +144,15 @@ async def serve_emulator(shards: int, guilds: int, members: int) -> None:
                 return
             if line[0] == "wait-shards":
                 wanted = int(line[1])
-                await discord.wait_for(
-                    lambda wanted=wanted: len(discord.connected_shards()) >= wanted, timeout=120
-                )
+                await discord.wait_for(functools.partial(_connected, discord, wanted), timeout=120)
                 print("connected", flush=True)
             elif line[0] == "send":
                 seconds = await _send(discord, line[1], int(line[2]), float(line[3]))
                 print(f"sent {seconds:.3f}", flush=True)
+
+
+def _connected(discord: typing.Any, wanted: int) -> bool:
+    return len(discord.connected_shards()) >= wanted
 
 
 class Emulator:
