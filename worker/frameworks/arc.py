@@ -26,13 +26,12 @@ import arc
 import hikari
 from arc.internal import sync as arc_sync
 
-from shared import clock as clock_module
-from shared import redis_client
 from worker.commands import cooldowns, model
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from shared import clock as clock_module
     from shared import keys
 
 __all__: typing.Sequence[str] = (
@@ -162,12 +161,8 @@ class RedisLimiter(arc.abc.LimiterProto[typing.Any]):
 
     async def __call__(self, ctx: arc.Context[typing.Any], /) -> arc.HookResult:
         key = self._key_of(ctx)
-        try:
-            wait = await self._cooldowns.take(self._name, self._cooldown, key)
-        except redis_client.REDIS_ERRORS as exc:
-            # Unknown is not a refusal: the command runs, unlimited while Redis is away.
-            _LOGGER.warning("cooldown not checked", extra={"error": str(exc)})
-            return arc.HookResult()
+        # While Redis is away, the worker's Cooldowns hold the limit per replica.
+        wait = await self._cooldowns.take(self._name, self._cooldown, key)
         if wait > 0:
             self._limited_until[key] = asyncio.get_running_loop().time() + wait
             raise arc.UnderCooldownError(
@@ -213,11 +208,8 @@ class RedisConcurrencyLimiter(arc.abc.ConcurrencyLimiterProto[typing.Any]):
         return self._limit.limit
 
     async def acquire(self, ctx: arc.Context[typing.Any], /) -> None:
-        try:
-            entered = await self._concurrency.enter(self._name, self._limit, self._key_of(ctx))
-        except redis_client.REDIS_ERRORS as exc:
-            _LOGGER.warning("concurrency not limited", extra={"error": str(exc)})
-            return  # unknown is not a refusal: the command runs without a slot
+        # While Redis is away, the worker's Concurrency holds the slots per replica.
+        entered = await self._concurrency.enter(self._name, self._limit, self._key_of(ctx))
         if not entered:
             raise arc.MaxConcurrencyReachedError(typing.cast("typing.Any", self), self.limit)
         self._held.add(id(ctx))

@@ -30,7 +30,6 @@ import warnings
 import hikari
 
 from shared import clock as clock_module
-from shared import redis_client
 from worker.commands import cooldowns, model
 from worker.frameworks import tanjun_cache
 
@@ -237,12 +236,8 @@ class RedisCooldownManager(tanjun.dependencies.AbstractCooldownManager):
         scope, scope_id = _target(resource, ctx)
         cooldown = model.Cooldown(rate=limit, per=per, scope=scope.partition(":")[0])
         name = f"tanjun:{bucket_id}" + (f":{scope.partition(':')[2]}" if ":" in scope else "")
-        try:
-            wait = await self._cooldowns.take(name, cooldown, scope_id)
-        except redis_client.REDIS_ERRORS as exc:
-            # Unknown is not a refusal: the command runs, unlimited while Redis is away.
-            _LOGGER.warning("cooldown not checked", extra={"error": str(exc)})
-            return
+        # While Redis is away, the worker's Cooldowns hold the limit per replica.
+        wait = await self._cooldowns.take(name, cooldown, scope_id)
         if wait > 0:
             until = dt.datetime.fromtimestamp(self._clock.now_ms() / 1000 + wait, tz=dt.UTC)
             raise tanjun.dependencies.CooldownDepleted(until)
@@ -310,11 +305,8 @@ class RedisConcurrencyLimiter(tanjun.dependencies.AbstractConcurrencyLimiter):
         scope, scope_id = _target(resource, ctx)
         held = model.MaxConcurrency(limit=limit, scope=scope.partition(":")[0])
         name = f"tanjun:{bucket_id}" + (f":{scope.partition(':')[2]}" if ":" in scope else "")
-        try:
-            entered = await self._concurrency.enter(name, held, scope_id)
-        except redis_client.REDIS_ERRORS as exc:
-            _LOGGER.warning("concurrency not limited", extra={"error": str(exc)})
-            return  # unknown is not a refusal: the command runs without a slot
+        # While Redis is away, the worker's Concurrency holds the slots per replica.
+        entered = await self._concurrency.enter(name, held, scope_id)
         if not entered:
             raise tanjun.dependencies.ResourceDepleted
         self._held[bucket_id, id(ctx)] = (name, held, scope_id)
@@ -324,7 +316,4 @@ class RedisConcurrencyLimiter(tanjun.dependencies.AbstractConcurrencyLimiter):
         if slot is None:
             raise tanjun.dependencies.ResourceNotTracked
         name, held, scope_id = slot
-        try:
-            await self._concurrency.leave(name, held, scope_id)
-        except redis_client.REDIS_ERRORS as exc:
-            _LOGGER.warning("slot not given back", extra={"error": str(exc)})
+        await self._concurrency.leave(name, held, scope_id)  # never raises for Redis errors

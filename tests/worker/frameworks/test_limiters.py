@@ -160,7 +160,10 @@ async def test_arc_concurrency_slots_are_shared_and_a_refusal_gives_nothing_back
         await second.acquire(waiting)
 
 
-async def test_redis_away_is_not_a_refusal(namespace: str, unused_tcp_port: int) -> None:
+async def test_redis_away_is_held_by_each_replica_on_its_own(
+    namespace: str, unused_tcp_port: int
+) -> None:
+    """Unknown is neither a refusal nor unlimited: the worker's limits hold per replica."""
     away = aioredis.Redis(port=unused_tcp_port, retry=retry.Retry(backoff.NoBackoff(), 0))
     redis_keys = keys.RedisKeys(namespace, "main")
     try:
@@ -168,13 +171,18 @@ async def test_redis_away_is_not_a_refusal(namespace: str, unused_tcp_port: int)
             "hi", tanjun.BucketResource.USER, 1, 60
         )
         await cooldowns.try_acquire("hi", context(1))
-        await cooldowns.try_acquire("hi", context(1))
+        with pytest.raises(tanjun.dependencies.CooldownDepleted):
+            await cooldowns.try_acquire("hi", context(1))
         limiter = tanjun_glue.RedisConcurrencyLimiter(away, redis_keys).set_bucket(
             "hi", tanjun.BucketResource.USER, 1
         )
         await limiter.try_acquire("hi", context(1))
-        await limiter.try_acquire("hi", context(1))
-        assert not (await arc_glue.RedisLimiter(away, redis_keys, "hi", 60, 1)(context(1)))._abort
+        with pytest.raises(tanjun.dependencies.ResourceDepleted):
+            await limiter.try_acquire("hi", context(1))
+        arc_limiter = arc_glue.RedisLimiter(away, redis_keys, "hi", 60, 1)
+        assert not (await arc_limiter(context(1)))._abort
+        with pytest.raises(arc.errors.UnderCooldownError):
+            await arc_limiter(context(1))
         await arc_glue.RedisConcurrencyLimiter(away, redis_keys, "hi", 1).acquire(context(1))
     finally:
         await away.aclose()
