@@ -9,6 +9,7 @@ MULTI whose keys are in different slots fails with CROSSSLOT.
 
 from __future__ import annotations
 
+import inspect
 import typing
 
 import pytest
@@ -40,6 +41,31 @@ def rename(module: object, *names: str) -> dict[str, object]:
     return {f"test_cluster_{name.removeprefix('test_')}": getattr(module, name) for name in names}
 
 
-def every_test(module: object) -> dict[str, object]:
-    """Every test function of ``module``, renamed as :func:`rename` does."""
-    return rename(module, *(name for name in vars(module) if name.startswith("test_")))
+def every_test(
+    module: object, uses: typing.AbstractSet[str] = frozenset({"redis_client"})
+) -> dict[str, object]:
+    """The tests of ``module`` that take one of the fixtures ``uses`` (``redis_client``, or
+    one made of it), renamed as
+    :func:`rename` does, with the module's own fixtures. (Tests that make clients of their
+    own from ``redis_url``, or break a private Redis on purpose, stay standalone.)"""
+    found = vars(module)
+    fixtures = {
+        name: value
+        for name, value in found.items()
+        if type(value).__name__ == "FixtureFunctionDefinition" and name not in _OURS
+    }
+    tests = [
+        name
+        for name, value in found.items()
+        if name.startswith("test_")
+        and callable(value)
+        and not uses.isdisjoint(inspect.signature(value).parameters)
+        and "redis_url" not in inspect.signature(value).parameters
+        and not any(standalone in inspect.getsource(value) for standalone in _STANDALONE)
+    ]
+    return {**fixtures, **rename(module, *tests)}
+
+
+_OURS: typing.Final = frozenset({"redis_client", "redis_url"})
+#: What a test that breaks the standalone Redis on purpose (a proxy, a private server) names.
+_STANDALONE: typing.Final = ("REDIS_PORT", "PrivateRedis", "netproxy")

@@ -93,8 +93,9 @@ local slack = tonumber(ARGV[12])
 redis.call('SET', KEYS[2], start + interval, 'PX', math.floor(start + interval - now) + slack)
 return {math.floor(start - now), discovery}
 """
-# KEYS: routes, bucket state, discovery key held ('' if none)
-# ARGV: now, route, bucket hash ('-': no limits), limit, remaining, reset after ms, margin, holder
+# KEYS: routes, bucket state, discovery key held (the routes again if none: one slot)
+# ARGV: now, route, bucket hash ('-': no limits), limit, remaining, reset after ms, margin, holder,
+#       '1' when a discovery key is held
 _LEARN: typing.Final = """
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 if ARGV[3] ~= '-' then
@@ -129,7 +130,7 @@ if ARGV[3] ~= '-' then
   end
   redis.call('PEXPIRE', KEYS[2], 3600000)
 end
-if KEYS[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[8] then redis.call('DEL', KEYS[3]) end
+if ARGV[9] == '1' and redis.call('GET', KEYS[3]) == ARGV[8] then redis.call('DEL', KEYS[3]) end
 return 1
 """
 # KEYS: discovery key; ARGV: holder
@@ -211,10 +212,10 @@ class LimitState:
         routes = self._keys.rest_routes()
         state = self._keys.rest_bucket(bucket, major) if bucket else routes
         await self._learn(
-            keys=[routes, state, held],
+            keys=[routes, state, held or routes],
             args=[
                 now, route, bucket or "-", limit, remaining, reset_after_ms, MARGIN_MS,
-                self._holder,
+                self._holder, int(bool(held)),
             ],
         )  # fmt: skip
 
