@@ -51,8 +51,8 @@ def undeclared_keys(text: str) -> list[str]:
     # or nothing: what is not a key never reaches redis.call (the script checks for '').
     safe = from_keys - {n for n in other if not re.search(rf"{n}\s*=\s*''", text)}
     bad = []
-    for command, argument in _CALL.findall(text):
-        argument = argument.strip()
+    for command, raw in _CALL.findall(text):
+        argument = raw.strip()
         if command.upper() in _KEYLESS or re.fullmatch(r"KEYS\[\d+\]", argument):
             continue
         if argument not in safe:
