@@ -33,6 +33,9 @@ __all__: typing.Sequence[str] = (
 REDIS_ERRORS: typing.Final[tuple[type[BaseException], ...]] = (
     OSError,
     redis.exceptions.RedisError,
+    # A cluster that lost a master before its replica took over; not a RedisError. (Other
+    # cluster exceptions, such as keys of one transaction in two slots, are bugs: raised.)
+    redis.exceptions.SlotNotCoveredError,
 )
 
 
@@ -131,7 +134,12 @@ class RedisDeadlineExceeded(breaker_module.DeadlineExceeded, redis.exceptions.Ti
 def _is_outage(exc: BaseException) -> bool:
     """No answer (a reply such as ``WRONGTYPE`` or ``NOSCRIPT`` is one, and does not count)."""
     return isinstance(
-        exc, OSError | redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
+        exc,
+        OSError
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError
+        | redis.exceptions.ClusterDownError
+        | redis.exceptions.SlotNotCoveredError,
     )
 
 

@@ -280,13 +280,20 @@ class PrivateRedisCluster:
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if all("cluster_state:ok" in self.info(port, "CLUSTER", "INFO") for port in self.ports):
+            if all(
+                "cluster_state:ok" in self.info(port, "CLUSTER", "INFO") for port in self.ports
+            ) and all(self._synced(port) for port in self.ports):
                 return
             time.sleep(0.2)
         self.stop()
         raise ServiceUnavailableError(
             f"the private Redis Cluster never became ok; see {self.directory}"
         )
+
+    def _synced(self, port: int) -> bool:
+        """A master, or a replica whose link to its master is up (a failover needs it)."""
+        replication = self.info(port, "INFO", "replication")
+        return "role:master" in replication or "master_link_status:up" in replication
 
     def start_node(self, port: int) -> None:
         node = self._node(port)
@@ -295,7 +302,8 @@ class PrivateRedisCluster:
             [
                 "redis-server", "--bind", "127.0.0.1", "--port", str(port),
                 "--cluster-enabled", "yes", "--cluster-config-file", str(node / "nodes.conf"),
-                "--cluster-node-timeout", "2000", "--dir", str(node), "--daemonize", "yes",
+                "--cluster-node-timeout", "2000", "--cluster-replica-validity-factor", "0",
+                "--dir", str(node), "--daemonize", "yes",
                 "--pidfile", str(node / "redis.pid"), "--logfile", str(node / "redis.log"),
                 "--save", "", "--appendonly", "no",
             ],
