@@ -19,7 +19,7 @@ import urllib.parse
 
 import hikari
 
-from shared import admin, envfile, keys, playground, sharding
+from shared import admin, envfile, keys, playground, redis_target, sharding
 from shared.cache import resources
 from shared.secret import Secret
 
@@ -169,6 +169,15 @@ class EnvReader:
             return None
         return self.secret(name)
 
+    def redis_url(self) -> Secret:
+        """``REDIS_URL``: one server, Sentinel or a Cluster (``shared.redis_target``)."""
+        value = self.secret("REDIS_URL", "redis://127.0.0.1:6379/0")
+        try:
+            redis_target.parse(value.reveal())
+        except ValueError as exc:
+            raise ConfigError("REDIS_URL", str(exc)) from None
+        return value
+
     def url(self, name: str, default: str | None, schemes: typing.Collection[str]) -> Secret:
         """A URL that may carry credentials: read like a secret, checked without echoing it."""
         value = self.secret(name, default)
@@ -261,9 +270,7 @@ class OperatorSettings:
     def _read(cls, read: EnvReader) -> OperatorSettings:
         return cls(
             amqp_url=read.url("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", {"amqp", "amqps"}),
-            redis_url=read.url(
-                "REDIS_URL", "redis://127.0.0.1:6379/0", {"redis", "rediss", "unix"}
-            ),
+            redis_url=read.redis_url(),
             pool=read.name("POOL", "main"),
             namespace=read.name("NAMESPACE", "shardline"),
         )

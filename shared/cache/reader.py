@@ -12,7 +12,7 @@ import typing
 import hikari
 import orjson
 
-from shared import keys
+from shared import keys, redis_client
 from shared.cache import codec, permissions, snapshot
 
 if typing.TYPE_CHECKING:
@@ -44,6 +44,18 @@ if ARGV[3] ~= '' then channel = redis.call('HGET', KEYS[3], ARGV[3]) end
 return {{packed, values, channel}}
 """
 
+# The same without the member (KEYS: the guild's role permissions, its channels; ARGV: owner
+# field, channel id or '', the role ids): on a Redis Cluster the member bucket is in another
+# slot than the guild's keys, so the member is read first and its roles passed in.
+_GUILD_PERMISSION_INPUTS: typing.Final = """
+local fields = {'owner', ARGV[1]}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local values = redis.call('HMGET', KEYS[1], unpack(fields))
+local channel = false
+if ARGV[2] ~= '' then channel = redis.call('HGET', KEYS[2], ARGV[2]) end
+return {values, channel}
+"""
+
 
 #: Announcement, public and private threads (Channel > Channel Types 10, 11, 12).
 _THREAD_TYPES: typing.Final = frozenset({10, 11, 12})
@@ -68,6 +80,8 @@ class CacheReader:
         self._factory = entity_factory
         self._permission_inputs = redis.register_script(_PERMISSION_INPUTS)
         self._snapshot = snapshot.register(redis)
+        self._guild_permission_inputs = redis.register_script(_GUILD_PERMISSION_INPUTS)
+        self._cluster = redis_client.is_cluster(redis)
 
     # --- raw JSON ---------------------------------------------------------------------------
 
@@ -220,6 +234,28 @@ class CacheReader:
 
     # --- lookups ----------------------------------------------------------------------------
 
+    async def _permission_inputs_apart(
+        self, guild_id: int, user_id: int, channel_id: int | None, given: list[bytes]
+    ) -> tuple[bytes | None, list[bytes | None], bytes | None]:
+        """What ``_PERMISSION_INPUTS`` answers, in two round trips (one per slot)."""
+        packed = typing.cast(
+            "bytes | None",  # decode_responses is off: replies are bytes
+            await self._redis.hget(
+                self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id)
+            ),
+        )
+        if packed is not None:
+            given = [codec.id_bytes(r) for r in codec.member_role_ids(packed)]
+        values, channel = await self._guild_permission_inputs(
+            keys=[self.keys.guild_permissions(guild_id), self.keys.guild_channels(guild_id)],
+            args=[
+                codec.id_bytes(guild_id),
+                "" if channel_id is None else str(channel_id),
+                *given,
+            ],
+        )
+        return packed, values, channel
+
     async def member_permissions(
         self,
         guild_id: int,
@@ -232,19 +268,24 @@ class CacheReader:
         roles are not cached, or the member is neither cached nor its ``role_ids`` given (the
         roles an event carried). The owner has every permission, member cached or not."""
         given = [] if role_ids is None else [codec.id_bytes(r) for r in role_ids]
-        packed, values, channel_raw = await self._permission_inputs(
-            keys=[
-                self.keys.member_bucket(guild_id, user_id),
-                self.keys.guild_permissions(guild_id),
-                self.keys.guild_channels(guild_id),
-            ],
-            args=[
-                codec.pair_bytes(guild_id, user_id),
-                codec.id_bytes(guild_id),
-                "" if channel_id is None else str(channel_id),
-                *given,
-            ],
-        )
+        if self._cluster:
+            packed, values, channel_raw = await self._permission_inputs_apart(
+                guild_id, user_id, channel_id, given
+            )
+        else:
+            packed, values, channel_raw = await self._permission_inputs(
+                keys=[
+                    self.keys.member_bucket(guild_id, user_id),
+                    self.keys.guild_permissions(guild_id),
+                    self.keys.guild_channels(guild_id),
+                ],
+                args=[
+                    codec.pair_bytes(guild_id, user_id),
+                    codec.id_bytes(guild_id),
+                    "" if channel_id is None else str(channel_id),
+                    *given,
+                ],
+            )
         if values[0] is None:
             return None
         owner_id = int.from_bytes(values[0], "big")
