@@ -45,8 +45,9 @@ from gateway import (
     voice_switch,
 )
 from gateway import status as gateway_status
-from shared import breaker, clock, health, keys, lifecycle, redis_client, rpc, topology
+from shared import breaker, clock, health, lifecycle, redis_client, rpc, topology
 from shared import status as shared_status
+from shared.cache import layout as cache_layout
 from shared.cache import resources
 from shared.cache import writer as cache_writer
 
@@ -64,7 +65,7 @@ class GatewayApp:
         core = settings.core
         self.gateway_id = f"{core.pool}-{secrets.token_hex(4)}"
         self.topology = topology.Topology(core.namespace)
-        self.keys = keys.RedisKeys(core.namespace, core.pool)
+        self.keys = core.redis_keys()
         self.stopping = asyncio.Event()
         #: What ``/metrics`` serves: this gateway's collector and the process's own metrics.
         self.metrics = health.metrics_registry(metrics.GatewayCollector(self))
@@ -101,6 +102,7 @@ class GatewayApp:
             core.redis_url, clock=clock.SystemClock()
         )
         stack.push_async_callback(redis.aclose)
+        await cache_layout.claim(redis, self.keys)
         amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
         stack.push_async_callback(_bounded, amqp.close)
         channel = await amqp.channel(publisher_confirms=True)

@@ -202,6 +202,15 @@ class CoreSettings:
     #: ``auto`` (readable on a terminal, JSON otherwise), ``json`` or ``text``.
     log_format: str
     health_port: int
+    #: About how many members the pool's cache holds (``CACHE_MEMBERS``): sizes the member
+    #: and user buckets (``shared.keys.cache_bucket_bits``).
+    cache_members: int = keys.DEFAULT_CACHE_MEMBERS
+
+    def redis_keys(self) -> keys.RedisKeys:
+        """The pool's key schema, with the bucket layout sized to ``cache_members``."""
+        return keys.RedisKeys(
+            self.namespace, self.pool, bucket_bits=keys.cache_bucket_bits(self.cache_members)
+        )
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> CoreSettings:
@@ -247,6 +256,9 @@ class CoreSettings:
             log_level=log_level,
             log_format=log_format,
             health_port=read.integer("HEALTH_PORT", 8080, maximum=65535),
+            cache_members=read.integer(
+                "CACHE_MEMBERS", keys.DEFAULT_CACHE_MEMBERS, minimum=1, maximum=2**32
+            ),
         )
 
 

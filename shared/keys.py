@@ -30,9 +30,10 @@ from __future__ import annotations
 import typing
 
 __all__: typing.Sequence[str] = (
-    "CACHE_BUCKET_BITS",
+    "CACHE_BUCKET_FILL",
     "DEDUPE_HOLDER_TTL",
     "DEDUPE_TTL",
+    "DEFAULT_CACHE_MEMBERS",
     "HEALTH_TTL",
     "IDENTIFY_WINDOW",
     "LEASE_TTL",
@@ -42,6 +43,7 @@ __all__: typing.Sequence[str] = (
     "SESSION_TTL",
     "SETTINGS_CACHE_TTL",
     "RedisKeys",
+    "cache_bucket_bits",
 )
 
 #: A stored Discord session is useless once Discord has forgotten it (a few minutes after the
@@ -67,20 +69,64 @@ MESSAGE_CACHE_TTL: typing.Final[int] = 60 * 60
 REST_CACHE_TTL: typing.Final[int] = 5 * 60
 #: A process's health key; its absence means the process is gone.
 HEALTH_TTL: typing.Final[int] = 30
-#: Members, users and the channel index are spread over 2**CACHE_BUCKET_BITS small hashes
-#: (about 100 entries each at 6.5 million members; raise Redis' hash-max-listpack-entries
-#: beyond that).
-CACHE_BUCKET_BITS: typing.Final[int] = 16
+#: Members, users and the channel index are spread over ``2**bits`` small hashes ("buckets"),
+#: sized to the population the cache is configured for (``CACHE_MEMBERS``): the fewest buckets
+#: holding at most this many entries each on average. Fuller buckets would cost less per
+#: entry, but Redis keeps a hash listpack-encoded (a few bytes per entry) only up to
+#: ``hash-max-listpack-entries`` (128 by default) entries, and buckets fill unevenly: at an
+#: average of 64 the fullest of 2**19 buckets (20 million members) holds about 106 (Poisson),
+#: and at an average of 80 (a population 1.25 to 2.5 times the configured one) about 126.
+CACHE_BUCKET_FILL: typing.Final[int] = 64
+#: ``CACHE_MEMBERS`` when unset: 2**14 buckets (about 300 bytes per member below 50,000
+#: members, about 165 from 500,000 to 1.5 million; see docs/benchmarks.md).
+DEFAULT_CACHE_MEMBERS: typing.Final[int] = 1_000_000
+#: Whatever the population, never fewer buckets than this (a cluster still spreads them) nor
+#: more (2**26 buckets of 64 hold 4 billion members).
+_MIN_BUCKET_BITS: typing.Final = 4
+_MAX_BUCKET_BITS: typing.Final = 26
+#: A guild has about a tenth as many channels as members (200 members and 20 channels; a
+#: 100,000-member guild has a few hundred): the channel index has 2**3 times fewer buckets.
+_CHANNEL_BUCKET_SHIFT: typing.Final = 3
+
+
+def cache_bucket_bits(members: int) -> int:
+    """How many bits of a hashed id name a member or user bucket when the cache holds about
+    ``members`` members: the fewest with at most ``CACHE_BUCKET_FILL`` entries per bucket."""
+    buckets = -(-max(members, 1) // CACHE_BUCKET_FILL)  # ceiling
+    return min(max((buckets - 1).bit_length(), _MIN_BUCKET_BITS), _MAX_BUCKET_BITS)
 
 
 class RedisKeys:
     """Key patterns for one namespace and pool."""
 
-    __slots__ = ("_components", "_pooled", "_prefix", "_rest", "_voice", "namespace", "pool")
+    __slots__ = (
+        "_channel_bits",
+        "_components",
+        "_pooled",
+        "_prefix",
+        "_rest",
+        "_voice",
+        "bucket_bits",
+        "namespace",
+        "pool",
+    )
 
-    def __init__(self, namespace: str, pool: str) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        pool: str,
+        *,
+        bucket_bits: int = cache_bucket_bits(DEFAULT_CACHE_MEMBERS),
+    ) -> None:
+        if not _MIN_BUCKET_BITS <= bucket_bits <= _MAX_BUCKET_BITS:
+            msg = f"bucket_bits must be within {_MIN_BUCKET_BITS}..{_MAX_BUCKET_BITS}"
+            raise ValueError(msg)
         self.namespace = namespace
         self.pool = pool
+        #: The member and user buckets' layout (:func:`cache_bucket_bits`); every process of a
+        #: pool must use the same, which :meth:`cache_layout` records.
+        self.bucket_bits = bucket_bits
+        self._channel_bits = max(bucket_bits - _CHANNEL_BUCKET_SHIFT, _MIN_BUCKET_BITS)
         self._prefix = f"{namespace}:{pool}"
         # The pool's tagged prefixes (see the module's docstring).
         self._pooled = f"{namespace}:{{{pool}}}"
@@ -321,16 +367,22 @@ class RedisKeys:
 
     def member_bucket(self, guild_id: int, user_id: int) -> str:
         """Hash: 16-byte (guild, user) -> packed member; members of every guild spread over
-        ``CACHE_BUCKETS`` small hashes that Redis keeps listpack-encoded."""
-        return f"{self._prefix}:mb:{_bucket(guild_id * 31 ^ user_id)}"
+        ``2**bucket_bits`` small hashes that Redis keeps listpack-encoded."""
+        return f"{self._prefix}:mb:{_bucket(guild_id * 31 ^ user_id, self.bucket_bits)}"
 
     def user_bucket(self, user_id: int) -> str:
         """Hash: 8-byte user id -> packed user. Users are stored once, whatever their guilds."""
-        return f"{self._prefix}:ub:{_bucket(user_id)}"
+        return f"{self._prefix}:ub:{_bucket(user_id, self.bucket_bits)}"
 
     def channel_guild_bucket(self, channel_id: int) -> str:
         """Hash: 8-byte channel id -> 8-byte guild id, to find a channel by its id alone."""
-        return f"{self._prefix}:cb:{_bucket(channel_id)}"
+        return f"{self._prefix}:cb:{_bucket(channel_id, self._channel_bits)}"
+
+    def cache_layout(self) -> str:
+        """String: the ``bucket_bits`` the pool's member, user and channel buckets were written
+        with (``shared.cache.layout``), so a process configured otherwise refuses to start
+        instead of missing every entry."""
+        return f"{self._prefix}:cache-layout"
 
     def shard_guilds(self, shard_id: int, shard_count: int) -> str:
         """Set: ids of the guilds a shard of a layout delivered (dropped when the shard
@@ -355,6 +407,6 @@ class RedisKeys:
         return f"{self._prefix}:rt:{kind}:" + ":".join(str(i) for i in ids)
 
 
-def _bucket(value: int) -> int:
+def _bucket(value: int, bits: int) -> int:
     # Fibonacci hashing: snowflakes' low bits (increment, worker) are far from uniform.
-    return ((value * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) >> (64 - CACHE_BUCKET_BITS)
+    return ((value * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) >> (64 - bits)

@@ -20,6 +20,7 @@ from shared import breaker, clock, health, keys, lifecycle, redis_client, rpc, t
 from shared import interests as shared_interests
 from shared import settings as settings_db
 from shared import voice as shared_voice
+from shared.cache import layout as cache_layout
 from shared.cache import reader
 from worker import bot as bot_module
 from worker import (
@@ -75,7 +76,7 @@ class WorkerApp:
         core = settings.core
         self.worker_id = f"{core.pool}-{settings.group}-{secrets.token_hex(4)}"
         self.topology = topology.Topology(core.namespace)
-        self.keys = keys.RedisKeys(core.namespace, core.pool)
+        self.keys = core.redis_keys()
         self.consumer: consumer.EventConsumer | None = None
         self.deduplicator: dedupe.Deduplicator | None = None
         self.health: health.HealthServer | None = None
@@ -104,6 +105,7 @@ class WorkerApp:
         # Every call has a deadline and one breaker: while it is open, dedupe and REST limits
         # fall back to this replica's own, at once.
         self._redis = redis_client.connect_guarded(core.redis_url, clock=clock.SystemClock())
+        await cache_layout.claim(self._redis, self.keys)
         self._amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
         channel = await self._amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=PREFETCH)
@@ -396,7 +398,7 @@ async def sync_commands(
         limiter=settings.rest_limiter,
         global_limit=settings.rest_global_limit,
         redis=redis,
-        redis_keys=keys.RedisKeys(core.namespace, core.pool),
+        redis_keys=core.redis_keys(),
     )
     client.start()
     try:
