@@ -27,7 +27,8 @@ Json = dict[str, typing.Any]
 # the member's roles, and the channel's JSON for its overwrites. Without a cached member, the
 # role ids the event carried (ARGV[4..]) stand in, and the owner is still answered.
 _PERMISSION_INPUTS: typing.Final = f"""
-local packed = redis.call('HGET', KEYS[1], ARGV[1])
+{codec.LUA_WHOLE}
+local packed = whole(KEYS[1], ARGV[1])
 local fields = {{'owner', ARGV[2]}}
 if packed then
   local count = string.byte(packed, {codec.ROLE_COUNT_OFFSET + 1})
@@ -107,17 +108,40 @@ class CacheReader:
         channel.setdefault("guild_id", str(guild_id))
         return channel
 
+    async def _packed(
+        self, bucket: str, field: bytes, found: typing.Sequence[bytes | None]
+    ) -> bytes | None:
+        """A packed member or user from its first pieces as read (``codec.pieces``); a value
+        of more pieces (rare: a member with 28 roles) takes one more read."""
+        value, complete = codec.joined(found)
+        if not complete:
+            rest = typing.cast(
+                "list[bytes | None]",  # decode_responses is off: replies are bytes
+                await self._redis.hmget(
+                    bucket, codec.piece_fields(field, codec.MAX_PIECES - len(found), len(found))
+                ),
+            )
+            value, _ = codec.joined([*found, *rest])
+        return value
+
+    async def _packed_one(self, bucket: str, field: bytes) -> bytes | None:
+        found = await self._redis.hmget(bucket, codec.piece_fields(field))
+        return await self._packed(bucket, field, typing.cast("list[bytes | None]", found))
+
     async def user_json(self, user_id: int) -> Json | None:
-        raw = await self._redis.hget(self.keys.user_bucket(user_id), codec.id_bytes(user_id))
-        return None if raw is None else codec.decode_user(user_id, typing.cast("bytes", raw))
+        raw = await self._packed_one(self.keys.user_bucket(user_id), codec.id_bytes(user_id))
+        return None if raw is None else codec.decode_user(user_id, raw)
 
     async def member_json(self, guild_id: int, user_id: int) -> Json | None:
+        member_bucket = self.keys.member_bucket(guild_id, user_id)
+        member_field = codec.pair_bytes(guild_id, user_id)
+        user_bucket, user_field = self.keys.user_bucket(user_id), codec.id_bytes(user_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hget(
-                self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id)
-            )
-            pipe.hget(self.keys.user_bucket(user_id), codec.id_bytes(user_id))
-            packed, user = await pipe.execute()
+            pipe.hmget(member_bucket, codec.piece_fields(member_field))
+            pipe.hmget(user_bucket, codec.piece_fields(user_field))
+            member_pieces, user_pieces = await pipe.execute()
+        packed = await self._packed(member_bucket, member_field, member_pieces)
+        user = await self._packed(user_bucket, user_field, user_pieces)
         if packed is None:
             return None
         member = codec.decode_member(packed)
@@ -238,11 +262,8 @@ class CacheReader:
         self, guild_id: int, user_id: int, channel_id: int | None, given: list[bytes]
     ) -> tuple[bytes | None, list[bytes | None], bytes | None]:
         """What ``_PERMISSION_INPUTS`` answers, in two round trips (one per slot)."""
-        packed = typing.cast(
-            "bytes | None",  # decode_responses is off: replies are bytes
-            await self._redis.hget(
-                self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id)
-            ),
+        packed = await self._packed_one(
+            self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id)
         )
         if packed is not None:
             given = [codec.id_bytes(r) for r in codec.member_role_ids(packed)]

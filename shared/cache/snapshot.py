@@ -66,6 +66,7 @@ local function pairs_of(hash, ids)
   end
   return out
 end
+{codec.LUA_WHOLE}
 local function values_of(hash, ids)
   if #ids == 0 then return {{}} end
   return redis.call('HMGET', hash, unpack(ids))
@@ -79,8 +80,8 @@ for n, q in ipairs(a.q) do
   local members, users, user_ids = {{}}, {{}}, {{}}
   for i, u in ipairs(q.u) do
     user_ids[i] = u[5]
-    users[i] = redis.call('HGET', u[3], unhex(u[4]))
-    members[i] = q.g ~= '' and redis.call('HGET', u[1], unhex(u[2])) or false
+    users[i] = whole(u[3], unhex(u[4]))
+    members[i] = q.g ~= '' and whole(u[1], unhex(u[2])) or false
   end
   local guild, unavailable, roles, complete = false, 0, {{}}, 0
   local channels, emojis, voice, presences = {{}}, {{}}, {{}}, {{}}

@@ -11,7 +11,7 @@ import typing
 import pytest
 
 from shared import keys
-from shared.cache import layout, snapshot
+from shared.cache import codec, layout, snapshot
 from tests.shared.cache.conftest import guild_with, make_cache
 
 if typing.TYPE_CHECKING:
@@ -139,3 +139,84 @@ async def test_the_first_process_records_the_layout_and_others_must_match(
     assert (refused.value.recorded, refused.value.configured) == (9, 15)
     assert "CACHE_MEMBERS" in str(refused.value)
     assert await redis_client.get(sized.cache_layout()) == b"9"  # untouched
+
+
+@pytest.mark.parametrize("length", [0, 1, 63, 64, 65, 127, 128, 129, 300, 2327])
+def test_pieces_fit_the_listpack_and_join_back(length: int) -> None:
+    value = bytes(i % 251 for i in range(length))
+    stored = codec.pieces(b"f" * 16, value)
+    assert all(len(piece) <= codec.PIECE for piece in stored.values())
+    assert all(len(field) <= codec.PIECE for field in stored)
+    assert len(stored) <= codec.MAX_PIECES
+    found = [stored.get(f) for f in codec.piece_fields(b"f" * 16, codec.MAX_PIECES)]
+    assert codec.joined(found) == (value, True)
+    if len(stored) > codec.FIRST_PIECES:
+        assert codec.joined(found[: codec.FIRST_PIECES]) == (
+            value[: codec.FIRST_PIECES * codec.PIECE],
+            False,
+        )
+
+
+def many_roles(cache_world: typing.Any, guild: dict[str, typing.Any], count: int) -> list[str]:
+    role_ids = []
+    for index in range(count):
+        role_id = str(cache_world.snowflakes.next())
+        guild["roles"].append(
+            {
+                "id": role_id, "name": f"r{index}", "color": 0, "hoist": False, "icon": None,
+                "unicode_emoji": None, "position": index + 1, "permissions": str(1 << index),
+                "managed": False, "mentionable": False, "flags": 0,
+            }
+        )  # fmt: skip
+        role_ids.append(role_id)
+    return role_ids
+
+
+async def test_long_members_and_users_keep_their_bucket_a_listpack(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    # A member with 40 roles (336 bytes packed) and a user with long names: stored in
+    # pieces, so their bucket stays listpack-encoded, and read back whole by every reader.
+    cache = make_cache(redis_client, namespace, bucket_bits=4)
+    guild = cache.world.add_guild("g", channels=1)
+    guild_id = int(guild["id"])
+    role_ids = many_roles(cache.world, guild, 40)
+    long_user = cache.world.add_user("u" * 32)
+    long_user["global_name"] = "g" * 32
+    long_user["avatar"] = "a_" + "0123456789abcdef" * 2
+    member = cache.world.add_member(guild_id, long_user)
+    member["roles"] = role_ids
+    member["nick"] = "n" * 32
+    user_id = int(long_user["id"])
+    payload = cache.world.guild_create_payload(guild_id, presences=True)
+    await cache.apply("GUILD_CREATE", payload)
+    keys_ = cache.reader.keys
+    member_bucket, user_bucket = keys_.member_bucket(guild_id, user_id), keys_.user_bucket(user_id)
+    assert await redis_client.object("encoding", member_bucket) == b"listpack"
+    assert await redis_client.object("encoding", user_bucket) == b"listpack"
+    found = await cache.reader.get_member(guild_id, user_id)
+    assert found is not None
+    assert found.username == "u" * 32
+    assert found.nickname == "n" * 32
+    assert [str(r) for r in found.role_ids if r != guild_id] == role_ids
+    [snap] = await cache.reader.snapshots(
+        [snapshot.SnapshotRequest(guild_id=guild_id, user_ids=[user_id])]
+    )
+    assert codec.member_role_ids(snap.members[user_id]) == [int(r) for r in role_ids]
+    assert codec.decode_user(user_id, snap.users[user_id])["global_name"] == "g" * 32
+    channel_id = int(payload["channels"][0]["id"])
+    permissions = await cache.reader.member_permissions(guild_id, user_id, channel_id)
+    assert permissions is not None
+    assert int(permissions) & (1 << 39)  # granted by the 40th role only
+    # Fewer roles: the shorter member is read, not the pieces the longer one left.
+    member["roles"] = role_ids[:1]
+    await cache.apply("GUILD_MEMBER_UPDATE", {**member, "guild_id": str(guild_id)})
+    shorter = await cache.reader.get_member(guild_id, user_id)
+    assert shorter is not None
+    assert [str(r) for r in shorter.role_ids if r != guild_id] == role_ids[:1]
+    # Removed: no piece stays behind.
+    await cache.apply(
+        "GUILD_MEMBER_REMOVE", {"guild_id": str(guild_id), "user": {"id": str(user_id)}}
+    )
+    fields = await redis_client.hkeys(member_bucket)
+    assert not [f for f in fields if f.startswith(codec.pair_bytes(guild_id, user_id))]
