@@ -82,6 +82,10 @@ def guild_payloads(args: argparse.Namespace, guilds: int) -> typing.Iterator[Jso
         payload["members"] = members
         payload["member_count"] = len(members)
         yield payload
+        # Forgotten once made: the world's channel lookups scan every channel it holds.
+        discord.guilds.pop(guild_id, None)
+        discord.members.pop(guild_id, None)
+        discord.channels.clear()
 
 
 async def write_naive(redis: aioredis.Redis, prefix: str, payloads: list[Json]) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from shared import keys
 from shared.cache import codec, layout, snapshot
-from tests.shared.cache.conftest import guild_with, make_cache
+from tests.shared.cache.conftest import Cache, guild_with, make_cache
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -104,8 +104,8 @@ def test_layouts_differ_only_in_the_buckets() -> None:
 async def test_a_small_layout_caches_and_answers_members(
     redis_client: aioredis.Redis, namespace: str
 ) -> None:
-    # Written and read (models, snapshots, permissions) through the smallest layout, where
-    # every guild's members share few buckets.
+    # Written and read (models, permissions) through the smallest layout, where every
+    # guild's members share few buckets.
     cache = make_cache(redis_client, namespace, bucket_bits=4)
     small = cache.reader.keys
     payload = guild_with(cache, members=40)
@@ -117,13 +117,23 @@ async def test_a_small_layout_caches_and_answers_members(
         assert found is not None
         assert found.username == member["user"]["username"]
     user_ids = [int(m["user"]["id"]) for m in payload["members"]]
+    channel_id = int(payload["channels"][0]["id"])
+    assert await cache.reader.member_permissions(guild_id, user_ids[0], channel_id) is not None
+    assert len({small.member_bucket(guild_id, u) for u in user_ids}) <= 2**4
+
+
+async def test_a_small_layout_answers_snapshots(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    cache = make_cache(redis_client, namespace, bucket_bits=4)
+    payload = guild_with(cache, members=40)
+    guild_id = int(payload["id"])
+    await cache.apply("GUILD_CREATE", payload)
+    user_ids = [int(m["user"]["id"]) for m in payload["members"]]
     [snap] = await cache.reader.snapshots(
         [snapshot.SnapshotRequest(guild_id=guild_id, user_ids=user_ids)]
     )
     assert set(snap.members) == set(snap.users) == set(user_ids)
-    channel_id = int(payload["channels"][0]["id"])
-    assert await cache.reader.member_permissions(guild_id, user_ids[0], channel_id) is not None
-    assert len({small.member_bucket(guild_id, u) for u in user_ids}) <= 2**4
 
 
 async def test_the_first_process_records_the_layout_and_others_must_match(
@@ -172,12 +182,8 @@ def many_roles(cache_world: typing.Any, guild: dict[str, typing.Any], count: int
     return role_ids
 
 
-async def test_long_members_and_users_keep_their_bucket_a_listpack(
-    redis_client: aioredis.Redis, namespace: str
-) -> None:
-    # A member with 40 roles (336 bytes packed) and a user with long names: stored in
-    # pieces, so their bucket stays listpack-encoded, and read back whole by every reader.
-    cache = make_cache(redis_client, namespace, bucket_bits=4)
+async def long_member(cache: Cache) -> tuple[int, int, list[str], typing.Any]:
+    """A member with 40 roles (336 bytes packed) of a user with long names, cached."""
     guild = cache.world.add_guild("g", channels=1)
     guild_id = int(guild["id"])
     role_ids = many_roles(cache.world, guild, 40)
@@ -190,6 +196,28 @@ async def test_long_members_and_users_keep_their_bucket_a_listpack(
     user_id = int(long_user["id"])
     payload = cache.world.guild_create_payload(guild_id, presences=True)
     await cache.apply("GUILD_CREATE", payload)
+    return guild_id, user_id, role_ids, payload
+
+
+async def test_long_members_and_users_are_read_whole_by_snapshots(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    cache = make_cache(redis_client, namespace, bucket_bits=4)
+    guild_id, user_id, role_ids, _ = await long_member(cache)
+    [snap] = await cache.reader.snapshots(
+        [snapshot.SnapshotRequest(guild_id=guild_id, user_ids=[user_id])]
+    )
+    assert codec.member_role_ids(snap.members[user_id]) == [int(r) for r in role_ids]
+    assert codec.decode_user(user_id, snap.users[user_id])["global_name"] == "g" * 32
+
+
+async def test_long_members_and_users_keep_their_bucket_a_listpack(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    # Stored in pieces, so their bucket stays listpack-encoded, and read back whole.
+    cache = make_cache(redis_client, namespace, bucket_bits=4)
+    guild_id, user_id, role_ids, payload = await long_member(cache)
+    member = cache.world.members[guild_id][user_id]
     keys_ = cache.reader.keys
     member_bucket, user_bucket = keys_.member_bucket(guild_id, user_id), keys_.user_bucket(user_id)
     assert await redis_client.object("encoding", member_bucket) == b"listpack"
@@ -199,11 +227,6 @@ async def test_long_members_and_users_keep_their_bucket_a_listpack(
     assert found.username == "u" * 32
     assert found.nickname == "n" * 32
     assert [str(r) for r in found.role_ids if r != guild_id] == role_ids
-    [snap] = await cache.reader.snapshots(
-        [snapshot.SnapshotRequest(guild_id=guild_id, user_ids=[user_id])]
-    )
-    assert codec.member_role_ids(snap.members[user_id]) == [int(r) for r in role_ids]
-    assert codec.decode_user(user_id, snap.users[user_id])["global_name"] == "g" * 32
     channel_id = int(payload["channels"][0]["id"])
     permissions = await cache.reader.member_permissions(guild_id, user_id, channel_id)
     assert permissions is not None
