@@ -78,8 +78,8 @@ HEALTH_TTL: typing.Final[int] = 30
 #: and at an average of 80 (a population 1.25 to 2.5 times the configured one) about 126.
 CACHE_BUCKET_FILL: typing.Final[int] = 64
 #: ``CACHE_MEMBERS`` when unset: 2**14 buckets, from 32 to 64 entries each between 500,000 and
-#: 1 million members; a smaller cache pays more per member (a bucket's own cost, about 100
-#: bytes, over fewer entries), a larger one may use up to 1.25 times as many safely.
+#: 1 million members; a smaller cache pays more per member (each bucket's own cost shared by
+#: fewer entries), a larger one may hold up to 1.25 times as many safely.
 DEFAULT_CACHE_MEMBERS: typing.Final[int] = 1_000_000
 #: Whatever the population, never fewer buckets than this (a cluster still spreads them) nor
 #: more (2**26 buckets of 64 hold 4 billion members).
