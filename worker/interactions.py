@@ -28,7 +28,8 @@ _LOGGER = logging.getLogger("shardline.worker.interactions")
 #: Seconds after the gateway received an interaction at which the worker defers it: a whole
 #: second left for the deferral's REST call on a busy machine (0.5 s was missed under load).
 DEFER_AFTER: typing.Final[float] = 2.0
-_COMPONENT_TYPES: typing.Final = frozenset({3, 5})  # component, modal submit
+_COMPONENT: typing.Final = 3
+_MODAL_SUBMIT: typing.Final = 5
 
 
 class ModalAfterDeferralError(RuntimeError):
@@ -135,7 +136,11 @@ class InteractionAwareRest:
             yield
             return
         interaction_id = int(payload["id"])
-        component = kind in _COMPONENT_TYPES
+        # A click, or a modal a click opened, has a message to update (Interaction Object:
+        # ``message``, "for components or modals triggered by components"); a modal a command
+        # opened has none, so it is deferred as a command is (Interaction Callback Type 6
+        # DEFERRED_UPDATE_MESSAGE is "only valid for component-based interactions").
+        component = kind == _COMPONENT or (kind == _MODAL_SUBMIT and "message" in payload)
         state = _State(int(payload["application_id"]), payload["token"], component)
         self._states[interaction_id] = state
         timer: asyncio.Task[None] | None = None

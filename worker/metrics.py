@@ -7,6 +7,7 @@ import typing
 from prometheus_client import core, registry
 
 from worker import consumer as consumer_module
+from worker import event_view
 
 if typing.TYPE_CHECKING:
     import collections.abc
@@ -82,6 +83,15 @@ class WorkerCollector(registry.Collector):
                 labels=base,
             ),
             stats.retried,
+        )  # fmt: skip
+        yield one(
+            counter(
+                "shardline_worker_event_cache_reads_failed",
+                "reads for hikari's event helpers that failed: their events' helpers answered "
+                "None (Redis down or past its deadline)",
+                labels=base,
+            ),
+            event_view.STATS.failures,
         )  # fmt: skip
         yield _histogram(
             "shardline_worker_handler_seconds", "handler latency", [*base, "event"],

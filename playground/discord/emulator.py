@@ -18,7 +18,7 @@ import typing
 
 from aiohttp import web
 
-from playground.discord import gateway, protocol, ratelimit, records, rest, world
+from playground.discord import gateway, interaction_data, protocol, ratelimit, records, rest, world
 from shared import sharding
 
 Json = dict[str, typing.Any]
@@ -48,6 +48,8 @@ class DiscordEmulator:
         self.token = token if token is not None else world.make_bot_token(self.world.bot_id)
         token = self.token
         self.records = records.Records()
+        #: Files users attached to ATTACHMENT options, by attachment id.
+        self.uploads: dict[int, Json] = {}
         self.gateway = gateway.GatewayServer(
             self.world, self.records, gateway_options or gateway.GatewayOptions(), token=token
         )
@@ -173,13 +175,19 @@ class DiscordEmulator:
 
     # --- what users do ----------------------------------------------------------------------
 
-    def send_message(self, channel_id: int, author: Json, content: str) -> Json:
-        """A user posts a message: stored, and dispatched as MESSAGE_CREATE to its shard."""
+    def send_message(
+        self, channel_id: int, author: Json, content: str, *, files: list[Json] | None = None
+    ) -> Json:
+        """A user posts a message (with ``files`` from :meth:`upload`, as its attachments):
+        stored, and dispatched as MESSAGE_CREATE to its shard."""
         channel = self.world.channels[channel_id]
         guild_id = channel.get("guild_id")
         if guild_id is not None and int(author["id"]) not in self.world.members[int(guild_id)]:
             self.world.add_member(int(guild_id), author)
-        return self.rest.post_message(channel_id, author, {"content": content})
+        attachments = [{k: v for k, v in f.items() if k != "ephemeral"} for f in files or ()]
+        return self.rest.post_message(
+            channel_id, author, {"content": content}, attachments=attachments
+        )
 
     def send_interaction(
         self,
@@ -198,20 +206,18 @@ class DiscordEmulator:
         member = self.world.members[guild_id].get(int(user["id"])) or self.world.add_member(
             guild_id, user
         )
+        if data is None:
+            resolver = interaction_data.Resolver(self.world, guild_id, channel_id, self.uploads)
+            data = interaction_data.command_data(
+                resolver, self._command_id(guild_id, name, 1), name, options
+            )
         interaction_id = self.world.snowflakes.next()
         token = self.world.new_token()
         payload: Json = {
             "id": str(interaction_id),
             "application_id": str(self.world.application_id),
             "type": kind,
-            "data": data
-            if data is not None
-            else {
-                "id": str(self.world.snowflakes.next()),
-                "name": name,
-                "type": 1,
-                "options": options or [],
-            },
+            "data": data,
             "guild_id": str(guild_id),
             "channel_id": str(channel_id),
             "channel": dict(channel),
@@ -238,6 +244,50 @@ class DiscordEmulator:
         self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=guild_id)
         return interaction
 
+    def _command_id(self, guild_id: int, name: str, kind: int) -> int:
+        """The registered command's id (guild, then global), or a fresh one."""
+        for scope in (guild_id, None):
+            for command in self.world.commands.get(scope, {}).values():
+                if command["name"] == name and command["type"] == kind:
+                    return int(command["id"])
+        return self.world.snowflakes.next()
+
+    def run_user_command(
+        self, channel_id: int, user: Json, name: str, target: Json
+    ) -> rest.Interaction:
+        """A user picks the USER command ``name`` in ``target``'s context menu."""
+        return self._run_menu(channel_id, user, name, 2, int(target["id"]))
+
+    def run_message_command(self, message: Json, user: Json, name: str) -> rest.Interaction:
+        """A user picks the MESSAGE command ``name`` in ``message``'s context menu."""
+        return self._run_menu(int(message["channel_id"]), user, name, 3, int(message["id"]))
+
+    def _run_menu(
+        self, channel_id: int, user: Json, name: str, kind: int, target_id: int
+    ) -> rest.Interaction:
+        guild_id = int(self.world.channels[channel_id]["guild_id"])
+        resolver = interaction_data.Resolver(self.world, guild_id, channel_id, self.uploads)
+        data = interaction_data.menu_data(
+            resolver, self._command_id(guild_id, name, kind), name, kind, target_id
+        )
+        return self.send_interaction(channel_id, user, name, data=data)
+
+    def upload(self, filename: str, content_type: str, size: int) -> Json:
+        """A file a user attaches to an ATTACHMENT option: its attachment object (Channel
+        Resource > Attachment Object), to name by ``id`` as the option's value."""
+        attachment_id = self.world.snowflakes.next()
+        url = (
+            "https://cdn.discordapp.com/ephemeral-attachments/"
+            f"{self.world.application_id}/{attachment_id}/{filename}"
+        )
+        attachment: Json = {
+            "id": str(attachment_id), "filename": filename, "size": size, "url": url,
+            "proxy_url": url.replace("cdn.discordapp.com", "media.discordapp.net"),
+            "content_type": content_type, "ephemeral": True,
+        }  # fmt: skip
+        self.uploads[attachment_id] = attachment
+        return attachment
+
     def click(
         self,
         message: Json,
@@ -246,7 +296,12 @@ class DiscordEmulator:
         *,
         values: list[str] | None = None,
     ) -> rest.Interaction:
-        """A user clicks a button (or, with ``values``, picks in a select) of ``message``."""
+        """A user clicks a button (or, with ``values``, picks in a select) of ``message``.
+        Only a component the message has can be clicked (Discord sends MESSAGE_COMPONENT
+        interactions for the message's own components, with their ``custom_id``)."""
+        stored = self.world.messages.get(int(message["channel_id"]), {}).get(int(message["id"]))
+        if custom_id not in _custom_ids((stored or message).get("components") or []):
+            raise ValueError(f"message {message['id']} has no component {custom_id!r}")
         data: Json = {"custom_id": custom_id, "component_type": 3 if values is not None else 2}
         if values is not None:
             data["values"] = values
@@ -287,6 +342,9 @@ class DiscordEmulator:
             "",
             kind=5,
             data={"custom_id": modal["custom_id"], "components": rows},
+            # Interaction Object ``message``: "for components or modals triggered by
+            # components, the message they were attached to".
+            message=opened.payload.get("message"),
         )
 
     def dispatch(self, event: str, data: Json, *, guild_id: int | None = None) -> int:
@@ -336,3 +394,15 @@ class DiscordEmulator:
             for shard_id, session in self.gateway.shards.items()
             if session.connection is not None and not session.connection.closed
         )
+
+
+def _custom_ids(components: list[Json]) -> set[str]:
+    found: set[str] = set()
+    for component in components:
+        if "custom_id" in component:
+            found.add(component["custom_id"])
+        found |= _custom_ids(component.get("components") or [])
+        accessory = component.get("accessory")
+        if accessory:
+            found |= _custom_ids([accessory])
+    return found

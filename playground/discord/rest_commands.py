@@ -3,10 +3,9 @@ name), overwrite in bulk (keeping the ids of commands that stay), delete."""
 
 from __future__ import annotations
 
-import re
 import typing
 
-from playground.discord import rest_routing, rest_state
+from playground.discord import command_rules, rest_routing, rest_state
 
 if typing.TYPE_CHECKING:
     from aiohttp import web
@@ -24,38 +23,54 @@ def _command_scope(api: rest_state.RestState, p: dict[str, str]) -> dict[int, Js
     return api.world.commands.setdefault(guild_id, {})
 
 
+def _invalid(errors: Json) -> rest_state.DiscordHTTPError:
+    return rest_state.DiscordHTTPError(400, 50035, "Invalid Form Body", errors)
+
+
 def _make_command(api: rest_state.RestState, p: dict[str, str], body: typing.Any) -> Json:
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-        raise rest_state.DiscordHTTPError(
-            400, 50035, "Invalid Form Body", {"name": {"_errors": []}}
-        )
-    name = body["name"]
-    if not re.fullmatch(r"[-_\w]{1,32}", name) or name != name.lower():
-        raise rest_state.DiscordHTTPError(
-            400, 50035, "Invalid Form Body", {"name": {"_errors": []}}
-        )
+        raise _invalid({"name": {"_errors": []}})
+    kind = body.get("type", 1)
+    if kind not in command_rules.COMMAND_TYPES:
+        raise _invalid({"type": {"_errors": []}})
+    errors = command_rules.command_errors(body, kind)
+    if errors:
+        raise _invalid(errors)
     command = {
         "id": str(api.world.snowflakes.next()),
         "application_id": str(api.world.application_id),
         "version": str(api.world.snowflakes.next()),
-        "type": body.get("type", 1),
-        "name": name,
-        "description": body.get("description", ""),
-        "options": body.get("options", []),
+        "type": kind,
+        "name": body["name"],
+        # Application Command Object: "Empty string for USER and MESSAGE commands".
+        "description": body.get("description", "") if kind == 1 else "",
+        "options": [command_rules.stored_option(o) for o in body.get("options") or []],
         "default_member_permissions": body.get("default_member_permissions"),
         "nsfw": body.get("nsfw", False),
         "contexts": body.get("contexts"),
         "integration_types": body.get("integration_types", [0]),
+        **command_rules.localizations(body),
     }
     if "guild_id" in p:
         command["guild_id"] = p["guild_id"]
     return command
 
 
+def _listed(command: Json, request: web.Request) -> Json:
+    """Application Commands > Retrieving localized commands: the batch GET returns the full
+    ``name_localizations`` / ``description_localizations`` only with ``?with_localizations=
+    true``; otherwise ``name_localized`` / ``description_localized`` for the requester's locale
+    (the ``X-Discord-Locale`` header, then ``Accept-Language``), absent when not localised."""
+    if request.query.get("with_localizations", "").lower() == "true":
+        return command
+    locale = request.headers.get("X-Discord-Locale") or request.headers.get("Accept-Language")
+    return command_rules.localized(command, locale)
+
+
 def _list_commands(
-    api: rest_state.RestState, _r: web.Request, p: dict[str, str], _b: typing.Any
+    api: rest_state.RestState, request: web.Request, p: dict[str, str], _b: typing.Any
 ) -> list[Json]:
-    return list(_command_scope(api, p).values())
+    return [_listed(c, request) for c in _command_scope(api, p).values()]
 
 
 def _create_command(

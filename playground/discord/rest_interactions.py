@@ -40,6 +40,13 @@ def _interaction_callback(
         )
     if b["type"] == 9:
         _check_modal(interaction, b.get("data"))
+    if b["type"] in (6, 7) and "message" not in interaction.payload:
+        # Interaction Callback Type: DEFERRED_UPDATE_MESSAGE and UPDATE_MESSAGE are "only valid
+        # for component-based interactions" (a click, or a modal a click opened): there is no
+        # message to update otherwise.
+        raise rest_state.DiscordHTTPError(
+            400, 50035, "Invalid Form Body", {"type": {"_errors": []}}
+        )
     interaction.response_type = b["type"]
     interaction.response = b
     interaction.answered.set()

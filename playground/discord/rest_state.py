@@ -91,7 +91,10 @@ class RestState:
             raise DiscordHTTPError(404, 10004, "Unknown Guild")
         return guild
 
-    def post_message(self, channel_id: int, author: Json, body: Json) -> Json:
+    def post_message(
+        self, channel_id: int, author: Json, body: Json, *, attachments: list[Json] | None = None
+    ) -> Json:
+        """``attachments``: the files a user's message carries (Attachment Object)."""
         channel = self.channel(channel_id)
         guild_id = int(channel["guild_id"]) if channel.get("guild_id") else None
         member = None
@@ -103,6 +106,8 @@ class RestState:
         for key in ("embeds", "components", "tts", "flags"):
             if key in body:
                 message[key] = body[key]
+        if attachments:
+            message["attachments"] = list(attachments)
         number_components(message["components"])
         message["mentions"] = [
             self.world.users[int(user_id)]

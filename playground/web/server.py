@@ -304,6 +304,14 @@ class Playground:
         options = body.get("options") or []
         if not isinstance(options, list):
             raise BadRequest("options must be a list")
+        if kind == 2:  # APPLICATION_COMMAND: the emulator resolves what its options name
+            try:
+                interaction = self.discord.send_interaction(
+                    channel_id, user, command["name"], options
+                )
+            except (ValueError, TypeError, AttributeError) as exc:  # ids naming nothing
+                raise BadRequest(f"bad options: {exc}") from None
+            return interaction, str(command["name"]), channel_id
         data = {"id": command["id"], "name": command["name"], "type": 1, "options": options}
         interaction = self.discord.send_interaction(
             channel_id, user, command["name"], kind=kind, data=data

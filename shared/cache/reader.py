@@ -13,7 +13,7 @@ import hikari
 import orjson
 
 from shared import keys, redis_client
-from shared.cache import codec, permissions
+from shared.cache import codec, permissions, snapshot
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -81,6 +81,14 @@ class CacheReader:
         self._permission_inputs = redis.register_script(_PERMISSION_INPUTS)
         self._guild_permission_inputs = redis.register_script(_GUILD_PERMISSION_INPUTS)
         self._cluster = redis_client.is_cluster(redis)
+        self._snapshot = snapshot.register(redis)
+
+    @property
+    def settings(self) -> hikari.impl.CacheSettings:
+        """hikari's ``Cache.settings``: none of its synchronous components, since this cache is
+        asynchronous. A framework handed it as ``bot.cache`` (tanjun checks its converters
+        against these components when they are added) then relies on none of them."""
+        return hikari.impl.CacheSettings(components=hikari.api.CacheComponents.NONE)
 
     # --- raw JSON ---------------------------------------------------------------------------
 
@@ -126,6 +134,12 @@ class CacheReader:
             else {"id": str(user_id), "username": "", "discriminator": "0", "avatar": None}
         )
         return member
+
+    async def snapshots(
+        self, requests: typing.Sequence[snapshot.SnapshotRequest]
+    ) -> list[snapshot.Snapshot]:
+        """What each event names, for hikari's synchronous getters; one round trip for all."""
+        return await snapshot.read(self._snapshot, self.keys, requests)
 
     # --- models -----------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ import typing
 
 import hikari
 
+from worker.commands import modals
+
 if typing.TYPE_CHECKING:
     from worker import traits
     from worker.commands import model, prompts
@@ -77,6 +79,16 @@ class Context:
             hikari.ResponseType.DEFERRED_MESSAGE_CREATE,
             flags=hikari.MessageFlag.EPHEMERAL if ephemeral else hikari.MessageFlag.NONE,
         )
+
+    async def respond_with_modal(
+        self, title: str, custom_id: str, *fields: modals.TextInput
+    ) -> None:
+        """Open a modal (the first response only: declare the command ``opens_modal=True``
+        so the worker never defers it). Route its submission with ``@bot.modal(pattern)``."""
+        if self.interaction is None:
+            raise TypeError("a prefix command cannot open a modal; only interactions can")
+        self.responded = True
+        await modals.open_modal(self.interaction, title, custom_id, fields)
 
     async def prompt(
         self,

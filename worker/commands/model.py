@@ -4,10 +4,11 @@ command."""
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing
 
 import hikari
+
+from worker.commands import locales
 
 if typing.TYPE_CHECKING:
     from worker.commands import context
@@ -16,9 +17,14 @@ if typing.TYPE_CHECKING:
 __all__: typing.Sequence[str] = ("Check", "Command", "Cooldown", "MaxConcurrency")
 
 Callback = typing.Callable[..., typing.Coroutine[typing.Any, typing.Any, None]]
+#: Called with the context (a command's ``Context``, or a ``ComponentContext`` for a click or
+#: a modal) and the exception its handler raised: returns when it handled it, raises (the same
+#: exception or another) to pass it on (arc's convention).
+ErrorHandler = typing.Callable[
+    [typing.Any, Exception], typing.Coroutine[typing.Any, typing.Any, None]
+]
 #: A check answers None (pass) or the reason it fails, which the user is told.
 Check = typing.Callable[["context.Context"], typing.Awaitable[str | None]]
-_NAME: typing.Final = re.compile(r"^[-_\w]{1,32}$")
 SCOPES: typing.Final = frozenset({"user", "channel", "guild", "global"})
 
 
@@ -69,12 +75,33 @@ class Command:
     #: The handler may answer a slash invocation with a modal: never auto-deferred, it has
     #: Discord's whole 3 s for its first response (see ``worker.interactions``).
     opens_modal: bool = False
+    #: Application Command Types: 1 CHAT_INPUT (slash), 2 USER and 3 MESSAGE (context menus,
+    #: whose callback takes the member or message the menu was opened on).
+    type: hikari.CommandType = hikari.CommandType.SLASH
+    name_localizations: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
+    description_localizations: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: This command's own error handler, tried before the bot's.
+    on_error: ErrorHandler | None = None
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name) or self.name != self.name.lower():
-            raise ValueError(f"command name {self.name!r}: 1-32 lowercase letters, digits, - or _")
-        if not 1 <= len(self.description) <= 100:
-            raise ValueError(f"command {self.name!r}: a description of 1-100 characters")
+        menu = self.type is not hikari.CommandType.SLASH
+        what = f"command {self.name!r}"
+        if menu:
+            locales.check_menu_name(what, self.name)
+            # Application Command Object: "description ... Empty string for USER and MESSAGE
+            # commands".
+            if self.description:
+                raise ValueError(f"{what}: context menu commands have no description")
+        else:
+            locales.check_slash_name(what, self.name)
+            if not 1 <= len(self.description) <= locales.DESCRIPTION_LIMIT:
+                raise ValueError(f"{what}: a description of 1-100 characters")
+        locales.check(what, self.name_localizations, self.description_localizations, menu=menu)
+        self.name_localizations = locales.differing(self.name_localizations, self.name)
+        self.description_localizations = locales.differing(
+            self.description_localizations, self.description
+        )
+        locales.check_option_names(what, [(o.name, o.name_localizations) for o in self.options])
         seen_optional = False
         for spec in self.options:
             if spec.required and seen_optional:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import inspect
 import math
+import operator
 import re
 import shlex
 import types
 import typing
 
 import hikari
+
+from worker.commands import locales
 
 __all__: typing.Sequence[str] = (
     "ArgumentError",
@@ -44,7 +48,9 @@ class Kind(enum.IntEnum):
     USER = 6
     CHANNEL = 7
     ROLE = 8
+    MENTIONABLE = 9
     NUMBER = 10
+    ATTACHMENT = 11
 
 
 _KINDS: typing.Final[dict[object, Kind]] = {
@@ -58,6 +64,29 @@ _KINDS: typing.Final[dict[object, Kind]] = {
     hikari.PartialChannel: Kind.CHANNEL,
     hikari.GuildChannel: Kind.CHANNEL,
     hikari.Role: Kind.ROLE,
+    hikari.InteractionChannel: Kind.CHANNEL,
+    hikari.Attachment: Kind.ATTACHMENT,
+}
+#: Application Commands > Application Command Option Type: MENTIONABLE "includes users and
+#: roles"; declared as ``hikari.User | hikari.Role`` (or with Member), as arc does.
+_MENTIONABLE_PARTS: typing.Final = frozenset(
+    {hikari.User, hikari.Member, hikari.InteractionMember, hikari.Role}
+)
+#: The concrete channel classes and the channel type each stands for (Channel Object >
+#: Channel Types); an annotation's ``channel_types`` are those of the classes it covers.
+_CHANNEL_CLASSES: typing.Final[dict[type[hikari.PartialChannel], hikari.ChannelType]] = {
+    hikari.GuildTextChannel: hikari.ChannelType.GUILD_TEXT,
+    hikari.DMChannel: hikari.ChannelType.DM,
+    hikari.GuildVoiceChannel: hikari.ChannelType.GUILD_VOICE,
+    hikari.GroupDMChannel: hikari.ChannelType.GROUP_DM,
+    hikari.GuildCategory: hikari.ChannelType.GUILD_CATEGORY,
+    hikari.GuildNewsChannel: hikari.ChannelType.GUILD_NEWS,
+    hikari.GuildNewsThread: hikari.ChannelType.GUILD_NEWS_THREAD,
+    hikari.GuildPublicThread: hikari.ChannelType.GUILD_PUBLIC_THREAD,
+    hikari.GuildPrivateThread: hikari.ChannelType.GUILD_PRIVATE_THREAD,
+    hikari.GuildStageChannel: hikari.ChannelType.GUILD_STAGE,
+    hikari.GuildForumChannel: hikari.ChannelType.GUILD_FORUM,
+    hikari.GuildMediaChannel: hikari.ChannelType.GUILD_MEDIA,
 }
 
 
@@ -75,6 +104,8 @@ class _Declared:
     max: float | None
     choices: tuple[str | int | float, ...] | None
     autocomplete: Autocomplete | None = None
+    name_localizations: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
+    description_localizations: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def option(
@@ -85,11 +116,16 @@ def option(
     max: float | None = None,  # noqa: A002
     choices: typing.Sequence[str | int | float] | None = None,
     autocomplete: Autocomplete | None = None,
+    name_localizations: typing.Mapping[str, str] | None = None,
+    description_localizations: typing.Mapping[str, str] | None = None,
 ) -> typing.Any:
-    """Describe an option in the callback's signature (its type comes from the annotation)."""
+    """Describe an option in the callback's signature (its type comes from the annotation).
+    ``name_localizations`` / ``description_localizations`` map a Discord locale (``"fr"``,
+    ``"pt-BR"``) to the name or description users of that language see."""
     return _Declared(
-        description, default, min, max, tuple(choices) if choices else None, autocomplete
-    )
+        description, default, min, max, tuple(choices) if choices else None, autocomplete,
+        dict(name_localizations or {}), dict(description_localizations or {}),
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,10 +140,17 @@ class OptionSpec:
     max: float | None = None
     choices: tuple[str | int | float, ...] | None = None
     autocomplete: Autocomplete | None = None
+    #: For a channel option: the channel types the annotation allows (empty: any).
+    channel_types: tuple[int, ...] = ()
+    name_localizations: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
+    description_localizations: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def wants_member(self) -> bool:
-        return self.annotation in (hikari.Member, hikari.InteractionMember)
+        return self.annotation in (hikari.Member, hikari.InteractionMember) or (
+            self.kind is Kind.MENTIONABLE
+            and any(a in (hikari.Member, hikari.InteractionMember) for a in _parts(self.annotation))
+        )
 
     def usage(self) -> str:
         return f"<{self.name}>" if self.required else f"[{self.name}]"
@@ -127,6 +170,13 @@ class OptionSpec:
             if self.max is not None and measured > self.max:
                 raise ArgumentError(f"`{self.name}` must be at most {_num(self.max)}{_unit(self)}.")
         return value
+
+    def check_channel(self, channel: hikari.PartialChannel) -> hikari.PartialChannel:
+        """A prefix command's channel must be of a type the annotation allows (Discord's
+        picker only offers those for a slash command)."""
+        if self.channel_types and int(channel.type) not in self.channel_types:
+            raise ArgumentError(f"`{self.name}` cannot be that kind of channel.")
+        return channel
 
 
 def _num(value: float) -> str:
@@ -163,22 +213,54 @@ def options_of(callback: typing.Callable[..., typing.Any]) -> list[OptionSpec]:
         if typing.get_origin(base) is typing.Literal:
             choices = typing.get_args(base)
             base = type(choices[0])
-        kind = _KINDS.get(base)
+        kind, channel_types = _kind_of(base)
         if kind is None:
             raise TypeError(f"option {parameter.name!r}: unsupported type {annotation!r}")
+        locales.check(
+            f"option {parameter.name!r}", info.name_localizations,
+            info.description_localizations,
+        )  # fmt: skip
         specs.append(
             OptionSpec(
                 parameter.name, kind, base, info.description, required, default,
-                info.min, info.max, choices, info.autocomplete,
+                info.min, info.max, choices, info.autocomplete, channel_types,
+                locales.differing(info.name_localizations, parameter.name),
+                locales.differing(
+                    info.description_localizations, info.description or parameter.name
+                ),
             )
         )  # fmt: skip
     return specs
 
 
+def _parts(annotation: object) -> tuple[object, ...]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return tuple(a for a in typing.get_args(annotation) if a is not type(None))
+    return (annotation,)
+
+
+def _kind_of(base: object) -> tuple[Kind | None, tuple[int, ...]]:
+    """The option type an annotation declares, and a channel option's channel types."""
+    parts = _parts(base)
+    if len(parts) > 1 and hikari.Role in parts and set(parts) <= _MENTIONABLE_PARTS:
+        return Kind.MENTIONABLE, ()
+    if all(isinstance(p, type) and issubclass(p, hikari.PartialChannel) for p in parts):
+        allowed: set[int] = set()
+        for part in parts:
+            assert isinstance(part, type)  # checked just above
+            if part in (hikari.PartialChannel, hikari.InteractionChannel):
+                return Kind.CHANNEL, ()
+            allowed |= {int(t) for c, t in _CHANNEL_CLASSES.items() if issubclass(c, part)}
+        return (Kind.CHANNEL, tuple(sorted(allowed))) if allowed else (None, ())
+    return (_KINDS.get(base) if len(parts) == 1 else None), ()
+
+
 def _unwrap_optional(annotation: object) -> object:
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, type(int | None)) and len(args) == 1:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
         return args[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) > 1:
+        return functools.reduce(operator.or_, args)
     return annotation
 
 
@@ -231,19 +313,41 @@ def convert_word(spec: OptionSpec, word: str) -> typing.Any:
         if lowered in _FALSE:
             return False
         raise ArgumentError(f"`{spec.name}` must be yes or no, not {shown(word)}.")
+    if spec.kind is Kind.ATTACHMENT:
+        raise ArgumentError(f"`{spec.name}`: attach a file to the message instead.")
+    return _convert_id(spec, word)
+
+
+def _convert_id(spec: OptionSpec, word: str) -> hikari.Snowflake | MentionId:
     match = _MENTION.match(word)
     wanted = {Kind.USER: "a user mention or id", Kind.CHANNEL: "a channel mention or id",
-              Kind.ROLE: "a role mention or id"}[spec.kind]  # fmt: skip
+              Kind.ROLE: "a role mention or id",
+              Kind.MENTIONABLE: "a user or role mention or id"}[spec.kind]  # fmt: skip
     if match is None:
         raise ArgumentError(f"`{spec.name}` must be {wanted}, not {shown(word)}.")
     sigil = match.group(1)
+    meant = None if sigil is None else _SIGILS[sigil]
     if (
-        sigil is not None
-        and {"@": Kind.USER, "@!": Kind.USER, "@&": Kind.ROLE, "#": Kind.CHANNEL}[sigil]
-        is not spec.kind
+        meant is not None
+        and meant is not spec.kind
+        and not (spec.kind is Kind.MENTIONABLE and meant in (Kind.USER, Kind.ROLE))
     ):
         raise ArgumentError(f"`{spec.name}` must be {wanted}, not {shown(word)}.")
     snowflake = int(match.group(2) or match.group(3))
     if snowflake >= _SNOWFLAKE_LIMIT:
         raise ArgumentError(f"`{spec.name}`: no such {spec.kind.name.lower()}.")
+    if spec.kind is Kind.MENTIONABLE:
+        return MentionId(hikari.Snowflake(snowflake), meant)
     return hikari.Snowflake(snowflake)
+
+
+_SIGILS: typing.Final = {"@": Kind.USER, "@!": Kind.USER, "@&": Kind.ROLE, "#": Kind.CHANNEL}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MentionId:
+    """A mentionable option's id from a prefix command: a user's or a role's (``kind``), or
+    either (a bare id: the router tries the guild's members, then its roles)."""
+
+    id: hikari.Snowflake
+    kind: Kind | None

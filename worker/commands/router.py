@@ -15,8 +15,8 @@ import typing
 import hikari
 
 from shared import redis_client
+from worker.commands import arguments, components, context_menus, cooldowns, modals, model, prompts
 from worker.commands import context as context_module
-from worker.commands import cooldowns, model, prompts
 from worker.commands import options as options_module
 
 if typing.TYPE_CHECKING:
@@ -37,6 +37,12 @@ class CommandRouter:
         self._bot = bot
         self.default_prefix = default_prefix
         self.commands: dict[str, model.Command] = {}
+        #: User and message context-menu commands, by (type, name).
+        self.menus: dict[tuple[hikari.CommandType, str], model.Command] = {}
+        self.component_routes = components.ComponentRoutes("component")
+        self.modal_routes = components.ComponentRoutes("modal")
+        #: Called for what a command's own ``on_error`` did not handle (``@bot.error_handler``).
+        self.on_error: model.ErrorHandler | None = None
         self._aliases: dict[str, str] = {}
         self._global_checks: list[model.Check] = []
         self._listening = False
@@ -64,8 +70,13 @@ class CommandRouter:
         aliases: typing.Sequence[str] = (),
         group: model.Command | None = None,
         opens_modal: bool = False,
+        name_localizations: typing.Mapping[str, str] | None = None,
+        description_localizations: typing.Mapping[str, str] | None = None,
+        on_error: model.ErrorHandler | None = None,
     ) -> typing.Callable[[model.Callback], model.Callback]:
-        """Register a command (a subcommand of ``group`` when given, see :meth:`group`)."""
+        """Register a command (a subcommand of ``group`` when given, see :meth:`group`).
+        ``on_error(ctx, exc)`` is tried first for what the callback raises (see
+        :meth:`error_handler`)."""
 
         def decorator(callback: model.Callback) -> model.Callback:
             command = model.Command(
@@ -86,6 +97,9 @@ class CommandRouter:
                 plugin=getattr(callback, "__module__", ""),
                 parent=group.name if group is not None else "",
                 opens_modal=opens_modal,
+                name_localizations=dict(name_localizations or {}),
+                description_localizations=dict(description_localizations or {}),
+                on_error=on_error,
             )
             if group is None:
                 self.add(command)
@@ -97,10 +111,22 @@ class CommandRouter:
 
         return decorator
 
-    def group(self, name: str, *, description: str, guild_only: bool = False) -> model.Command:
+    def group(
+        self,
+        name: str,
+        *,
+        description: str,
+        guild_only: bool = False,
+        name_localizations: typing.Mapping[str, str] | None = None,
+        description_localizations: typing.Mapping[str, str] | None = None,
+    ) -> model.Command:
         """A command that holds subcommands (``/config show``, ``!config show``); register them
         with ``@bot.command(..., group=the_group)``."""
-        holder = model.Command(name, description, None, [], guild_only=guild_only)
+        holder = model.Command(
+            name, description, None, [], guild_only=guild_only,
+            name_localizations=dict(name_localizations or {}),
+            description_localizations=dict(description_localizations or {}),
+        )  # fmt: skip
         self.add(holder)
         return holder
 
@@ -111,12 +137,101 @@ class CommandRouter:
         self.commands[command.name] = command
         for alias in command.aliases:
             self._aliases[alias] = command.name
+        self._listen()
+
+    def _listen(self) -> None:
         if not self._listening:
             # Listening binds MESSAGE_CREATE and INTERACTION_CREATE to the group's queue.
             self._bot.listen(hikari.GuildMessageCreateEvent)(self.on_message)
             self._bot.listen(hikari.DMMessageCreateEvent)(self.on_message)
             self._bot.listen(hikari.InteractionCreateEvent)(self.on_interaction)
             self._listening = True
+
+    def context_menu(  # noqa: PLR0913 - one keyword per thing a command declares
+        self,
+        kind: hikari.CommandType,
+        name: str,
+        *,
+        guild_only: bool = False,
+        owner_only: bool = False,
+        user_permissions: hikari.Permissions = hikari.Permissions.NONE,
+        checks: typing.Sequence[model.Check] = (),
+        cooldown: model.Cooldown | None = None,
+        opens_modal: bool = False,
+        name_localizations: typing.Mapping[str, str] | None = None,
+        on_error: model.ErrorHandler | None = None,
+    ) -> typing.Callable[[model.Callback], model.Callback]:
+        """A user (``callback(ctx, user)``) or message (``callback(ctx, message)``) command
+        in the context menu: a name of up to 32 characters, spaces allowed, no description."""
+
+        def decorator(callback: model.Callback) -> model.Callback:
+            command = model.Command(
+                name=name, description="", callback=callback, options=[],
+                guild_only=guild_only or bool(user_permissions), owner_only=owner_only,
+                user_permissions=user_permissions, checks=list(checks), cooldown=cooldown,
+                plugin=getattr(callback, "__module__", ""), opens_modal=opens_modal,
+                type=kind, name_localizations=dict(name_localizations or {}),
+                on_error=on_error,
+            )  # fmt: skip
+            if (kind, name) in self.menus:
+                raise ValueError(f"a {kind.name.lower()} command {name!r} already exists")
+            self.menus[kind, name] = command
+            self._listen()
+            return callback
+
+        return decorator
+
+    def component(
+        self,
+        pattern: str,
+        *,
+        opens_modal: bool = False,
+        on_error: model.ErrorHandler | None = None,
+    ) -> typing.Callable[[components.ComponentCallback], components.ComponentCallback]:
+        """Route clicks and selects whose ``custom_id`` matches ``pattern`` (see
+        ``worker.commands.components``) to ``callback(ctx)``, on any replica."""
+
+        def decorator(callback: components.ComponentCallback) -> components.ComponentCallback:
+            self.component_routes.add(
+                components.Route(
+                    pattern, callback, opens_modal, on_error, getattr(callback, "__module__", "")
+                )
+            )
+            self._listen()
+            return callback
+
+        return decorator
+
+    def modal(
+        self, pattern: str, *, on_error: model.ErrorHandler | None = None
+    ) -> typing.Callable[[components.ComponentCallback], components.ComponentCallback]:
+        """Route submitted modals whose ``custom_id`` matches ``pattern`` to
+        ``callback(ctx, **typed text inputs)`` (see ``worker.commands.modals``)."""
+
+        def decorator(callback: components.ComponentCallback) -> components.ComponentCallback:
+            fields = modals.fields_of(callback)
+            self.modal_routes.add(
+                components.Route(
+                    pattern, callback, False, on_error, getattr(callback, "__module__", ""),
+                    fields,
+                )
+            )  # fmt: skip
+            self._listen()
+            return callback
+
+        return decorator
+
+    def error_handler(self, callback: model.ErrorHandler) -> model.ErrorHandler:
+        """The bot's error handler: ``callback(ctx, exc)`` for an exception a command,
+        context menu, component or modal handler raised and its own ``on_error`` (if any)
+        did not handle. Returning means handled; raising (``exc`` or another) means not: the
+        error is logged and the user gets the default apology."""
+        self.on_error = callback
+        return callback
+
+    def synced(self) -> list[model.Command]:
+        """Every application command ``sync-commands`` registers: slash, then context menus."""
+        return [*self.commands.values(), *self.menus.values()]
 
     def check(self, callback: model.Check) -> model.Check:
         """A check every command runs first."""
@@ -127,10 +242,17 @@ class CommandRouter:
         return self.commands.get(self._aliases.get(name, name))
 
     def opens_modal(self, payload: dict[str, typing.Any]) -> bool:
-        """Whether the slash command an INTERACTION_CREATE runs is declared ``opens_modal``."""
+        """Whether the handler an INTERACTION_CREATE runs is declared ``opens_modal``."""
+        data = payload.get("data") or {}
+        if payload.get("type") == 3:  # MESSAGE_COMPONENT
+            found = self.component_routes.find(str(data.get("custom_id", "")))
+            return found is not None and found[0].opens_modal
         if payload.get("type") != 2:  # APPLICATION_COMMAND
             return False
-        data = payload.get("data") or {}
+        kind = data.get("type", 1)
+        if kind != hikari.CommandType.SLASH:
+            menu = self.menus.get((hikari.CommandType(kind), str(data.get("name", ""))))
+            return menu is not None and menu.opens_modal
         command = self.commands.get(str(data.get("name", "")))
         if command is None:
             return False
@@ -199,7 +321,7 @@ class CommandRouter:
             channel_id=message.channel_id, prefix=prefix, message=message,
         )  # fmt: skip
         try:
-            kwargs = await self._parse_words(ctx, command, rest)
+            kwargs = await arguments.from_words(self._bot, ctx, command, rest)
         except options_module.ArgumentError as exc:
             await self._tell(ctx, f"{exc}\nUsage: `{command.usage(prefix.strip())}`")
             return
@@ -207,13 +329,24 @@ class CommandRouter:
 
     async def on_interaction(self, event: hikari.InteractionCreateEvent) -> None:
         interaction = event.interaction
-        if isinstance(interaction, hikari.ComponentInteraction) and self.prompts is not None:
-            await self._offered(self.prompts.offer_component(interaction))
+        if isinstance(interaction, hikari.ComponentInteraction):
+            # A handler waiting for this very click (on any replica) takes it first.
+            if self.prompts is not None and await self._offered(
+                self.prompts.offer_component(interaction)
+            ):
+                return
+            await self._route(self.component_routes, interaction)
+            return
+        if isinstance(interaction, hikari.ModalInteraction):
+            await self._route(self.modal_routes, interaction)
             return
         if isinstance(interaction, hikari.AutocompleteInteraction):
             await self._autocomplete(interaction)
             return
         if not isinstance(interaction, hikari.CommandInteraction):
+            return
+        if interaction.command_type != hikari.CommandType.SLASH:
+            await self._run_menu(interaction)
             return
         command, given = self._resolve_slash(interaction.command_name, interaction.options)
         if command is None:
@@ -224,11 +357,80 @@ class CommandRouter:
             channel_id=interaction.channel_id, prefix="/", interaction=interaction,
         )  # fmt: skip
         try:
-            kwargs = self._parse_slash(command, given, interaction.resolved)
+            kwargs = arguments.from_slash(command, given, interaction.resolved)
         except options_module.ArgumentError as exc:
             await self._tell(ctx, str(exc))
             return
         await self._invoke(ctx, kwargs)
+
+    async def _run_menu(self, interaction: hikari.CommandInteraction) -> None:
+        command = self.menus.get(
+            (hikari.CommandType(interaction.command_type), interaction.command_name)
+        )
+        if command is None:
+            return
+        ctx = context_module.Context(
+            bot=self._bot, command=command, author=interaction.user,
+            member=interaction.member, guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id, prefix="/", interaction=interaction,
+        )  # fmt: skip
+        target = context_menus.target_of(interaction)
+        if target is None:
+            await self._tell(ctx, "Discord sent no target for this command.")
+            return
+        await self._invoke(ctx, {}, (target,))
+
+    async def _route(
+        self,
+        routes: components.ComponentRoutes,
+        interaction: hikari.ComponentInteraction | hikari.ModalInteraction,
+    ) -> None:
+        found = routes.find(interaction.custom_id)
+        if found is None:
+            return
+        route, captures = found
+        ctx = components.ComponentContext(self._bot, interaction, route, captures)
+        try:
+            kwargs: dict[str, typing.Any] = {}
+            if isinstance(interaction, hikari.ModalInteraction):
+                try:
+                    kwargs = modals.parse(route.fields, modals.submitted(interaction))
+                except options_module.ArgumentError as exc:
+                    await ctx.respond(str(exc), ephemeral=True)
+                    return
+            await route.callback(ctx, **kwargs)
+        except Exception as exc:
+            await self._failed(ctx, exc, route.on_error, route.pattern)
+
+    async def _failed(
+        self,
+        ctx: context_module.Context | components.ComponentContext,
+        exc: Exception,
+        own: model.ErrorHandler | None,
+        what: str,
+    ) -> None:
+        """The handler's ``on_error``, then the bot's: the first that returns handled it;
+        one that raises passes on what it raised. Unhandled: logged, and an apology."""
+        self.failures += 1
+        for handler in (own, self.on_error):
+            if handler is None:
+                continue
+            try:
+                await handler(ctx, exc)
+            except Exception as raised:
+                if raised is not exc:
+                    raised.__context__ = exc
+                exc = raised
+            else:
+                return
+        _LOGGER.error("command failed", extra={"command": what}, exc_info=exc)
+        if not ctx.responded:
+            try:
+                await ctx.respond(
+                    "Something went wrong running this command; it was logged.", ephemeral=True
+                )
+            except hikari.HTTPError as http_exc:
+                _LOGGER.warning("could not answer a command", extra={"error": str(http_exc)})
 
     async def _autocomplete(self, interaction: hikari.AutocompleteInteraction) -> None:
         """Suggestions for the option the user is typing in (at most Discord's 25)."""
@@ -260,64 +462,6 @@ class CommandRouter:
 
     # --- parsing ----------------------------------------------------------------------------
 
-    async def _parse_words(
-        self, ctx: context_module.Context, command: model.Command, text: str
-    ) -> dict[str, typing.Any]:
-        words = options_module.split_words(text)
-        kwargs: dict[str, typing.Any] = {}
-        for index, spec in enumerate(command.options):
-            last = index == len(command.options) - 1
-            if not words:
-                if spec.required:
-                    raise options_module.ArgumentError(f"`{spec.name}` is missing.")
-                kwargs[spec.name] = spec.default
-                continue
-            if last and spec.kind is options_module.Kind.STRING:
-                word, words = " ".join(words), []  # the last text option takes the rest
-            else:
-                word, words = words[0], words[1:]
-            value = options_module.convert_word(spec, word)
-            kwargs[spec.name] = await self._resolve(ctx, spec, value)
-        if words:
-            raise options_module.ArgumentError(
-                f"Too many words: {options_module.shown(' '.join(words))}."
-            )
-        return kwargs
-
-    async def _resolve(
-        self, ctx: context_module.Context, spec: options_module.OptionSpec, value: typing.Any
-    ) -> typing.Any:
-        """Ids from a prefix command as the objects the option's type promises."""
-        if not isinstance(value, hikari.Snowflake) or spec.kind in (
-            options_module.Kind.INTEGER,
-            options_module.Kind.NUMBER,
-        ):
-            return value
-        cache = self._bot.cache
-        found: typing.Any = None
-        try:
-            if spec.kind is options_module.Kind.USER:
-                if ctx.guild_id is not None and cache is not None:
-                    found = await cache.get_member(ctx.guild_id, value)
-                if found is None and spec.wants_member and ctx.guild_id is not None:
-                    found = await self._bot.rest.fetch_member(ctx.guild_id, value)
-                if found is None and not spec.wants_member:
-                    found = (await cache.get_user(value) if cache else None) or (
-                        await self._bot.rest.fetch_user(value)
-                    )
-            elif spec.kind is options_module.Kind.ROLE and ctx.guild_id is not None:
-                roles = await self._bot.rest.fetch_roles(ctx.guild_id)
-                found = next((r for r in roles if r.id == value), None)
-            elif spec.kind is options_module.Kind.CHANNEL:
-                found = await self._bot.rest.fetch_channel(value)
-        except (hikari.NotFoundError, hikari.ForbiddenError):
-            found = None
-        except redis_client.REDIS_ERRORS:
-            found = None
-        if found is None:
-            raise options_module.ArgumentError(f"`{spec.name}`: no such {spec.kind.name.lower()}.")
-        return found
-
     def _resolve_slash(
         self, name: str, options: typing.Sequence[hikari.CommandInteractionOption] | None
     ) -> tuple[model.Command | None, typing.Sequence[hikari.CommandInteractionOption]]:
@@ -329,48 +473,6 @@ class CommandRouter:
             command = command.subcommands.get(chosen.name) if chosen is not None else None
             given = list(chosen.options or ()) if chosen is not None else []
         return command, given
-
-    def _parse_slash(
-        self,
-        command: model.Command,
-        options: typing.Sequence[hikari.CommandInteractionOption],
-        resolved: hikari.ResolvedOptionData | None,
-    ) -> dict[str, typing.Any]:
-        given = {o.name: o.value for o in options}
-        kwargs: dict[str, typing.Any] = {}
-        for spec in command.options:
-            if spec.name not in given:
-                if spec.required:
-                    raise options_module.ArgumentError(f"`{spec.name}` is missing.")
-                kwargs[spec.name] = spec.default
-                continue
-            value = given[spec.name]
-            if spec.kind in (options_module.Kind.USER, options_module.Kind.ROLE,
-                             options_module.Kind.CHANNEL):  # fmt: skip
-                value = self._from_resolved(spec, hikari.Snowflake(int(str(value))), resolved)
-            else:
-                value = spec.check(value)
-            kwargs[spec.name] = value
-        return kwargs
-
-    @staticmethod
-    def _from_resolved(
-        spec: options_module.OptionSpec,
-        value: hikari.Snowflake,
-        resolved: hikari.ResolvedOptionData | None,
-    ) -> typing.Any:
-        found: typing.Any = None
-        if resolved is not None:
-            if spec.kind is options_module.Kind.USER:
-                found = resolved.members.get(value) if spec.wants_member else None
-                found = found or resolved.users.get(value)
-            elif spec.kind is options_module.Kind.ROLE:
-                found = resolved.roles.get(value)
-            else:
-                found = resolved.channels.get(value)
-        if found is None:
-            raise options_module.ArgumentError(f"`{spec.name}`: Discord sent no such object.")
-        return found
 
     # --- checks, cooldowns, the call --------------------------------------------------------
 
@@ -468,7 +570,12 @@ class CommandRouter:
             await cache.remember(_MEMBER_ROLES, ids, {"roles": roles})
         return roles
 
-    async def _invoke(self, ctx: context_module.Context, kwargs: dict[str, typing.Any]) -> None:
+    async def _invoke(
+        self,
+        ctx: context_module.Context,
+        kwargs: dict[str, typing.Any],
+        args: tuple[typing.Any, ...] = (),
+    ) -> None:
         command = ctx.command
         try:
             reason = await self._failed_check(ctx)
@@ -488,21 +595,18 @@ class CommandRouter:
             assert callback is not None  # groups are resolved to a subcommand first
             limit = command.max_concurrency
             if limit is None or self.concurrency is None:
-                await callback(ctx, **kwargs)
+                await callback(ctx, *args, **kwargs)
                 return
             scope_id = _scope_id(ctx, limit.scope)
             if not await self.concurrency.enter(command.name, limit, scope_id):
                 await self._tell(ctx, "This command is already running; try again when it ends.")
                 return
             try:
-                await callback(ctx, **kwargs)
+                await callback(ctx, *args, **kwargs)
             finally:
                 await self.concurrency.leave(command.name, limit, scope_id)
-        except Exception:
-            self.failures += 1
-            _LOGGER.exception("command failed", extra={"command": command.name})
-            if not ctx.responded:
-                await self._tell(ctx, "Something went wrong running this command; it was logged.")
+        except Exception as exc:
+            await self._failed(ctx, exc, command.on_error, command.qualified_name)
 
     async def _reply_plain(self, message: hikari.Message, text: str) -> None:
         try:
