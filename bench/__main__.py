@@ -6,7 +6,7 @@
 Runs, one after another (they share this machine's cores, so never side by side):
 gateway forwarding, worker throughput, end-to-end latency at fixed rates (with a PNG plot of
 latency against event rate), the broker hop alone at the same rates, command round trip, start-up of N shards against the identify
-limit, cache memory per guild and member, event helpers' cache snapshot, settings reads, REST rate limits across replicas. Each prints its Markdown table; this collects them
+limit, cache memory per guild and member, event helpers' cache snapshot, settings reads, the event manager's cost per event, REST rate limits across replicas. Each prints its Markdown table; this collects them
 with the machine's description, into ``--out`` when given. ``quick`` takes about five minutes
 here, ``full`` about fifteen. ``--rates``, ``--guilds``, ``--shards`` and ``--events`` set
 the scale of the benchmarks that take them, over the preset.
@@ -60,6 +60,7 @@ RUNS: list[tuple[str, str, list[str], list[str]]] = [
     ),
     ("Event helpers", "bench.event_view", ["--events", "5000"], ["--events", "10000"]),
     ("Settings reads", "bench.settings_reads", ["--reads", "5000"], ["--reads", "20000"]),
+    ("Event manager", "bench.event_manager", ["--events", "20000"], ["--events", "50000"]),
     ("REST rate limits", "bench.rest_limits", ["--latency-requests", "300"], []),
 ]
 

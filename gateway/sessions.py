@@ -43,7 +43,7 @@ class Checkpoint:
 
 
 class SessionStore:
-    """``{pool}:session:{count}:{shard}`` hashes: session_id, seq, resume_url, shard_count."""
+    """``ns:pool:session:{count:shard}`` hashes: session_id, seq, resume_url, shard_count."""
 
     def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> None:
         self._redis = redis

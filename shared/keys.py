@@ -20,9 +20,10 @@ and on a Cluster:
 - ``{pool:shard:session}`` (``ns:dedupe:{main:3:abc}:42``): one event stream's dedupe marks.
 Keys used alone (cooldowns, prompts, settings, schedules, service leases, messages, the member,
 user and channel buckets) are not tagged: they spread over the whole cluster. Scripts receive
-their keys in ``KEYS``; the one exception is the dedupe script, which builds ``stream:seq``
+their keys in ``KEYS``; the exceptions are the dedupe script, which builds ``stream:seq``
 from a declared stream key of the same tag (``worker/dedupe.py`` says why), so a cluster
-still refuses any access outside the declared slot.
+still refuses any access outside the declared slot, and the cache snapshot script, which runs
+on one server only (on a cluster ``shared/cache/snapshot.py`` reads with pipelines).
 """
 
 from __future__ import annotations

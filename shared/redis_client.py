@@ -199,6 +199,7 @@ class GuardedClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[typing.Any]:
+        await typing.cast("GuardedRedisCluster", self.cluster_client).ready()
         run = redis.asyncio.cluster.ClusterPipeline.execute
         return await _guarded(self.breaker, lambda: run(self, raise_on_error, allow_redirections))
 
@@ -208,8 +209,24 @@ class GuardedRedisCluster(redis.asyncio.cluster.RedisCluster):
     and pipeline (a redirection or a failover retried inside redis-py counts as one call)."""
 
     breaker: breaker_module.CircuitBreaker
+    _ready: bool = False
+
+    async def ready(self) -> None:
+        """Learn the cluster's topology (CLUSTER SLOTS, a connection per node) once, outside
+        the breaker's deadline: on a loaded machine it takes longer than a command should, and
+        it is bounded by the connect timeouts. Later refreshes are redis-py's, within commands.
+        No node reachable raises a ``redis.exceptions.ConnectionError`` (a :data:`REDIS_ERRORS`
+        one: the callers' fallbacks apply)."""
+        if self._ready:
+            return
+        try:
+            await self.initialize()
+        except redis.exceptions.RedisClusterException as exc:
+            raise redis.exceptions.ConnectionError(str(exc)) from None
+        self._ready = True
 
     async def execute_command(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        await self.ready()
         run = redis.asyncio.cluster.RedisCluster.execute_command
         return await _guarded(self.breaker, lambda: run(self, *args, **kwargs))
 

@@ -43,6 +43,19 @@ def redis_cluster(
     cluster.stop()
 
 
+@pytest.fixture
+def redis_sentinel(tmp_path: pathlib.Path) -> typing.Iterator[servers.PrivateRedisSentinel]:
+    """A private master, replica and three sentinels (a test may kill the master)."""
+    sentinel = servers.PrivateRedisSentinel(tmp_path)
+    try:
+        sentinel.start()
+    except servers.ServiceUnavailableError as exc:
+        sentinel.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield sentinel
+    sentinel.stop()
+
+
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
     try:

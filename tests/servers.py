@@ -355,3 +355,90 @@ def _cluster_ports(count: int) -> list[int]:
         if port < 55000 and port not in found and not port_open(port + 10000):
             found.append(port)
     return found
+
+
+class PrivateRedisSentinel:
+    """A Redis master, its replica and three sentinels of our own, on free ports; a test may
+    kill the master (a sentinel promotes the replica)."""
+
+    MASTER_NAME: typing.Final = "shardline"
+
+    def __init__(self, directory: pathlib.Path) -> None:
+        self.directory = directory
+        self.master_port, self.replica_port = free_port(), free_port()
+        self.sentinel_ports = [free_port() for _ in range(3)]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.MASTER_NAME}/0"
+
+    def _pidfile(self, port: int) -> pathlib.Path:
+        return self.directory / str(port) / "redis.pid"
+
+    def _server(self, port: int, *extra: str) -> None:
+        node = self.directory / str(port)
+        node.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "redis-server", *extra, "--bind", "127.0.0.1", "--port", str(port),
+                "--dir", str(node), "--daemonize", "yes", "--pidfile", str(self._pidfile(port)),
+                "--logfile", str(node / "redis.log"), "--save", "", "--appendonly", "no",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        if not _wait_port(port, 10):
+            raise ServiceUnavailableError(f"redis {port} did not start; see {node}")
+
+    def start(self) -> None:
+        if shutil.which("redis-server") is None:
+            raise ServiceUnavailableError(
+                "redis-server is not installed: apt-get install -y redis-server"
+            )
+        self._server(self.master_port)
+        self._server(self.replica_port, "--replicaof", "127.0.0.1", str(self.master_port))
+        for port in self.sentinel_ports:
+            config = self.directory / f"sentinel-{port}.conf"
+            config.write_text(
+                f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {self.master_port} 2\n"
+                f"sentinel down-after-milliseconds {self.MASTER_NAME} 1000\n"
+                f"sentinel failover-timeout {self.MASTER_NAME} 5000\n"
+            )
+            (self.directory / str(port)).mkdir(exist_ok=True)  # for its pidfile
+            # A sentinel's configuration file comes first and must be writable (it rewrites it).
+            subprocess.run(
+                [
+                    "redis-server", str(config), "--sentinel", "--bind", "127.0.0.1",
+                    "--port", str(port), "--daemonize", "yes", "--pidfile",
+                    str(self._pidfile(port)), "--logfile", str(self.directory / f"{port}.log"),
+                    "--dir", str(self.directory),
+                ],
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
+            if not _wait_port(port, 10):
+                raise ServiceUnavailableError(f"sentinel {port} did not start")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            replication = subprocess.run(
+                ["redis-cli", "-p", str(self.replica_port), "INFO", "replication"],
+                check=False, capture_output=True, text=True, timeout=10,
+            ).stdout  # fmt: skip
+            if "master_link_status:up" in replication:
+                return
+            time.sleep(0.2)
+        raise ServiceUnavailableError(
+            f"the sentinel set-up's replica never synced; {self.directory}"
+        )
+
+    def kill(self, port: int) -> None:
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.kill(int(self._pidfile(port).read_text().strip()), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for port in [*self.sentinel_ports, self.master_port, self.replica_port]:
+            self.kill(port)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import inspect
 import logging
 import secrets
 import time
@@ -16,7 +17,17 @@ import hikari
 import orjson
 import prometheus_client
 
-from shared import breaker, clock, health, keys, lifecycle, redis_client, rpc, topology
+from shared import (
+    breaker,
+    clock,
+    fleet,
+    health,
+    keys,
+    lifecycle,
+    redis_client,
+    rpc,
+    topology,
+)
 from shared import interests as shared_interests
 from shared import settings as settings_db
 from shared import voice as shared_voice
@@ -28,6 +39,7 @@ from worker import (
     cpu,
     dedupe,
     events,
+    frameworks,
     interactions,
     interests,
     metrics,
@@ -50,14 +62,30 @@ DRAIN_TIMEOUT: typing.Final[float] = 30.0
 SERVICE_PREFETCH: typing.Final[int] = 16
 #: How often a replica tells operators (``shardline status``) it is alive, and its counters.
 STATUS_INTERVAL: typing.Final[float] = 5.0
+#: How long the listeners of ``StoppingEvent``, and then of ``StoppedEvent``, may run while
+#: the worker stops (with the drain, within the deploy's 40 s stop grace period).
+LIFECYCLE_TIMEOUT: typing.Final[float] = 3.0
+#: A read of the gateways' status records that takes longer is abandoned.
+GATEWAYS_TIMEOUT: typing.Final[float] = 2.0
+_GATEWAYS_FAILURES: typing.Final[tuple[type[BaseException], ...]] = (
+    *redis_client.REDIS_ERRORS,
+    TimeoutError,
+)
+#: How long the start waits for the bot's own user (``bot.get_me()``).
+ME_TIMEOUT: typing.Final[float] = 5.0
 
 
 class PluginError(RuntimeError):
-    """A module named in WORKER_PLUGINS could not be loaded."""
+    """A module named in WORKER_PLUGINS could not be loaded, or registered nothing."""
 
 
-def load_plugins(bot: bot_module.Bot, modules: typing.Iterable[str]) -> None:
-    """Import each plugin and call its ``setup(bot)``."""
+Setup = typing.Callable[[bot_module.Bot], object]
+
+
+def import_plugins(modules: typing.Iterable[str]) -> list[tuple[str, Setup]]:
+    """Import each plugin and find its ``setup(bot)`` (before anything connects, so a typo
+    fails at once)."""
+    found = []
     for name in modules:
         try:
             module = importlib.import_module(name)
@@ -66,7 +94,38 @@ def load_plugins(bot: bot_module.Bot, modules: typing.Iterable[str]) -> None:
         setup = getattr(module, "setup", None)
         if not callable(setup):
             raise PluginError(f"WORKER_PLUGINS: {name!r} has no setup(bot) function")
-        setup(bot)
+        found.append((name, typing.cast("Setup", setup)))
+    return found
+
+
+async def setup_plugins(bot: bot_module.Bot, plugins: typing.Iterable[tuple[str, Setup]]) -> None:
+    """Call each plugin's ``setup(bot)``, awaited when it is a coroutine function. A plugin
+    whose setup registers nothing (no listener, command, service, schedule, fleet answer or
+    voice listener) is a mistake, said in one line."""
+    for name, setup in plugins:
+        before = bot.registrations()
+        result = setup(bot)
+        if inspect.isawaitable(result):
+            await result
+        if bot.registrations() == before:
+            raise PluginError(
+                f"WORKER_PLUGINS: {name!r}: setup(bot) registered nothing (no listener, command,"
+                " service, schedule, fleet answer or voice listener)"
+            )
+
+
+async def _fetch_me(rest: hikari.api.RESTClient, *, again: bool = False) -> hikari.OwnUser | None:
+    """The bot's own user for ``bot.get_me()``; None (said in the log, at debug level when
+    ``again``) when Discord does not answer in time: the worker runs on without it."""
+    try:
+        return await asyncio.wait_for(rest.fetch_my_user(), ME_TIMEOUT)
+    except Exception as exc:  # any failure (Discord, the network, a limiter) leaves it None
+        _LOGGER.log(
+            logging.DEBUG if again else logging.WARNING,
+            "bot.get_me() is None: the bot's user was not fetched",
+            extra={"error": repr(exc)},
+        )
+        return None
 
 
 class WorkerApp:
@@ -100,8 +159,8 @@ class WorkerApp:
         events.check_compatibility()
         rest_limits.check_compatibility()
         core = self.settings.core
+        plugins = import_plugins(self.settings.plugins)
         self.bot.cpu = cpu.CpuPool(self.settings.cpu_processes, timeout=self.settings.cpu_timeout)
-        load_plugins(self.bot, self.settings.plugins)
         # Every call has a deadline and one breaker: while it is open, dedupe and REST limits
         # fall back to this replica's own, at once.
         self._redis = redis_client.connect_guarded(core.redis_url, clock=clock.SystemClock())
@@ -144,9 +203,28 @@ class WorkerApp:
             self._lavalink = shared_voice.LavalinkRest(self.settings.lavalink)
             await self._lavalink.start()
             self.bot.voice.attach(self._lavalink, self._redis, self.keys)
+        await self.observe_gateways()
+        # Plugins are set up once REST, the cache and the settings exist (bot.rest works in
+        # setup), and before anything is bound: what they listen to is what the queue binds.
+        await setup_plugins(self.bot, plugins)
+        # Before StartingEvent: arc and tanjun must not declare commands on every replica.
+        frameworks.prepare(
+            self.bot.event_manager,
+            own_commands=bool(self.bot.commands.commands),
+            cache=self.bot.cache,
+            me=self.bot.get_me,
+        )
+        await self.bot.starting(await _fetch_me(self.bot.rest))
         if "services" in self.settings.roles:
             await self._start_services()
         wanted = self.bot.events.listened_gateway_events() + self.bot.voice.listened_events()
+        missing = self.bot.events.missing_intents(self.bot.intents)
+        if missing:
+            _LOGGER.warning(
+                "listeners for events INTENTS never delivers (enable one of the intents shown)",
+                extra={"missing": missing},
+            )
+        self.bot.binds(wanted if "events" in self.settings.roles else [])
         if "events" in self.settings.roles:
             queues = await self._bind(channel, wanted)
             self.deduplicator = dedupe.Deduplicator(self._redis, self.keys, self.worker_id)
@@ -169,6 +247,7 @@ class WorkerApp:
         )
         await self.health.start()
         self._status_task = asyncio.get_running_loop().create_task(self._status_loop())
+        await self.bot.started()
         _LOGGER.info(
             "worker consuming",
             extra={
@@ -298,7 +377,23 @@ class WorkerApp:
     async def _status_loop(self) -> None:
         while True:
             await self.write_status()
+            await self.observe_gateways()
+            if self.bot.get_me() is None:
+                self.bot.remember_me(await _fetch_me(self.bot.rest, again=True))
             await asyncio.sleep(STATUS_INTERVAL)
+
+    async def observe_gateways(self) -> None:
+        """Tell the bot the pool's shard count and heartbeat latencies, from the gateways'
+        status records (two round trips; on a Redis failure, what it knew stays)."""
+        assert self._redis is not None
+        try:
+            statuses = await asyncio.wait_for(
+                fleet.gateway_statuses(self._redis, self.keys), GATEWAYS_TIMEOUT
+            )
+        except _GATEWAYS_FAILURES as exc:
+            _LOGGER.debug("gateway statuses not read", extra={"error": repr(exc)})
+            return
+        self.bot.observe_gateways(statuses)
 
     async def write_status(self) -> None:
         """Heartbeat and counters for operators (every few seconds)."""
@@ -319,6 +414,7 @@ class WorkerApp:
 
     async def close(self) -> None:
         """Stop intake, let in-flight handlers finish, then disconnect."""
+        await self.bot.stopping(LIFECYCLE_TIMEOUT)
         if self._status_task is not None:
             await lifecycle.cancel_and_wait([self._status_task])
             if self._redis is not None:
@@ -330,9 +426,14 @@ class WorkerApp:
         if self.consumer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.consumer.stop_intake(), 5)
-            await self.consumer.drain(DRAIN_TIMEOUT)
+        # In-flight handlers, and the listeners of events bot code dispatched, side by side.
+        await asyncio.gather(
+            *([self.consumer.drain(DRAIN_TIMEOUT)] if self.consumer is not None else []),
+            self.bot.event_manager.drain(DRAIN_TIMEOUT),
+        )
         if self.endpoint is not None:
             await self.endpoint.close()
+        await self.bot.stopped(LIFECYCLE_TIMEOUT)
         await self.bot.cpu.close()
         if self._lavalink is not None:
             await self._lavalink.close()
@@ -388,9 +489,10 @@ async def sync_commands(
     """What ``python -m worker sync-commands`` does: diff the plugins' commands with Discord's
     and, unless ``dry_run``, overwrite Discord's list with them."""
     bot = bot_module.Bot()
-    load_plugins(bot, settings.plugins)
+    plugins = import_plugins(settings.plugins)
     core = settings.core
     redis = redis_client.connect(core.redis_url)
+    redis_keys = core.redis_keys()
     client = rest_limits.build_client(
         token=core.token.reveal(),
         api_url=core.api_url,
@@ -398,18 +500,27 @@ async def sync_commands(
         limiter=settings.rest_limiter,
         global_limit=settings.rest_global_limit,
         redis=redis,
-        redis_keys=core.redis_keys(),
+        redis_keys=redis_keys,
     )
     client.start()
     try:
+        # As at a worker's start, bot.rest and bot.cache work in setup (bot.settings not).
+        bot.attach_clients(
+            rest=interactions.InteractionAwareRest(client),
+            cache=reader.CacheReader(redis, redis_keys, bot.entity_factory),
+            redis=redis,
+            redis_keys=redis_keys,
+        )
+        await setup_plugins(bot, plugins)
         application = await client.fetch_application()
         commands = bot.commands.synced()
-        diff = await command_sync.plan(client, application.id, commands, guild_id)
+        extra = frameworks.command_builders(bot.event_manager, guild_id)
+        diff = await command_sync.plan(client, application.id, commands, guild_id, extra)
         where = f"guild {guild_id}" if guild_id is not None else "global"
         report = f"application commands ({where}):\n{diff.describe()}"
         if dry_run or diff.empty:
             return report + ("\n(dry run: nothing changed)" if dry_run else "")
-        await command_sync.apply(client, application.id, commands, guild_id)
+        await command_sync.apply(client, application.id, commands, guild_id, extra)
         return report + "\napplied"
     finally:
         await client.close()

@@ -24,7 +24,7 @@ if typing.TYPE_CHECKING:
     from aio_pika import abc as pika_abc
 
     from worker import bot as bot_module
-    from worker import dedupe
+    from worker import cache_view, dedupe
 
 _LOGGER = logging.getLogger("shardline.worker.consumer")
 #: Histogram buckets (seconds) for handler latency and event age.
@@ -274,23 +274,7 @@ class EventConsumer:
             # What hikari's helpers (event.get_guild() ...) answer, read for all in one trip.
             views = await self._bot.app.read(claimed)
             failed: list[_Failure] = []
-            for item, view in zip(claimed, views, strict=True):
-                succeeded = list(record.get(item.dedupe_key, ()))
-                try:
-                    with event_view.handling(view):
-                        error = await self._handle(item, succeeded)
-                except events.UndeserializableError as exc:
-                    await self._park(
-                        message,
-                        envelope.encode(item),
-                        {topology.HEADER_REASON: shared_logging.redact(exc.reason)},
-                    )
-                    done.append(item)  # settled: parked, not to be handled again
-                    continue
-                if error is None:
-                    done.append(item)
-                else:
-                    failed.append(_Failure(item, succeeded, error))
+            await self._handle_all(message, claimed, views, record, done, failed)
             await self._dedupe.finish(done, [f.item for f in failed])
             if not failed:
                 await message.ack()
@@ -309,6 +293,47 @@ class EventConsumer:
                 # delivery limit and a nacked one not (docs/operations.md).
                 await message.reject(requeue=True)
             raise
+
+    async def _handle_all(
+        self,
+        message: pika_abc.AbstractIncomingMessage,
+        claimed: list[envelope.EventEnvelope],
+        views: typing.Sequence[cache_view.Entities],
+        record: dict[str, list[str]],
+        done: list[envelope.EventEnvelope],
+        failed: list[_Failure],
+    ) -> None:
+        """Handle each claimed item (its listeners see ``views``' snapshot of it in their
+        event helpers), appending it to ``done`` or ``failed``."""
+
+        async def handle(item: envelope.EventEnvelope, view: cache_view.Entities) -> None:
+            succeeded = list(record.get(item.dedupe_key, ()))
+            try:
+                with event_view.handling(view):
+                    error = await self._handle(item, succeeded)
+            except events.UndeserializableError as exc:
+                await self._park(
+                    message,
+                    envelope.encode(item),
+                    {topology.HEADER_REASON: shared_logging.redact(exc.reason)},
+                )
+                done.append(item)  # settled: parked, not to be handled again
+                return
+            if error is None:
+                done.append(item)
+            else:
+                failed.append(_Failure(item, succeeded, error))
+
+        if len(claimed) > 1 and claimed[0].t in topology.INTERACTION_EVENTS:
+            # Each interaction has its own 3 s deadline: a slow command must not hold the next
+            # interaction of its batch (a batch holds one routing key).
+            outcomes = await asyncio.gather(*map(handle, claimed, views), return_exceptions=True)
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if errors:
+                raise errors[0]
+            return
+        for item, view in zip(claimed, views, strict=True):
+            await handle(item, view)
 
     async def _retry(
         self,

@@ -1,6 +1,6 @@
 """Each envelope handled once, even when a RESUME replays it or a crash redelivers it.
 
-A key per envelope (``{ns}:dedupe:pool:shard:session:seq``) moves from ``processing`` to
+A key per envelope (``ns:dedupe:{pool:shard:session}:seq``) moves from ``processing`` to
 ``done``. A copy that arrives while another is processing is skipped, unless the broker
 redelivered it. A redelivered copy takes over a claim whose holder died (its holder key,
 refreshed every second, expired); while the holder lives (a broker connection lost under a

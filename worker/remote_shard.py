@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import typing
 import uuid
+from collections import abc as collections_abc
 
 import aio_pika
 import hikari
@@ -213,3 +214,25 @@ class RemoteShard:
         if nonce is not None:
             d["nonce"] = nonce
         await self._send(gateway_commands.OP_REQUEST_GUILD_MEMBERS, d)
+
+
+class RemoteShards(collections_abc.Mapping[int, RemoteShard]):
+    """``bot.shards``: every shard of the pool by id, each a remote shard (hikari's
+    ``GatewayBot.shards`` holds the shards of its own process; a worker holds none)."""
+
+    def __init__(
+        self, shard: typing.Callable[[int], RemoteShard], count: typing.Callable[[], int]
+    ) -> None:
+        self._shard = shard
+        self._count = count
+
+    def __getitem__(self, shard_id: int) -> RemoteShard:
+        if not 0 <= shard_id < self._count():
+            raise KeyError(shard_id)
+        return self._shard(shard_id)
+
+    def __iter__(self) -> typing.Iterator[int]:
+        return iter(range(self._count()))
+
+    def __len__(self) -> int:
+        return self._count()

@@ -53,8 +53,8 @@ class CacheAware(typing.Protocol):
     __slots__ = ()
 
     @property
-    def cache(self) -> reader.CacheReader | None:
-        """The shared cache in Redis, once the worker has started."""
+    def cache(self) -> reader.CacheReader:
+        """The shared cache in Redis; raises ``RuntimeError`` before the worker has started."""
         raise NotImplementedError
 
 
@@ -64,8 +64,8 @@ class SettingsAware(typing.Protocol):
     __slots__ = ()
 
     @property
-    def settings(self) -> store.SettingsStore | None:
-        """The settings store, when the worker has MongoDB."""
+    def settings(self) -> store.SettingsStore:
+        """The settings store; raises ``RuntimeError`` before the worker has started."""
         raise NotImplementedError
 
 

@@ -80,9 +80,16 @@ class CacheReader:
         self.keys = redis_keys
         self._factory = entity_factory
         self._permission_inputs = redis.register_script(_PERMISSION_INPUTS)
-        self._snapshot = snapshot.register(redis)
         self._guild_permission_inputs = redis.register_script(_GUILD_PERMISSION_INPUTS)
         self._cluster = redis_client.is_cluster(redis)
+        self._snapshot = snapshot.register(redis)
+
+    @property
+    def settings(self) -> hikari.impl.CacheSettings:
+        """hikari's ``Cache.settings``: none of its synchronous components, since this cache is
+        asynchronous. A framework handed it as ``bot.cache`` (tanjun checks its converters
+        against these components when they are added) then relies on none of them."""
+        return hikari.impl.CacheSettings(components=hikari.api.CacheComponents.NONE)
 
     # --- raw JSON ---------------------------------------------------------------------------
 

@@ -5,7 +5,9 @@ Found by reading the sources: every ``register_script(NAME)`` and ``.eval(NAME``
 worker/ and shared/, and every ``redis.call`` in NAME's text, whose key must be ``KEYS[n]`` or
 a local set only from ``KEYS[n]``. The dedupe script is the one documented exception
 (``worker/dedupe.py``, ``shared/keys.py``): it builds ``stream:seq`` from a declared stream
-of the same hash tag, which the cluster tests run (``test_dedupe_cluster.py``).
+of the same hash tag, which the cluster tests run (``test_dedupe_cluster.py``); and the cache
+snapshot script, which takes its keys in one JSON argument on one server, and is not used on a
+cluster (``shared/cache/snapshot.py`` reads with pipelines there).
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ _ASSIGNED = re.compile(r"(?:local\s+)?(\w+(?:\s*,\s*\w+)*)\s*=(?!=)")
 #: Commands whose first argument is not a key.
 _KEYLESS = frozenset({"TIME", "PUBLISH"})
 #: (module, script) whose keys are built inside, on purpose, within a declared slot.
-_EXCEPTIONS = frozenset({("worker.dedupe", "_CLAIM_AND_MARK")})
+_EXCEPTIONS = frozenset({
+    ("worker.dedupe", "_CLAIM_AND_MARK"),
+    # Run on one server only; on a cluster the same reads go out as pipelines.
+    ("shared.cache.snapshot", "_READ"),
+})  # fmt: skip
 
 
 def scripts() -> list[tuple[str, str, str]]:

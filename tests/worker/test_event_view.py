@@ -351,7 +351,7 @@ async def test_one_round_trip_reads_every_event_of_a_message(setup: Setup) -> No
 
 async def test_messages_arriving_together_share_one_read(setup: Setup) -> None:
     guild, channel, member = await guild_with_member(setup)
-    setup.bot.cache = setup.reader
+    setup.bot._cache = setup.reader
     items = [
         [setup.item("MESSAGE_CREATE", message(setup, channel, member, f"m{i}"))] for i in range(8)
     ]
@@ -416,7 +416,7 @@ async def test_the_bot_reads_through_its_app_and_a_bot_may_turn_the_read_off(
     setup: Setup,
 ) -> None:
     _, channel, member = await guild_with_member(setup)
-    setup.bot.cache = setup.reader
+    setup.bot._cache = setup.reader
     d = message(setup, channel, member, "hello")
     [event] = setup.build("MESSAGE_CREATE", d)
     assert isinstance(event, hikari.GuildMessageCreateEvent)

@@ -263,6 +263,38 @@ async def test_an_interaction_behind_a_backlog_is_deferred_within_three_seconds(
     assert interaction.original["content"] == "done at last"
 
 
+async def test_interactions_that_arrive_together_are_each_deferred_in_time(
+    stack: Stack,
+) -> None:
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    answered: list[int] = []
+
+    @bot.listen(hikari.InteractionCreateEvent)
+    async def on_interaction(event: hikari.InteractionCreateEvent) -> None:
+        assert isinstance(event.interaction, hikari.CommandInteraction)
+        await asyncio.sleep(2.5)  # deferred by the worker; a batch-mate must not wait for it
+        await event.interaction.create_initial_response(hikari.ResponseType.MESSAGE_CREATE, "late")
+        answered.append(int(event.interaction.id))
+
+    async with worker(stack, bot), stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        user = discord.add_user("grace")
+        # Sent at once: the gateway publishes them in one batch.
+        sent = [discord.send_interaction(channel_id, user, "slow") for _ in range(3)]
+        await discord.wait_for(lambda: len(answered) == 3, timeout=15, what="three answers")
+    callbacks = [c for c in discord.records.rest if c.path.endswith("/callback")]
+    assert len(callbacks) == 3
+    for interaction in sent:
+        [call] = [c for c in callbacks if f"/{interaction.id}/" in c.path]
+        assert call.status == 200
+        assert call.body["type"] == 5, "deferred"
+        assert call.at - interaction.created_at_wall < 3.0
+        assert interaction.original is not None
+        assert interaction.original["content"] == "late"
+
+
 def channel_messages(stack: Stack, channel_id: int) -> list[dict[str, typing.Any]]:
     return list(stack.discord.world.messages[channel_id].values())
 

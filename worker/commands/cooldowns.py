@@ -7,14 +7,22 @@ given). Their scripts decide by comparing that ``now`` with absolute times store
 behind, :data:`_GC_SLACK_MS` later, so a fake clock gets exactly the real clock's answers.
 Max-concurrency decides nothing by time: its slot counter's TTL is only the safety net for a
 replica that dies mid-command, on Redis's clock.
+
+When Redis fails or its breaker is open, the state is unknown, and a command is neither refused
+nor let through unlimited: each replica limits it on its own (the same sliding log and slot
+counts, in memory, on the same clock) until Redis answers again. A burst spread over K replicas
+may then pass up to K times the rate; one user flooding one replica is still held.
 """
 
 from __future__ import annotations
 
+import collections
+import logging
 import secrets
 import typing
 
 from shared import clock as clock_module
+from shared import redis_client
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -23,6 +31,8 @@ if typing.TYPE_CHECKING:
     from worker.commands import model
 
 __all__: typing.Sequence[str] = ("Concurrency", "Cooldowns")
+
+_LOGGER = logging.getLogger("shardline.worker.commands")
 
 # A sliding log: the uses of the last ``per`` seconds, trimmed and counted in one atomic step.
 # KEYS[1] = the scope's sorted set; ARGV = now ms, window ms, rate, unique member
@@ -61,6 +71,9 @@ class Cooldowns:
         self._clock = clock or clock_module.SystemClock()
         self._take = redis.register_script(_TAKE)
         self._notice = redis.register_script(_NOTICE)
+        # This replica's own logs and notices, used only while Redis does not answer.
+        self._local_uses: dict[str, collections.deque[int]] = {}
+        self._local_notices: dict[str, int] = {}
 
     async def first_notice(
         self, command: str, cooldown: model.Cooldown, scope_id: int, user_id: int, wait: float
@@ -71,17 +84,46 @@ class Cooldowns:
         key = self._keys.cooldown_notice(command, f"{cooldown.scope}:{scope_id}:{user_id}")
         now = self._clock.now_ms()
         until = now + max(1, int(wait * 1000))
-        return bool(await self._notice(keys=[key], args=[now, until, _GC_SLACK_MS]))
+        try:
+            return bool(await self._notice(keys=[key], args=[now, until, _GC_SLACK_MS]))
+        except redis_client.REDIS_ERRORS:
+            if self._local_notices.get(key, 0) > now:
+                return False
+            self._local_notices = {k: t for k, t in self._local_notices.items() if t > now}
+            self._local_notices[key] = until
+            return True
 
     async def take(self, command: str, cooldown: model.Cooldown, scope_id: int) -> float:
         """Record a use; 0 when allowed, else the seconds until one is."""
         scope = f"{cooldown.scope}:{scope_id}"
-        wait_ms = await self._take(
-            keys=[self._keys.cooldown(command, scope)],
-            args=[self._clock.now_ms(), int(cooldown.per * 1000), cooldown.rate,
-                  secrets.token_hex(8), _GC_SLACK_MS],
-        )  # fmt: skip
+        key, now, window = (
+            self._keys.cooldown(command, scope),
+            self._clock.now_ms(),
+            int(cooldown.per * 1000),
+        )
+        try:
+            wait_ms = await self._take(
+                keys=[key], args=[now, window, cooldown.rate, secrets.token_hex(8), _GC_SLACK_MS]
+            )
+        except redis_client.REDIS_ERRORS as exc:
+            _LOGGER.warning(
+                "cooldown held by this replica alone: Redis did not answer",
+                extra={"command": command, "error": type(exc).__name__},
+            )
+            return self._take_locally(key, now, window, cooldown.rate) / 1000
         return int(wait_ms) / 1000
+
+    def _take_locally(self, key: str, now: int, window: int, rate: int) -> int:
+        """What ``_TAKE`` decides, on this replica's own log."""
+        for other in [k for k, log in self._local_uses.items() if log[-1] <= now - window]:
+            del self._local_uses[other]
+        log = self._local_uses.setdefault(key, collections.deque())
+        while log and log[0] <= now - window:
+            log.popleft()
+        if len(log) >= rate:
+            return max(log[0] + window - now, 1)
+        log.append(now)
+        return 0
 
 
 # KEYS[1] = the scope's counter; ARGV = limit, safety TTL (s) -> 1 taken, 0 full
@@ -109,11 +151,32 @@ class Concurrency:
         self._keys = redis_keys
         self._enter = redis.register_script(_ENTER)
         self._leave = redis.register_script(_LEAVE)
+        # Slots this replica took on its own, while Redis did not answer.
+        self._local: collections.Counter[str] = collections.Counter()
 
     async def enter(self, command: str, limit: model.MaxConcurrency, scope_id: int) -> bool:
         key = self._keys.concurrency(command, f"{limit.scope}:{scope_id}")
-        return bool(await self._enter(keys=[key], args=[limit.limit, _SLOT_TTL]))
+        try:
+            return bool(await self._enter(keys=[key], args=[limit.limit, _SLOT_TTL]))
+        except redis_client.REDIS_ERRORS as exc:
+            _LOGGER.warning(
+                "max-concurrency held by this replica alone: Redis did not answer",
+                extra={"command": command, "error": type(exc).__name__},
+            )
+            if self._local[key] >= limit.limit:
+                return False
+            self._local[key] += 1
+            return True
 
     async def leave(self, command: str, limit: model.MaxConcurrency, scope_id: int) -> None:
         key = self._keys.concurrency(command, f"{limit.scope}:{scope_id}")
-        await self._leave(keys=[key])
+        if self._local[key] > 0:
+            self._local[key] -= 1
+            if not self._local[key]:
+                del self._local[key]
+            return
+        try:
+            await self._leave(keys=[key])
+        except redis_client.REDIS_ERRORS:
+            # The slot is freed by its TTL (_SLOT_TTL) at the latest.
+            _LOGGER.warning("max-concurrency slot left to expire: Redis did not answer")

@@ -157,13 +157,33 @@ def shape_of_existing(command: hikari.PartialCommand) -> Shape:
     }
 
 
+def shape_of_builder(built: hikari.api.CommandBuilder) -> Shape:
+    """A command a framework (worker.frameworks) built, shaped as one Discord has."""
+    contexts = set(built.context_types or ())
+    return {
+        "type": int(built.type),
+        "name": built.name,
+        "description": getattr(built, "description", ""),
+        "options": [_existing_option(o) for o in getattr(built, "options", ())],
+        "guild_only": bool(contexts) and contexts <= set(_CONTEXTS_GUILD),
+        "permissions": int(built.default_member_permissions or 0),
+        "localizations": _localized(
+            built.name_localizations, getattr(built, "description_localizations", None)
+        ),
+    }
+
+
 async def plan(
     rest: hikari.api.RESTClient,
     application_id: hikari.Snowflakeish,
     commands: typing.Iterable[model.Command],
     guild_id: hikari.Snowflakeish | None = None,
+    extra: typing.Sequence[hikari.api.CommandBuilder] = (),
 ) -> Diff:
-    ours = {key_of(c.type, c.name): shape_of(c) for c in commands}
+    """``extra``: the commands of the frameworks attached to the bot (worker.frameworks)."""
+    ours = {key_of(c.type, c.name): shape_of(c) for c in commands} | {
+        key_of(b.type, b.name): shape_of_builder(b) for b in extra
+    }
     existing = await rest.fetch_application_commands(
         application_id, guild_id if guild_id is not None else hikari.UNDEFINED
     )
@@ -236,10 +256,11 @@ async def apply(
     application_id: hikari.Snowflakeish,
     commands: typing.Iterable[model.Command],
     guild_id: hikari.Snowflakeish | None = None,
+    extra: typing.Sequence[hikari.api.CommandBuilder] = (),
 ) -> None:
-    """Replace Discord's list with ours, in one request."""
+    """Replace Discord's list with ours (and the frameworks' ``extra``), in one request."""
     await rest.set_application_commands(
         application_id,
-        [builder(rest, c) for c in commands],
+        [*(builder(rest, c) for c in commands), *extra],
         guild_id if guild_id is not None else hikari.UNDEFINED,
     )

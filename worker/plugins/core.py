@@ -16,8 +16,6 @@ if typing.TYPE_CHECKING:
 
 
 async def _gateway_statuses(bot: bot_module.Bot) -> list[status.GatewayStatus]:
-    if bot.redis is None or bot.keys is None:
-        return []
     try:
         return await fleet.gateway_statuses(bot.redis, bot.keys)
     except redis_client.REDIS_ERRORS:
@@ -77,9 +75,6 @@ def _prefix(bot: bot_module.Bot) -> None:
     ) -> None:
         assert ctx.guild_id is not None
         store = bot.settings
-        if store is None:
-            await ctx.respond("Settings are not available on this bot.")
-            return
         if not new:
             current = (await store.guild(int(ctx.guild_id))).prefix
             await ctx.respond(f"My prefix here is `{current or bot.commands.default_prefix}`.")
@@ -105,12 +100,8 @@ def _stats(bot: bot_module.Bot) -> None:
         statuses = await _gateway_statuses(bot)
         shards = sum(len(s.shards) for s in statuses)
         connected = sum(s.connected for s in statuses)
-        guilds = workers = 0
-        if bot.redis is not None and bot.keys is not None:
-            guilds = await bot.redis.scard(bot.keys.guilds())
-            workers = await bot.redis.zcount(
-                bot.keys.workers(), time.time() - keys.HEALTH_TTL, "+inf"
-            )
+        guilds = await bot.redis.scard(bot.keys.guilds())
+        workers = await bot.redis.zcount(bot.keys.workers(), time.time() - keys.HEALTH_TTL, "+inf")
         await ctx.respond(
             f"{guilds} guilds · {connected}/{shards} shards connected · "
             f"{len(statuses)} gateways · {workers} workers"

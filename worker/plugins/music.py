@@ -54,8 +54,6 @@ class Music:
     """One guild's music state, in Redis."""
 
     def __init__(self, bot: bot_module.Bot, guild_id: int) -> None:
-        assert bot.redis is not None
-        assert bot.keys is not None
         self.bot = bot
         self.guild_id = guild_id
         self.redis: aioredis.Redis = bot.redis
@@ -131,7 +129,7 @@ async def _require_listener(
     if ctx.guild_id is None:
         await ctx.respond("Music works in servers only.")
         return None
-    if not bot.voice.available or bot.cache is None:
+    if not bot.voice.available:
         await ctx.respond("Music is not set up on this bot.")
         return None
     music = Music(bot, int(ctx.guild_id))
@@ -187,7 +185,7 @@ def _playing(bot: bot_module.Bot) -> None:
             await music.set_state(channel=str(ctx.channel_id))
             record = await music.player.record()
             if record is None or not record.session:
-                where = await bot.cache.voice_channel_members(int(ctx.guild_id))  # type: ignore[union-attr, arg-type]
+                where = await bot.cache.voice_channel_members(int(ctx.guild_id))  # type: ignore[arg-type]
                 record = await music.player.connect(where[int(ctx.author.id)])
             if record.track is None:
                 first, rest = found[0], found[1:]
@@ -257,7 +255,7 @@ def _controls(bot: bot_module.Bot) -> None:
     async def stop(ctx: Context) -> None:
         music = await _require_listener(bot, ctx)
         if music is not None:
-            await bot.redis.delete(bot.keys.music_queue(music.guild_id))  # type: ignore[union-attr]
+            await bot.redis.delete(bot.keys.music_queue(music.guild_id))
             await music.player.stop()
             await ctx.respond("Stopped, and cleared the queue.")
 
@@ -289,7 +287,7 @@ def _settings(bot: bot_module.Bot) -> None:
 def _queue(bot: bot_module.Bot) -> None:
     @bot.command("queue", description="Lists the queue", guild_only=True)
     async def queue_(ctx: Context, page: int = option("page", 1, min=1)) -> None:
-        if ctx.guild_id is None or bot.redis is None:
+        if ctx.guild_id is None:
             return
         music = Music(bot, int(ctx.guild_id))
         tracks = await music.queue()
@@ -390,7 +388,7 @@ def _events(bot: bot_module.Bot) -> None:
     @bot.listen(hikari.VoiceStateUpdateEvent)
     async def on_voice_state(event: hikari.VoiceStateUpdateEvent) -> None:
         """Leave when nobody but bots is left in the bot's channel."""
-        if bot.cache is None or not bot.voice.available:
+        if not bot.voice.available:
             return
         record = await bot.voice.record(int(event.guild_id))
         if record is None or not record.channel_id:
@@ -406,7 +404,5 @@ def _events(bot: bot_module.Bot) -> None:
 
 
 async def _is_bot(bot: bot_module.Bot, guild_id: int, user_id: int) -> bool:
-    if bot.cache is None:
-        return False
     member = await bot.cache.get_member(guild_id, user_id)
     return member is not None and member.is_bot

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from shared import clock as clock_module
 from shared import keys
+from tests import servers
 from worker.commands import cooldowns, model
 
 if typing.TYPE_CHECKING:
@@ -99,3 +100,49 @@ async def test_max_concurrency_over_three_replicas_admits_exactly_the_limit(
         await asyncio.gather(*(slots[i].leave("slow", limit, 7) for i in range(3)))
         assert await redis_client.exists(redis_keys.concurrency("slow", "guild:7")) == 0
         assert await slots[1].enter("slow", limit, 7)
+
+
+@contextlib.asynccontextmanager
+async def redis_away() -> collections.abc.AsyncIterator[aioredis.Redis]:
+    """A client of a Redis that refuses connections (the port of a stopped server)."""
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{servers.free_port()}/0")
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_with_redis_away_a_cooldown_is_held_by_each_replica_on_its_own(
+    namespace: str, clock: clock_module.FakeClock
+) -> None:
+    redis_keys = keys.RedisKeys(namespace, "main")
+    cooldown = model.Cooldown(2, 10, "user")
+    async with redis_away() as client:
+        limiter = cooldowns.Cooldowns(client, redis_keys, clock=clock)
+        # Unknown is not "no limit" and not "refuse": the same sliding log, in memory.
+        assert [await limiter.take("slow", cooldown, 1) for _ in range(3)] == [0, 0, 10.0]
+        assert await limiter.take("slow", cooldown, 2) == 0
+        assert await limiter.first_notice("slow", cooldown, 1, 1, 10.0)
+        assert not await limiter.first_notice("slow", cooldown, 1, 1, 10.0)
+        await clock.sleep(4)
+        assert await limiter.take("slow", cooldown, 1) == 6.0
+        await clock.sleep(6)
+        assert await limiter.first_notice("slow", cooldown, 1, 1, 1.0)  # the wait is over
+        assert await limiter.take("slow", cooldown, 1) == 0
+
+
+async def test_with_redis_away_max_concurrency_is_held_by_each_replica_on_its_own(
+    namespace: str,
+) -> None:
+    redis_keys = keys.RedisKeys(namespace, "main")
+    limit = model.MaxConcurrency(2, "guild")
+    async with redis_away() as client:
+        slots = cooldowns.Concurrency(client, redis_keys)
+        entered = [await slots.enter("slow", limit, 7) for _ in range(4)]
+        assert entered == [True, True, False, False]
+        await slots.leave("slow", limit, 7)
+        assert await slots.enter("slow", limit, 7)
+        assert not await slots.enter("slow", limit, 7)
+        for _ in range(2):
+            await slots.leave("slow", limit, 7)
+        await slots.leave("slow", limit, 7)  # one leave too many: Redis is asked, and fails

@@ -1,0 +1,1 @@
+"""Tests that the documentation's examples are real code."""
