@@ -128,14 +128,18 @@ def joined(found: typing.Sequence[bytes | None]) -> tuple[bytes | None, bool]:
     return bytes(out), False
 
 
-#: Lua: ``whole(key, field)``, a value stored by :func:`pieces` read back (``false`` if absent).
-LUA_WHOLE: typing.Final = f"""
-local function whole(key, field)
-  local piece = redis.call('HGET', key, field)
+def lua_whole(name: str, key: str | None = None) -> str:
+    """Lua: a function ``name(key, field)`` that reads back a value :func:`pieces` stored
+    (``false`` if absent); given ``key`` (``KEYS[1]``), ``name(field)`` reading that key, so
+    that a script visibly touches only its declared keys."""
+    params, hash_key = ("field", key) if key else ("key, field", "key")
+    return f"""
+local function {name}({params})
+  local piece = redis.call('HGET', {hash_key}, field)
   if not piece or #piece < {PIECE} then return piece end
   local parts, k = {{piece}}, 1
   repeat
-    piece = redis.call('HGET', key, field .. string.char(k)) or ''
+    piece = redis.call('HGET', {hash_key}, field .. string.char(k)) or ''
     parts[#parts + 1] = piece
     k = k + 1
   until #piece < {PIECE}

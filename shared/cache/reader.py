@@ -27,8 +27,8 @@ Json = dict[str, typing.Any]
 # the member's roles, and the channel's JSON for its overwrites. Without a cached member, the
 # role ids the event carried (ARGV[4..]) stand in, and the owner is still answered.
 _PERMISSION_INPUTS: typing.Final = f"""
-{codec.LUA_WHOLE}
-local packed = whole(KEYS[1], ARGV[1])
+{codec.lua_whole("member_of", "KEYS[1]")}
+local packed = member_of(ARGV[1])
 local fields = {{'owner', ARGV[2]}}
 if packed then
   local count = string.byte(packed, {codec.ROLE_COUNT_OFFSET + 1})

@@ -70,7 +70,7 @@ local function pairs_of(hash, ids)
   end
   return out
 end
-{codec.LUA_WHOLE}
+{codec.lua_whole("whole")}
 local function values_of(hash, ids)
   if #ids == 0 then return {{}} end
   return redis.call('HMGET', hash, unpack(ids))
