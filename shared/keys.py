@@ -75,7 +75,7 @@ HEALTH_TTL: typing.Final[int] = 30
 #: holding at most this many entries each on average. Fuller buckets would cost less per
 #: entry, but Redis keeps a hash listpack-encoded (a few bytes per entry) only up to
 #: ``hash-max-listpack-entries`` (128 by default) entries, and buckets fill unevenly: at an
-#: average of 64 the fullest of 2**19 buckets (20 million members) holds about 106 (Poisson),
+#: average of 64 the fullest of 2**19 buckets (33 million members) holds about 106 (Poisson),
 #: and at an average of 80 (a population 1.25 to 2.5 times the configured one) about 126.
 CACHE_BUCKET_FILL: typing.Final[int] = 64
 #: ``CACHE_MEMBERS`` when unset: 2**14 buckets, from 32 to 64 entries each between 500,000 and

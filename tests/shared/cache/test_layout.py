@@ -9,9 +9,11 @@ import random
 import typing
 
 import pytest
+import redis.asyncio
 
 from shared import keys
 from shared.cache import codec, layout, snapshot
+from tests import servers
 from tests.shared.cache.conftest import Cache, guild_with, make_cache
 
 if typing.TYPE_CHECKING:
@@ -243,3 +245,15 @@ async def test_long_members_and_users_keep_their_bucket_a_listpack(
     )
     fields = await redis_client.hkeys(member_bucket)
     assert not [f for f in fields if f.startswith(codec.pair_bytes(guild_id, user_id))]
+
+
+async def test_a_redis_that_does_not_answer_skips_the_check(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Nothing listens there: the process starts (as through any Redis outage) and says so.
+    client = redis.asyncio.Redis(port=servers.free_port(), socket_connect_timeout=1)
+    try:
+        assert not await layout.claim(client, keys.RedisKeys("ns", "main"))
+    finally:
+        await client.aclose()
+    assert "cache layout not checked" in caplog.text
