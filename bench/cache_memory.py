@@ -273,9 +273,10 @@ async def main() -> None:
         return
     redis = aioredis.Redis.from_url(REDIS_URL)
     namespace = f"bench{uuid.uuid4().hex[:8]}"
-    redis_keys = keys.RedisKeys(namespace, "main")
     payloads = population(args)
     members = sum(len(p["members"]) for p in payloads)
+    # As a deployment of this population is configured (CACHE_MEMBERS).
+    redis_keys = keys.RedisKeys(namespace, "main", bucket_bits=keys.cache_bucket_bits(members))
     channels = sum(len(p["channels"]) for p in payloads)
     roles = sum(len(p["roles"]) for p in payloads)
     try:
@@ -297,7 +298,7 @@ async def main() -> None:
         ours_total = sum(ours.values())
         naive_total = sum(naive.values())
         print(
-            f"population: {len(payloads):,} guilds, {members:,} members (with their users), {channels:,} channels, {roles:,} roles"
+            f"population: {len(payloads):,} guilds, {members:,} members (with their users), {channels:,} channels, {roles:,} roles; 2^{redis_keys.bucket_bits} member buckets"
         )
         print(
             f"written through the cache writer in {write_seconds:.1f} s ({members / write_seconds:,.0f} members/s)"
