@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import typing
 
-import aio_pika
-
-from shared import keys, redis_client, topology
+from shared import amqp, keys, redis_client, topology
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -32,7 +30,7 @@ class Context:
 
     async def connection(self) -> pika_abc.AbstractConnection:
         if self.amqp is None:
-            self.amqp = await aio_pika.connect(self.settings.amqp_url.reveal())
+            self.amqp = await amqp.connect(self.settings.amqp_urls or (self.settings.amqp_url,))
         return self.amqp
 
     async def channel(self) -> pika_abc.AbstractChannel:

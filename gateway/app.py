@@ -21,7 +21,6 @@ import logging
 import secrets
 import typing
 
-import aio_pika
 import prometheus_client
 
 from gateway import (
@@ -45,13 +44,14 @@ from gateway import (
     voice_switch,
 )
 from gateway import status as gateway_status
-from shared import breaker, clock, health, lifecycle, redis_client, rpc, topology
+from shared import amqp, breaker, clock, health, lifecycle, redis_client, rpc, topology
 from shared import status as shared_status
 from shared.cache import layout as cache_layout
 from shared.cache import resources
 from shared.cache import writer as cache_writer
 
 if typing.TYPE_CHECKING:
+    import aio_pika
     import redis.asyncio as aioredis
 
     from shared import config
@@ -64,11 +64,14 @@ class GatewayApp:
         self.settings = settings
         core = settings.core
         self.gateway_id = f"{core.pool}-{secrets.token_hex(4)}"
-        self.topology = topology.Topology(core.namespace)
+        self.topology = topology.Topology(core.namespace, quorum_size=core.quorum_size)
         self.keys = core.redis_keys()
         self.stopping = asyncio.Event()
         #: What ``/metrics`` serves: this gateway's collector and the process's own metrics.
+        #: Which broker node this process uses, and its failovers (``/metrics``).
+        self.broker_metrics = amqp.BrokerCollector()
         self.metrics = health.metrics_registry(metrics.GatewayCollector(self))
+        self.metrics.register(self.broker_metrics)
         # Set by start(); read by tests, metrics and the status.
         self.group: shards.ShardGroup | None = None
         self.publisher: publisher.EventPublisher | None = None
@@ -103,11 +106,12 @@ class GatewayApp:
         )
         stack.push_async_callback(redis.aclose)
         await cache_layout.claim(redis, self.keys)
-        amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
-        stack.push_async_callback(_bounded, amqp.close)
-        channel = await amqp.channel(publisher_confirms=True)
+        broker = await amqp.connect(core.amqp_urls or (core.amqp_url,))
+        self.broker_metrics.connection = broker
+        stack.push_async_callback(_bounded, broker.close)
+        channel = await broker.channel(publisher_confirms=True)
         events_exchange, _ = await self.topology.declare_exchanges(channel)
-        command_channel = await amqp.channel()
+        command_channel = await broker.channel()
         await command_channel.set_qos(prefetch_count=256)
         reply_queue = await self.topology.declare_reply_queue(
             command_channel, core.pool, self.gateway_id
@@ -133,7 +137,7 @@ class GatewayApp:
             identify_queue=identify.RedisIdentifyQueue(redis, self.keys),
             ledger=self.ledger,
         )
-        self.endpoint = await self._start_rpc(amqp)
+        self.endpoint = await self._start_rpc(broker)
         stack.push_async_callback(self.endpoint.close)
         follower = self._reshard = reshard.ReshardFollower(
             redis,
@@ -284,9 +288,9 @@ class GatewayApp:
                 "re-shard step (set it to the key shardline signs with)"
             )
 
-    async def _start_rpc(self, amqp: aio_pika.abc.AbstractRobustConnection) -> rpc.Endpoint:
+    async def _start_rpc(self, broker: aio_pika.abc.AbstractRobustConnection) -> rpc.Endpoint:
         """Answer fleet questions (``stats``: what ``shardline status`` shows of this gateway)."""
-        channel = await amqp.channel(publisher_confirms=True, on_return_raises=True)
+        channel = await broker.channel(publisher_confirms=True, on_return_raises=True)
         endpoint = rpc.Endpoint(channel, self.topology, self.settings.core.pool, self.gateway_id)
 
         async def stats(_: object) -> dict[str, typing.Any]:

@@ -52,6 +52,9 @@ class SessionStore:
     async def load(self, shard_id: int, shard_count: int) -> hikari_adapter.SessionState | None:
         stored = await self._redis.hgetall(self._keys.session(shard_id, shard_count))
         if not stored:
+            # Left by a version without hash tags (``shared.keys``): still resumable.
+            stored = await self._redis.hgetall(self._keys.legacy_session(shard_id, shard_count))
+        if not stored:
             return None
         raw = redis_client.text_map(stored)
         try:

@@ -19,7 +19,7 @@ import urllib.parse
 
 import hikari
 
-from shared import admin, envfile, keys, playground, redis_target, sharding
+from shared import admin, amqp, envfile, keys, playground, redis_target, sharding
 from shared.cache import resources
 from shared.secret import Secret
 
@@ -194,6 +194,7 @@ class CoreSettings:
 
     token: Secret
     api_url: str
+    #: The first node of ``AMQP_URL`` (what a single-node tool connects to).
     amqp_url: Secret
     redis_url: Secret
     pool: str
@@ -202,6 +203,10 @@ class CoreSettings:
     #: ``auto`` (readable on a terminal, JSON otherwise), ``json`` or ``text``.
     log_format: str
     health_port: int
+    #: Every node of ``AMQP_URL``, in order (one for a single node or a load balancer).
+    amqp_urls: tuple[Secret, ...] = ()
+    #: ``AMQP_QUORUM_SIZE``: replicas of each quorum queue declared (None: the broker's default).
+    quorum_size: int | None = None
     #: About how many members the pool's cache holds (``CACHE_MEMBERS``): sizes the member
     #: and user buckets (``shared.keys.cache_bucket_bits``).
     cache_members: int = keys.DEFAULT_CACHE_MEMBERS
@@ -219,7 +224,7 @@ class CoreSettings:
 
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret value, for the log redactor."""
-        return (self.token, self.amqp_url, self.redis_url)
+        return (self.token, self.amqp_url, *self.amqp_urls, self.redis_url)
 
     @classmethod
     def _read(cls, read: EnvReader) -> CoreSettings:
@@ -250,6 +255,8 @@ class CoreSettings:
             token=token,
             api_url=api_url,
             amqp_url=where.amqp_url,
+            amqp_urls=where.amqp_urls,
+            quorum_size=where.quorum_size,
             redis_url=where.redis_url,
             pool=where.pool,
             namespace=where.namespace,
@@ -271,6 +278,9 @@ class OperatorSettings:
     pool: str
     namespace: str
     admin_key: Secret | None = None
+    #: Every node of ``AMQP_URL``; ``amqp_url`` is the first.
+    amqp_urls: tuple[Secret, ...] = ()
+    quorum_size: int | None = None
     """Signs drains, shard restarts and re-shards (``shared.admin``); read-only without it."""
 
     @classmethod
@@ -280,12 +290,28 @@ class OperatorSettings:
 
     @classmethod
     def _read(cls, read: EnvReader) -> OperatorSettings:
+        raw = read.secret("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+        try:
+            nodes = amqp.split_urls(raw.reveal())
+        except ValueError as exc:
+            raise ConfigError("AMQP_URL", str(exc)) from None
         return cls(
-            amqp_url=read.url("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", {"amqp", "amqps"}),
+            amqp_url=nodes[0],
+            amqp_urls=nodes,
+            quorum_size=_read_quorum_size(read, len(nodes)),
             redis_url=read.redis_url(),
             pool=read.name("POOL", "main"),
             namespace=read.name("NAMESPACE", "shardline"),
         )
+
+
+def _read_quorum_size(read: EnvReader, nodes: int) -> int | None:
+    """``AMQP_QUORUM_SIZE``: replicas of each quorum queue the platform declares (RabbitMQ's
+    ``x-quorum-initial-group-size``). Unset: ``min(3, nodes)`` when ``AMQP_URL`` names several
+    nodes, the broker's own default for one URL."""
+    if read.optional("AMQP_QUORUM_SIZE") is None:
+        return amqp.default_quorum_size(nodes)
+    return read.integer("AMQP_QUORUM_SIZE", 0, minimum=1, maximum=255)
 
 
 def _read_admin_key(read: EnvReader) -> Secret | None:

@@ -72,6 +72,12 @@ class RefusalReason(enum.StrEnum):
     in Discord's rate limit); sending again later may work."""
     NO_ANSWER = "no_answer"
     """No gateway answered in time (set by the caller, never by a gateway)."""
+    NO_ROUTE = "no_route"
+    """No gateway's queue took the command, so it was not sent: no gateway holds the shard, or
+    the one addressed is gone or reconnecting after a broker node loss (set by the caller)."""
+    CONNECTION_LOST = "connection_lost"
+    """The caller's broker connection dropped while it waited for the answer (a node lost);
+    the command may or may not have been sent (set by the caller)."""
     FAILED = "failed"
     """Anything else went wrong in the gateway; its log has the details."""
 

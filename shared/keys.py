@@ -148,6 +148,11 @@ class RedisKeys:
         """Hash: session_id, seq, resume_gateway_url, shard_count of a shard's Discord session."""
         return f"{self._prefix}:session:{{{shard_count}:{shard_id}}}"
 
+    def legacy_session(self, shard_id: int, shard_count: int) -> str:
+        """Where :meth:`session` was before keys had hash tags: read once when the tagged one is
+        missing, so a pool upgraded in place RESUMEs instead of IDENTIFYing every shard."""
+        return f"{self._prefix}:session:{shard_count}:{shard_id}"
+
     def lease(self, shard_id: int, shard_count: int) -> str:
         """String: the gateway id holding the shard, with ``LEASE_TTL``."""
         return f"{self._pooled}:lease:{shard_count}:{shard_id}"

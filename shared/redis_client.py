@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import typing
 
 import redis.asyncio as aioredis
@@ -33,9 +34,11 @@ __all__: typing.Sequence[str] = (
 REDIS_ERRORS: typing.Final[tuple[type[BaseException], ...]] = (
     OSError,
     redis.exceptions.RedisError,
-    # A cluster that lost a master before its replica took over; not a RedisError. (Other
-    # cluster exceptions, such as keys of one transaction in two slots, are bugs: raised.)
+    # A cluster that lost a master before its replica took over, or none of whose nodes
+    # answers; not RedisErrors. (Other cluster exceptions, such as keys of one transaction in
+    # two slots, are bugs: raised.)
     redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.RedisClusterUnreachableError,
 )
 
 
@@ -44,6 +47,9 @@ REDIS_ERRORS: typing.Final[tuple[type[BaseException], ...]] = (
 #: ``MaxConnectionsError`` at 100, which callers would take for Redis being down.
 MAX_CONNECTIONS: typing.Final = 64
 _T = typing.TypeVar("_T")
+#: How long a cluster client's first command may wait for the topology (see
+#: ``GuardedRedisCluster.ready``).
+TOPOLOGY_WAIT: typing.Final = 5.0
 _POOL_WAIT: typing.Final = 5.0
 
 
@@ -139,7 +145,8 @@ def _is_outage(exc: BaseException) -> bool:
         | redis.exceptions.ConnectionError
         | redis.exceptions.TimeoutError
         | redis.exceptions.ClusterDownError
-        | redis.exceptions.SlotNotCoveredError,
+        | redis.exceptions.SlotNotCoveredError
+        | redis.exceptions.RedisClusterUnreachableError,
     )
 
 
@@ -212,18 +219,21 @@ class GuardedRedisCluster(redis.asyncio.cluster.RedisCluster):
     _ready: bool = False
 
     async def ready(self) -> None:
-        """Learn the cluster's topology (CLUSTER SLOTS, a connection per node) once, outside
-        the breaker's deadline: on a loaded machine it takes longer than a command should, and
-        it is bounded by the connect timeouts. Later refreshes are redis-py's, within commands.
-        No node reachable raises a ``redis.exceptions.ConnectionError`` (a :data:`REDIS_ERRORS`
-        one: the callers' fallbacks apply)."""
+        """Learn the cluster's topology (CLUSTER SLOTS, a connection per node) on the first
+        call, outside the breaker's deadline (on a loaded machine it takes longer than a
+        command should) but within :data:`TOPOLOGY_WAIT`. Only the first call waits so: if it
+        fails, later commands learn the topology inside redis-py, within the breaker's
+        deadline, so a cluster down at start costs the hot path no more than a deadline. A
+        failure raises a ``redis.exceptions.ConnectionError`` (one of :data:`REDIS_ERRORS`: the
+        callers' fallbacks apply)."""
         if self._ready:
             return
-        try:
-            await self.initialize()
-        except redis.exceptions.RedisClusterException as exc:
-            raise redis.exceptions.ConnectionError(str(exc)) from None
         self._ready = True
+        try:
+            await asyncio.wait_for(self.initialize(), TOPOLOGY_WAIT)
+        except (TimeoutError, redis.exceptions.RedisClusterException) as exc:
+            msg = f"Redis Cluster topology not learnt: {type(exc).__name__}"
+            raise redis.exceptions.ConnectionError(msg) from None
 
     async def execute_command(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
         await self.ready()

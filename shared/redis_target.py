@@ -67,8 +67,8 @@ def parse(url: str) -> RedisTarget:
     """Read ``url``; raises ``ValueError`` with a message that never quotes it."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in _MODES:
-        wanted = ", ".join(f"{s}://" for s in sorted(SCHEMES))
-        msg = f"expected one of {wanted}"
+        wanted = " or ".join(f"{s}://" for s in sorted(SCHEMES))
+        msg = f"expected a {wanted} URL"
         raise ValueError(msg)
     mode, tls = _MODES[parts.scheme]
     if mode == STANDALONE:

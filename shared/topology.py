@@ -6,7 +6,7 @@
                                                    └──▶ {ns}.{pool}.{group}.interactions
     worker ──{pool}.shard.{id} | {gateway id}──▶ {ns}.gateway (direct) ──▶ reply queue
     any queue ──(delivery limit, rejected)──▶ {ns}.dead (fanout) ──▶ {ns}.dead-letter
-    worker ──(handler failed)──▶ {queue}.retry.{ms}ms ──(TTL expires)──▶ {queue}  (backoff)
+    worker ──(handler failed)──▶ {queue}.retry.{ms}ms.quorum ──(TTL expires)──▶ {queue}  (backoff)
     caller ──{pool}.service.{name}──▶ {ns}.rpc (direct) ──▶ {ns}.{pool}.service.{name} (leader)
     anyone ──{pool}.process.{id}──▶ {ns}.rpc (direct) ──▶ {ns}.{pool}.process.{id} (replies,
                                                             fleet questions to that process)
@@ -18,9 +18,11 @@ A ``namespace`` prefixes every name, so deployments (and test runs) can share on
 
 from __future__ import annotations
 
+import logging
 import typing
 
 import aio_pika
+from aio_pika import exceptions as pika_errors
 
 if typing.TYPE_CHECKING:
     from aio_pika import abc as pika_abc
@@ -37,6 +39,11 @@ __all__: typing.Sequence[str] = (
     "Topology",
 )
 
+_LOGGER = logging.getLogger("shardline.topology")
+#: Replicas of a quorum queue at declaration (RabbitMQ's queue argument; the broker caps it at
+#: the cluster's size). Queue arguments cannot change: a queue declared without it, or with
+#: another size, keeps what it has (see :meth:`Topology.declare_quorum`).
+QUORUM_SIZE_ARGUMENT: typing.Final[str] = "x-quorum-initial-group-size"
 #: Deliveries of one message before the broker dead-letters it (quorum ``x-delivery-limit``).
 DELIVERY_LIMIT: typing.Final[int] = 5
 #: Header carrying why a message was dead-lettered by our code (malformed, unknown version).
@@ -52,6 +59,27 @@ HEADER_ERROR: typing.Final[str] = "x-shardline-error"
 HEADER_ROUTING_KEY: typing.Final[str] = "x-shardline-routing-key"
 #: Events that travel on the priority path.
 INTERACTION_EVENTS: typing.Final[frozenset[str]] = frozenset({"INTERACTION_CREATE"})
+
+
+async def _declares(
+    channel: pika_abc.AbstractChannel, name: str, arguments: dict[str, typing.Any]
+) -> bool:
+    """Whether a durable queue ``name`` with ``arguments`` can be declared: false when it
+    exists with another replica count. Tried on a throwaway channel of the same connection
+    (the one aio-pika itself uses to probe queues), since a refusal closes the channel it
+    came on and a robust channel is not usable again until it has restored itself."""
+    underlay = await channel.get_underlay_channel()
+    probe = await underlay.connection.channel(publisher_confirms=False)
+    try:
+        await probe.queue_declare(name, durable=True, arguments=arguments)
+    except pika_errors.ChannelPreconditionFailed as exc:
+        if QUORUM_SIZE_ARGUMENT in str(exc):
+            return False
+        raise
+    finally:
+        if not probe.is_closed:
+            await probe.close()
+    return True
 
 
 def copy_message(
@@ -71,10 +99,13 @@ def copy_message(
 class Topology:
     """Names and declarations for one namespace."""
 
-    __slots__ = ("namespace",)
+    __slots__ = ("namespace", "quorum_size")
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, *, quorum_size: int | None = None) -> None:
         self.namespace = namespace
+        #: Replicas of each quorum queue declared here (``AMQP_QUORUM_SIZE``); ``None``: the
+        #: broker's default.
+        self.quorum_size = quorum_size
 
     # --- names -----------------------------------------------------------------------------
 
@@ -107,8 +138,9 @@ class Topology:
     @staticmethod
     def retry_queue(work_queue: str, delay: float) -> str:
         """Where a failed message of ``work_queue`` waits ``delay`` seconds (the TTL is in the
-        name: queue arguments cannot change, so other delays make other queues)."""
-        return f"{work_queue}.retry.{round(delay * 1000)}ms"
+        name: queue arguments cannot change, so other delays make other queues). Quorum queues
+        since the RabbitMQ cluster work; the classic ones before were ``….retry.{ms}ms``."""
+        return f"{work_queue}.retry.{round(delay * 1000)}ms.quorum"
 
     def reply_queue(self, pool: str, gateway_id: str) -> str:
         return f"{self.namespace}.{pool}.gateway.{gateway_id}"
@@ -170,15 +202,35 @@ class Topology:
         exchange = await channel.declare_exchange(
             self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
-        queue = await channel.declare_queue(
-            self.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
-        )
+        queue = await self.declare_quorum(channel, self.dead_letter_queue, {})
         await queue.bind(exchange)
         return queue
 
+    async def declare_quorum(
+        self, channel: pika_abc.AbstractChannel, name: str, arguments: dict[str, typing.Any]
+    ) -> pika_abc.AbstractQueue:
+        """Declare a durable quorum queue with ``arguments``, replicated on ``quorum_size``
+        nodes when that is set.
+
+        A queue that exists already keeps its replica count (the broker refuses a declaration
+        whose size differs, and an upgrade must not stop at it): then it is declared again
+        without the size, so every other argument is still checked. More replicas for an
+        existing queue are the operator's ``rabbitmq-queues grow`` (docs/operations.md).
+        """
+        wanted = {"x-queue-type": "quorum", **arguments}
+        if self.quorum_size is not None:
+            sized = {**wanted, QUORUM_SIZE_ARGUMENT: self.quorum_size}
+            if await _declares(channel, name, sized):
+                wanted = sized
+            else:
+                _LOGGER.info(
+                    "quorum queue exists with another replica count; kept as it is",
+                    extra={"queue": name, "wanted": self.quorum_size},
+                )
+        return await channel.declare_queue(name, durable=True, arguments=wanted)
+
     def _worker_queue_arguments(self) -> dict[str, typing.Any]:
         return {
-            "x-queue-type": "quorum",
             "x-delivery-limit": DELIVERY_LIMIT,
             "x-dead-letter-exchange": self.dead_letter_exchange,
         }
@@ -196,13 +248,11 @@ class Topology:
         a listener also stops the traffic (selective forwarding).
         """
         events_exchange, _ = await self.declare_exchanges(channel)
-        events = await channel.declare_queue(
-            self.worker_queue(pool, group), durable=True, arguments=self._worker_queue_arguments()
+        events = await self.declare_quorum(
+            channel, self.worker_queue(pool, group), self._worker_queue_arguments()
         )
-        interactions = await channel.declare_queue(
-            self.interaction_queue(pool, group),
-            durable=True,
-            arguments=self._worker_queue_arguments(),
+        interactions = await self.declare_quorum(
+            channel, self.interaction_queue(pool, group), self._worker_queue_arguments()
         )
         for name in sorted(set(event_names)):
             queue = interactions if name in INTERACTION_EVENTS else events
@@ -221,18 +271,24 @@ class Topology:
         to a retry queue waits out its per-queue TTL there, unconsumed, and is then
         dead-lettered straight back to ``work_queue`` (not through the events exchange, which
         would hand it to every group again). One TTL per queue, so the oldest message is
-        always the first to expire. Durable, so a retry outlives a broker restart.
+        always the first to expire. Quorum queues (message TTL and at-least-once dead-lettering
+        since RabbitMQ 3.10.0, its release notes), so a waiting retry is replicated like the
+        work queue and survives a node loss; at-least-once keeps an expired message until the
+        work queue has taken it (it needs ``reject-publish`` overflow, never reached here:
+        there is no length limit).
         """
         names = []
         for delay in delays:
             name = self.retry_queue(work_queue, delay)
-            await channel.declare_queue(
+            await self.declare_quorum(
+                channel,
                 name,
-                durable=True,
-                arguments={
+                {
                     "x-message-ttl": max(1, round(delay * 1000)),
                     "x-dead-letter-exchange": "",
                     "x-dead-letter-routing-key": work_queue,
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
                 },
             )
             names.append(name)
@@ -292,10 +348,8 @@ class Topology:
         exchange = await self.declare_rpc_exchange(channel)
         # No dead-lettering: a request whose caller gave up (its expiration) is dropped, not
         # parked beside real poison messages; handler errors are answered, never requeued.
-        queue = await channel.declare_queue(
-            self.service_queue(pool, service),
-            durable=True,
-            arguments={"x-queue-type": "quorum", "x-single-active-consumer": True},
+        queue = await self.declare_quorum(
+            channel, self.service_queue(pool, service), {"x-single-active-consumer": True}
         )
         await queue.bind(exchange, self.service_key(pool, service))
         return queue

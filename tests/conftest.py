@@ -202,3 +202,19 @@ def root_logging() -> typing.Iterator[None]:
     root.setLevel(level)
     for name, was in chatty.items():
         logging.getLogger(name).setLevel(was)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> typing.Iterator[servers.RabbitMQCluster]:
+    """Three private RabbitMQ nodes in one cluster, started on first use (about 20 s) and
+    shared by the session: a test that kills a node starts it again before it ends."""
+    cluster = servers.RabbitMQCluster(tmp_path_factory.mktemp("rabbitmq-cluster"))
+    try:
+        cluster.start()
+    except servers.ServiceUnavailableError as exc:
+        cluster.shutdown()
+        pytest.fail(str(exc), pytrace=False)
+    yield cluster
+    cluster.shutdown()

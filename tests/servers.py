@@ -7,8 +7,10 @@ be, the test session fails with one line saying how to get it. Never a silent sk
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
+import secrets
 import shutil
 import signal
 import socket
@@ -189,11 +191,15 @@ class PrivateRedis:
 class PrivateRabbitMQ:
     """A RabbitMQ node of our own (SERVICES.md), stoppable without touching the shared one."""
 
-    def __init__(self, directory: pathlib.Path) -> None:
+    def __init__(
+        self, directory: pathlib.Path, *, epmd_port: int | None = None, cookie: str | None = None
+    ) -> None:
         self.directory = directory
         self.port = free_port()
         self.dist_port = free_port()
-        self.epmd_port = free_port()
+        #: A cluster's nodes share one private epmd and one cookie (SERVICES.md, Clusters).
+        self.epmd_port = epmd_port or free_port()
+        self.cookie = cookie
         self.name = f"shardline{self.port}@localhost"
         self.pidfile = directory / "rabbit.pid"
 
@@ -211,7 +217,7 @@ class PrivateRabbitMQ:
             epmd_port=self.epmd_port,
         )
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
         server = pathlib.Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
         if not server.exists():
             raise ServiceUnavailableError(
@@ -221,11 +227,42 @@ class PrivateRabbitMQ:
         (self.directory / "rabbitmq.conf").write_text(
             f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
         )
+        if self.cookie is not None:
+            cookie = self.directory / ".erlang.cookie"
+            if not cookie.exists():
+                cookie.write_text(self.cookie)
+                cookie.chmod(0o400)
         subprocess.run([str(server), "-detached"], env=self._env(), check=True, capture_output=True)
+        if wait:
+            self.wait()
+
+    def wait(self) -> None:
         if not _wait_port(self.port, 120):
             raise ServiceUnavailableError(
                 f"private RabbitMQ did not start; see {self.directory}/log"
             )
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the node's own log, to say why it did not start."""
+        logs = sorted((self.directory / "log").glob("*.log"))
+        text = [line for log in logs for line in log.read_text(errors="replace").splitlines()]
+        return "\n".join(text[-lines:])
+
+    def ctl(self, *args: str, timeout: float = 120) -> str:
+        """``rabbitmqctl -n`` this node (with its own HOME and cookie: SERVICES.md)."""
+        result = subprocess.run(
+            ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self.name, *args],
+            env=self._env(),
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise ServiceUnavailableError(
+                f"rabbitmqctl {' '.join(args)} on {self.name} failed: {result.stderr.strip()}"
+            )
+        return result.stdout
 
     def stop(self) -> None:
         """Kill the node at once, as a crash or a network cut would."""
@@ -239,9 +276,118 @@ class PrivateRabbitMQ:
     def shutdown(self) -> None:
         """Stop for good: the node and its private epmd."""
         self.stop()
-        subprocess.run(
-            ["/usr/bin/pkill", "-f", f"epmd.*{self.epmd_port}"], check=False, capture_output=True
+        kill_epmd(self.epmd_port)
+
+
+class RabbitMQCluster:
+    """Three private RabbitMQ nodes joined into one cluster (SERVICES.md, Clusters): one
+    cookie, one private epmd, ``join_cluster`` to the first node."""
+
+    def __init__(self, directory: pathlib.Path, size: int = 3) -> None:
+        self.directory = directory
+        epmd_port = free_port()
+        cookie = secrets.token_hex(16).upper()
+        self.nodes = [
+            PrivateRabbitMQ(directory / f"node{i}", epmd_port=epmd_port, cookie=cookie)
+            for i in range(size)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def url_list(self, first: int = 0) -> str:
+        """``AMQP_URL`` naming every node, starting with node ``first``."""
+        order = self.nodes[first:] + self.nodes[:first]
+        return ",".join(node.url for node in order)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.directory.mkdir(parents=True, exist_ok=True)
+            node.start(wait=False)
+        for node in self.nodes:
+            node.wait()
+            node.ctl("await_startup")
+        seed = self.nodes[0].name
+        for node in self.nodes[1:]:
+            node.ctl("stop_app")
+            node.ctl("join_cluster", seed)
+            node.ctl("start_app")
+        running = self.running_nodes()
+        if len(running) != len(self.nodes):
+            raise ServiceUnavailableError(f"the RabbitMQ cluster has {running} running, not all")
+
+    def running_nodes(self, via: int | None = None) -> list[str]:
+        """Names of the running nodes, as a live node sees them."""
+        alive = [n for n in self.nodes if port_open(n.port)] if via is None else [self.nodes[via]]
+        status = json.loads(alive[0].ctl("cluster_status", "--formatter", "json"))
+        return sorted(status.get("running_nodes", []))
+
+    def node_named(self, name: str) -> PrivateRabbitMQ:
+        return next(node for node in self.nodes if node.name == name)
+
+    def queue_leader(self, queue: str, vhost: str = "/") -> PrivateRabbitMQ:
+        """The node that leads a quorum queue now."""
+        alive = next(n for n in self.nodes if port_open(n.port))
+        rows = json.loads(
+            alive.ctl("list_queues", "-p", vhost, "name", "leader", "--formatter", "json")
         )
+        leader = next(row["leader"] for row in rows if row["name"] == queue)
+        return self.node_named(leader)
+
+    def queue_members(self, queue: str, vhost: str = "/") -> list[str]:
+        alive = next(n for n in self.nodes if port_open(n.port))
+        rows = json.loads(
+            alive.ctl("list_queues", "-p", vhost, "name", "members", "--formatter", "json")
+        )
+        return sorted(next(row["members"] for row in rows if row["name"] == queue))
+
+    def bindings(self, vhost: str = "/") -> set[tuple[str, str, str]]:
+        """Every (exchange, queue, routing key) binding, as a live node sees them."""
+        alive = next(n for n in self.nodes if port_open(n.port))
+        rows = json.loads(
+            alive.ctl(
+                "list_bindings", "-p", vhost, "source_name", "destination_name", "routing_key",
+                "--formatter", "json",
+            )
+        )  # fmt: skip
+        return {(row["source_name"], row["destination_name"], row["routing_key"]) for row in rows}
+
+    def restart(self, node: PrivateRabbitMQ) -> None:
+        """Start a killed node again: it rejoins the cluster it belonged to. Tried twice (a
+        loaded machine once saw a restarted node gone again before it answered); the error
+        carries the end of its log."""
+        for attempt in range(2):
+            node.pidfile.unlink(missing_ok=True)  # the killed node's: wait reads it
+            node.start(wait=False)
+            try:
+                node.ctl("wait", "--timeout", "120", str(node.pidfile), timeout=150)
+                node.ctl("await_startup")
+            except ServiceUnavailableError as exc:
+                node.stop()
+                if attempt:
+                    raise ServiceUnavailableError(f"{exc}\n{node.log_tail()}") from None
+            else:
+                return
+
+    def shutdown(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        kill_epmd(self.nodes[0].epmd_port)
+
+
+def kill_epmd(port: int) -> None:
+    """Stop the private epmd of ``port``, found by its environment (its command line does not
+    name the port, so a pattern on it finds nothing)."""
+    wanted = f"ERL_EPMD_PORT={port}".encode()
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (proc / "comm").read_text().strip() == "epmd" and wanted in (
+                proc / "environ"
+            ).read_bytes().split(b"\0"):
+                os.kill(int(proc.name), signal.SIGTERM)
 
 
 class PrivateRedisCluster:

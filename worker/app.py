@@ -12,12 +12,12 @@ import secrets
 import time
 import typing
 
-import aio_pika
 import hikari
 import orjson
 import prometheus_client
 
 from shared import (
+    amqp,
     breaker,
     clock,
     fleet,
@@ -50,6 +50,7 @@ from worker import (
 from worker.commands import sync as command_sync
 
 if typing.TYPE_CHECKING:
+    import aio_pika
     import pymongo
 
     from shared import config
@@ -134,14 +135,17 @@ class WorkerApp:
         self.bot = bot or bot_module.Bot()
         core = settings.core
         self.worker_id = f"{core.pool}-{settings.group}-{secrets.token_hex(4)}"
-        self.topology = topology.Topology(core.namespace)
+        self.topology = topology.Topology(core.namespace, quorum_size=core.quorum_size)
         self.keys = core.redis_keys()
         self.consumer: consumer.EventConsumer | None = None
         self.deduplicator: dedupe.Deduplicator | None = None
         self.health: health.HealthServer | None = None
         self.queue_depths: queue_depth.QueueDepths | None = None
         #: What ``/metrics`` serves: this replica's collector and the process's own metrics.
+        #: Which broker node this process uses, and its failovers (``/metrics``).
+        self.broker_metrics = amqp.BrokerCollector()
         self.metrics = health.metrics_registry(metrics.WorkerCollector(self))
+        self.metrics.register(self.broker_metrics)
         self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
         self._redis: redis_client.GuardedRedis | None = None
         self._mongo: pymongo.AsyncMongoClient[dict[str, typing.Any]] | None = None
@@ -165,7 +169,8 @@ class WorkerApp:
         # fall back to this replica's own, at once.
         self._redis = redis_client.connect_guarded(core.redis_url, clock=clock.SystemClock())
         await cache_layout.claim(self._redis, self.keys)
-        self._amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
+        self._amqp = await amqp.connect(core.amqp_urls or (core.amqp_url,))
+        self.broker_metrics.connection = self._amqp
         channel = await self._amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=PREFETCH)
         await self._start_rpc()

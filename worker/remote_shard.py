@@ -17,14 +17,14 @@ from collections import abc as collections_abc
 
 import aio_pika
 import hikari
+from aio_pika import abc as pika_abc
+from aio_pika import exceptions as pika_errors
 
 from shared import gateway_commands, topology
 from shared.gateway_commands import CommandRefusal, GatewayCommandError, RefusalReason
 
 if typing.TYPE_CHECKING:
     import datetime as dt
-
-    from aio_pika import abc as pika_abc
 
 _STATUS: typing.Final = {
     hikari.Status.ONLINE: "online",
@@ -46,7 +46,13 @@ class CommandReplies:
     """The gateway's answers to this replica's commands, matched by correlation id.
 
     Uses direct reply-to on the channel the commands are published on (RabbitMQ requires the
-    same channel), so no queue is declared per call."""
+    same channel), so no queue is declared per call.
+
+    A call never waits out its timeout for an answer that cannot come: a command no queue took
+    (published mandatory, returned by the broker) is refused at once with ``NO_ROUTE``, and
+    when the channel is lost (a broker node died) every waiting call ends with
+    ``CONNECTION_LOST``; once the robust channel is back, the reply consumer (which aio-pika
+    does not restore: it was never declared) is started again on first use."""
 
     def __init__(
         self, channel: pika_abc.AbstractChannel, *, timeout: float = ANSWER_TIMEOUT
@@ -55,6 +61,41 @@ class CommandReplies:
         self._timeout = timeout
         self._pending: dict[str, asyncio.Future[bytes]] = {}
         self._consuming: asyncio.Task[None] | None = None
+        channel.return_callbacks.add(self._on_return)
+        channel.close_callbacks.add(self._on_close)
+        if isinstance(channel, pika_abc.AbstractRobustChannel):
+            channel.reopen_callbacks.add(self._on_reopen)
+
+    def _fail_all(self, refusal: CommandRefusal) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(GatewayCommandError(refusal))
+
+    def _on_return(self, _: object, message: pika_abc.AbstractIncomingMessage) -> None:
+        future = self._pending.get(message.correlation_id or "")
+        if future is not None and not future.done():
+            future.set_exception(
+                GatewayCommandError(
+                    CommandRefusal(
+                        RefusalReason.NO_ROUTE,
+                        "no gateway queue took the command (no gateway holds the shard, or "
+                        "it is reconnecting after a broker node loss); it was not sent",
+                    )
+                )
+            )
+
+    def _on_close(self, _: object, __: BaseException | None = None) -> None:
+        self._consuming = None  # the reply consumer died with the channel
+        self._fail_all(
+            CommandRefusal(
+                RefusalReason.CONNECTION_LOST,
+                "the broker connection was lost while waiting for the gateway's answer; "
+                "the command may or may not have been sent",
+            )
+        )
+
+    def _on_reopen(self, _: object) -> None:
+        self._consuming = None
 
     async def _consume(self) -> None:
         queue = await self._channel.get_queue(_DIRECT_REPLY_TO, ensure=False)
@@ -71,12 +112,34 @@ class CommandReplies:
         """Publish ``message`` (through ``publish``) and raise unless the gateway sent it."""
         if self._consuming is None:
             self._consuming = asyncio.get_running_loop().create_task(self._consume())
-        await asyncio.shield(self._consuming)
+        try:
+            await asyncio.shield(self._consuming)
+        except pika_errors.CONNECTION_EXCEPTIONS:
+            self._consuming = None  # tried again by the next call
+            raise GatewayCommandError(
+                CommandRefusal(
+                    RefusalReason.CONNECTION_LOST,
+                    "the broker connection is down (reconnecting); the command was not sent",
+                )
+            ) from None
         correlation_id = message.correlation_id = uuid.uuid4().hex
+        # aiormq hands a returned message to the return callbacks only when it has an id.
+        message.message_id = message.message_id or correlation_id
         message.reply_to = _DIRECT_REPLY_TO
         future = self._pending[correlation_id] = asyncio.get_running_loop().create_future()
         try:
-            await publish()
+            try:
+                await publish()
+            except pika_errors.CONNECTION_EXCEPTIONS:
+                # The channel is down or being restored (a broker node lost): typed, like the
+                # other ways a command can fail to reach a gateway.
+                raise GatewayCommandError(
+                    CommandRefusal(
+                        RefusalReason.CONNECTION_LOST,
+                        "the broker connection was lost while publishing the command; it may "
+                        "or may not have been sent",
+                    )
+                ) from None
             try:
                 body = await asyncio.wait_for(future, self._timeout)
             except TimeoutError:

@@ -26,62 +26,70 @@ PROCESS: typing.Final = frozenset(
         "python_gc_collections_total",
     }
 )
-GATEWAY: typing.Final = frozenset(
-    {
-        "shardline_gateway_shard_connected",
-        "shardline_gateway_shard_queued",
-        "shardline_gateway_shard_latency_seconds",
-        "shardline_gateway_events_total",
-        "shardline_gateway_identifies_total",
-        "shardline_gateway_resumes_total",
-        "shardline_gateway_publish_backlog",
-        "shardline_gateway_published_events_total",
-        "shardline_gateway_published_messages_total",
-        "shardline_gateway_skipped_events_total",
-        "shardline_gateway_publish_failures_total",
-        "shardline_gateway_oversize_events_total",
-        "shardline_gateway_cache_writes_total",
-        "shardline_gateway_cache_failures_total",
-        "shardline_gateway_redis_up",
-        "shardline_gateway_breaker_state",
-        "shardline_gateway_cache_repair_pending",
-        "shardline_gateway_commands_total",
-        "shardline_gateway_session_start_remaining",
-        "shardline_gateway_session_start_limit",
-        "shardline_gateway_session_start_reset_seconds",
-        "shardline_gateway_shards_held",
-    }
+#: Every process's broker connection (shared.amqp.BrokerCollector).
+BROKER: typing.Final = frozenset({"shardline_broker_failovers_total", "shardline_broker_node"})
+GATEWAY: typing.Final = (
+    frozenset(
+        {
+            "shardline_gateway_shard_connected",
+            "shardline_gateway_shard_queued",
+            "shardline_gateway_shard_latency_seconds",
+            "shardline_gateway_events_total",
+            "shardline_gateway_identifies_total",
+            "shardline_gateway_resumes_total",
+            "shardline_gateway_publish_backlog",
+            "shardline_gateway_published_events_total",
+            "shardline_gateway_published_messages_total",
+            "shardline_gateway_skipped_events_total",
+            "shardline_gateway_publish_failures_total",
+            "shardline_gateway_oversize_events_total",
+            "shardline_gateway_cache_writes_total",
+            "shardline_gateway_cache_failures_total",
+            "shardline_gateway_redis_up",
+            "shardline_gateway_breaker_state",
+            "shardline_gateway_cache_repair_pending",
+            "shardline_gateway_commands_total",
+            "shardline_gateway_session_start_remaining",
+            "shardline_gateway_session_start_limit",
+            "shardline_gateway_session_start_reset_seconds",
+            "shardline_gateway_shards_held",
+        }
+    )
+    | BROKER
 )
-WORKER: typing.Final = frozenset(
-    {
-        "shardline_worker_messages_consumed_total",
-        "shardline_worker_events_handled_total",
-        "shardline_worker_handler_failures_total",
-        "shardline_worker_duplicates_skipped_total",
-        "shardline_worker_dead_lettered_total",
-        "shardline_worker_retries_total",
-        "shardline_worker_event_cache_reads_failed_total",
-        "shardline_worker_handler_seconds_bucket",
-        "shardline_worker_handler_seconds_sum",
-        "shardline_worker_handler_seconds_count",
-        "shardline_worker_event_age_seconds_bucket",
-        "shardline_worker_event_age_seconds_sum",
-        "shardline_worker_event_age_seconds_count",
-        "shardline_worker_service_leader",
-        "shardline_worker_schedule_runs_total",
-        "shardline_worker_cpu_calls_total",
-        "shardline_worker_cpu_timeouts_total",
-        "shardline_worker_cpu_waiting",
-        "shardline_worker_rest_rate_limited_total",
-        "shardline_worker_rest_waits_total",
-        "shardline_worker_rest_invalid_requests_total",
-        "shardline_worker_rest_limiter_fallbacks_total",
-        "shardline_worker_rest_limiter_shared",
-        "shardline_worker_breaker_state",
-        "shardline_worker_queue_messages",
-        "shardline_worker_queue_consumers",
-        "shardline_worker_dead_letter_messages",
-    }
+WORKER: typing.Final = (
+    frozenset(
+        {
+            "shardline_worker_messages_consumed_total",
+            "shardline_worker_events_handled_total",
+            "shardline_worker_handler_failures_total",
+            "shardline_worker_duplicates_skipped_total",
+            "shardline_worker_dead_lettered_total",
+            "shardline_worker_retries_total",
+            "shardline_worker_event_cache_reads_failed_total",
+            "shardline_worker_handler_seconds_bucket",
+            "shardline_worker_handler_seconds_sum",
+            "shardline_worker_handler_seconds_count",
+            "shardline_worker_event_age_seconds_bucket",
+            "shardline_worker_event_age_seconds_sum",
+            "shardline_worker_event_age_seconds_count",
+            "shardline_worker_service_leader",
+            "shardline_worker_schedule_runs_total",
+            "shardline_worker_cpu_calls_total",
+            "shardline_worker_cpu_timeouts_total",
+            "shardline_worker_cpu_waiting",
+            "shardline_worker_rest_rate_limited_total",
+            "shardline_worker_rest_waits_total",
+            "shardline_worker_rest_invalid_requests_total",
+            "shardline_worker_rest_limiter_fallbacks_total",
+            "shardline_worker_rest_limiter_shared",
+            "shardline_worker_breaker_state",
+            "shardline_worker_queue_messages",
+            "shardline_worker_queue_consumers",
+            "shardline_worker_dead_letter_messages",
+        }
+    )
+    | BROKER
 )
 #: rabbitmq_prometheus (checked against a real node in test_rabbitmq.py).
 RABBITMQ: typing.Final = frozenset(

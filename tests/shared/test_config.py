@@ -218,12 +218,12 @@ def test_lavalink_nodes_for_gateways_and_workers() -> None:
 # --- fuzzing: any environment gives settings, or one line naming the variable ------------------
 
 _VARIABLES = (
-    "ADMIN_KEY", "AMQP_URL", "CACHE_MEMBERS", "CACHE_RESOURCES", "CPU_PROCESSES", "CPU_TIMEOUT",
-    "DEFAULT_PREFIX", "DISCORD_API_URL", "DISCORD_TOKEN", "HEALTH_PORT", "INTENTS",
-    "LAVALINK_PASSWORD", "LAVALINK_RESUME_TIMEOUT", "LAVALINK_URL", "LEASE_TTL", "LOG_FORMAT",
-    "LOG_LEVEL", "NAMESPACE", "POOL", "PUBLISH_BUFFER", "REST_GLOBAL_LIMIT", "REST_LIMITER",
-    "SHARD_COUNT", "SHARD_IDS", "WORKER_GROUP", "WORKER_PLUGINS", "WORKER_ROLES", "MONGO_URL",
-    "REDIS_URL", "RETRY_DELAYS",
+    "ADMIN_KEY", "AMQP_URL", "CACHE_RESOURCES", "CPU_PROCESSES", "CPU_TIMEOUT", "DEFAULT_PREFIX",
+    "DISCORD_API_URL", "DISCORD_TOKEN", "HEALTH_PORT", "INTENTS", "LAVALINK_PASSWORD",
+    "LAVALINK_RESUME_TIMEOUT", "LAVALINK_URL", "LEASE_TTL", "LOG_FORMAT", "LOG_LEVEL",
+    "NAMESPACE", "POOL", "PUBLISH_BUFFER", "REST_GLOBAL_LIMIT", "REST_LIMITER", "SHARD_COUNT",
+    "SHARD_IDS", "WORKER_GROUP", "WORKER_PLUGINS", "WORKER_ROLES", "MONGO_URL", "REDIS_URL",
+    "RETRY_DELAYS", "AMQP_QUORUM_SIZE", "CACHE_MEMBERS",
 )  # fmt: skip
 _VALUES = st.one_of(
     st.text(max_size=30),
@@ -266,3 +266,59 @@ def test_workers_know_the_configured_intents() -> None:
     chosen = config.WorkerSettings.from_env({**base, "INTENTS": "GUILDS,GUILD_MESSAGES"})
     wanted = hikari.Intents.GUILDS | hikari.Intents.GUILD_MESSAGES
     assert chosen.intents == wanted
+
+
+# --- AMQP_URL naming the nodes of a RabbitMQ cluster -------------------------------------------
+
+CLUSTER_URLS = "amqp://u:s3cretpw@rabbit-0:5672/, amqp://u:s3cretpw@rabbit-1:5672/,amqps://u:s3cretpw@rabbit-2/"
+
+
+def test_cluster_amqp_url_lists_nodes_in_order_with_three_replicas() -> None:
+    settings = config.CoreSettings.from_env(env(AMQP_URL=CLUSTER_URLS))
+    hosts = [url.reveal().split("@")[1] for url in settings.amqp_urls]
+    assert hosts == ["rabbit-0:5672/", "rabbit-1:5672/", "rabbit-2/"]
+    assert settings.amqp_url == settings.amqp_urls[0]
+    assert settings.quorum_size == 3
+    two = config.CoreSettings.from_env(env(AMQP_URL=CLUSTER_URLS.rsplit(",", 1)[0]))
+    assert two.quorum_size == 2  # min(3, nodes)
+    # One URL (one node, or a load balancer in front of many): the broker's own default.
+    assert config.CoreSettings.from_env(env()).quorum_size is None
+    sized = config.CoreSettings.from_env(env(AMQP_URL=CLUSTER_URLS, AMQP_QUORUM_SIZE="5"))
+    assert sized.quorum_size == 5
+    operator = config.OperatorSettings.from_env(env(AMQP_URL=CLUSTER_URLS))
+    assert len(operator.amqp_urls) == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("amqp://u:s3cretpw@a/,,amqp://u:s3cretpw@b/", "has an empty entry"),
+        ("amqp://u:s3cretpw@a/,", "has an empty entry"),
+        ("amqp://u:s3cretpw@a/,http://u:s3cretpw@b/", "entry 2 of 2: expected an amqp://"),
+        ("amqp://u:s3cretpw@a/,amqp://u:s3cretpw@b:port/", "entry 2 of 2: its port is not"),
+        ("amqp://u:s3cretpw@a/,amqp:///", "entry 2 of 2: has no host"),
+        ("amqp://u:s3cretpw@a/,amqp://u:s3cretpw@a/", "names the same node twice"),
+    ],
+)
+def test_cluster_amqp_url_bad_entries_stop_with_one_line(value: str, reason: str) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.CoreSettings.from_env(env(AMQP_URL=value))
+    message = str(caught.value)
+    assert message.startswith("AMQP_URL: ")
+    assert reason in message
+    assert "s3cretpw" not in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "three", "256"])
+def test_cluster_quorum_size_bad_values_name_the_variable(value: str) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.CoreSettings.from_env(env(AMQP_URL=CLUSTER_URLS, AMQP_QUORUM_SIZE=value))
+    assert caught.value.variable == "AMQP_QUORUM_SIZE"
+
+
+def test_cluster_every_node_url_is_a_secret_for_the_log_redactor() -> None:
+    settings = config.CoreSettings.from_env(env(AMQP_URL=CLUSTER_URLS))
+    revealed = {secret.reveal() for secret in settings.secrets()}
+    assert {url.reveal() for url in settings.amqp_urls} <= revealed
+    assert "s3cretpw" not in repr(settings)

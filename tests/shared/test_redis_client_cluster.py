@@ -12,6 +12,7 @@ import pytest
 import redis.exceptions
 
 from shared import breaker, clock, keys, pubsub, redis_client, secret
+from tests import servers as servers_module
 
 if typing.TYPE_CHECKING:
     from tests import servers
@@ -143,3 +144,22 @@ async def test_cluster_a_master_killed_under_load_loses_no_acknowledged_write(
         await client.aclose()
         if port:
             redis_cluster.start_node(port)  # it rejoins as a replica of its successor
+
+
+async def test_cluster_unreachable_at_start_is_redis_away_not_a_crash() -> None:
+    """No startup node answers: every call fails with one of ``REDIS_ERRORS`` (the callers'
+    fallbacks), within the breaker's deadline once the first call has tried."""
+    url = f"redis+cluster://127.0.0.1:{servers_module.free_port()}"
+    client = redis_client.connect_guarded(secret.Secret(url), clock=clock.SystemClock())
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            with pytest.raises(redis_client.REDIS_ERRORS):
+                await client.get("k")
+            assert time.monotonic() - started < redis_client.TOPOLOGY_WAIT + 1
+        started = time.monotonic()
+        with pytest.raises(redis_client.REDIS_ERRORS):
+            await client.get("k")
+        assert time.monotonic() - started < breaker.DEADLINE + 0.5
+    finally:
+        await client.aclose()

@@ -39,7 +39,7 @@ def test_the_password_never_shows_in_the_repr() -> None:
 @pytest.mark.parametrize(
     ("url", "said"),
     [
-        ("http://h:1", "expected one of"),
+        ("http://h:1", "expected a redis://"),
         ("redis+sentinel://h:26379", "master's name"),
         ("redis+sentinel://h:26379/m/x", "not a number"),
         ("redis+cluster://h:7000/0", "no database number"),

@@ -105,3 +105,26 @@ async def test_poison_message_is_dead_lettered_after_the_delivery_limit(
     assert dead_message.body == b"poison"
     assert dead_message.headers.get("x-first-death-reason") == "delivery_limit"
     await dead_message.ack()
+
+
+async def test_cluster_quorum_size_is_set_on_new_queues_and_existing_ones_keep_theirs(
+    amqp_connection: pika_abc.AbstractRobustConnection, namespace: str
+) -> None:
+    """An upgrade to a configured replica count never stops at a queue declared without one
+    (the broker refuses a declaration whose arguments differ): it is kept as it is, on the
+    same (robust) channel, and its other arguments are still checked."""
+    channel = await amqp_connection.channel()
+    before = topology.Topology(namespace)
+    events, _ = await before.declare_worker_queues(channel, "main", "default", ["GUILD_CREATE"])
+    sized = topology.Topology(namespace, quorum_size=3)
+    again, _ = await sized.declare_worker_queues(channel, "main", "default", ["GUILD_CREATE"])
+    assert again.name == events.name
+    assert topology.QUORUM_SIZE_ARGUMENT not in (again.arguments or {})
+    fresh = await sized.declare_quorum(channel, f"{namespace}.fresh", {})
+    assert (fresh.arguments or {})[topology.QUORUM_SIZE_ARGUMENT] == 3
+    # Another mismatch is still refused.
+    other = await amqp_connection.channel()
+    with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+        await sized.declare_quorum(other, events.name, {"x-max-length": 10})
+    await channel.queue_delete(fresh.name)
+    await channel.close()
