@@ -1,6 +1,7 @@
 """Redis memory of the shared cache per guild, member and channel, next to a naive layout.
 
     .venv/bin/python -m bench.cache_memory [--guilds 1000] [--members 200] [--channels 20] [--roles 10]
+    .venv/bin/python -m bench.cache_memory --members-total 20000,200000,2000000 [--cluster]
 
 Fills the cache through the real writer with a realistic population (by default 1,000
 guilds, 200,000 members with their users, 20,000 channels, 10,000 roles) and, in the same run
@@ -11,6 +12,12 @@ member-with-permissions (p50/p99 on loopback). The baseline a bot author knows: 
 GUILD_CREATEs through a hikari ``GatewayBot``'s event manager into its default in-process
 cache, measured with ``tracemalloc`` (Python heap only, so an underestimate of its RSS), once
 with members and once without, for bytes per member.
+
+``--members-total`` measures bytes per member (with its user and its id in the guild's member
+set) at each population given, guilds of ``--members`` members each, written through the real
+writer once with the bucket layout sized to that population (``CACHE_MEMBERS``) and once with
+the old fixed layout (2**16 buckets), on a private redis-server started for the run (and, with
+``--redis standalone,cluster``, the default, on a private three-master Redis Cluster too, from ``tests/servers.py``).
 """
 
 from __future__ import annotations
@@ -37,10 +44,14 @@ Json = dict[str, typing.Any]
 
 
 def population(args: argparse.Namespace) -> list[Json]:
+    return list(guild_payloads(args, args.guilds))
+
+
+def guild_payloads(args: argparse.Namespace, guilds: int) -> typing.Iterator[Json]:
+    """GUILD_CREATE payloads, made one at a time (2 million members do not fit as dicts)."""
     rng = random.Random(7)
     discord = world.World()
-    payloads = []
-    for g in range(args.guilds):
+    for g in range(guilds):
         guild = discord.add_guild(f"guild {g}", channels=args.channels)
         guild_id = int(guild["id"])
         for r in range(args.roles - 1):
@@ -70,8 +81,11 @@ def population(args: argparse.Namespace) -> list[Json]:
             )  # fmt: skip
         payload["members"] = members
         payload["member_count"] = len(members)
-        payloads.append(payload)
-    return payloads
+        yield payload
+        # Forgotten once made: the world's channel lookups scan every channel it holds.
+        discord.guilds.pop(guild_id, None)
+        discord.members.pop(guild_id, None)
+        discord.channels.clear()
 
 
 async def write_naive(redis: aioredis.Redis, prefix: str, payloads: list[Json]) -> None:
@@ -114,14 +128,13 @@ async def measure(redis: aioredis.Redis, pattern: str) -> dict[str, int]:
 
 
 async def delete(redis: aioredis.Redis, pattern: str) -> None:
-    batch = []
+    # One UNLINK per key: a cluster node refuses one UNLINK of keys in several slots.
+    pipe = redis.pipeline(transaction=False)
     async for key in redis.scan_iter(match=pattern, count=5000):
-        batch.append(key)
-        if len(batch) >= 2000:
-            await redis.unlink(*batch)
-            batch.clear()
-    if batch:
-        await redis.unlink(*batch)
+        pipe.unlink(key)
+        if len(pipe) >= 2000:
+            await pipe.execute()
+    await pipe.execute()
 
 
 def gateway_bot_cache_bytes(payloads: list[Json]) -> int:
@@ -158,6 +171,84 @@ def gateway_bot_cache_bytes(payloads: list[Json]) -> int:
     return sum(stat.size_diff for stat in after.compare_to(before, "filename"))
 
 
+#: The layout before buckets were sized to the population: 2**16 of them, whatever it was.
+OLD_BUCKET_BITS: typing.Final = 16
+
+
+async def member_bytes(
+    redis: aioredis.Redis,
+    nodes: list[aioredis.Redis],
+    args: argparse.Namespace,
+    total: int,
+    bucket_bits: int,
+) -> tuple[float, dict[str, int], float]:
+    """Bytes per member (with its user and member-set entry) of ``total`` members written in
+    the ``bucket_bits`` layout, the bytes by key kind, and the members written per second."""
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    redis_keys = keys.RedisKeys(namespace, "main", bucket_bits=bucket_bits)
+    cache_writer = writer.CacheWriter(redis_keys, resources.DEFAULT, shard_count=1)
+    guilds = -(-total // args.members)
+    written = 0
+    started = time.perf_counter()
+    try:
+        for payload in guild_payloads(args, guilds):
+            await cache_writer.write(redis, [(0, "GUILD_CREATE", payload)])
+            written += len(payload["members"])
+        seconds = time.perf_counter() - started
+        totals: dict[str, int] = {}
+        for node in nodes:  # a cluster's keys are measured on the master holding them
+            for kind, size in (await measure(node, f"{namespace}:main:*")).items():
+                totals[kind] = totals.get(kind, 0) + size
+    finally:
+        for node in nodes:
+            await delete(node, f"{namespace}:*")
+    per_member = totals.get("mb", 0) + totals.get("ub", 0) + totals.get("g:mi", 0)
+    return per_member / written, totals, written / seconds
+
+
+async def scale_points(args: argparse.Namespace) -> None:
+    """Bytes per member at each ``--members-total``, sized layout next to the old one."""
+    import pathlib  # noqa: PLC0415 - only this mode starts servers
+    import tempfile  # noqa: PLC0415
+
+    from shared import redis_client, secret  # noqa: PLC0415
+    from tests import servers  # noqa: PLC0415 - the suite's private servers, not a fixture
+
+    totals = [int(t) for t in args.members_total.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
+        targets: list[tuple[str, typing.Any]] = []
+        if "standalone" in args.redis:
+            targets.append(("standalone", servers.PrivateRedis(pathlib.Path(tmp) / "standalone")))
+        if "cluster" in args.redis:
+            targets.append(("cluster", servers.PrivateRedisCluster(pathlib.Path(tmp) / "cluster")))
+        print("| Redis | members | layout | buckets | bytes per member | members/s written |")
+        print("|---|---|---|---|---|---|")
+        for name, server in targets:
+            server.directory.mkdir(parents=True)
+            server.start()
+            try:
+                redis = redis_client.connect(secret.Secret(server.url))
+                ports = [server.port] if name == "standalone" else server.masters()
+                nodes = [aioredis.Redis(host="127.0.0.1", port=port) for port in ports]
+                try:
+                    for total in totals:
+                        sized = keys.cache_bucket_bits(total)
+                        layouts = {"sized": sized, "old": OLD_BUCKET_BITS}
+                        for label in args.layouts.split(","):
+                            bits = layouts[label]
+                            per, _, rate = await member_bytes(redis, nodes, args, total, bits)
+                            print(
+                                f"| {name} | {total:,} | {label} | 2^{bits} | {per:.0f} | {rate:,.0f} |",
+                                flush=True,
+                            )
+                finally:
+                    for node in nodes:
+                        await node.aclose()
+                    await redis.aclose()
+            finally:
+                server.stop()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--guilds", type=int, default=1000)
@@ -165,12 +256,27 @@ async def main() -> None:
     parser.add_argument("--channels", type=int, default=20)
     parser.add_argument("--roles", type=int, default=10)
     parser.add_argument("--samples", type=int, default=5000)
+    parser.add_argument(
+        "--members-total",
+        default="",
+        help="comma-separated populations (e.g. 20000,200000,2000000): bytes per member at each",
+    )
+    parser.add_argument(
+        "--redis", default="standalone,cluster", help="with --members-total: where to measure"
+    )
+    parser.add_argument(
+        "--layouts", default="sized,old", help="with --members-total: sized, old or both"
+    )
     args = parser.parse_args()
+    if args.members_total:
+        await scale_points(args)
+        return
     redis = aioredis.Redis.from_url(REDIS_URL)
     namespace = f"bench{uuid.uuid4().hex[:8]}"
-    redis_keys = keys.RedisKeys(namespace, "main")
     payloads = population(args)
     members = sum(len(p["members"]) for p in payloads)
+    # As a deployment of this population is configured (CACHE_MEMBERS).
+    redis_keys = keys.RedisKeys(namespace, "main", bucket_bits=keys.cache_bucket_bits(members))
     channels = sum(len(p["channels"]) for p in payloads)
     roles = sum(len(p["roles"]) for p in payloads)
     try:
@@ -192,7 +298,7 @@ async def main() -> None:
         ours_total = sum(ours.values())
         naive_total = sum(naive.values())
         print(
-            f"population: {len(payloads):,} guilds, {members:,} members (with their users), {channels:,} channels, {roles:,} roles"
+            f"population: {len(payloads):,} guilds, {members:,} members (with their users), {channels:,} channels, {roles:,} roles; 2^{redis_keys.bucket_bits} member buckets"
         )
         print(
             f"written through the cache writer in {write_seconds:.1f} s ({members / write_seconds:,.0f} members/s)"

@@ -44,8 +44,9 @@ from gateway import (
     voice_switch,
 )
 from gateway import status as gateway_status
-from shared import amqp, breaker, clock, health, keys, lifecycle, redis_client, rpc, topology
+from shared import amqp, breaker, clock, health, lifecycle, redis_client, rpc, topology
 from shared import status as shared_status
+from shared.cache import layout as cache_layout
 from shared.cache import resources
 from shared.cache import writer as cache_writer
 
@@ -64,7 +65,7 @@ class GatewayApp:
         core = settings.core
         self.gateway_id = f"{core.pool}-{secrets.token_hex(4)}"
         self.topology = topology.Topology(core.namespace, quorum_size=core.quorum_size)
-        self.keys = keys.RedisKeys(core.namespace, core.pool)
+        self.keys = core.redis_keys()
         self.stopping = asyncio.Event()
         #: What ``/metrics`` serves: this gateway's collector and the process's own metrics.
         #: Which broker node this process uses, and its failovers (``/metrics``).
@@ -104,6 +105,7 @@ class GatewayApp:
             core.redis_url, clock=clock.SystemClock()
         )
         stack.push_async_callback(redis.aclose)
+        await cache_layout.claim(redis, self.keys)
         broker = await amqp.connect(core.amqp_urls or (core.amqp_url,))
         self.broker_metrics.connection = broker
         stack.push_async_callback(_bounded, broker.close)

@@ -1,12 +1,12 @@
 """Automatic shard assignment: gateways of a pool claim shards through Redis leases.
 
-Each gateway heartbeats into ``{pool}:gateways:{count}`` (the gateways of its shard layout)
-and holds its shards as ``{pool}:lease:{count}:{id}`` keys with a TTL, renewed every third of
-it; two layouts (a re-shard in progress) never share out each other's shards. Every gateway
-computes the same fair share from the sorted list of live gateways, releases shards above its
-share (after closing them with their sessions kept, so the next holder RESUMEs) and claims
-free shards up to it. A lease not
-renewed expires, and its shard is taken over.
+Each gateway heartbeats into ``ns:{pool}:gateways:{count}`` (the gateways of its shard layout)
+and holds its shards as ``ns:{pool}:lease:{count}:{id}`` keys with a TTL (one hash tag: one
+MGET reads them all, on a Redis Cluster too), renewed every third of it; two layouts (a
+re-shard in progress) never share out each other's shards. Every gateway computes the same fair
+share from the sorted list of live gateways, releases shards above its share (after closing
+them with their sessions kept, so the next holder RESUMEs) and claims free shards up to it. A
+lease not renewed expires, and its shard is taken over.
 """
 
 from __future__ import annotations

@@ -43,15 +43,17 @@ class Checkpoint:
 
 
 class SessionStore:
-    """``{pool}:session:{count}:{shard}`` hashes: session_id, seq, resume_url, shard_count."""
+    """``ns:pool:session:{count:shard}`` hashes: session_id, seq, resume_url, shard_count."""
 
     def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys) -> None:
         self._redis = redis
         self._keys = redis_keys
-        self._checkpoint = redis.register_script(_CHECKPOINT)
 
     async def load(self, shard_id: int, shard_count: int) -> hikari_adapter.SessionState | None:
         stored = await self._redis.hgetall(self._keys.session(shard_id, shard_count))
+        if not stored:
+            # Left by a version without hash tags (``shared.keys``): still resumable.
+            stored = await self._redis.hgetall(self._keys.legacy_session(shard_id, shard_count))
         if not stored:
             return None
         raw = redis_client.text_map(stored)
@@ -90,18 +92,19 @@ class SessionStore:
         """Advance the stored seq of several shards in one round trip."""
         if not marks:
             return
+        # EVAL, not a registered script's EVALSHA: a cluster pipeline cannot load a script a
+        # node lacks (a fresh or promoted one), and Redis caches the text's compilation.
         async with self._redis.pipeline(transaction=False) as pipe:
             for shard_id, mark in marks.items():
-                await self._checkpoint(
-                    keys=[self._keys.session(shard_id, mark.shard_count)],
-                    args=[
-                        mark.session_id,
-                        mark.seq,
-                        keys.SESSION_TTL,
-                        mark.resume_url,
-                        mark.shard_count,
-                    ],
-                    client=pipe,
+                pipe.eval(
+                    _CHECKPOINT,
+                    1,
+                    self._keys.session(shard_id, mark.shard_count),
+                    mark.session_id,
+                    mark.seq,
+                    keys.SESSION_TTL,
+                    mark.resume_url,
+                    mark.shard_count,
                 )
             await pipe.execute()
 

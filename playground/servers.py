@@ -30,10 +30,9 @@ import typing
 
 import aio_pika
 import pymongo
-import redis.asyncio as aioredis
 from pymongo import uri_parser
 
-from shared import config, topology
+from shared import config, redis_client, secret, topology
 
 __all__: typing.Sequence[str] = (
     "MissingServerError",
@@ -422,7 +421,9 @@ async def clean_namespace(
     caches), its exchanges and worker queues and, with ``database`` and a ``MONGO_URL`` naming
     no database, the namespace's database (the one the workers used)."""
     namespace = scope.namespace
-    redis = aioredis.Redis.from_url(urls["REDIS_URL"])
+    # One server, Sentinel or a Cluster (whose SCAN walks every master, and whose UNLINK of
+    # many keys is split by slot).
+    redis = redis_client.connect(secret.Secret(urls["REDIS_URL"]))
     try:
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=f"{namespace}:*", count=5000):

@@ -19,7 +19,7 @@ import urllib.parse
 
 import hikari
 
-from shared import admin, amqp, envfile, keys, playground, sharding
+from shared import admin, amqp, envfile, keys, playground, redis_target, sharding
 from shared.cache import resources
 from shared.secret import Secret
 
@@ -169,6 +169,15 @@ class EnvReader:
             return None
         return self.secret(name)
 
+    def redis_url(self) -> Secret:
+        """``REDIS_URL``: one server, Sentinel or a Cluster (``shared.redis_target``)."""
+        value = self.secret("REDIS_URL", "redis://127.0.0.1:6379/0")
+        try:
+            redis_target.parse(value.reveal())
+        except ValueError as exc:
+            raise ConfigError("REDIS_URL", str(exc)) from None
+        return value
+
     def url(self, name: str, default: str | None, schemes: typing.Collection[str]) -> Secret:
         """A URL that may carry credentials: read like a secret, checked without echoing it."""
         value = self.secret(name, default)
@@ -198,6 +207,15 @@ class CoreSettings:
     amqp_urls: tuple[Secret, ...] = ()
     #: ``AMQP_QUORUM_SIZE``: replicas of each quorum queue declared (None: the broker's default).
     quorum_size: int | None = None
+    #: About how many members the pool's cache holds (``CACHE_MEMBERS``): sizes the member
+    #: and user buckets (``shared.keys.cache_bucket_bits``).
+    cache_members: int = keys.DEFAULT_CACHE_MEMBERS
+
+    def redis_keys(self) -> keys.RedisKeys:
+        """The pool's key schema, with the bucket layout sized to ``cache_members``."""
+        return keys.RedisKeys(
+            self.namespace, self.pool, bucket_bits=keys.cache_bucket_bits(self.cache_members)
+        )
 
     @classmethod
     def from_env(cls, env: typing.Mapping[str, str] | None = None) -> CoreSettings:
@@ -245,6 +263,9 @@ class CoreSettings:
             log_level=log_level,
             log_format=log_format,
             health_port=read.integer("HEALTH_PORT", 8080, maximum=65535),
+            cache_members=read.integer(
+                "CACHE_MEMBERS", keys.DEFAULT_CACHE_MEMBERS, minimum=1, maximum=2**32
+            ),
         )
 
 
@@ -278,9 +299,7 @@ class OperatorSettings:
             amqp_url=nodes[0],
             amqp_urls=nodes,
             quorum_size=_read_quorum_size(read, len(nodes)),
-            redis_url=read.url(
-                "REDIS_URL", "redis://127.0.0.1:6379/0", {"redis", "rediss", "unix"}
-            ),
+            redis_url=read.redis_url(),
             pool=read.name("POOL", "main"),
             namespace=read.name("NAMESPACE", "shardline"),
         )

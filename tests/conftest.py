@@ -30,6 +30,33 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> typing.Iterator[servers.PrivateRedisCluster]:
+    """A private Redis Cluster (three masters, three replicas), started on first use."""
+    cluster = servers.PrivateRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+    except servers.ServiceUnavailableError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path: pathlib.Path) -> typing.Iterator[servers.PrivateRedisSentinel]:
+    """A private master, replica and three sentinels (a test may kill the master)."""
+    sentinel = servers.PrivateRedisSentinel(tmp_path)
+    try:
+        sentinel.start()
+    except servers.ServiceUnavailableError as exc:
+        sentinel.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield sentinel
+    sentinel.stop()
+
+
+@pytest.fixture(scope="session")
 def amqp_url() -> str:
     try:
         return servers.ensure_rabbitmq()

@@ -388,3 +388,203 @@ def kill_epmd(port: int) -> None:
                 proc / "environ"
             ).read_bytes().split(b"\0"):
                 os.kill(int(proc.name), signal.SIGTERM)
+
+
+class PrivateRedisCluster:
+    """A Redis Cluster of our own (SERVICES.md): ``masters`` masters with one replica each, on
+    free ports, made by ``redis-cli --cluster create``; a test may kill a node."""
+
+    def __init__(self, directory: pathlib.Path, masters: int = 3) -> None:
+        self.directory = directory
+        self.ports = _cluster_ports(masters * 2)
+
+    @property
+    def url(self) -> str:
+        """``REDIS_URL`` for the platform (every node a startup node)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def _node(self, port: int) -> pathlib.Path:
+        return self.directory / str(port)
+
+    def start(self) -> None:
+        binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if binary is None or cli is None:
+            raise ServiceUnavailableError(
+                "redis-server is not installed: apt-get install -y redis-server"
+            )
+        for port in self.ports:
+            self.start_node(port)
+        created = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            check=False, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if created.returncode != 0:
+            self.stop()
+            raise ServiceUnavailableError(
+                f"redis-cli --cluster create failed: {created.stdout}{created.stderr}"
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(
+                "cluster_state:ok" in self.info(port, "CLUSTER", "INFO") for port in self.ports
+            ) and all(self._synced(port) for port in self.ports):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise ServiceUnavailableError(
+            f"the private Redis Cluster never became ok; see {self.directory}"
+        )
+
+    def _synced(self, port: int) -> bool:
+        """A master, or a replica whose link to its master is up (a failover needs it)."""
+        replication = self.info(port, "INFO", "replication")
+        return "role:master" in replication or "master_link_status:up" in replication
+
+    def start_node(self, port: int) -> None:
+        node = self._node(port)
+        node.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "redis-server", "--bind", "127.0.0.1", "--port", str(port),
+                "--cluster-enabled", "yes", "--cluster-config-file", str(node / "nodes.conf"),
+                "--cluster-node-timeout", "2000", "--cluster-replica-validity-factor", "0",
+                "--dir", str(node), "--daemonize", "yes",
+                "--pidfile", str(node / "redis.pid"), "--logfile", str(node / "redis.log"),
+                "--save", "", "--appendonly", "no",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        if not _wait_port(port, 10):
+            raise ServiceUnavailableError(f"cluster node {port} did not start; see {node}")
+
+    def info(self, port: int, *command: str) -> str:
+        """A redis-cli command's answer from one node ('' when it does not answer)."""
+        done = subprocess.run(
+            ["redis-cli", "-p", str(port), *command],
+            check=False, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        return done.stdout
+
+    def masters(self) -> list[int]:
+        """The ports of the masters now (as a live node sees them)."""
+        for port in self.ports:
+            nodes = self.info(port, "CLUSTER", "NODES")
+            if nodes:
+                return [
+                    int(line.split()[1].split("@")[0].rsplit(":", 1)[1])
+                    for line in nodes.splitlines()
+                    if "master" in line.split()[2] and "fail" not in line.split()[2]
+                ]
+        return []
+
+    def kill(self, port: int) -> None:
+        """``kill -9`` one node."""
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            pid = int((self._node(port) / "redis.pid").read_text().strip())
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for port in self.ports:
+            self.kill(port)
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus port (port + 10000) is free and valid too."""
+    found: list[int] = []
+    while len(found) < count:
+        port = free_port()
+        if port < 55000 and port not in found and not port_open(port + 10000):
+            found.append(port)
+    return found
+
+
+class PrivateRedisSentinel:
+    """A Redis master, its replica and three sentinels of our own, on free ports; a test may
+    kill the master (a sentinel promotes the replica)."""
+
+    MASTER_NAME: typing.Final = "shardline"
+
+    def __init__(self, directory: pathlib.Path) -> None:
+        self.directory = directory
+        self.master_port, self.replica_port = free_port(), free_port()
+        self.sentinel_ports = [free_port() for _ in range(3)]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.MASTER_NAME}/0"
+
+    def _pidfile(self, port: int) -> pathlib.Path:
+        return self.directory / str(port) / "redis.pid"
+
+    def _server(self, port: int, *extra: str) -> None:
+        node = self.directory / str(port)
+        node.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "redis-server", *extra, "--bind", "127.0.0.1", "--port", str(port),
+                "--dir", str(node), "--daemonize", "yes", "--pidfile", str(self._pidfile(port)),
+                "--logfile", str(node / "redis.log"), "--save", "", "--appendonly", "no",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        if not _wait_port(port, 10):
+            raise ServiceUnavailableError(f"redis {port} did not start; see {node}")
+
+    def start(self) -> None:
+        if shutil.which("redis-server") is None:
+            raise ServiceUnavailableError(
+                "redis-server is not installed: apt-get install -y redis-server"
+            )
+        self._server(self.master_port)
+        self._server(self.replica_port, "--replicaof", "127.0.0.1", str(self.master_port))
+        for port in self.sentinel_ports:
+            config = self.directory / f"sentinel-{port}.conf"
+            config.write_text(
+                f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {self.master_port} 2\n"
+                f"sentinel down-after-milliseconds {self.MASTER_NAME} 1000\n"
+                f"sentinel failover-timeout {self.MASTER_NAME} 5000\n"
+            )
+            (self.directory / str(port)).mkdir(exist_ok=True)  # for its pidfile
+            # A sentinel's configuration file comes first and must be writable (it rewrites it).
+            subprocess.run(
+                [
+                    "redis-server", str(config), "--sentinel", "--bind", "127.0.0.1",
+                    "--port", str(port), "--daemonize", "yes", "--pidfile",
+                    str(self._pidfile(port)), "--logfile", str(self.directory / f"{port}.log"),
+                    "--dir", str(self.directory),
+                ],
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
+            if not _wait_port(port, 10):
+                raise ServiceUnavailableError(f"sentinel {port} did not start")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            replication = subprocess.run(
+                ["redis-cli", "-p", str(self.replica_port), "INFO", "replication"],
+                check=False, capture_output=True, text=True, timeout=10,
+            ).stdout  # fmt: skip
+            if "master_link_status:up" in replication:
+                return
+            time.sleep(0.2)
+        raise ServiceUnavailableError(
+            f"the sentinel set-up's replica never synced; {self.directory}"
+        )
+
+    def kill(self, port: int) -> None:
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.kill(int(self._pidfile(port).read_text().strip()), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for port in [*self.sentinel_ports, self.master_port, self.replica_port]:
+            self.kill(port)

@@ -31,6 +31,7 @@ from shared import (
 from shared import interests as shared_interests
 from shared import settings as settings_db
 from shared import voice as shared_voice
+from shared.cache import layout as cache_layout
 from shared.cache import reader
 from worker import bot as bot_module
 from worker import (
@@ -135,7 +136,7 @@ class WorkerApp:
         core = settings.core
         self.worker_id = f"{core.pool}-{settings.group}-{secrets.token_hex(4)}"
         self.topology = topology.Topology(core.namespace, quorum_size=core.quorum_size)
-        self.keys = keys.RedisKeys(core.namespace, core.pool)
+        self.keys = core.redis_keys()
         self.consumer: consumer.EventConsumer | None = None
         self.deduplicator: dedupe.Deduplicator | None = None
         self.health: health.HealthServer | None = None
@@ -167,6 +168,7 @@ class WorkerApp:
         # Every call has a deadline and one breaker: while it is open, dedupe and REST limits
         # fall back to this replica's own, at once.
         self._redis = redis_client.connect_guarded(core.redis_url, clock=clock.SystemClock())
+        await cache_layout.claim(self._redis, self.keys)
         self._amqp = await amqp.connect(core.amqp_urls or (core.amqp_url,))
         self.broker_metrics.connection = self._amqp
         channel = await self._amqp.channel(publisher_confirms=True)
@@ -495,7 +497,7 @@ async def sync_commands(
     plugins = import_plugins(settings.plugins)
     core = settings.core
     redis = redis_client.connect(core.redis_url)
-    redis_keys = keys.RedisKeys(core.namespace, core.pool)
+    redis_keys = core.redis_keys()
     client = rest_limits.build_client(
         token=core.token.reveal(),
         api_url=core.api_url,

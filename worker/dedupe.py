@@ -1,6 +1,6 @@
 """Each envelope handled once, even when a RESUME replays it or a crash redelivers it.
 
-A key per envelope (``{ns}:dedupe:pool:shard:session:seq``) moves from ``processing`` to
+A key per envelope (``ns:dedupe:{pool:shard:session}:seq``) moves from ``processing`` to
 ``done``. A copy that arrives while another is processing is skipped, unless the broker
 redelivered it. A redelivered copy takes over a claim whose holder died (its holder key,
 refreshed every second, expired); while the holder lives (a broker connection lost under a
@@ -12,8 +12,11 @@ which claims all their envelopes and also writes the ``done`` marks waiting sinc
 marks with no claim to travel with go out on their own after ``_FLUSH_EVERY``. The call carries
 one JSON argument, ``[prefix, seqs]`` per message, and the script builds the keys: passing a
 key per envelope costs redis-py an encoded argument each, which profiling showed to be a
-quarter of the worker's time per event. (The keys are therefore not declared in ``KEYS``; the
-platform uses one Redis, not Redis Cluster.)
+quarter of the worker's time per event. On a Redis Cluster this is still slot-safe: a stream's
+keys share its hash tag (``shared.keys``), the call declares the stream's key in ``KEYS`` (so
+it is routed to that slot's master, which refuses any other slot), and the streams of one batch
+are claimed by one call each, side by side. Whether a holder still lives is asked with its own
+command (holder keys are in other slots), on the rare path of a redelivered copy.
 """
 
 from __future__ import annotations
@@ -37,12 +40,13 @@ _LOGGER = logging.getLogger("shardline.worker.dedupe")
 _PROCESSING_TTL: typing.Final = 120
 #: "done" marks with no claim to ride on are written in the background, this often.
 _FLUSH_EVERY: typing.Final = 0.01
+# KEYS[1] = the stream key of every prefix below (one hash tag: one slot)
 # ARGV[1] = {"h": holder, "p": processing TTL, "t": done TTL,
 #            "d": [[prefix, [seq...]]...],            the done marks, written first
-#            "c": [[prefix, redelivered, [seq...]]...]}  the claims, answered 1/0 in order
-# A claim takes a free key, or, when the broker redelivered the message, a key whose holder
-# died (no holder key ARGV "l" .. id); never a "done" one. Answers 1 (take), 0 (skip) or
-# 2 (redelivered, the holder lives: wait and ask again).
+#            "c": [[prefix, redelivered, [seq...]]...]}  the claims, answered in order
+# A claim takes a free key; never a "done" one. Answers {codes, holders}: code 1 (take),
+# 0 (skip) or, when the broker redelivered the message and another claim holds the key,
+# 3 with that claim's value in holders (the caller asks whether its holder lives).
 _CLAIM_AND_MARK: typing.Final = """
 local a = cjson.decode(ARGV[1])
 for _, group in ipairs(a.d) do
@@ -50,7 +54,7 @@ for _, group in ipairs(a.d) do
     redis.call('SET', string.format('%s:%d', group[1], seq), 'done', 'EX', a.t)
   end
 end
-local won, seen, n = {}, {}, 0
+local won, holders, seen, n = {}, {}, {}, 0
 for _, group in ipairs(a.c) do
   local prefix, redelivered = group[1], group[2] == 1
   for _, seq in ipairs(group[3]) do
@@ -64,8 +68,9 @@ for _, group in ipairs(a.c) do
       local held = redis.call('GET', key)
       if held == 'done' then
         won[n] = 0
-      elseif held and redis.call('EXISTS', a.l .. string.sub(held, 12)) == 1 then
-        won[n] = 2
+      elseif held then
+        won[n] = 3
+        holders[#holders + 1] = held
       else
         redis.call('SET', key, a.h, 'EX', a.p)
         won[n] = 1
@@ -76,14 +81,21 @@ for _, group in ipairs(a.c) do
     seen[key] = true
   end
 end
-return won
+return {won, holders}
+"""
+# KEYS[1] = a claim; ARGV = the claim's value seen, the new holder, processing TTL.
+# Takes over a dead holder's claim if it is still that claim.
+_TAKE_OVER: typing.Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
 """
 
 _Group = tuple[str, list[int]]
 _HOLDER_PREFIX: typing.Final = "processing:"  # 11 characters: the script's string.sub(held, 12)
 #: How often a redelivered copy asks again whether a live holder's handling has ended.
 _SETTLE_EVERY: typing.Final = 0.1
-_TAKE, _SKIP, _WAIT = 1, 0, 2
+_TAKE, _SKIP, _WAIT, _HELD = 1, 0, 2, 3
 #: Envelopes this replica remembers handling, for while Redis is away (a resume replay that
 #: reaches the same replica is still skipped); the oldest are forgotten first.
 LOCAL_MEMORY: typing.Final = 65_536
@@ -95,9 +107,10 @@ class Deduplicator:
         self._keys = redis_keys
         self._holder = f"{_HOLDER_PREFIX}{worker_id}"
         self._holder_key = redis_keys.dedupe_holder(worker_id)
-        self._holders = redis_keys.dedupe_holder("")  # the script appends a holder's id
         self._alive: asyncio.Task[None] | None = None
         self._script = redis.register_script(_CLAIM_AND_MARK)
+        self._take_over = redis.register_script(_TAKE_OVER)
+        self._cluster = redis_client.is_cluster(redis)
         self._done: list[_Group] = []
         self._flusher: asyncio.Task[None] | None = None
         self._waiting: list[tuple[list[_Group], bool, int, asyncio.Future[list[int]]]] = []
@@ -153,7 +166,7 @@ class Deduplicator:
         for item in envelopes:
             scope = item.dedupe_scope
             if scope != last_scope:
-                groups.append((self._keys.dedupe(scope), []))
+                groups.append((self._keys.dedupe_stream(scope), []))
                 last_scope = scope
             groups[-1][1].append(item.seq)
         return groups
@@ -243,17 +256,49 @@ class Deduplicator:
     async def _call(
         self, done: list[_Group], claims: list[tuple[str, int, list[int]]]
     ) -> list[int]:
-        argument = orjson.dumps(
-            {
-                "h": self._holder,
-                "l": self._holders,
-                "p": _PROCESSING_TTL,
-                "t": keys.DEDUPE_TTL,
-                "d": done,
-                "c": claims,
-            }
+        if not self._cluster:
+            return await self._call_slot(done, claims)
+        # One call per stream (one slot each), side by side; answers in the claims' order.
+        streams = list(dict.fromkeys([p for p, _ in done] + [p for p, _, _ in claims]))
+        answers = await asyncio.gather(
+            *(
+                self._call_slot(
+                    [g for g in done if g[0] == stream], [c for c in claims if c[0] == stream]
+                )
+                for stream in streams
+            )
         )
-        return typing.cast("list[int]", await self._script(args=[argument]))
+        by_stream = {stream: iter(answer) for stream, answer in zip(streams, answers, strict=True)}
+        return [next(by_stream[prefix]) for prefix, _, seqs in claims for _ in seqs]
+
+    async def _call_slot(
+        self, done: list[_Group], claims: list[tuple[str, int, list[int]]]
+    ) -> list[int]:
+        """One script call for streams of one slot (any streams on a single server)."""
+        stream = done[0][0] if done else claims[0][0]
+        argument = orjson.dumps(
+            {"h": self._holder, "p": _PROCESSING_TTL, "t": keys.DEDUPE_TTL, "d": done, "c": claims}
+        )
+        won, holders = await self._script(keys=[stream], args=[argument])
+        codes = [int(code) for code in won]
+        held = iter(holders)
+        keys_in_order = (f"{prefix}:{seq}" for prefix, _, seqs in claims for seq in seqs)
+        for index, key in enumerate(keys_in_order):
+            if codes[index] == _HELD:
+                codes[index] = await self._held_elsewhere(key, next(held))
+        return codes
+
+    async def _held_elsewhere(self, key: str, held: bytes | str) -> int:
+        """A redelivered copy found ``key`` claimed: wait while its holder lives, else take
+        the claim over (if nobody changed it meanwhile)."""
+        value = redis_client.text(held)
+        holder = self._keys.dedupe_holder(value.removeprefix(_HOLDER_PREFIX))
+        if await self._redis.exists(holder):
+            return _WAIT
+        if await self._take_over(keys=[key], args=[value, self._holder, _PROCESSING_TTL]):
+            return _TAKE
+        now = await self._redis.get(key)
+        return _SKIP if now is None or redis_client.text(now) == "done" else _WAIT
 
     async def finish(
         self,

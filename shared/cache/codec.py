@@ -2,8 +2,10 @@
 
 A member with two roles packs into about 33 bytes and a user into about 45, so that Redis keeps
 them in listpack-encoded hashes (values up to 64 bytes by default) at a few bytes of overhead
-each. Everything else is stored as trimmed JSON. Decoding gives back Discord's JSON shapes,
-which hikari's entity factory turns into models.
+each. A longer one (a member with six roles, a user with long names) is stored as pieces of
+at most ``PIECE`` bytes (:func:`pieces`), since one value over Redis' limit would turn its whole
+bucket into a hashtable. Everything else is stored as trimmed JSON. Decoding gives back
+Discord's JSON shapes, which hikari's entity factory turns into models.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ _ID: typing.Final = struct.Struct(">Q")
 #: permission script cuts role ids out of packed members at these offsets.
 ROLE_COUNT_OFFSET: typing.Final[int] = _MEMBER_HEAD.size - 1
 _PAIR: typing.Final = struct.Struct(">QQ")
+
+#: Redis' default ``hash-max-listpack-value``: a hash holding a longer field or value is
+#: hashtable-encoded, at about 60 more bytes per entry for every entry of its bucket.
+PIECE: typing.Final[int] = 64
+#: Pieces a reader asks for at once (a member with up to 27 roles); more take another read.
+FIRST_PIECES: typing.Final[int] = 4
+#: The most pieces a packed member (255 roles, a 254-byte nick) or user can take.
+MAX_PIECES: typing.Final[int] = (_MEMBER_HEAD.size + 255 * 8 + 255 + 16) // PIECE + 1
 
 _BOT, _SYSTEM, _AVATAR_SET, _AVATAR_ANIMATED = 1, 2, 4, 8
 _DEAF, _MUTE, _PENDING = 16, 32, 64
@@ -80,6 +90,62 @@ def id_bytes(value: int) -> bytes:
 
 def pair_bytes(first: int, second: int) -> bytes:
     return _PAIR.pack(first, second)
+
+
+def piece_field(field: bytes, index: int) -> bytes:
+    """The field of a value's ``index``-th piece: the value's own for the first; longer than
+    any member or user field for the others, so never one of theirs."""
+    return field if index == 0 else field + bytes((index,))
+
+
+def pieces(field: bytes, value: bytes) -> dict[bytes, bytes]:
+    """``value`` as hash fields of at most ``PIECE`` bytes: under ``field`` itself when shorter
+    (every member and user of ordinary size), else cut into pieces; a piece of exactly
+    ``PIECE`` bytes is followed by another (maybe empty), so a reader knows where it ends.
+    Pieces a longer earlier value left behind are never read (they follow a short piece)."""
+    if len(value) < PIECE:
+        return {field: value}
+    return {
+        piece_field(field, k): value[k * PIECE : (k + 1) * PIECE]
+        for k in range(len(value) // PIECE + 1)
+    }
+
+
+def piece_fields(field: bytes, count: int = FIRST_PIECES, start: int = 0) -> list[bytes]:
+    return [piece_field(field, k) for k in range(start, start + count)]
+
+
+def joined(found: typing.Sequence[bytes | None]) -> tuple[bytes | None, bool]:
+    """The value whose first pieces are ``found`` (as HMGET answers them), and whether it is
+    complete (else more pieces follow those)."""
+    if not found or found[0] is None:
+        return None, True
+    out = bytearray()
+    for piece in found:
+        out += piece or b""
+        if piece is None or len(piece) < PIECE:
+            return bytes(out), True
+    return bytes(out), False
+
+
+def lua_whole(name: str, key: str | None = None) -> str:
+    """Lua: a function ``name(key, field)`` that reads back a value :func:`pieces` stored
+    (``false`` if absent); given ``key`` (``KEYS[1]``), ``name(field)`` reading that key, so
+    that a script visibly touches only its declared keys."""
+    params, hash_key = ("field", key) if key else ("key, field", "key")
+    return f"""
+local function {name}({params})
+  local piece = redis.call('HGET', {hash_key}, field)
+  if not piece or #piece < {PIECE} then return piece end
+  local parts, k = {{piece}}, 1
+  repeat
+    piece = redis.call('HGET', {hash_key}, field .. string.char(k)) or ''
+    parts[#parts + 1] = piece
+    k = k + 1
+  until #piece < {PIECE}
+  return table.concat(parts)
+end
+"""
 
 
 def encode_user(user: Json) -> bytes:

@@ -12,7 +12,7 @@ import typing
 import hikari
 import orjson
 
-from shared import keys
+from shared import keys, redis_client
 from shared.cache import codec, permissions, snapshot
 
 if typing.TYPE_CHECKING:
@@ -27,7 +27,8 @@ Json = dict[str, typing.Any]
 # the member's roles, and the channel's JSON for its overwrites. Without a cached member, the
 # role ids the event carried (ARGV[4..]) stand in, and the owner is still answered.
 _PERMISSION_INPUTS: typing.Final = f"""
-local packed = redis.call('HGET', KEYS[1], ARGV[1])
+{codec.lua_whole("member_of", "KEYS[1]")}
+local packed = member_of(ARGV[1])
 local fields = {{'owner', ARGV[2]}}
 if packed then
   local count = string.byte(packed, {codec.ROLE_COUNT_OFFSET + 1})
@@ -42,6 +43,18 @@ local values = redis.call('HMGET', KEYS[2], unpack(fields))
 local channel = false
 if ARGV[3] ~= '' then channel = redis.call('HGET', KEYS[3], ARGV[3]) end
 return {{packed, values, channel}}
+"""
+
+# The same without the member (KEYS: the guild's role permissions, its channels; ARGV: owner
+# field, channel id or '', the role ids): on a Redis Cluster the member bucket is in another
+# slot than the guild's keys, so the member is read first and its roles passed in.
+_GUILD_PERMISSION_INPUTS: typing.Final = """
+local fields = {'owner', ARGV[1]}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local values = redis.call('HMGET', KEYS[1], unpack(fields))
+local channel = false
+if ARGV[2] ~= '' then channel = redis.call('HGET', KEYS[2], ARGV[2]) end
+return {values, channel}
 """
 
 
@@ -67,6 +80,8 @@ class CacheReader:
         self.keys = redis_keys
         self._factory = entity_factory
         self._permission_inputs = redis.register_script(_PERMISSION_INPUTS)
+        self._guild_permission_inputs = redis.register_script(_GUILD_PERMISSION_INPUTS)
+        self._cluster = redis_client.is_cluster(redis)
         self._snapshot = snapshot.register(redis)
 
     @property
@@ -100,17 +115,40 @@ class CacheReader:
         channel.setdefault("guild_id", str(guild_id))
         return channel
 
+    async def _packed(
+        self, bucket: str, field: bytes, found: typing.Sequence[bytes | None]
+    ) -> bytes | None:
+        """A packed member or user from its first pieces as read (``codec.pieces``); a value
+        of more pieces (rare: a member with 28 roles) takes one more read."""
+        value, complete = codec.joined(found)
+        if not complete:
+            rest = typing.cast(
+                "list[bytes | None]",  # decode_responses is off: replies are bytes
+                await self._redis.hmget(
+                    bucket, codec.piece_fields(field, codec.MAX_PIECES - len(found), len(found))
+                ),
+            )
+            value, _ = codec.joined([*found, *rest])
+        return value
+
+    async def _packed_one(self, bucket: str, field: bytes) -> bytes | None:
+        found = await self._redis.hmget(bucket, codec.piece_fields(field))
+        return await self._packed(bucket, field, typing.cast("list[bytes | None]", found))
+
     async def user_json(self, user_id: int) -> Json | None:
-        raw = await self._redis.hget(self.keys.user_bucket(user_id), codec.id_bytes(user_id))
-        return None if raw is None else codec.decode_user(user_id, typing.cast("bytes", raw))
+        raw = await self._packed_one(self.keys.user_bucket(user_id), codec.id_bytes(user_id))
+        return None if raw is None else codec.decode_user(user_id, raw)
 
     async def member_json(self, guild_id: int, user_id: int) -> Json | None:
+        member_bucket = self.keys.member_bucket(guild_id, user_id)
+        member_field = codec.pair_bytes(guild_id, user_id)
+        user_bucket, user_field = self.keys.user_bucket(user_id), codec.id_bytes(user_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hget(
-                self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id)
-            )
-            pipe.hget(self.keys.user_bucket(user_id), codec.id_bytes(user_id))
-            packed, user = await pipe.execute()
+            pipe.hmget(member_bucket, codec.piece_fields(member_field))
+            pipe.hmget(user_bucket, codec.piece_fields(user_field))
+            member_pieces, user_pieces = await pipe.execute()
+        packed = await self._packed(member_bucket, member_field, member_pieces)
+        user = await self._packed(user_bucket, user_field, user_pieces)
         if packed is None:
             return None
         member = codec.decode_member(packed)
@@ -227,6 +265,25 @@ class CacheReader:
 
     # --- lookups ----------------------------------------------------------------------------
 
+    async def _permission_inputs_apart(
+        self, guild_id: int, user_id: int, channel_id: int | None, given: list[bytes]
+    ) -> tuple[bytes | None, list[bytes | None], bytes | None]:
+        """What ``_PERMISSION_INPUTS`` answers, in two round trips (one per slot)."""
+        packed = await self._packed_one(
+            self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id)
+        )
+        if packed is not None:
+            given = [codec.id_bytes(r) for r in codec.member_role_ids(packed)]
+        values, channel = await self._guild_permission_inputs(
+            keys=[self.keys.guild_permissions(guild_id), self.keys.guild_channels(guild_id)],
+            args=[
+                codec.id_bytes(guild_id),
+                "" if channel_id is None else str(channel_id),
+                *given,
+            ],
+        )
+        return packed, values, channel
+
     async def member_permissions(
         self,
         guild_id: int,
@@ -239,19 +296,24 @@ class CacheReader:
         roles are not cached, or the member is neither cached nor its ``role_ids`` given (the
         roles an event carried). The owner has every permission, member cached or not."""
         given = [] if role_ids is None else [codec.id_bytes(r) for r in role_ids]
-        packed, values, channel_raw = await self._permission_inputs(
-            keys=[
-                self.keys.member_bucket(guild_id, user_id),
-                self.keys.guild_permissions(guild_id),
-                self.keys.guild_channels(guild_id),
-            ],
-            args=[
-                codec.pair_bytes(guild_id, user_id),
-                codec.id_bytes(guild_id),
-                "" if channel_id is None else str(channel_id),
-                *given,
-            ],
-        )
+        if self._cluster:
+            packed, values, channel_raw = await self._permission_inputs_apart(
+                guild_id, user_id, channel_id, given
+            )
+        else:
+            packed, values, channel_raw = await self._permission_inputs(
+                keys=[
+                    self.keys.member_bucket(guild_id, user_id),
+                    self.keys.guild_permissions(guild_id),
+                    self.keys.guild_channels(guild_id),
+                ],
+                args=[
+                    codec.pair_bytes(guild_id, user_id),
+                    codec.id_bytes(guild_id),
+                    "" if channel_id is None else str(channel_id),
+                    *given,
+                ],
+            )
         if values[0] is None:
             return None
         owner_id = int.from_bytes(values[0], "big")

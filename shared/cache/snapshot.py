@@ -9,7 +9,10 @@ the snapshot, and hikari's getters answer ``None`` for it ("not cached").
 
 The call carries one JSON argument holding the keys (built by :mod:`shared.keys`) and the
 fields; per-key arguments cost redis-py an encoded argument each (see worker/dedupe.py), so the
-keys are not declared in ``KEYS``: the platform uses one Redis, not Redis Cluster.
+keys are not declared in ``KEYS``. That holds on one server (and under Sentinel) only: on a
+Redis Cluster a guild's keys, the member and user buckets and messages live in different slots,
+and the same reads go out as pipelines (redis-py splits them by node), in two or three round
+trips instead of one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import typing
 
 import orjson
 
+from shared import redis_client
 from shared.cache import codec
 
 if typing.TYPE_CHECKING:
@@ -66,6 +70,7 @@ local function pairs_of(hash, ids)
   end
   return out
 end
+{codec.lua_whole("whole")}
 local function values_of(hash, ids)
   if #ids == 0 then return {{}} end
   return redis.call('HMGET', hash, unpack(ids))
@@ -79,8 +84,8 @@ for n, q in ipairs(a.q) do
   local members, users, user_ids = {{}}, {{}}, {{}}
   for i, u in ipairs(q.u) do
     user_ids[i] = u[5]
-    users[i] = redis.call('HGET', u[3], unhex(u[4]))
-    members[i] = q.g ~= '' and redis.call('HGET', u[1], unhex(u[2])) or false
+    users[i] = whole(u[3], unhex(u[4]))
+    members[i] = q.g ~= '' and whole(u[1], unhex(u[2])) or false
   end
   local guild, unavailable, roles, complete = false, 0, {{}}, 0
   local channels, emojis, voice, presences = {{}}, {{}}, {{}}, {{}}
@@ -256,9 +261,11 @@ def _snapshot(
 async def read(
     script: AsyncScript, redis_keys: keys.RedisKeys, requests: typing.Sequence[SnapshotRequest]
 ) -> list[Snapshot]:
-    """One snapshot per request, from one script call."""
+    """One snapshot per request, from one script call (on a Redis Cluster, from pipelines)."""
     if not requests:
         return []
+    if redis_client.is_cluster(script.registered_client):
+        return await _read_apart(script.registered_client, redis_keys, requests)
     argument = orjson.dumps(
         {"l": ALL_ROLES_UP_TO, "q": [_request(redis_keys, r) for r in requests]}
     )
@@ -267,3 +274,181 @@ async def read(
     for request, answer in zip(requests, answers, strict=True):
         found.append(_snapshot(request, answer, found))
     return found
+
+
+async def _read_apart(
+    redis: typing.Any, redis_keys: keys.RedisKeys, requests: typing.Sequence[SnapshotRequest]
+) -> list[Snapshot]:
+    """What the script answers, on a Redis Cluster: a guild's keys, the member and user
+    buckets and the messages live in different slots, so they are read with pipelines (which
+    redis-py splits by node) in three round trips instead of one script call."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for request in requests:
+            _first_reads(pipe, redis_keys, request)
+        first = await pipe.execute()
+    answers: list[list[typing.Any]] = []
+    position = 0
+    for request in requests:
+        count = _first_count(request)
+        answers.append(first[position : position + count])
+        position += count
+    for request, answer in zip(requests, answers, strict=True):
+        await _join_packed(redis, redis_keys, request, answer)
+    async with redis.pipeline(transaction=False) as pipe:
+        for request, answer in zip(requests, answers, strict=True):
+            _second_reads(pipe, redis_keys, request, answer)
+        second = iter(await pipe.execute())
+    found = []
+    for request, answer in zip(requests, answers, strict=True):
+        found.append(await _assemble(redis, redis_keys, request, answer, second))
+    return found
+
+
+def _first_count(request: SnapshotRequest) -> int:
+    users = len(request.user_ids) * (2 if request.guild_id is not None else 1)
+    guild = 7 if request.guild_id is not None else 0
+    return users + guild + len(request.messages)
+
+
+def _packed_fields(redis_keys: keys.RedisKeys, request: SnapshotRequest) -> list[tuple[str, bytes]]:
+    """Bucket and field of each user and member the request names, in ``_first_reads``' order."""
+    guild_id = request.guild_id
+    found = []
+    for user_id in request.user_ids:
+        found.append((redis_keys.user_bucket(user_id), codec.id_bytes(user_id)))
+        if guild_id is not None:
+            found.append(
+                (redis_keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id))
+            )
+    return found
+
+
+async def _join_packed(
+    redis: typing.Any,
+    redis_keys: keys.RedisKeys,
+    request: SnapshotRequest,
+    answer: list[typing.Any],
+) -> None:
+    """The users' and members' pieces (``codec.pieces``) of ``answer`` joined, in place; a
+    value of more pieces than read at first (rare) takes one more read."""
+    for index, (bucket, field) in enumerate(_packed_fields(redis_keys, request)):
+        value, complete = codec.joined(answer[index])
+        if not complete:
+            found = answer[index]
+            rest = await redis.hmget(
+                bucket, codec.piece_fields(field, codec.MAX_PIECES - len(found), len(found))
+            )
+            value, _ = codec.joined([*found, *rest])
+        answer[index] = value
+
+
+def _first_reads(pipe: typing.Any, redis_keys: keys.RedisKeys, request: SnapshotRequest) -> None:
+    guild_id = request.guild_id
+    for bucket, field in _packed_fields(redis_keys, request):
+        pipe.hmget(bucket, codec.piece_fields(field))
+    if guild_id is not None:
+        users = [str(u) for u in request.user_ids]
+        pipe.get(redis_keys.guild(guild_id))
+        pipe.sismember(redis_keys.unavailable_guilds(), str(guild_id))
+        pipe.hlen(redis_keys.guild_roles(guild_id))
+        _hmget(pipe, redis_keys.guild_channels(guild_id), [str(c) for c in request.channel_ids])
+        _hmget(pipe, redis_keys.guild_emojis(guild_id), [str(e) for e in request.emoji_ids])
+        _hmget(pipe, redis_keys.guild_voice_states(guild_id), users)
+        _hmget(pipe, redis_keys.guild_presences(guild_id), users)
+    for channel_id, message_id in request.messages:
+        pipe.get(redis_keys.message(channel_id, message_id))
+
+
+def _hmget(pipe: typing.Any, key: str, fields: list[str]) -> None:
+    # HMGET needs a field; an empty read keeps the answers' positions.
+    if fields:
+        pipe.hmget(key, fields)
+    else:
+        pipe.exists(key)
+
+
+def _second_reads(
+    pipe: typing.Any, redis_keys: keys.RedisKeys, request: SnapshotRequest, answer: list[typing.Any]
+) -> None:
+    """The guild's roles: all of a small guild's, else those the event and its members name."""
+    guild_id = request.guild_id
+    if guild_id is None:
+        return
+    users = len(request.user_ids) * 2
+    role_count = answer[users + 2]
+    if role_count <= ALL_ROLES_UP_TO:
+        pipe.hgetall(redis_keys.guild_roles(guild_id))
+        return
+    wanted = dict.fromkeys([guild_id, *request.role_ids])
+    for packed in answer[1:users:2]:
+        if packed is not None:
+            wanted.update(dict.fromkeys(codec.member_role_ids(packed)))
+    pipe.hmget(redis_keys.guild_roles(guild_id), [str(r) for r in wanted])
+
+
+async def _assemble(
+    redis: typing.Any,
+    redis_keys: keys.RedisKeys,
+    request: SnapshotRequest,
+    answer: list[typing.Any],
+    second: typing.Iterator[typing.Any],
+) -> Snapshot:
+    guild_id = request.guild_id
+    ids = list(request.user_ids)
+    messages = [m for _, m in request.messages]
+    if guild_id is None:
+        users = answer[: len(ids)]
+        return Snapshot(users=_by_id(ids, users), messages=_by_id(messages, answer[len(ids) :]))
+    users, members = answer[0 : 2 * len(ids) : 2], answer[1 : 2 * len(ids) : 2]
+    guild, unavailable, role_count, channels, emojis, voice, presences = answer[
+        2 * len(ids) : 2 * len(ids) + 7
+    ]
+    roles_read = next(second)
+    complete = role_count <= ALL_ROLES_UP_TO
+    if complete:
+        roles = {int(k): v for k, v in roles_read.items()}
+    else:
+        asked = dict.fromkeys([guild_id, *request.role_ids])
+        for packed in members:
+            if packed is not None:
+                asked.update(dict.fromkeys(codec.member_role_ids(packed)))
+        roles = _by_id(list(asked), roles_read)
+    found_channels = _by_id(list(request.channel_ids), channels) if request.channel_ids else {}
+    parents = _thread_parents(found_channels)
+    if parents:
+        values = await redis.hmget(redis_keys.guild_channels(guild_id), [str(p) for p in parents])
+        found_channels.update(_by_id(parents, values))
+    return Snapshot(
+        guild_id=guild_id,
+        guild=guild,
+        unavailable=bool(unavailable),
+        roles=roles,
+        all_roles=complete,
+        channels=found_channels,
+        emojis=_by_id(request.emoji_ids, emojis) if request.emoji_ids else {},
+        members=_by_id(ids, members),
+        users=_by_id(ids, users),
+        voice_states=_by_id(ids, voice) if ids else {},
+        presences=_by_id(ids, presences) if ids else {},
+        messages=_by_id(messages, answer[2 * len(ids) + 7 :]),
+    )
+
+
+#: Announcement, public and private threads (Channel > Channel Types 10, 11, 12).
+_THREAD_TYPES: typing.Final = frozenset({10, 11, 12})
+
+
+def _thread_parents(channels: dict[int, bytes]) -> list[int]:
+    """Parents of the threads among ``channels`` not read yet (as the script does)."""
+    parents = []
+    for raw in channels.values():
+        channel = orjson.loads(raw)
+        parent = channel.get("parent_id")
+        if (
+            channel.get("type") in _THREAD_TYPES
+            and isinstance(parent, str)
+            and int(parent) not in channels
+            and int(parent) not in parents
+        ):
+            parents.append(int(parent))
+    return parents

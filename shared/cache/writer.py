@@ -134,8 +134,11 @@ class CacheWriter:
     def _put_user(self, pipe: Pipeline, user: Json) -> None:
         if self._on(CacheResource.USERS) and "username" in user:
             user_id = int(user["id"])
-            pipe.hset(
-                self.keys.user_bucket(user_id), codec.id_bytes(user_id), codec.encode_user(user)
+            _put_packed(
+                pipe,
+                self.keys.user_bucket(user_id),
+                codec.id_bytes(user_id),
+                codec.encode_user(user),
             )
 
     def _put_carried(self, pipe: Pipeline, guild_id: int, member: Json) -> None:
@@ -161,7 +164,8 @@ class CacheWriter:
         user_id = int(user["id"])
         self._carried.pop((guild_id, user_id), None)  # written otherwise: no longer known
         if self._on(CacheResource.MEMBERS):
-            pipe.hset(
+            _put_packed(
+                pipe,
                 self.keys.member_bucket(guild_id, user_id),
                 codec.pair_bytes(guild_id, user_id),
                 codec.encode_member(member),
@@ -206,7 +210,8 @@ class CacheWriter:
         for raw in member_ids:
             user_id = int(raw)
             pipe.hdel(
-                self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id)
+                self.keys.member_bucket(guild_id, user_id),
+                *codec.piece_fields(codec.pair_bytes(guild_id, user_id), codec.MAX_PIECES),
             )
         channel_ids = await redis.hkeys(self.keys.guild_channels(guild_id))
         for raw in channel_ids:
@@ -395,7 +400,10 @@ class CacheWriter:
         guild_id = int(d["guild_id"])
         user_id = int(d["user"]["id"])
         self._carried.pop((guild_id, user_id), None)
-        pipe.hdel(self.keys.member_bucket(guild_id, user_id), codec.pair_bytes(guild_id, user_id))
+        pipe.hdel(
+            self.keys.member_bucket(guild_id, user_id),
+            *codec.piece_fields(codec.pair_bytes(guild_id, user_id), codec.MAX_PIECES),
+        )
         pipe.srem(self.keys.guild_member_ids(guild_id), user_id)
         pipe.hdel(self.keys.guild_voice_states(guild_id), str(user_id))
         pipe.hdel(self.keys.guild_presences(guild_id), str(user_id))
@@ -499,3 +507,13 @@ class CacheWriter:
         del redis, shard_id
         if self._on(CacheResource.MESSAGES):
             pipe.delete(self.keys.message(int(d["channel_id"]), int(d["id"])))
+
+
+def _put_packed(pipe: Pipeline, bucket: str, field: bytes, value: bytes) -> None:
+    """A packed member or user, in pieces Redis keeps in its bucket's listpack."""
+    stored = codec.pieces(field, value)
+    pipe.hset(bucket, mapping=typing.cast("typing.Any", stored))
+    if len(stored) > 1:
+        # An earlier, longer value's pieces would stay behind (never read: they follow a
+        # short piece). A short value skips this: ordinary members cost one command each.
+        pipe.hdel(bucket, *codec.piece_fields(field, codec.MAX_PIECES - len(stored), len(stored)))

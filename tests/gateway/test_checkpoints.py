@@ -160,3 +160,19 @@ async def test_a_position_of_another_session_does_not_overwrite_the_stored_one(
     assert loaded is not None
     assert (loaded.session_id, loaded.seq) == ("newer", 50)
     assert writer.redis_up
+
+
+async def test_a_session_stored_before_keys_had_hash_tags_is_still_resumed(
+    redis_client: aioredis.Redis, names: keys.RedisKeys
+) -> None:
+    store = sessions.SessionStore(redis_client, names)
+    await redis_client.hset(
+        names.legacy_session(2, COUNT),
+        mapping={"session_id": "old", "seq": 41, "resume_url": "wss://r", "shard_count": COUNT},
+    )
+    loaded = await store.load(2, COUNT)
+    assert loaded is not None
+    assert (loaded.session_id, loaded.seq) == ("old", 41)
+    # The first checkpoint writes the tagged key; the tagged one wins from then on.
+    await store.checkpoint({2: sessions.Checkpoint("old", 42, "wss://r", COUNT)})
+    assert await stored_seq(redis_client, names, 2) == 42

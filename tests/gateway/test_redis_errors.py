@@ -32,7 +32,8 @@ class SessionKeysFail:
         self.server = servers.PrivateRedis(directory)
         self.server.start()
         self.admin = aioredis.Redis.from_url(self.server.url)
-        self._prefix = stack.keys.prefix
+        # The pool's coordination keys share one hash tag (shared/keys.py): their prefix.
+        self._pooled = stack.keys.gateways().removesuffix(":gateways")
         url = f"redis://gw:{_PASSWORD}@127.0.0.1:{self.server.port}/0"
         self.stack = Stack(
             stack.discord, stack.namespace, stack.amqp_url, url, self.admin, stack.connection,
@@ -45,9 +46,9 @@ class SessionKeysFail:
         )
 
     async def fail_sessions(self) -> None:
-        """Every key but ``{prefix}:session:*`` stays reachable."""
+        """Every coordination key stays reachable; sessions do not."""
         allowed = [
-            f"~{self._prefix}:{part}"
+            f"~{self._pooled}:{part}"
             for part in (
                 "lease:*", "gateway*", "draining", "drain-requests", "restart-shards",
                 "identify:*", "session-start", "interest*", "reshard",

@@ -36,6 +36,15 @@ def test_defaults() -> None:
     assert worker.plugins == ()
 
 
+def test_cache_members_size_the_bucket_layout() -> None:
+    default = config.CoreSettings.from_env(env())
+    assert default.cache_members == 1_000_000
+    assert default.redis_keys().bucket_bits == 14
+    small = config.CoreSettings.from_env(env(CACHE_MEMBERS="20000", POOL="premium"))
+    assert small.redis_keys().bucket_bits == 9
+    assert small.redis_keys().pool == "premium"
+
+
 def test_settings_are_frozen() -> None:
     settings = config.CoreSettings.from_env(env())
     with pytest.raises(AttributeError):
@@ -68,6 +77,7 @@ def test_gateway_values() -> None:
         ({"AMQP_URL": "http://x"}, "AMQP_URL"),
         ({"REDIS_URL": "mysql://x"}, "REDIS_URL"),
         ({"HEALTH_PORT": "70000"}, "HEALTH_PORT"),
+        ({"CACHE_MEMBERS": "0"}, "CACHE_MEMBERS"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"DISCORD_API_URL": "ftp://x"}, "DISCORD_API_URL"),
         ({"LAVALINK_URL": "http://ll:2333"}, "LAVALINK_PASSWORD"),
@@ -213,7 +223,7 @@ _VARIABLES = (
     "LAVALINK_RESUME_TIMEOUT", "LAVALINK_URL", "LEASE_TTL", "LOG_FORMAT", "LOG_LEVEL",
     "NAMESPACE", "POOL", "PUBLISH_BUFFER", "REST_GLOBAL_LIMIT", "REST_LIMITER", "SHARD_COUNT",
     "SHARD_IDS", "WORKER_GROUP", "WORKER_PLUGINS", "WORKER_ROLES", "MONGO_URL", "REDIS_URL",
-    "RETRY_DELAYS", "AMQP_QUORUM_SIZE",
+    "RETRY_DELAYS", "AMQP_QUORUM_SIZE", "CACHE_MEMBERS",
 )  # fmt: skip
 _VALUES = st.one_of(
     st.text(max_size=30),

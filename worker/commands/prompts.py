@@ -101,10 +101,9 @@ class Prompts:
         self._waiting[prompt_id] = (future, check)
         ttl_ms = max(int(timeout * 1000), 1)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(key, prompt_id, px=ttl_ms)
-                pipe.publish(self._keys.prompt_channel(), _notice("open", key, ttl_ms))
-                await pipe.execute()
+            # Two commands: a Redis Cluster takes no PUBLISH in a pipeline or MULTI.
+            await self._redis.set(key, prompt_id, px=ttl_ms)
+            await self._redis.publish(self._keys.prompt_channel(), _notice("open", key, ttl_ms))
             if registered is not None:
                 await registered()
             return await asyncio.wait_for(future, timeout)

@@ -33,22 +33,28 @@ GC_SLACK_MS: typing.Final = 60_000
 #: What the reservation answers instead of a delay.
 ASK_AGAIN: typing.Final = -1  # another request is learning this bucket
 BLOCKED: typing.Final = -2  # most of the invalid-request budget is spent
+_OTHER_BUCKET: typing.Final = -3  # the route's bucket is not the one the caller believed
 
-# KEYS: routes, global TAT, global pause, invalid (this window), invalid (previous window)
-# ARGV: now, route, major, exempt, interval, margin, bucket prefix, discovery prefix, budget,
-#       invalid window, holder, garbage-collection slack ms
-# -> {delay ms (-1: ask again shortly, -2: blocked by the invalid budget), discovery key held}
+# KEYS: routes, global TAT, global pause, invalid (this window), invalid (previous window),
+#       the state of the bucket the caller believes the route has, the route's discovery key,
+#       that bucket's discovery key (KEYS[1] stands in for those of no bucket)
+# ARGV: now, route, major, exempt, interval, margin, the bucket believed ('' unknown, '-' none),
+#       (unused), budget, invalid window, holder, garbage-collection slack ms
+# -> {delay ms (-1: ask again shortly, -2: blocked by the invalid budget, -3: the route's bucket
+#    is another, named instead of the discovery key: ask again with it), discovery key held}
 _RESERVE: typing.Final = """
 local now, margin = tonumber(ARGV[1]), tonumber(ARGV[6])
-local delay, discovery = 0, ''
+local delay = 0
+local discovery = ''
 local bucket = redis.call('HGET', KEYS[1], ARGV[2])
+if (bucket or '') ~= ARGV[7] then return {-3, bucket or ''} end
 if not bucket then
-  discovery = ARGV[8] .. ARGV[2]
+  discovery = KEYS[7]
 elseif bucket ~= '-' then
-  local state = ARGV[7] .. bucket .. ':' .. ARGV[3]
+  local state = KEYS[6]
   local s = redis.call('HMGET', state, 'limit', 'remaining', 'reset_at', 'window')
   if not s[1] then
-    discovery = ARGV[8] .. bucket .. ':' .. ARGV[3]
+    discovery = KEYS[8]
   else
     local limit, remaining = tonumber(s[1]), tonumber(s[2])
     local reset_at, window = tonumber(s[3]), tonumber(s[4])
@@ -93,8 +99,9 @@ local slack = tonumber(ARGV[12])
 redis.call('SET', KEYS[2], start + interval, 'PX', math.floor(start + interval - now) + slack)
 return {math.floor(start - now), discovery}
 """
-# KEYS: routes, bucket state, discovery key held ('' if none)
-# ARGV: now, route, bucket hash ('-': no limits), limit, remaining, reset after ms, margin, holder
+# KEYS: routes, bucket state, discovery key held (the routes again if none: one slot)
+# ARGV: now, route, bucket hash ('-': no limits), limit, remaining, reset after ms, margin, holder,
+#       '1' when a discovery key is held
 _LEARN: typing.Final = """
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 if ARGV[3] ~= '-' then
@@ -129,7 +136,7 @@ if ARGV[3] ~= '-' then
   end
   redis.call('PEXPIRE', KEYS[2], 3600000)
 end
-if KEYS[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[8] then redis.call('DEL', KEYS[3]) end
+if ARGV[9] == '1' and redis.call('GET', KEYS[3]) == ARGV[8] then redis.call('DEL', KEYS[3]) end
 return 1
 """
 # KEYS: discovery key; ARGV: holder
@@ -161,7 +168,16 @@ class LimitState:
     Every method raises what the Redis client raises; the caller decides what Redis being away
     means."""
 
-    __slots__ = ("_holder", "_invalid", "_keys", "_learn", "_pause", "_release", "_reserve")
+    __slots__ = (
+        "_buckets",
+        "_holder",
+        "_invalid",
+        "_keys",
+        "_learn",
+        "_pause",
+        "_release",
+        "_reserve",
+    )
 
     def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys, holder: str) -> None:
         self._keys = redis_keys
@@ -171,6 +187,9 @@ class LimitState:
         self._release = redis.register_script(_RELEASE)
         self._pause = redis.register_script(_PAUSE)
         self._invalid = redis.register_script(_COUNT_INVALID)
+        #: Route -> the bucket Redis last said it has ('-': none): the reservation names the
+        #: bucket's keys in KEYS, and is told when the route's bucket is another.
+        self._buckets: dict[str, str] = {}
 
     async def reserve(
         self, now: int, route: str, major: str, *, exempt: bool, interval_ms: float
@@ -178,21 +197,30 @@ class LimitState:
         """Take the request's slot: (ms to wait or :data:`ASK_AGAIN`/:data:`BLOCKED`, the
         discovery lock now held or '')."""
         window = now // INVALID_WINDOW_MS
-        delay, held = await self._reserve(
-            keys=[
-                self._keys.rest_routes(),
-                self._keys.rest_global(),
-                self._keys.rest_global_pause(),
-                self._keys.rest_invalid(window),
-                self._keys.rest_invalid(window - 1),
-            ],
-            args=[
-                now, route, major, int(exempt), interval_ms, MARGIN_MS,
-                self._keys.rest_bucket_prefix(), self._keys.rest_discovery(""),
-                INVALID_BUDGET, INVALID_WINDOW_MS, self._holder, GC_SLACK_MS,
-            ],
-        )  # fmt: skip
-        return int(delay), redis_client.text(held)
+        routes = self._keys.rest_routes()
+        for _ in range(3):  # a route's bucket changes rarely; twice in a row is a race
+            bucket = self._buckets.get(route, "")
+            real = bucket not in ("", "-")
+            delay, held = await self._reserve(
+                keys=[
+                    routes,
+                    self._keys.rest_global(),
+                    self._keys.rest_global_pause(),
+                    self._keys.rest_invalid(window),
+                    self._keys.rest_invalid(window - 1),
+                    self._keys.rest_bucket(bucket, major) if real else routes,
+                    self._keys.rest_discovery(route),
+                    self._keys.rest_discovery(f"{bucket}:{major}") if real else routes,
+                ],
+                args=[
+                    now, route, major, int(exempt), interval_ms, MARGIN_MS, bucket, "",
+                    INVALID_BUDGET, INVALID_WINDOW_MS, self._holder, GC_SLACK_MS,
+                ],
+            )  # fmt: skip
+            if int(delay) != _OTHER_BUCKET:
+                return int(delay), redis_client.text(held)
+            self._buckets[route] = redis_client.text(held)
+        return ASK_AGAIN, ""
 
     async def learn(
         self,
@@ -210,11 +238,12 @@ class LimitState:
         and release the discovery lock ``held`` if it is this process's."""
         routes = self._keys.rest_routes()
         state = self._keys.rest_bucket(bucket, major) if bucket else routes
+        self._buckets[route] = bucket or "-"
         await self._learn(
-            keys=[routes, state, held],
+            keys=[routes, state, held or routes],
             args=[
                 now, route, bucket or "-", limit, remaining, reset_after_ms, MARGIN_MS,
-                self._holder,
+                self._holder, int(bool(held)),
             ],
         )  # fmt: skip
 

@@ -34,9 +34,17 @@ class Cache:
 
 
 def make_cache(
-    redis: aioredis.Redis, namespace: str, flags: resources.CacheResource = resources.ALL
+    redis: aioredis.Redis,
+    namespace: str,
+    flags: resources.CacheResource = resources.ALL,
+    *,
+    bucket_bits: int | None = None,
 ) -> Cache:
-    redis_keys = keys.RedisKeys(namespace, "main")
+    redis_keys = (
+        keys.RedisKeys(namespace, "main")
+        if bucket_bits is None
+        else keys.RedisKeys(namespace, "main", bucket_bits=bucket_bits)
+    )
     factory = entity_factory.EntityFactoryImpl(typing.cast("hikari.RESTAware", _App()))
     return Cache(
         redis,

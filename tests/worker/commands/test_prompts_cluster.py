@@ -1,0 +1,10 @@
+"""``test_prompts``'s tests again, on a real Redis Cluster (``tests/cluster.py``)."""
+
+from __future__ import annotations
+
+from tests.cluster import every_test, redis_client, redis_url
+from tests.worker.commands import test_prompts
+
+__all__ = ["redis_client", "redis_url"]
+
+globals().update(every_test(test_prompts))
