@@ -22,9 +22,17 @@ if typing.TYPE_CHECKING:
 
     from shared.secret import Secret
 
+#: A lease key that is gone (Redis restarted empty, or was failed over) is written back by
+#: its holder, whose shard is still connected: unknown is not "taken". Only a lease another
+#: gateway now holds is lost.
 _RENEW: typing.Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
   return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
 end
 return 0
 """
