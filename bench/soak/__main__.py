@@ -88,6 +88,7 @@ async def run(args: argparse.Namespace) -> int:
     report.figure(png, verdict, faults, started,
                   f"python -m bench.soak --seconds {args.seconds:g} --seed {args.seed}")  # fmt: skip
     print(f"soak: figure {png}")
+    print(verdict.excuses())
     print(verdict.line(), flush=True)
     return 0 if verdict.ok else 1
 

@@ -52,6 +52,8 @@ def findings(verdict: checker.Verdict, started: float) -> list[str]:
         lines.append(
             f"late: {sent.kind} {sent.id} sent at {sent.at - started:.1f}s, called back {when}"
         )
+    for at, route in verdict.rate_limited_calls[:10]:
+        lines.append(f"429: {route} at {at - started:.1f}s")
     for exit_ in verdict.unexpected_exits:
         last = exit_.log.strip().splitlines()[-3:]
         lines.append(f"exit: {exit_.name} pid {exit_.pid} code {exit_.code} at "

@@ -22,7 +22,7 @@ import typing
 import redis.asyncio as aioredis
 
 from bench.soak import netdelay
-from playground.discord import emulator, gateway
+from playground.discord import emulator, gateway, sessions
 from shared import keys
 from tests import servers
 
@@ -99,7 +99,9 @@ class System:
         self.guilds: list[int] = []
         self._counter: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._restarting: set[str] = set()
+        #: Interaction id: when the emulator first sent its INTERACTION_CREATE on an open
+        #: connection (the gateway's clock of guarantee 4 starts there).
+        self.delivered: dict[int, float] = {}
 
     def _dir(self, name: str) -> pathlib.Path:
         path = self.workdir / name
@@ -117,6 +119,7 @@ class System:
         )
         await self.broker_proxy.start()
         await self.discord.start()
+        self._watch_deliveries()
         self._populate()
         for _ in range(self.layout.workers):
             self.spawn("worker")
@@ -149,6 +152,23 @@ class System:
             loop.run_in_executor(None, self.rabbit.shutdown),
             loop.run_in_executor(None, self.mongo.stop),
         )
+
+    def _watch_deliveries(self) -> None:
+        """Note when each INTERACTION_CREATE goes out on an open connection (sent live or
+        replayed on RESUME): the emulator's side of the wire, not the platform's word."""
+        delivered = self.delivered
+        send = sessions.Connection.send
+
+        def noting(connection: sessions.Connection, payload: typing.Any) -> None:
+            if (
+                not connection.closed
+                and isinstance(payload, dict)
+                and payload.get("t") == "INTERACTION_CREATE"
+            ):
+                delivered.setdefault(int(payload["d"]["id"]), time.time())
+            send(connection, payload)
+
+        sessions.Connection.send = noting  # type: ignore[method-assign]
 
     def _populate(self) -> None:
         layout = self.layout

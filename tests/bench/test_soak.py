@@ -1,0 +1,42 @@
+"""A 60-second soak with a fixed seed, through the real command line: the same schedule every
+time, judged by the checker from what the emulated Discord received."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import typing
+
+import pytest
+
+if typing.TYPE_CHECKING:
+    import pathlib
+
+pytestmark = [pytest.mark.fault, pytest.mark.soak]
+
+#: A schedule with a worker kill -9, a gateway SIGTERM, a storm, Redis restarted empty, a
+#: broker delay and poison, overlapping (printed at the top of the output).
+SEED: typing.Final = 20
+
+
+@pytest.mark.timeout(400)
+def test_a_one_minute_soak_loses_nothing(tmp_path: pathlib.Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "bench.soak", "--seconds", "60", "--seed", str(SEED),
+            "--workdir", str(tmp_path / "soak"), "--png", str(tmp_path / "soak.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=380,
+        check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert last.startswith("soak: "), output
+    assert last.endswith(
+        " 0 lost, 0 twice, 0 late interactions, 0 identify violations, 0 429s"
+    ) or result.returncode != 0, output
+    assert result.returncode == 0, output
+    assert "fault " in result.stdout  # the nemesis played its schedule
+    assert (tmp_path / "soak.png").exists()
