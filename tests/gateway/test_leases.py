@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import typing
 
-from gateway import leases
-from shared import keys
+from gateway import assignment, leases
+from shared import keys, lifecycle
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
+
+    from gateway import holder
 
 
 def _leases(redis: aioredis.Redis, namespace: str, gateway_id: str) -> leases.ShardLeases:
@@ -41,3 +45,55 @@ async def test_a_lease_another_gateway_took_is_lost(
     assert await theirs.claim(0)
     assert await mine.renew([0]) == [0]
     assert await mine.holders() == ["gw-b", None]
+
+
+class _Holder:
+    """The shards a gateway runs, in memory (what ``LeaseAssignment`` asks of them)."""
+
+    def __init__(self) -> None:
+        self.running: set[int] = set()
+
+    async def start(self, shard_id: int) -> None:
+        self.running.add(shard_id)
+
+    async def stop(self, shard_id: int) -> None:
+        self.running.discard(shard_id)
+
+
+async def test_after_redis_forgot_the_leases_no_gateway_claims_a_live_shard(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """Redis restarted empty while gateways A and B each ran one shard. A's round comes
+    first: it writes its own lease back and, for one TTL, claims nothing, so B writes its
+    own back before anyone takes its live shard (found by the soak, seed 1)."""
+    now = [0.0]
+    group = lifecycle.TaskGroup(logging.getLogger("test"))
+    held = {name: _Holder() for name in ("gw-a", "gw-b")}
+    both = {
+        name: assignment.LeaseAssignment(
+            _leases(redis_client, namespace, name),
+            typing.cast("holder.ShardHolder", held[name]),
+            group,
+            clock=lambda: now[0],
+        )
+        for name in held
+    }
+    for name in ("gw-a", "gw-b"):
+        await both[name].round()
+    await asyncio.sleep(0)
+    await both["gw-a"].round()  # B's heartbeat is in: A hands its extra shard back
+    await both["gw-b"].round()
+    await asyncio.sleep(0)
+    assert sorted(both["gw-a"].claimed | both["gw-b"].claimed) == [0, 1]
+    b_shard = next(iter(both["gw-b"].claimed))
+    await redis_client.delete(*[k async for k in redis_client.scan_iter(f"{namespace}:*")])
+    await both["gw-a"].round()
+    await asyncio.sleep(0)
+    assert b_shard not in both["gw-a"].claimed  # held off: B's lease may just be unwritten
+    await both["gw-b"].round()
+    now[0] += 10
+    await both["gw-a"].round()
+    await asyncio.sleep(0)
+    assert b_shard in both["gw-b"].claimed
+    assert b_shard not in both["gw-a"].claimed
+    assert held["gw-b"].running == {b_shard}
