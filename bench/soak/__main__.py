@@ -70,10 +70,7 @@ async def run(args: argparse.Namespace) -> int:
         await sending
         stopped = time.time()
         deadline = stopped + ANSWER_BOUND
-        while time.time() < deadline:
-            answered = checker.answers(list(the_system.discord.records.rest))
-            if all(s.id in answered for s in users.sent):
-                break
+        while time.time() < deadline and checker.check(the_system, users).lost:
             await asyncio.sleep(1.0)
         await asyncio.sleep(2.0)  # a late second answer still counts as twice
         verdict = checker.check(the_system, users)
