@@ -21,7 +21,6 @@ import logging
 import secrets
 import typing
 
-import aio_pika
 import prometheus_client
 
 from gateway import (
@@ -45,12 +44,13 @@ from gateway import (
     voice_switch,
 )
 from gateway import status as gateway_status
-from shared import breaker, clock, health, keys, lifecycle, redis_client, rpc, topology
+from shared import breaker, broker, clock, health, keys, lifecycle, redis_client, rpc, topology
 from shared import status as shared_status
 from shared.cache import resources
 from shared.cache import writer as cache_writer
 
 if typing.TYPE_CHECKING:
+    import aio_pika
     import redis.asyncio as aioredis
 
     from shared import config
@@ -101,7 +101,7 @@ class GatewayApp:
             core.redis_url, clock=clock.SystemClock()
         )
         stack.push_async_callback(redis.aclose)
-        amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
+        amqp = await broker.connect(core.amqp_url.reveal(), self.stopping)
         stack.push_async_callback(_bounded, amqp.close)
         channel = await amqp.channel(publisher_confirms=True)
         events_exchange, _ = await self.topology.declare_exchanges(channel)

@@ -11,12 +11,11 @@ import secrets
 import time
 import typing
 
-import aio_pika
 import hikari
 import orjson
 import prometheus_client
 
-from shared import breaker, clock, health, keys, lifecycle, redis_client, rpc, topology
+from shared import breaker, broker, clock, health, keys, lifecycle, redis_client, rpc, topology
 from shared import interests as shared_interests
 from shared import settings as settings_db
 from shared import voice as shared_voice
@@ -37,6 +36,7 @@ from worker import (
 from worker.commands import sync as command_sync
 
 if typing.TYPE_CHECKING:
+    import aio_pika
     import pymongo
 
     from shared import config
@@ -104,7 +104,7 @@ class WorkerApp:
         # Every call has a deadline and one breaker: while it is open, dedupe and REST limits
         # fall back to this replica's own, at once.
         self._redis = redis_client.connect_guarded(core.redis_url, clock=clock.SystemClock())
-        self._amqp = await aio_pika.connect_robust(core.amqp_url.reveal())
+        self._amqp = await broker.connect(core.amqp_url.reveal(), self.stopping)
         channel = await self._amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=PREFETCH)
         await self._start_rpc()
