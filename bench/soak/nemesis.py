@@ -115,7 +115,8 @@ class Nemesis:
     # --- processes --------------------------------------------------------------------------
 
     async def _signal_and_restart(self, fault: Fault, role: str, sig: int) -> None:
-        live = self.system.live(role)
+        # Not one another fault is already stopping: two faults never share a victim.
+        live = [p for p in self.system.live(role) if not p.expected_exit]
         if len(live) <= 1:
             fault.note = f"skipped: only {len(live)} {role} running"
             return
