@@ -70,10 +70,15 @@ async def run(args: argparse.Namespace) -> int:
         await sending
         stopped = time.time()
         deadline = stopped + ANSWER_BOUND
-        while time.time() < deadline and checker.check(the_system, users).lost:
+        outages = [
+            (f.started, f.ended)
+            for f in faults
+            if f.kind == "rabbit-restart" and f.started is not None and f.ended is not None
+        ]
+        while time.time() < deadline and checker.check(the_system, users, outages).lost:
             await asyncio.sleep(1.0)
         await asyncio.sleep(2.0)  # a late second answer still counts as twice
-        verdict = checker.check(the_system, users)
+        verdict = checker.check(the_system, users, outages)
     finally:
         await the_system.close()
     print(f"soak: load ran {stopped - started:.0f} s; "

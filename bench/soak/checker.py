@@ -28,6 +28,10 @@ INTERACTION_DEADLINE: typing.Final = 3.0
 #: answered in time by any bot; the platform promises 3 s from the gateway's receipt, and
 #: defers 2 s after it. Such interactions are counted apart, as excused, not as late or lost.
 DELIVERY_EXCUSE: typing.Final = 1.0
+#: An interaction a gateway received while RabbitMQ was down (from the kill until the node
+#: was up again, plus this many seconds for the clients to reconnect) cannot reach a worker
+#: within 3 s: gateway -> broker -> worker is the architecture. Counted apart too.
+BROKER_GRACE: typing.Final = 2.0
 _ANSWER: typing.Final = re.compile(rf"{plugin.ANSWER} (\d+)".encode())
 _CALLBACK: typing.Final = re.compile(r"/interactions/(\d+)/[^/]+/callback")
 
@@ -43,6 +47,8 @@ class Verdict:
     """Interactions whose first callback was refused or came after 3 s (None: never came)."""
     excused: list[load_module.Sent]
     """Interactions handed to a gateway more than DELIVERY_EXCUSE s after their creation."""
+    broker_down: list[load_module.Sent]
+    """Interactions a gateway received while RabbitMQ was down."""
     identify_violations: int
     rate_limited: int
     rate_limited_calls: list[tuple[float, str]]
@@ -61,8 +67,9 @@ class Verdict:
 
     def excuses(self) -> str:
         return (
-            f"soak: {len(self.excused)} interactions reached a gateway over "
-            f"{DELIVERY_EXCUSE:g} s late (shard down); not counted as late or lost"
+            f"soak: excused, not counted as late or lost: {len(self.excused)} interactions "
+            f"reached a gateway over {DELIVERY_EXCUSE:g} s after Discord created them (shard "
+            f"down), {len(self.broker_down)} reached one while RabbitMQ was down"
         )
 
     def line(self) -> str:
@@ -108,7 +115,12 @@ def rss_slope(samples: list[tuple[float, float]]) -> float | None:
     return cov / var * 60 if var else None
 
 
-def check(system: system_module.System, load: load_module.Load) -> Verdict:
+def check(
+    system: system_module.System,
+    load: load_module.Load,
+    broker_outages: typing.Sequence[tuple[float, float]] = (),
+) -> Verdict:
+    """``broker_outages``: (start, end) of each RabbitMQ restart, as the nemesis played it."""
     recorded = system.discord.records
     rest = list(recorded.rest)
     answered = answers(rest)
@@ -120,7 +132,17 @@ def check(system: system_module.System, load: load_module.Load) -> Verdict:
         and system.delivered.get(s.id, float("inf")) - s.interaction.created_at_wall
         > DELIVERY_EXCUSE
     ]
-    excused_ids = {s.id for s in excused}
+    broker_down = [
+        s
+        for s in load.sent
+        if s.interaction is not None
+        and s not in excused
+        and any(
+            start <= system.delivered.get(s.id, 0.0) <= end + BROKER_GRACE
+            for start, end in broker_outages
+        )
+    ]
+    excused_ids = {s.id for s in excused} | {s.id for s in broker_down}
     lost = [s for s in load.sent if s.id not in answered and s.id not in excused_ids]
     twice = {s.id: len(answered[s.id]) for s in load.sent if len(answered.get(s.id, ())) > 1}
     late: list[tuple[load_module.Sent, float | None]] = []
@@ -143,6 +165,7 @@ def check(system: system_module.System, load: load_module.Load) -> Verdict:
         twice=twice,
         late=late,
         excused=excused,
+        broker_down=broker_down,
         identify_violations=len(recorded.identify_violations) + recorded.token_resets,
         rate_limited=len(recorded.rate_limited),
         rate_limited_calls=[(c.at, c.route) for c in recorded.rate_limited],
