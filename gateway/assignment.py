@@ -14,6 +14,8 @@ import logging
 import time
 import typing
 
+from shared import redis_client
+
 if typing.TYPE_CHECKING:
     from gateway import holder, leases
     from shared import lifecycle
@@ -29,7 +31,16 @@ async def start(
 ) -> LeaseAssignment:
     """Claim this gateway's share now, and keep it every third of the lease TTL."""
     found = LeaseAssignment(leases_, shards, tasks)
-    await found.rebalance()
+    try:
+        await found.rebalance()
+    except redis_client.REDIS_ERRORS as exc:
+        # Started while Redis is away (a hang, a restart): the loop claims once it answers,
+        # not at once (it may come back empty, with live shards' leases unwritten yet).
+        _LOGGER.warning(
+            "Redis unavailable at start: shards are claimed once it answers",
+            extra={"error": repr(exc)},
+        )
+        found.hold_claims()
     found.start_loop()
     return found
 
@@ -61,17 +72,17 @@ class LeaseAssignment:
         try:
             await self.renew()
         except Exception:
-            self._hold_claims()  # Redis away: it may come back empty
+            self.hold_claims()  # Redis away: it may come back empty
             raise
         if self.leases.forgotten:
             _LOGGER.warning(
                 "Redis forgot the shard leases: wrote ours back; claiming none for one TTL",
                 extra={"shards": self.leases.forgotten},
             )
-            self._hold_claims()
+            self.hold_claims()
         await self.rebalance()
 
-    def _hold_claims(self) -> None:
+    def hold_claims(self) -> None:
         """Every holder renews within a third of the TTL: after one TTL, a free lease is free."""
         self.claims_after = self._clock() + self.leases.ttl
 

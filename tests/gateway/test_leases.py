@@ -6,6 +6,8 @@ import asyncio
 import logging
 import typing
 
+import redis.asyncio as aioredis_module
+
 from gateway import assignment, leases
 from shared import keys, lifecycle
 
@@ -97,3 +99,19 @@ async def test_after_redis_forgot_the_leases_no_gateway_claims_a_live_shard(
     assert b_shard in both["gw-b"].claimed
     assert b_shard not in both["gw-a"].claimed
     assert held["gw-b"].running == {b_shard}
+
+
+async def test_a_gateway_started_while_redis_is_away_keeps_running(namespace: str) -> None:
+    """The first claim fails on Redis: the gateway does not exit (found by the soak, seed
+    311771, where a gateway started during a Redis hang died of it); its loop claims later."""
+    away = aioredis_module.Redis.from_url("redis://127.0.0.1:1/0")
+    group = lifecycle.TaskGroup(logging.getLogger("test"))
+    try:
+        found = await assignment.start(
+            _leases(away, namespace, "gw-a"), typing.cast("holder.ShardHolder", _Holder()), group
+        )
+        assert found.claimed == set()
+        assert found.claims_after > 0
+    finally:
+        await group.close()
+        await away.aclose()
