@@ -226,7 +226,15 @@ class WorkerApp:
         assert self._redis is not None
         core = self.settings.core
         record = self.keys.interests(self.settings.group)
-        previous = {redis_client.text(m) for m in await self._redis.smembers(record)}
+        try:
+            previous = {redis_client.text(m) for m in await self._redis.smembers(record)}
+        except redis_client.REDIS_ERRORS as exc:
+            # Started while Redis is away: what the last deploy bound is unknown, so nothing
+            # is unbound (the next start unbinds it); the events flow all the same.
+            _LOGGER.warning(
+                "Redis unavailable at start: stale bindings kept", extra={"error": repr(exc)}
+            )
+            previous = set()
         previous.discard(shared_interests.MARKER)
         queues = await self.topology.declare_worker_queues(
             channel, core.pool, self.settings.group, wanted
