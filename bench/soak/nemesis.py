@@ -110,6 +110,8 @@ class Nemesis:
         # A server's restart can outlast the span the schedule allowed for it (RabbitMQ takes
         # 5-15 s to start on a loaded machine): the next fault on it waits its turn.
         server = next((r for r in KINDS[fault.kind][2] if r in _SERVERS), None)
+        if fault.kind == "poison":
+            server = "rabbit"  # published through the broker: after a restart under way
         lock = self._locks.setdefault(server, asyncio.Lock()) if server else _NO_LOCK
         async with lock:
             fault.started = time.time()
