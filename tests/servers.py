@@ -239,6 +239,11 @@ class PrivateRabbitMQ:
     def shutdown(self) -> None:
         """Stop for good: the node and its private epmd."""
         self.stop()
+        # epmd's command line is only "-daemon" (its port comes from the environment), so it
+        # is told to stop on its own port.
         subprocess.run(
-            ["/usr/bin/pkill", "-f", f"epmd.*{self.epmd_port}"], check=False, capture_output=True
+            ["epmd", "-kill"],
+            env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
+            check=False,
+            capture_output=True,
         )
