@@ -112,6 +112,11 @@ class Nemesis:
         server = next((r for r in KINDS[fault.kind][2] if r in _SERVERS), None)
         if fault.kind == "poison":
             server = "rabbit"  # published through the broker: after a restart under way
+        elif fault.kind == "rolling-update":
+            # One deploy at a time: one outlasting its span (Redis away, replicas slow to
+            # report ready) would otherwise replace the next one's new replicas too, and
+            # the fleet would grow with every overlap (seed 51645 reached 30 workers).
+            server = "deploy"
         lock = self._locks.setdefault(server, asyncio.Lock()) if server else _NO_LOCK
         async with lock:
             fault.started = time.time()
@@ -154,7 +159,7 @@ class Nemesis:
         for old in self.system.live("worker"):
             live = len(self.system.live("worker"))
             self.system.spawn("worker")
-            await self.system.workers_ready(live + 1, timeout=30)
+            await self.system.workers_ready(live + 1, timeout=15)
             await self.system.stop(old, signal.SIGTERM)
         for old in self.system.live("gateway"):
             await self.system.stop(old, signal.SIGTERM)

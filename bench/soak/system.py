@@ -232,12 +232,14 @@ class System:
             return
         with contextlib.suppress(ProcessLookupError):
             proc.popen.send_signal(sig)
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(None, proc.popen.wait, timeout)
-        except subprocess.TimeoutExpired:
-            proc.popen.kill()
-            await loop.run_in_executor(None, proc.popen.wait)
+        # Polled, not waited for in a thread: the default executor has a handful of threads,
+        # and the servers' slow starts and stops need them (a rolling update once queued its
+        # waits behind them for minutes while the replicas it started piled up).
+        deadline = time.monotonic() + timeout
+        while proc.popen.poll() is None:
+            if time.monotonic() > deadline:
+                proc.popen.kill()
+            await asyncio.sleep(0.1)
 
     async def workers_ready(self, count: int, timeout: float = 60) -> None:
         """``count`` replicas heartbeat (so each has bound its queue)."""
