@@ -99,7 +99,7 @@ class System:
         self.guilds: list[int] = []
         self._counter: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        #: Interaction id: when the emulator first sent its INTERACTION_CREATE on an open
+        #: Interaction id: when the emulator last sent its INTERACTION_CREATE on an open
         #: connection (the gateway's clock of guarantee 4 starts there).
         self.delivered: dict[int, float] = {}
 
@@ -165,7 +165,9 @@ class System:
                 and isinstance(payload, dict)
                 and payload.get("t") == "INTERACTION_CREATE"
             ):
-                delivered.setdefault(int(payload["d"]["id"]), time.time())
+                # The last send counts: one to a gateway being killed (its socket not yet
+                # seen closed) is lost with it, and the RESUME replay is what gets handled.
+                delivered[int(payload["d"]["id"])] = time.time()
             send(connection, payload)
 
         sessions.Connection.send = noting  # type: ignore[method-assign]
