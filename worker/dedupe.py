@@ -162,7 +162,6 @@ class Deduplicator:
         self, envelopes: typing.Sequence[envelope.EventEnvelope], *, redelivered: bool
     ) -> list[envelope.EventEnvelope]:
         """The envelopes this worker should handle now (one round trip in the common case)."""
-        return list(envelopes)  # PLANTED DEFECT (docs/soak.md): dedupe skipped
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._waiting.append((self._groups(envelopes), redelivered, len(envelopes), future))
         if not self._claim_scheduled:
