@@ -90,6 +90,7 @@ async def run(args: argparse.Namespace) -> int:
     report.figure(png, verdict, faults, started,
                   f"python -m bench.soak --seconds {args.seconds:g} --seed {args.seed}")  # fmt: skip
     print(f"soak: figure {png}")
+    print(report.quiet_late(verdict, faults))
     print(verdict.excuses())
     print(verdict.line(), flush=True)
     return 0 if verdict.ok else 1

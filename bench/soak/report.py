@@ -27,6 +27,23 @@ def recovery(fault: nemesis.Fault, verdict: checker.Verdict) -> float | None:
     return max(0.0, max(during) - fault.ended)
 
 
+def quiet_late(verdict: checker.Verdict, faults: list[nemesis.Fault], margin: float = 5.0) -> str:
+    """How many late interactions were sent with no fault under way (nor ended ``margin`` s
+    before): what is late then is the machine, not a fault."""
+    windows = [
+        (f.started, f.ended + margin)
+        for f in faults
+        if f.started is not None and f.ended is not None
+    ]
+    quiet = [s for s, _ in verdict.late if not any(a <= s.at <= b for a, b in windows)]
+    took = sorted(t for s, t in verdict.late if s in quiet and t is not None)
+    worst = f", called back after {took[0]:.2f}-{took[-1]:.2f} s" if took else ""
+    return (
+        f"soak: {len(quiet)} of {len(verdict.late)} late interactions were sent with no fault "
+        f"under way or ended within {margin:g} s{worst}"
+    )
+
+
 def fault_table(faults: list[nemesis.Fault], verdict: checker.Verdict) -> list[str]:
     kinds: dict[str, list[float | None]] = {}
     for fault in faults:
