@@ -45,6 +45,7 @@ from gateway import (
 )
 from gateway import status as gateway_status
 from shared import amqp, breaker, clock, health, lifecycle, redis_client, rpc, topology
+from shared import broker as broker_connect
 from shared import status as shared_status
 from shared.cache import layout as cache_layout
 from shared.cache import resources
@@ -106,7 +107,7 @@ class GatewayApp:
         )
         stack.push_async_callback(redis.aclose)
         await cache_layout.claim(redis, self.keys)
-        broker = await amqp.connect(core.amqp_urls or (core.amqp_url,))
+        broker = await broker_connect.connect(core.amqp_urls or (core.amqp_url,), self.stopping)
         self.broker_metrics.connection = broker
         stack.push_async_callback(_bounded, broker.close)
         channel = await broker.channel(publisher_confirms=True)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import typing
+
+from shared import redis_client
 
 if typing.TYPE_CHECKING:
     from gateway import holder, leases
@@ -28,7 +31,16 @@ async def start(
 ) -> LeaseAssignment:
     """Claim this gateway's share now, and keep it every third of the lease TTL."""
     found = LeaseAssignment(leases_, shards, tasks)
-    await found.rebalance()
+    try:
+        await found.rebalance()
+    except redis_client.REDIS_ERRORS as exc:
+        # Started while Redis is away (a hang, a restart): the loop claims once it answers,
+        # not at once (it may come back empty, with live shards' leases unwritten yet).
+        _LOGGER.warning(
+            "Redis unavailable at start: shards are claimed once it answers",
+            extra={"error": repr(exc)},
+        )
+        found.hold_claims()
     found.start_loop()
     return found
 
@@ -39,19 +51,40 @@ class LeaseAssignment:
         leases_: leases.ShardLeases,
         shards: holder.ShardHolder,
         tasks: lifecycle.TaskGroup,
+        *,
+        clock: typing.Callable[[], float] = time.monotonic,
     ) -> None:
         self.leases = leases_
         self._shards = shards
         self._tasks = tasks
+        self._clock = clock
         #: Shards this gateway holds a lease for (started, or starting).
         self.claimed: set[int] = set()
+        #: No free shard is claimed before this time (``clock``): after Redis was away or
+        #: forgot the leases, a free lease may be a live shard whose holder has not written
+        #: it back yet, and claiming it would IDENTIFY over a running session.
+        self.claims_after = 0.0
 
     def start_loop(self) -> None:
         self._tasks.every(self.leases.ttl / 3, self.round, name=LOOP)
 
     async def round(self) -> None:
-        await self.renew()
+        try:
+            await self.renew()
+        except Exception:
+            self.hold_claims()  # Redis away: it may come back empty
+            raise
+        if self.leases.forgotten:
+            _LOGGER.warning(
+                "Redis forgot the shard leases: wrote ours back; claiming none for one TTL",
+                extra={"shards": self.leases.forgotten},
+            )
+            self.hold_claims()
         await self.rebalance()
+
+    def hold_claims(self) -> None:
+        """Every holder renews within a third of the TTL: after one TTL, a free lease is free."""
+        self.claims_after = self._clock() + self.leases.ttl
 
     async def renew(self) -> None:
         """Keep our leases alive; stop any shard whose lease another gateway now holds."""
@@ -77,7 +110,7 @@ class LeaseAssignment:
             await self.leases.release(shard_id)
             _LOGGER.info("handed a shard back to the pool", extra={"shard": shard_id})
         wanted = share - len(self.claimed)
-        if wanted <= 0:
+        if wanted <= 0 or self._clock() < self.claims_after:
             return
         holders = await self.leases.holders()
         for shard_id in (s for s, held_by in enumerate(holders) if held_by is None):

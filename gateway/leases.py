@@ -22,9 +22,17 @@ if typing.TYPE_CHECKING:
 
     from shared.secret import Secret
 
+#: A lease key that is gone (Redis restarted empty, or was failed over) is written back by
+#: its holder, whose shard is still connected: unknown is not "taken". Only a lease another
+#: gateway now holds is lost.
 _RENEW: typing.Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
   return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 2
 end
 return 0
 """
@@ -54,6 +62,9 @@ class ShardLeases:
         #: with a request signed by the admin key.
         self.draining = False
         self._drains = drains.DrainRequests(admin_key, redis_keys.prefix, gateway_id)
+        #: Shards whose lease key the last :meth:`renew` found gone and wrote back: Redis
+        #: forgot the pool's leases (other gateways' too, which they have not rewritten yet).
+        self.forgotten: list[int] = []
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
@@ -118,6 +129,7 @@ class ShardLeases:
     async def renew(self, shard_ids: typing.Iterable[int]) -> list[int]:
         """Renew our leases; return the shards whose lease we no longer hold."""
         lost = []
+        forgotten = []
         for shard_id in shard_ids:
             kept = await self._renew(
                 keys=[self._keys.lease(shard_id, self.shard_count)],
@@ -125,6 +137,9 @@ class ShardLeases:
             )
             if not kept:
                 lost.append(shard_id)
+            elif int(kept) == 2:  # the script wrote it back
+                forgotten.append(shard_id)
+        self.forgotten = forgotten
         return lost
 
     async def release(self, shard_id: int) -> None:

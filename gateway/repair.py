@@ -33,8 +33,10 @@ LIMIT: typing.Final = 10_000
 #: How often the loop looks (seconds); a repair starts at most this long after Redis is back.
 INTERVAL: typing.Final = 1.0
 #: Guilds re-fetched per round (three requests or more each), so that a large backlog stays
-#: well under Discord's global 50 requests per second, shared with the workers.
-PER_ROUND: typing.Final = 10
+#: well under Discord's global 50 requests per second, shared with the workers and with the
+#: pool's other gateways, which all repair at once after a Redis outage: at 10 a round, two
+#: gateways sent 60 requests in a second and were answered 429 (soak, seed 1).
+PER_ROUND: typing.Final = 3
 #: Worth another try later: Redis or Discord away.
 _RETRYABLE: typing.Final[tuple[type[BaseException], ...]] = (
     *redis_client.REDIS_ERRORS,

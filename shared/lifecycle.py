@@ -9,6 +9,7 @@ import signal
 import time
 import typing
 
+from shared import broker
 from shared import logging as shard_logging
 
 if typing.TYPE_CHECKING:
@@ -165,7 +166,11 @@ async def run_until_stopped(
         loop.add_signal_handler(sig, stopping.set)
     started = time.monotonic()
     try:
-        await start()
+        try:
+            await start()
+        except broker.BrokerStoppedError:
+            logger.info("%s stopped before RabbitMQ answered", name)
+            return
         settle_heap()
         logger.info("%s ready", name, extra={"seconds": round(time.monotonic() - started, 3)})
         await stopping.wait()

@@ -19,6 +19,7 @@ import prometheus_client
 from shared import (
     amqp,
     breaker,
+    broker,
     clock,
     fleet,
     health,
@@ -169,7 +170,7 @@ class WorkerApp:
         # fall back to this replica's own, at once.
         self._redis = redis_client.connect_guarded(core.redis_url, clock=clock.SystemClock())
         await cache_layout.claim(self._redis, self.keys)
-        self._amqp = await amqp.connect(core.amqp_urls or (core.amqp_url,))
+        self._amqp = await broker.connect(core.amqp_urls or (core.amqp_url,), self.stopping)
         self.broker_metrics.connection = self._amqp
         channel = await self._amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=PREFETCH)
@@ -312,7 +313,15 @@ class WorkerApp:
         assert self._redis is not None
         core = self.settings.core
         record = self.keys.interests(self.settings.group)
-        previous = {redis_client.text(m) for m in await self._redis.smembers(record)}
+        try:
+            previous = {redis_client.text(m) for m in await self._redis.smembers(record)}
+        except redis_client.REDIS_ERRORS as exc:
+            # Started while Redis is away: what the last deploy bound is unknown, so nothing
+            # is unbound (the next start unbinds it); the events flow all the same.
+            _LOGGER.warning(
+                "Redis unavailable at start: stale bindings kept", extra={"error": repr(exc)}
+            )
+            previous = set()
         previous.discard(shared_interests.MARKER)
         queues = await self.topology.declare_worker_queues(
             channel, core.pool, self.settings.group, wanted

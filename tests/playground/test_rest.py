@@ -129,6 +129,25 @@ async def test_route_bucket_429_with_retry_after(
     assert status == 200
 
 
+async def test_each_interaction_callback_is_a_bucket_of_its_own(
+    api: Api, discord: emulator.DiscordEmulator
+) -> None:
+    """The interaction token is a major parameter (its webhook's token): a bot answering
+    more interactions in a second than one route bucket holds is not refused."""
+    guild = discord.add_guild("g")
+    channel_id = int(discord.channels_of(int(guild["id"]))[0]["id"])
+    user = discord.add_user("u")
+    asked = [discord.send_interaction(channel_id, user, "ping") for _ in range(15)]
+    statuses = [
+        (await api.call(
+            "POST", f"/interactions/{i.id}/{i.token}/callback", {"type": 5}, auth=False
+        ))[0]
+        for i in asked
+    ]  # fmt: skip
+    assert statuses == [204] * 15
+    assert not discord.records.rate_limited
+
+
 async def test_global_limit(make_emulator: Factory) -> None:
     discord = await make_emulator(
         # A long window: six requests one after another all fall in it, however slow.

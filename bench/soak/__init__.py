@@ -1,0 +1,1 @@
+"""The randomized fault soak: ``python -m bench.soak`` (see docs/soak.md)."""

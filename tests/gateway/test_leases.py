@@ -1,0 +1,117 @@
+"""Shard leases (``gateway.leases``) against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import typing
+
+import redis.asyncio as aioredis_module
+
+from gateway import assignment, leases
+from shared import keys, lifecycle
+
+if typing.TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from gateway import holder
+
+
+def _leases(redis: aioredis.Redis, namespace: str, gateway_id: str) -> leases.ShardLeases:
+    return leases.ShardLeases(
+        redis, keys.RedisKeys(namespace, "main"), gateway_id, ttl=5, shard_count=2
+    )
+
+
+async def test_a_lease_redis_forgot_is_taken_back_by_its_holder(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """Redis restarted empty: the holder's lease key is gone, nobody else holds it, and the
+    shard is still connected. Unknown is not "lost": the holder writes it again instead of
+    stopping a live shard (found by the soak, seed 1)."""
+    mine = _leases(redis_client, namespace, "gw-a")
+    assert await mine.claim(0)
+    await redis_client.delete(keys.RedisKeys(namespace, "main").lease(0, 2))
+    assert await mine.renew([0]) == []
+    assert await mine.holders() == ["gw-a", None]
+    assert 0 < await redis_client.ttl(keys.RedisKeys(namespace, "main").lease(0, 2)) <= 5
+
+
+async def test_a_lease_another_gateway_took_is_lost(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    mine = _leases(redis_client, namespace, "gw-a")
+    theirs = _leases(redis_client, namespace, "gw-b")
+    assert await mine.claim(0)
+    await redis_client.delete(keys.RedisKeys(namespace, "main").lease(0, 2))
+    assert await theirs.claim(0)
+    assert await mine.renew([0]) == [0]
+    assert await mine.holders() == ["gw-b", None]
+
+
+class _Holder:
+    """The shards a gateway runs, in memory (what ``LeaseAssignment`` asks of them)."""
+
+    def __init__(self) -> None:
+        self.running: set[int] = set()
+
+    async def start(self, shard_id: int) -> None:
+        self.running.add(shard_id)
+
+    async def stop(self, shard_id: int) -> None:
+        self.running.discard(shard_id)
+
+
+async def test_after_redis_forgot_the_leases_no_gateway_claims_a_live_shard(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """Redis restarted empty while gateways A and B each ran one shard. A's round comes
+    first: it writes its own lease back and, for one TTL, claims nothing, so B writes its
+    own back before anyone takes its live shard (found by the soak, seed 1)."""
+    now = [0.0]
+    group = lifecycle.TaskGroup(logging.getLogger("test"))
+    held = {name: _Holder() for name in ("gw-a", "gw-b")}
+    both = {
+        name: assignment.LeaseAssignment(
+            _leases(redis_client, namespace, name),
+            typing.cast("holder.ShardHolder", held[name]),
+            group,
+            clock=lambda: now[0],
+        )
+        for name in held
+    }
+    for name in ("gw-a", "gw-b"):
+        await both[name].round()
+    await asyncio.sleep(0)
+    await both["gw-a"].round()  # B's heartbeat is in: A hands its extra shard back
+    await both["gw-b"].round()
+    await asyncio.sleep(0)
+    assert sorted(both["gw-a"].claimed | both["gw-b"].claimed) == [0, 1]
+    b_shard = next(iter(both["gw-b"].claimed))
+    await redis_client.delete(*[k async for k in redis_client.scan_iter(f"{namespace}:*")])
+    await both["gw-a"].round()
+    await asyncio.sleep(0)
+    assert b_shard not in both["gw-a"].claimed  # held off: B's lease may just be unwritten
+    await both["gw-b"].round()
+    now[0] += 10
+    await both["gw-a"].round()
+    await asyncio.sleep(0)
+    assert b_shard in both["gw-b"].claimed
+    assert b_shard not in both["gw-a"].claimed
+    assert held["gw-b"].running == {b_shard}
+
+
+async def test_a_gateway_started_while_redis_is_away_keeps_running(namespace: str) -> None:
+    """The first claim fails on Redis: the gateway does not exit (found by the soak, seed
+    311771, where a gateway started during a Redis hang died of it); its loop claims later."""
+    away = aioredis_module.Redis.from_url("redis://127.0.0.1:1/0")
+    group = lifecycle.TaskGroup(logging.getLogger("test"))
+    try:
+        found = await assignment.start(
+            _leases(away, namespace, "gw-a"), typing.cast("holder.ShardHolder", _Holder()), group
+        )
+        assert found.claimed == set()
+        assert found.claims_after > 0
+    finally:
+        await group.close()
+        await away.aclose()
