@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import secrets
 import typing
@@ -110,12 +111,18 @@ class GatewayApp:
         broker = await broker_connect.connect(core.amqp_urls or (core.amqp_url,), self.stopping)
         self.broker_metrics.connection = broker
         stack.push_async_callback(_bounded, broker.close)
-        channel = await broker.channel(publisher_confirms=True)
-        events_exchange, _ = await self.topology.declare_exchanges(channel)
-        command_channel = await broker.channel()
-        await command_channel.set_qos(prefetch_count=256)
-        reply_queue = await self.topology.declare_reply_queue(
-            command_channel, core.pool, self.gateway_id
+
+        # Each broker step again if the broker is lost under it, once the connection is back.
+        declaring = functools.partial(broker_connect.declaring, broker, self.stopping)
+        channel = await declaring("events channel", lambda: broker.channel(publisher_confirms=True))
+        events_exchange, _ = await declaring(
+            "exchanges", lambda: self.topology.declare_exchanges(channel)
+        )
+        command_channel = await declaring("command channel", broker.channel)
+        await declaring("command qos", lambda: command_channel.set_qos(prefetch_count=256))
+        reply_queue = await declaring(
+            "reply queue",
+            lambda: self.topology.declare_reply_queue(command_channel, core.pool, self.gateway_id),
         )
         await self._start_health()
         self.ledger = await self._start_ledger(redis, info)
@@ -167,7 +174,7 @@ class GatewayApp:
             intents=self.settings.intents,
             names=self.topology,
         )
-        await self.commands.start()
+        await declaring("command consumer", self.commands.start)
         stack.push_async_callback(_bounded, self.commands.close)
         if self.settings.lavalink is not None:
             switch = self._voice = voice_switch.VoiceSwitch(
@@ -291,14 +298,17 @@ class GatewayApp:
 
     async def _start_rpc(self, broker: aio_pika.abc.AbstractRobustConnection) -> rpc.Endpoint:
         """Answer fleet questions (``stats``: what ``shardline status`` shows of this gateway)."""
-        channel = await broker.channel(publisher_confirms=True, on_return_raises=True)
+        declaring = functools.partial(broker_connect.declaring, broker, self.stopping)
+        channel = await declaring(
+            "rpc channel", lambda: broker.channel(publisher_confirms=True, on_return_raises=True)
+        )
         endpoint = rpc.Endpoint(channel, self.topology, self.settings.core.pool, self.gateway_id)
 
         async def stats(_: object) -> dict[str, typing.Any]:
             return self.status().to_dict()
 
         endpoint.answer("stats", stats)
-        await endpoint.start()
+        await declaring("rpc queue", endpoint.start)
         return endpoint
 
     # --- what runs ----------------------------------------------------------------------------

@@ -60,7 +60,8 @@ class CommandConsumer:
         self.rejected = 0
 
     async def start(self) -> None:
-        self._tag = await self._queue.consume(self._on_message)
+        if self._tag is None:  # safe to call again after a broker lost during the start
+            self._tag = await self._queue.consume(self._on_message)
 
     async def close(self) -> None:
         if self._tag is not None:

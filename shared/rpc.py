@@ -206,7 +206,9 @@ class Endpoint:
         self._queue = await self.topology.declare_process_queue(
             self.channel, self.pool, self.process_id
         )
-        self._consumer_tag = await self._queue.consume(self._on_message)
+        # Safe to call again after a partial run (a broker lost during the start).
+        if self._consumer_tag is None:
+            self._consumer_tag = await self._queue.consume(self._on_message)
 
     async def close(self) -> None:
         if self._queue is not None and self._consumer_tag is not None:

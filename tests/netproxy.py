@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import typing
 
 from tests import servers
 
@@ -19,6 +20,11 @@ class TcpProxy:
         #: Cleared while hung: bytes are swallowed, in both directions.
         self._flowing = asyncio.Event()
         self._flowing.set()
+        #: When set, the first client bytes it accepts are dropped and every connection cut
+        #: (as :meth:`cut`): a server lost at a chosen moment of a protocol exchange.
+        self.cut_when: typing.Callable[[bytes], bool] | None = None
+        #: Set once ``cut_when`` cut.
+        self.tripped = asyncio.Event()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -31,14 +37,23 @@ class TcpProxy:
             return
         self._writers |= {writer, up_writer}
         await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            self._pipe(reader, up_writer, upstream=True),
+            self._pipe(up_reader, writer),
+            return_exceptions=True,
         )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool = False
+    ) -> None:
         try:
             while data := await reader.read(65536):
                 if not self._flowing.is_set():
                     continue  # hung: what was sent is never answered, nor applied later
+                if upstream and self.cut_when is not None and self.cut_when(data):
+                    self.cut_when = None
+                    self.tripped.set()
+                    await self.cut()  # the server never sees these bytes
+                    return
                 writer.write(data)
                 await writer.drain()
         finally:

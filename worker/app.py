@@ -57,6 +57,7 @@ if typing.TYPE_CHECKING:
     from shared import config
 
 _LOGGER = logging.getLogger("shardline.worker")
+_T = typing.TypeVar("_T")
 #: Messages in flight per replica; measured: 10 and up saturate one replica's consume loop.
 PREFETCH: typing.Final[int] = 64
 DRAIN_TIMEOUT: typing.Final[float] = 30.0
@@ -172,8 +173,7 @@ class WorkerApp:
         await cache_layout.claim(self._redis, self.keys)
         self._amqp = await broker.connect(core.amqp_urls or (core.amqp_url,), self.stopping)
         self.broker_metrics.connection = self._amqp
-        channel = await self._amqp.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=PREFETCH)
+        channel = await self._declaring("events channel", self._events_channel)
         await self._start_rpc()
         self._rest = rest_limits.build_client(
             token=core.token.reveal(),
@@ -242,7 +242,8 @@ class WorkerApp:
                 self.deduplicator,
                 retry_delays=self.settings.retry_delays,
             )
-            await self.consumer.start(queues)
+            # Safe to run again: a queue already consumed is not consumed twice.
+            await self._declaring("consumers", lambda: self._consumer_start(queues))
         watched = [queue.name for queue in queues] if "events" in self.settings.roles else []
         self.queue_depths = queue_depth.QueueDepths(
             self._amqp, [*watched, self.topology.dead_letter_queue]
@@ -267,7 +268,10 @@ class WorkerApp:
         """This replica's RPC endpoint: service calls, fleet questions (``stats`` built in)."""
         assert self._amqp is not None
         assert self._redis is not None
-        rpc_channel = await self._amqp.channel(publisher_confirms=True, on_return_raises=True)
+        amqp = self._amqp
+        rpc_channel = await self._declaring(
+            "rpc channel", lambda: amqp.channel(publisher_confirms=True, on_return_raises=True)
+        )
         self.endpoint = rpc.Endpoint(
             rpc_channel, self.topology, self.settings.core.pool, self.worker_id
         )
@@ -278,15 +282,21 @@ class WorkerApp:
         self.endpoint.answer("stats", stats)
         self.bot.services.attach(self.endpoint)
         self.bot.fleet.attach(self.endpoint, self._redis, self.keys)
-        await self.endpoint.start()
+        await self._declaring("rpc queue", self.endpoint.start)
 
     async def _start_services(self) -> None:
         """Stand for every service's leadership and run the schedules this replica wins."""
         assert self._amqp is not None
         assert self._redis is not None
         if self.bot.services.defined:
-            service_channel = await self._amqp.channel(publisher_confirms=True)
-            await service_channel.set_qos(prefetch_count=SERVICE_PREFETCH)
+            amqp = self._amqp
+
+            async def service_channel_() -> aio_pika.abc.AbstractChannel:
+                opened = await amqp.channel(publisher_confirms=True)
+                await opened.set_qos(prefetch_count=SERVICE_PREFETCH)
+                return opened
+
+            service_channel = await self._declaring("services channel", service_channel_)
             self.service_host = services.ServiceHost(
                 self.bot.services.defined.values(),
                 channel=service_channel,
@@ -295,7 +305,7 @@ class WorkerApp:
                 topology=self.topology,
                 process_id=self.worker_id,
             )
-            await self.service_host.start()
+            await self._declaring("services", self.service_host.start)
         if self.bot.schedules.defined:
             self.scheduler = services.Scheduler(
                 self.bot.schedules.defined.values(),
@@ -304,6 +314,21 @@ class WorkerApp:
                 holder=self.worker_id,
             )
             await self.scheduler.start()
+
+    async def _declaring(self, what: str, step: typing.Callable[[], typing.Awaitable[_T]]) -> _T:
+        """One broker step of the start, run again if the broker is lost under it."""
+        assert self._amqp is not None
+        return await broker.declaring(self._amqp, self.stopping, what, step)
+
+    async def _events_channel(self) -> aio_pika.abc.AbstractChannel:
+        assert self._amqp is not None
+        channel = await self._amqp.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=PREFETCH)
+        return channel
+
+    async def _consumer_start(self, queues: typing.Iterable[aio_pika.abc.AbstractQueue]) -> None:
+        assert self.consumer is not None
+        await self.consumer.start(queues)
 
     async def _bind(
         self, channel: aio_pika.abc.AbstractChannel, wanted: list[str]
@@ -323,12 +348,20 @@ class WorkerApp:
             )
             previous = set()
         previous.discard(shared_interests.MARKER)
-        queues = await self.topology.declare_worker_queues(
-            channel, core.pool, self.settings.group, wanted
+        queues = await self._declaring(
+            "queues",
+            lambda: self.topology.declare_worker_queues(
+                channel, core.pool, self.settings.group, wanted
+            ),
         )
         stale = previous - set(wanted)
         if stale:
-            await self.topology.unbind_worker_events(channel, core.pool, self.settings.group, stale)
+            await self._declaring(
+                "stale bindings",
+                lambda: self.topology.unbind_worker_events(
+                    channel, core.pool, self.settings.group, stale
+                ),
+            )
         # Announced before consuming: the gateways learn of it at once (a notification).
         self.interests = interests.InterestAnnouncer(
             self._redis, self.keys, self.settings.group, wanted, clock=clock.SystemClock()

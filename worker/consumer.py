@@ -208,7 +208,12 @@ class EventConsumer:
         self.stats = ConsumerStats()
 
     async def start(self, queues: typing.Iterable[pika_abc.AbstractQueue]) -> None:
+        """Consume ``queues``; safe to call again after a partial run (a broker lost during
+        the start): a queue already consumed is skipped."""
+        consumed = {queue.name for queue, _ in self._tags}
         for queue in queues:
+            if queue.name in consumed:
+                continue
             self._retry_queues[queue.name] = await self._topology.declare_retry_queues(
                 self._channel, queue.name, self._retry_delays
             )

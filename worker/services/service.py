@@ -160,6 +160,8 @@ class ServiceHost:
         self._exchange = await self.topology.declare_rpc_exchange(self.channel)
         loop = asyncio.get_running_loop()
         for service in self.services:
+            if service.name in self._queues:
+                continue  # declared before a broker loss cut an earlier run short
             self._queues[service.name] = await self.topology.declare_service_queue(
                 self.channel, self.keys.pool, service.name
             )
