@@ -1,8 +1,9 @@
 """Discord's 3-second deadline, never missed.
 
-When a handler has not answered an interaction 2 s after the gateway received it, the worker
-defers it: a command with a public "thinking..." response, a component click with a deferred
-update of the message it is on. The handler's own response, whenever it comes, then goes
+When a handler has not answered an interaction 2 s after Discord created it (its snowflake's
+time) or the gateway received it, whichever is earlier, the worker defers it: a command with a
+public "thinking..." response, a component click with a deferred update of the message it is
+on. The handler's own response, whenever it comes, then goes
 where Discord expects it after that deferral, through the same REST call it made:
 
 * a command's answer edits the "thinking..." message; an ephemeral one cannot (Discord fixes
@@ -25,9 +26,27 @@ import typing
 import hikari
 
 _LOGGER = logging.getLogger("shardline.worker.interactions")
-#: Seconds after the gateway received an interaction at which the worker defers it: a whole
-#: second left for the deferral's REST call on a busy machine (0.5 s was missed under load).
+#: Seconds after Discord created an interaction (or the gateway received it, if earlier) at
+#: which the worker defers it: a whole second left for the deferral's REST call on a busy
+#: machine (0.5 s was missed under load).
 DEFER_AFTER: typing.Final[float] = 2.0
+
+
+def defer_delay(payload: dict[str, typing.Any], received_at: float, now: float) -> float:
+    """Seconds from ``now`` until the worker defers the interaction ``payload``.
+
+    Discord's 3 s run from its creation of the interaction, which its id tells (Reference,
+    "Snowflakes": milliseconds since the Discord epoch), not from the gateway's receipt: an
+    interaction that reached the gateway late (a RESUME's replay during a take-over, a gateway
+    whose loop was busy) is deferred as soon as it arrives instead of 2 s later, past the
+    deadline. The earlier of the two counts, so a clock behind Discord's never defers later
+    than the gateway's receipt says (the soak's late interactions while a killed gateway's
+    shards were taken over: ``--seed 5`` with ``gateway-kill``).
+    """
+    created = hikari.Snowflake(int(payload["id"])).created_at.timestamp()
+    return max(min(received_at, created) + DEFER_AFTER - now, 0.0)
+
+
 _COMPONENT: typing.Final = 3
 _MODAL_SUBMIT: typing.Final = 5
 
@@ -145,7 +164,7 @@ class InteractionAwareRest:
         self._states[interaction_id] = state
         timer: asyncio.Task[None] | None = None
         if not self._may_open_modal(payload):
-            delay = max(received_at + DEFER_AFTER - time.time(), 0.0)
+            delay = defer_delay(payload, received_at, time.time())
             timer = asyncio.get_running_loop().create_task(
                 self._defer_later(interaction_id, state, delay, component=component)
             )
