@@ -4,6 +4,25 @@ Discord allows one IDENTIFY per ``shard_id % max_concurrency`` bucket per 5 seco
 daily budget of session starts; exhausting the budget resets the bot's token. Every gateway of
 a pool takes the same Redis slots, and waits for Discord's reset when the budget is nearly
 spent, instead of spending the last ones.
+
+While Redis does not answer, a gateway does not IDENTIFY at all: it waits for Redis (RESUMEs
+need no slot and go on). Discord's rule (discord-api-docs, Gateway, "Sharding for Large Bots":
+one IDENTIFY per bucket per 5 s across the whole bot) is about every process of the pool, and
+a process that cannot reach Redis cannot know what the others did. The alternatives were
+weighed and refused, because neither is safe without the knowledge Redis holds:
+
+- per-process buckets (what this module did before, soak seed 311771): two gateways that both
+  lost Redis each take bucket 0 at once;
+- time slots by rank among the pool's last known gateways: a gateway started during the
+  outage, or one whose view of the pool is older than a peer's, ranks itself wrongly, and two
+  gateways then own the same slot;
+- waiting a window since the last identify any process could have made: nobody can say when
+  that was, since the others keep identifying from their own fallback.
+
+So every slot is taken in Redis, by the script below, or not at all; a shard that cannot get
+one stays queued (``ShardGroup`` counts it as queued, not stalled). A slot is also reserved for
+two windows when taken, and cut to one window from the IDENTIFY when ``sent`` can write: if
+Redis goes away between the two, the peers still wait out a handshake of up to a window.
 """
 
 from __future__ import annotations
@@ -26,6 +45,9 @@ _LOGGER = logging.getLogger("shardline.gateway.identify")
 _MARGIN_MS: typing.Final[int] = 100
 #: How long after a slot frees Redis keeps its key (it is only garbage by then).
 _SLACK_MS: typing.Final[int] = 60_000
+#: Waits between attempts while Redis does not answer (doubling up to the cap).
+_REDIS_RETRY_FIRST: typing.Final[float] = 0.5
+_REDIS_RETRY_CAP: typing.Final[float] = 5.0
 #: Session starts kept in reserve: below this, the gateway refuses to IDENTIFY.
 SESSION_START_RESERVE: typing.Final[int] = 5
 
@@ -45,7 +67,8 @@ class IdentifyQueue(abc.ABC):
 
 
 class InMemoryIdentifyQueue(IdentifyQueue):
-    """One process's view; the test double and the fallback when Redis is down."""
+    """One process's view: the test double, and a pool of one gateway. Never a fallback for
+    :class:`RedisIdentifyQueue` (see the module's docstring)."""
 
     __slots__ = ("_clock", "_last", "_lock", "window")
 
@@ -89,7 +112,7 @@ class RedisIdentifyQueue(IdentifyQueue):
     after, so tests run on a fake clock and assert exact slot times.
     """
 
-    __slots__ = ("_clock", "_fallback", "_keys", "_redis", "_take", "window")
+    __slots__ = ("_clock", "_keys", "_redis", "_take", "_waiting_for_redis", "window")
 
     def __init__(
         self,
@@ -103,8 +126,9 @@ class RedisIdentifyQueue(IdentifyQueue):
         self._keys = redis_keys
         self.window = window
         self._clock = clock or clock_module.SystemClock()
-        self._fallback = InMemoryIdentifyQueue(window, clock=self._clock)
         self._take = redis.register_script(_TAKE)
+        #: Shards waiting for Redis to answer before they may IDENTIFY: one log line per outage.
+        self._waiting_for_redis = 0
 
     @property
     def _window_ms(self) -> int:
@@ -114,28 +138,49 @@ class RedisIdentifyQueue(IdentifyQueue):
     async def acquire(self, shard_id: int, max_concurrency: int) -> None:
         bucket = sharding.identify_bucket(shard_id, max_concurrency)
         key = self._keys.identify_bucket(bucket)
-        while True:
-            try:
-                wait_ms = int(
-                    await self._take(
-                        keys=[key],
-                        args=[self._clock.now_ms(), self._window_ms, self._window_ms + _SLACK_MS],
+        retry = _REDIS_RETRY_FIRST
+        waiting = False
+        try:
+            while True:
+                try:
+                    wait_ms = int(
+                        await self._take(
+                            keys=[key],
+                            # Reserved for two windows: see the module's docstring.
+                            args=[
+                                self._clock.now_ms(),
+                                2 * self._window_ms,
+                                2 * self._window_ms + _SLACK_MS,
+                            ],
+                        )
                     )
-                )
-            except redis_client.REDIS_ERRORS as exc:
-                _LOGGER.warning(
-                    "Redis unavailable for identify coordination; using this process's limit",
-                    extra={"shard": shard_id, "error": str(exc)},
-                )
-                await self._fallback.acquire(shard_id, max_concurrency)
-                return
-            if wait_ms <= 0:
-                return
-            await self._clock.sleep(max(wait_ms, 10) / 1000)
+                except redis_client.REDIS_ERRORS as exc:
+                    # Unknown is not free: no IDENTIFY until Redis says the slot is ours.
+                    if not waiting:
+                        waiting = True
+                        self._waiting_for_redis += 1
+                        if self._waiting_for_redis == 1:
+                            _LOGGER.warning(
+                                "Redis unavailable for identify coordination; "
+                                "shards wait for it to IDENTIFY (RESUMEs go on)",
+                                extra={"error": str(exc)},
+                            )
+                    await self._clock.sleep(retry)
+                    retry = min(retry * 2, _REDIS_RETRY_CAP)
+                    continue
+                retry = _REDIS_RETRY_FIRST
+                if wait_ms <= 0:
+                    return
+                # At most a window: a reservation of two is cut to one by ``sent``.
+                await self._clock.sleep(min(max(wait_ms, 10), self._window_ms) / 1000)
+        finally:
+            if waiting:
+                self._waiting_for_redis -= 1
+                if self._waiting_for_redis == 0:
+                    _LOGGER.info("Redis answers again; identify slots taken from it")
 
     async def sent(self, shard_id: int, max_concurrency: int) -> None:
         bucket = sharding.identify_bucket(shard_id, max_concurrency)
-        await self._fallback.sent(shard_id, max_concurrency)
         free_at = self._clock.now_ms() + self._window_ms
         try:
             await self._redis.set(
@@ -143,7 +188,8 @@ class RedisIdentifyQueue(IdentifyQueue):
             )
         except redis_client.REDIS_ERRORS as exc:
             _LOGGER.warning(
-                "Redis unavailable: identify slot not extended", extra={"error": str(exc)}
+                "Redis unavailable: identify slot kept as reserved (two windows from its take)",
+                extra={"error": str(exc)},
             )
 
 

@@ -17,7 +17,7 @@ import typing
 import hikari
 from hikari.impl import config as hikari_config
 
-from gateway import hikari_adapter
+from gateway import hikari_adapter, session_save
 from shared import redis_client
 
 if typing.TYPE_CHECKING:
@@ -103,6 +103,7 @@ class ShardGroup:
         self.max_concurrency = settings.max_concurrency
         self._publisher = event_publisher
         self._sessions = session_store
+        self._saver = session_save.SessionSaver(session_store)
         self._identify = identify_queue
         self._ledger = ledger
         #: Also told of every dispatch (the voice bridge, for the bot's voice events).
@@ -249,12 +250,15 @@ class ShardGroup:
         shard = self.shards.pop(shard_id, None)
         if shard is None:
             return
+        deadline = self._saver.deadline()
         try:
             await hikari_adapter.close_keeping_session(shard)
             await self._publisher.drain(timeout=10, shard_id=shard_id)
             marks = self._publisher.checkpoints()
             if shard_id in marks:
-                await self._sessions.checkpoint({shard_id: marks[shard_id]})
+                # Waits for a Redis that is away, within the stop's grace: a session not
+                # saved makes the successor IDENTIFY, and the events in between are lost.
+                await self._saver.save(shard_id, marks[shard_id], deadline)
         except Exception as exc:
             # Stopped all the same: a seq not written only means a longer replay (deduped)
             # or an IDENTIFY; the caller's next step (a restart, a lease release) must run.
