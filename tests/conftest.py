@@ -101,7 +101,7 @@ async def redis_client(redis_url: str, namespace: str) -> typing.AsyncIterator[a
 async def amqp_connection(
     amqp_url: str, namespace: str
 ) -> typing.AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
-    connection = await aio_pika.connect_robust(amqp_url)
+    connection = await aio_pika.connect_robust(amqp_url, timeout=15)
     yield connection
     await cleanup_broker(connection, namespace)
     await connection.close()

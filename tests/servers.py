@@ -76,6 +76,20 @@ def ensure_redis() -> str:
     return f"redis://127.0.0.1:{REDIS_PORT}/0"
 
 
+def amqp_answers(port: int, timeout: float = 15.0) -> bool:
+    """Whether the broker on ``port`` answers the AMQP 0-9-1 protocol header with a frame
+    (Connection.Start) within ``timeout``. An open port is not enough: a node out of file
+    descriptors, or wedged, accepts TCP and never answers, and every test would then wait for
+    its own timeout (two minutes each) instead of the session failing at once."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            return sock.recv(1) == b"\x01"  # a method frame
+    except OSError:
+        return False
+
+
 def ensure_rabbitmq() -> str:
     if not port_open(AMQP_PORT):
         binary = shutil.which("rabbitmq-server")
@@ -84,12 +98,25 @@ def ensure_rabbitmq() -> str:
                 "RabbitMQ is not running on 127.0.0.1:5672 and rabbitmq-server is not installed: "
                 "apt-get install -y rabbitmq-server"
             )
-        subprocess.run([binary, "-detached"], check=False, capture_output=True)
+        # As Debian's service (the rabbitmq user, its own home and cookie) where there is one.
+        service = shutil.which("service")
+        if service is not None:
+            subprocess.run(
+                [service, "rabbitmq-server", "start"], check=False, capture_output=True, timeout=120
+            )
+        if not port_open(AMQP_PORT):
+            subprocess.run([binary, "-detached"], check=False, capture_output=True)
         if not _wait_port(AMQP_PORT, 90):
             raise ServiceUnavailableError(
                 "RabbitMQ did not start on 127.0.0.1:5672 (rabbitmq-server -detached); "
                 "see /var/log/rabbitmq/"
             )
+    if not amqp_answers(AMQP_PORT):
+        raise ServiceUnavailableError(
+            "RabbitMQ on 127.0.0.1:5672 accepts connections but does not answer the AMQP "
+            "handshake within 15 s (wedged, or out of file descriptors): restart it "
+            "(pkill -9 -u rabbitmq beam.smp; service rabbitmq-server start)"
+        )
     return f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/"
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 import aio_pika
 import pymongo
+
+from tests import servers
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -40,3 +43,15 @@ async def test_mongod_is_real(mongo_url: str) -> None:
         assert await collection.find_one({"_id": 1}) == {"_id": 1, "v": "x"}
     finally:
         await client.close()
+
+
+def test_a_broker_that_accepts_but_never_answers_is_told_apart_from_a_live_one(
+    amqp_url: str,
+) -> None:
+    """A wedged node (out of file descriptors) accepts TCP and never answers: the session must
+    fail at once with a way out, not let every test wait two minutes for its own timeout."""
+    assert servers.amqp_answers(servers.AMQP_PORT)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        assert not servers.amqp_answers(silent.getsockname()[1], timeout=0.5)
