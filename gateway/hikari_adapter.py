@@ -80,7 +80,7 @@ def check_compatibility() -> None:
 class CoordinatedShard(shard_impl.GatewayShardImpl):
     """hikari's shard, asking ``identify_gate`` before every connection that will IDENTIFY."""
 
-    __slots__ = ("_abandoned", "_connecting", "identify_gate", "identify_sent")
+    __slots__ = ("_abandoned", "_connecting", "identify_gate", "identify_sent", "resuming")
 
     def __init__(
         self,
@@ -94,6 +94,11 @@ class CoordinatedShard(shard_impl.GatewayShardImpl):
         self.identify_sent = identify_sent
         self._abandoned = False
         self._connecting: asyncio.Task[typing.Any] | None = None
+        #: This connection sent RESUME and RESUMED has not come yet: what it dispatches now
+        #: is Discord's replay of what the session missed (discord-api-docs, Gateway,
+        #: "Resuming": the gateway sends the missed events in order, finishing with a Resumed
+        #: event to signal that replay has finished and all subsequent events are new).
+        self.resuming = False
 
     def abandon(self) -> None:
         """Stop a shard whose ``start()`` has not finished (hikari's ``close()`` only stops a
@@ -109,6 +114,7 @@ class CoordinatedShard(shard_impl.GatewayShardImpl):
         if self._abandoned:
             raise asyncio.CancelledError
         if self._seq is not None:
+            self.resuming = True
             return await super()._connect()
         # No session to resume: this connection will IDENTIFY. Wait for the pool's slot...
         await self.identify_gate(self.id)

@@ -23,6 +23,14 @@ So every slot is taken in Redis, by the script below, or not at all; a shard tha
 one stays queued (``ShardGroup`` counts it as queued, not stalled). A slot is also reserved for
 two windows when taken, and cut to one window from the IDENTIFY when ``sent`` can write: if
 Redis goes away between the two, the peers still wait out a handshake of up to a window.
+
+A Redis that restarts empty forgets the slots it held: a gateway could then IDENTIFY in a
+bucket another used a moment before the restart. The script keeps a mark per pool
+(``RedisKeys.identify_memory``); when it is missing and Redis has been up for less than a
+window, every bucket stays shut for one window from that first ask, which outlasts any slot
+taken before the restart. A Redis up for longer cannot have lost a slot still running (a
+FLUSHALL within a window of an IDENTIFY can; a replica promoted before it replicated the last
+slot can too: neither is guarded).
 """
 
 from __future__ import annotations
@@ -93,11 +101,21 @@ class InMemoryIdentifyQueue(IdentifyQueue):
         self._last[bucket] = self._clock.monotonic()
 
 
-# KEYS[1] = a bucket's slot; ARGV = now (ms), the window (ms), Redis's expiry (ms). The slot
-# holds when it frees (on the clock every gateway shares): taken when free, else the ms left.
+# KEYS[1] = a bucket's slot, KEYS[2] = the pool's identify memory (one hash tag); ARGV = now
+# (ms), the reservation (ms), Redis's expiry (ms), one window (ms). The slot holds when it frees
+# (on the clock every gateway shares): taken when free, else the ms left. A missing memory on a
+# Redis up for less than a window (restarted empty) shuts every bucket for a window from now.
 _TAKE: typing.Final = """
-local free_at = tonumber(redis.call('GET', KEYS[1]) or '0')
 local now = tonumber(ARGV[1])
+local opens = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if opens < 0 then
+  local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+  opens = 0
+  if up == nil or up * 1000 < tonumber(ARGV[4]) + 1000 then opens = now + tonumber(ARGV[4]) end
+  redis.call('SET', KEYS[2], opens)
+end
+if opens > now then return opens - now end
+local free_at = tonumber(redis.call('GET', KEYS[1]) or '0')
 if free_at > now then return free_at - now end
 redis.call('SET', KEYS[1], now + tonumber(ARGV[2]), 'PX', ARGV[3])
 return 0
@@ -145,12 +163,13 @@ class RedisIdentifyQueue(IdentifyQueue):
                 try:
                     wait_ms = int(
                         await self._take(
-                            keys=[key],
+                            keys=[key, self._keys.identify_memory()],
                             # Reserved for two windows: see the module's docstring.
                             args=[
                                 self._clock.now_ms(),
                                 2 * self._window_ms,
                                 2 * self._window_ms + _SLACK_MS,
+                                self._window_ms,
                             ],
                         )
                     )

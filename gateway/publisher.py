@@ -78,6 +78,9 @@ class ShardStream:
     resume_url: str = ""
     seen_seq: int = 0
     confirmed_seq: int = 0
+    #: The last seq of this session that Discord replayed after a RESUME: events up to it may
+    #: have been published already (by a gateway since gone, or before a reconnect).
+    replayed_seq: int = 0
     pending: list[tuple[str, dict[str, typing.Any]]] = dataclasses.field(default_factory=list)
     inflight: collections.deque[_Batch] = dataclasses.field(default_factory=collections.deque)
     #: Messages published and not yet confirmed.
@@ -185,6 +188,7 @@ class EventPublisher:
         stream.resume_url = resume_url
         stream.seen_seq = seq
         stream.confirmed_seq = 0
+        stream.replayed_seq = 0
 
     def forwards(self, name: str) -> bool:
         """Whether an event named ``name`` is published (unknown interests: every one is)."""
@@ -350,6 +354,7 @@ class EventPublisher:
         pieces = _split(envelopes)
         batch.unconfirmed = len(pieces)
         routing_key = topology.Topology.event_key(self._pool, name)
+        replayed = stream.replayed_seq if batch.session == stream.session else 0
         for body, piece in pieces:
             # The same events replayed after a resume get the same id: duplicates are
             # recognisable.
@@ -364,6 +369,7 @@ class EventPublisher:
                 message_id=message_id,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 type=name,
+                headers={topology.HEADER_REPLAY: 1} if piece[0]["seq"] <= replayed else None,
             )
             task = self._loop.create_task(self._publish(stream, batch, message, routing_key, piece))
             self._tasks.add(task)

@@ -125,6 +125,7 @@ class ShardGroup:
         stats = self.stats[shard.id]
         stats.events += 1
         if name == "READY":
+            shard.resuming = False
             self._mark(stats, connected=True)
             stats.identifies += 1
             self._publisher.begin_session(
@@ -137,8 +138,11 @@ class ShardGroup:
                 )
             )  # fmt: skip
         elif name == "RESUMED":
+            shard.resuming = False
             self._mark(stats, connected=True)
             stats.resumes += 1
+        elif shard.resuming:
+            stream.replayed_seq = seq  # published with HEADER_REPLAY (shared/topology.py)
         self._publisher.accept(stream, seq, name, payload)
         if self.on_dispatch is not None and name.startswith("VOICE_"):
             self.on_dispatch(name, payload)

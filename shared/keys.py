@@ -173,6 +173,12 @@ class RedisKeys:
         """String with ``IDENTIFY_WINDOW`` expiry: set while a bucket's identify slot is taken."""
         return f"{self._pooled}:identify:{bucket}"
 
+    def identify_memory(self) -> str:
+        """String, no expiry: when the pool's identify slots may first be handed out since this
+        Redis lost what it held (0 once that has passed). Missing means Redis is new, or
+        restarted empty or flushed, and the slots it held are gone (``gateway.identify``)."""
+        return f"{self._pooled}:identify:memory"
+
     def session_start_ledger(self) -> str:
         """Hash: remaining, total, reset_at of the session start limit, shared by the pool."""
         return f"{self._pooled}:session-start"

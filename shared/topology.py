@@ -34,6 +34,7 @@ __all__: typing.Sequence[str] = (
     "HEADER_ERROR",
     "HEADER_ERROR_TYPE",
     "HEADER_REASON",
+    "HEADER_REPLAY",
     "HEADER_ROUTING_KEY",
     "INTERACTION_EVENTS",
     "Topology",
@@ -57,6 +58,10 @@ HEADER_ERROR_TYPE: typing.Final[str] = "x-shardline-error-type"
 HEADER_ERROR: typing.Final[str] = "x-shardline-error"
 #: The routing key an event was first published with (a retry travels under another one).
 HEADER_ROUTING_KEY: typing.Final[str] = "x-shardline-routing-key"
+#: Set (to 1) on a message whose events Discord replayed after a RESUME (received before
+#: RESUMED): another gateway, or this one before a reconnect, may have published them already.
+#: While Redis is away a worker holds such a message rather than trust its own memory.
+HEADER_REPLAY: typing.Final[str] = "x-shardline-replay"
 #: Events that travel on the priority path.
 INTERACTION_EVENTS: typing.Final[frozenset[str]] = frozenset({"INTERACTION_CREATE"})
 

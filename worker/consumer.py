@@ -272,7 +272,9 @@ class EventConsumer:
                 return
             # A retry is a redelivery: a claim a failed release left behind is taken over.
             claimed = await self._dedupe.claim(
-                valid, redelivered=bool(message.redelivered) or attempt > 0
+                valid,
+                redelivered=bool(message.redelivered) or attempt > 0,
+                replayed=bool(headers.get(topology.HEADER_REPLAY)),
             )
             self.stats.duplicates += len(valid) - len(claimed)
             record = _done_record(headers.get(topology.HEADER_DONE))

@@ -17,6 +17,18 @@ keys share its hash tag (``shared.keys``), the call declares the stream's key in
 it is routed to that slot's master, which refuses any other slot), and the streams of one batch
 are claimed by one call each, side by side. Whether a holder still lives is asked with its own
 command (holder keys are in other slots), on the rare path of a redelivered copy.
+
+While Redis is away each replica remembers what it took (``LOCAL_MEMORY``) and handles what it
+has not seen. That is only right for a first delivery: a message the broker redelivered, or
+one the gateway flags as Discord's replay after a RESUME (``topology.HEADER_REPLAY``), may
+have been handled on another replica, whose memory this one cannot read. Such a message is
+held, asking Redis again every ``HOLD_EVERY``, for up to ``HOLD_FOR`` (the soak's Redis hangs
+last seconds); only then is it handled on this replica's word, and said so. Interactions are
+never held: their 3 s deadline matters more, and Discord refuses a second initial response to
+one interaction (discord-api-docs, Receiving and Responding, "Responding to an
+Interaction": an interaction is acknowledged once). "done" marks that Redis did not take are
+kept (up to ``LOCAL_MEMORY`` envelopes) and written when it answers again, so a replay after
+the outage still finds them.
 """
 
 from __future__ import annotations
@@ -29,7 +41,8 @@ import typing
 
 import orjson
 
-from shared import keys, lifecycle, redis_client
+from shared import clock as clock_module
+from shared import keys, lifecycle, redis_client, topology
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -99,11 +112,23 @@ _TAKE, _SKIP, _WAIT, _HELD = 1, 0, 2, 3
 #: Envelopes this replica remembers handling, for while Redis is away (a resume replay that
 #: reaches the same replica is still skipped); the oldest are forgotten first.
 LOCAL_MEMORY: typing.Final = 65_536
+#: A redelivered or replayed message waits this long for Redis before it is handled on this
+#: replica's memory alone, asking again this often.
+HOLD_FOR: typing.Final = 30.0
+HOLD_EVERY: typing.Final = 1.0
 
 
 class Deduplicator:
-    def __init__(self, redis: aioredis.Redis, redis_keys: keys.RedisKeys, worker_id: str) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        redis_keys: keys.RedisKeys,
+        worker_id: str,
+        *,
+        clock: clock_module.Clock | None = None,
+    ) -> None:
         self._redis = redis
+        self._clock = clock or clock_module.SystemClock()
         self._keys = redis_keys
         self._holder = f"{_HOLDER_PREFIX}{worker_id}"
         self._holder_key = redis_keys.dedupe_holder(worker_id)
@@ -120,6 +145,10 @@ class Deduplicator:
         #: Dedupe keys of envelopes this replica took, newest last (bounded).
         self._local: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.local_skipped = 0
+        #: Messages held for Redis (redelivered or replayed while it was away), and of those
+        #: handled after ``HOLD_FOR`` on this replica's memory alone.
+        self.held = 0
+        self.hold_expired = 0
 
     def _remember(self, envelopes: typing.Iterable[envelope.EventEnvelope]) -> None:
         local = self._local
@@ -172,23 +201,76 @@ class Deduplicator:
         return groups
 
     async def claim(
-        self, envelopes: typing.Sequence[envelope.EventEnvelope], *, redelivered: bool
+        self,
+        envelopes: typing.Sequence[envelope.EventEnvelope],
+        *,
+        redelivered: bool,
+        replayed: bool = False,
     ) -> list[envelope.EventEnvelope]:
-        """The envelopes this worker should handle now (one round trip in the common case)."""
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((self._groups(envelopes), redelivered, len(envelopes), future))
-        if not self._claim_scheduled:
-            self._claim_scheduled = True
-            asyncio.get_running_loop().call_soon(self._claim_pending)
+        """The envelopes this worker should handle now (one round trip in the common case).
+
+        ``replayed``: the gateway flagged the message as Discord's replay after a RESUME.
+        Redelivered or replayed envelopes other than interactions wait for Redis while it is
+        away (see the module's docstring)."""
         try:
-            won = await future
+            won = await self._claim_codes(envelopes, redelivered=redelivered)
         except redis_client.REDIS_ERRORS as exc:
             if self.available:
                 _LOGGER.warning(
                     "Redis unavailable: handling without dedupe", extra={"error": str(exc)}
                 )
             self.available = False
-            return self._local_claim(envelopes)
+            if not (redelivered or replayed):
+                return self._local_claim(envelopes)
+            return await self._hold(envelopes, redelivered=redelivered)
+        return await self._taken(envelopes, won)
+
+    async def _claim_codes(
+        self, envelopes: typing.Sequence[envelope.EventEnvelope], *, redelivered: bool
+    ) -> list[int]:
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((self._groups(envelopes), redelivered, len(envelopes), future))
+        if not self._claim_scheduled:
+            self._claim_scheduled = True
+            asyncio.get_running_loop().call_soon(self._claim_pending)
+        return await future
+
+    async def _hold(
+        self, envelopes: typing.Sequence[envelope.EventEnvelope], *, redelivered: bool
+    ) -> list[envelope.EventEnvelope]:
+        """Redis away and these may have run elsewhere: interactions now on this replica's
+        memory, the rest once Redis answers (or after ``HOLD_FOR`` on this replica's memory)."""
+        interactions = [e for e in envelopes if e.t in topology.INTERACTION_EVENTS]
+        others = [e for e in envelopes if e.t not in topology.INTERACTION_EVENTS]
+        taken = self._local_claim(interactions)
+        if not others:
+            return taken
+        self.held += 1
+        deadline = self._clock.monotonic() + HOLD_FOR
+        while self._clock.monotonic() < deadline:
+            await self._clock.sleep(HOLD_EVERY)
+            try:
+                won = await self._claim_codes(others, redelivered=redelivered)
+            except redis_client.REDIS_ERRORS:
+                continue
+            taken += await self._taken(others, won)
+            break
+        else:
+            self.hold_expired += 1
+            _LOGGER.warning(
+                "Redis away for the whole hold: a redelivered or replayed message is handled "
+                "on this replica's memory alone (it may have run on another)",
+                extra={"events": len(others), "held_for": HOLD_FOR},
+            )
+            taken += self._local_claim(others)
+        order = {id(item): index for index, item in enumerate(envelopes)}
+        taken.sort(key=lambda item: order[id(item)])
+        return taken
+
+    async def _taken(
+        self, envelopes: typing.Sequence[envelope.EventEnvelope], won: list[int]
+    ) -> list[envelope.EventEnvelope]:
+        """What Redis's answer ``won`` gives this worker to handle."""
         self.available = True
         waiting = [item for item, answer in zip(envelopes, won, strict=True) if answer == _WAIT]
         taken = [item for item, answer in zip(envelopes, won, strict=True) if answer == _TAKE]
@@ -336,5 +418,14 @@ class Deduplicator:
             await self._call(done, [])
         except redis_client.REDIS_ERRORS as exc:
             _LOGGER.warning(
-                "Redis unavailable: dedupe marks not written", extra={"error": str(exc)}
+                "Redis unavailable: dedupe marks kept for later", extra={"error": str(exc)}
             )
+            self._keep_for_later(done)
+
+    def _keep_for_later(self, done: list[_Group]) -> None:
+        """Marks Redis did not take: written with the next call that reaches it (a replay
+        after the outage must find them), the oldest dropped past ``LOCAL_MEMORY``."""
+        self._done[:0] = done
+        count = sum(len(seqs) for _, seqs in self._done)
+        while count > LOCAL_MEMORY and self._done:
+            count -= len(self._done.pop(0)[1])

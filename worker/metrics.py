@@ -68,6 +68,24 @@ class WorkerCollector(registry.Collector):
             ),
             stats.duplicates,
         )  # fmt: skip
+        dedupe = worker.deduplicator
+        yield one(
+            counter(
+                "shardline_worker_dedupe_held",
+                "redelivered or replayed messages held for Redis while it was away",
+                labels=base,
+            ),
+            dedupe.held if dedupe is not None else 0,
+        )  # fmt: skip
+        yield one(
+            counter(
+                "shardline_worker_dedupe_hold_expired",
+                "held messages handled on this replica's memory alone: Redis stayed away for "
+                "the whole hold, so they may have run on another replica too",
+                labels=base,
+            ),
+            dedupe.hold_expired if dedupe is not None else 0,
+        )  # fmt: skip
         yield one(
             counter(
                 "shardline_worker_dead_lettered",

@@ -64,6 +64,8 @@ WORKER: typing.Final = (
             "shardline_worker_events_handled_total",
             "shardline_worker_handler_failures_total",
             "shardline_worker_duplicates_skipped_total",
+            "shardline_worker_dedupe_held_total",
+            "shardline_worker_dedupe_hold_expired_total",
             "shardline_worker_dead_lettered_total",
             "shardline_worker_retries_total",
             "shardline_worker_event_cache_reads_failed_total",

@@ -7,8 +7,10 @@ import collections
 import signal
 import typing
 
+import orjson
 import pytest
 
+from shared import topology
 from tests.gateway.conftest import stop_process
 
 if typing.TYPE_CHECKING:
@@ -52,6 +54,20 @@ def setup_guilds(discord: emulator.DiscordEmulator, shard_count: int) -> list[in
         guild = discord.add_guild(f"g{shard}", shard=(shard, shard_count))
         channels.append(int(discord.channels_of(int(guild["id"]))[0]["id"]))
     return channels
+
+
+def replay_flags(sink: EventSink) -> list[tuple[str, tuple[str, int], bool]]:
+    """``(gateway, (session, seq), flagged as a replay)`` for every MESSAGE_CREATE received."""
+    flags = []
+    for message in sink.messages:
+        body = orjson.loads(message.body)
+        flagged = bool((message.headers or {}).get(topology.HEADER_REPLAY))
+        flags.extend(
+            (envelope["gateway"], (envelope["session"], envelope["seq"]), flagged)
+            for envelope in (body if isinstance(body, list) else [body])
+            if envelope["t"] == "MESSAGE_CREATE"
+        )
+    return flags
 
 
 def contents(sink: EventSink) -> collections.Counter[str]:
@@ -140,3 +156,19 @@ async def test_kill_9_successor_resumes_after_the_lease_expires(
             assert (
                 by_key[(envelope["session"], envelope["seq"])] == counts[envelope["d"]["content"]]
             )
+    # The successor flagged what Discord replayed before RESUMED, the duplicates among it: a
+    # worker holds those while Redis is away instead of trusting its own memory (soak seed
+    # 311771, worker/dedupe.py). The first process IDENTIFYed: nothing of its is flagged.
+    flags = replay_flags(sink)
+    first_gateway = sink.envelopes[0]["gateway"]
+    assert not any(flag for gateway, _, flag in flags if gateway == first_gateway)
+    # What was said while no gateway held the shards is replayed too: some are flagged.
+    assert any(flag for gateway, _, flag in flags if gateway != first_gateway)
+    duplicated = {
+        (e["session"], e["seq"])
+        for e in sink.of("MESSAGE_CREATE")
+        if by_key[(e["session"], e["seq"])] > 1
+    }
+    for gateway, key, flag in flags:
+        if gateway != first_gateway and key in duplicated:
+            assert flag, f"a replayed copy of {key} was not flagged"

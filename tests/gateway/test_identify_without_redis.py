@@ -86,3 +86,44 @@ async def test_two_gateways_without_redis_never_share_a_bucket_within_a_window(
     # Nobody identified while Redis was away, and once back, one identify per window.
     assert granted[0] >= OUTAGE_S * 1000
     assert all(b - a >= WINDOW_MS for a, b in itertools.pairwise(granted)), granted
+
+
+async def test_a_redis_restarted_empty_does_not_hand_out_a_slot_it_forgot(
+    tmp_path: pathlib.Path, clock: clock_module.FakeClock
+) -> None:
+    """A gateway IDENTIFYs; Redis is killed and comes back empty (its slot gone) before the
+    window ends; another gateway asks for the same bucket. Without the pool's identify memory it
+    got the slot at once: two IDENTIFYs in one bucket within 5 s."""
+    server = servers.PrivateRedis(tmp_path)
+    server.start()
+    redis_keys = keys.RedisKeys("identify-restart", "main")
+    first_client = aioredis.Redis.from_url(server.url)
+    second_client = aioredis.Redis.from_url(server.url)
+    try:
+        first = identify.RedisIdentifyQueue(first_client, redis_keys, clock=clock)
+        second = identify.RedisIdentifyQueue(second_client, redis_keys, clock=clock)
+        start = clock.now_ms()
+        await clock.spawn(first.acquire(0, max_concurrency=2))
+        # A Redis up for less than a window may have lost a slot: its first ask waits one.
+        assert clock.now_ms() - start == WINDOW_MS
+        await clock.spawn(first.sent(0, max_concurrency=2))
+        identified = clock.now_ms()
+        server.stop()  # SIGKILL, nothing saved
+        server.start()
+        await clock.spawn(second.acquire(2, max_concurrency=2))  # bucket 0 too
+        assert clock.now_ms() - identified >= WINDOW_MS
+    finally:
+        await first_client.aclose()
+        await second_client.aclose()
+        server.stop()
+
+
+async def test_a_redis_up_for_longer_than_a_window_hands_out_its_first_slot_at_once(
+    redis_client: aioredis.Redis, namespace: str, clock: clock_module.FakeClock
+) -> None:
+    queue = identify.RedisIdentifyQueue(
+        redis_client, keys.RedisKeys(namespace, "main"), clock=clock
+    )
+    start = clock.now_ms()
+    await clock.spawn(queue.acquire(0, max_concurrency=1))
+    assert clock.now_ms() == start

@@ -22,7 +22,7 @@ _CALL = re.compile(r"redis\.call\(\s*'(\w+)'\s*,\s*([^,)]+)")
 _FROM_KEYS = re.compile(r"(?:local\s+)?(\w+)\s*=\s*KEYS\[\d+\]")
 _ASSIGNED = re.compile(r"(?:local\s+)?(\w+(?:\s*,\s*\w+)*)\s*=(?!=)")
 #: Commands whose first argument is not a key.
-_KEYLESS = frozenset({"TIME", "PUBLISH"})
+_KEYLESS = frozenset({"TIME", "PUBLISH", "INFO"})
 #: (module, script) whose keys are built inside, on purpose, within a declared slot.
 _EXCEPTIONS = frozenset({
     ("worker.dedupe", "_CLAIM_AND_MARK"),

@@ -7,15 +7,18 @@ import time
 
 import redis.asyncio as aioredis
 
+from shared import clock as clock_module
 from shared import envelope, keys
 from tests import netproxy, servers
 from worker import dedupe
 
 
-def item(seq: int, *, shard: int = 0, session: str = "s1") -> envelope.EventEnvelope:
+def item(
+    seq: int, *, shard: int = 0, session: str = "s1", t: str = "MESSAGE_CREATE"
+) -> envelope.EventEnvelope:
     return envelope.EventEnvelope(
         pool="main", gateway="gw", reply_to="rq", shard_id=shard, shard_count=2,
-        session=session, seq=seq, t="MESSAGE_CREATE", d={}, ts=time.time(),
+        session=session, seq=seq, t=t, d={}, ts=time.time(),
     )  # fmt: skip
 
 
@@ -110,7 +113,7 @@ async def test_redis_down_falls_back_to_what_this_replica_handled(namespace: str
         assert seqs(await worker.claim(batch, redelivered=False)) == [(0, 3), (0, 4)]
         assert worker.available is False
         await worker.finish([batch[2]], [batch[3]])  # 4 failed: it comes back and is handled
-        assert seqs(await worker.claim(batch, redelivered=True)) == [(0, 4)]
+        assert seqs(await worker.claim(batch, redelivered=False)) == [(0, 4)]
         assert worker.local_skipped == 5
     finally:
         await client.aclose()
@@ -173,3 +176,98 @@ async def test_the_claims_of_a_holder_that_died_are_taken_over_once_its_key_expi
     # Within the holder's TTL and a few polls, not two TTLs.
     assert time.monotonic() - started <= keys.DEDUPE_HOLDER_TTL + 2.5
     assert await redis_client.get(redis_keys.dedupe(batch[0].dedupe_key)) == b"processing:survivor"
+
+
+async def test_a_replay_while_redis_is_away_waits_for_it_and_is_skipped_if_handled_elsewhere(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """Soak seed 311771: during a Redis hang a successor gateway's RESUME replay (or a
+    redelivery) ran on a replica that had not seen it, and was answered twice. A replayed or
+    redelivered message now waits for Redis; an interaction in it runs at once."""
+    redis_keys = keys.RedisKeys(namespace, "main")
+    first = dedupe.Deduplicator(redis_client, redis_keys, "w1")
+    handled = [item(1), item(2)]
+    assert await first.claim(handled, redelivered=False) == handled
+    await first.finish(handled, [])
+    await first.flush()
+    proxy = netproxy.TcpProxy(servers.REDIS_PORT)
+    await proxy.start()
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
+    try:
+        async with clock_module.FakeClock() as fake:
+            second = dedupe.Deduplicator(client, redis_keys, "w2", clock=fake)
+            await proxy.cut()
+            replay = [item(1), item(2), item(3), item(4, t="INTERACTION_CREATE")]
+
+            async def redis_back_at_5s() -> None:
+                await fake.sleep(5)
+                await proxy.restore()
+
+            restorer = fake.spawn(redis_back_at_5s())
+            started = fake.monotonic()
+            taken = await fake.spawn(second.claim(replay, redelivered=False, replayed=True))
+            await restorer
+        # 1 and 2 ran on w1: skipped once Redis could say so; 3 and the interaction run here.
+        assert seqs(taken) == [(0, 3), (0, 4)]
+        assert 5 <= fake.monotonic() - started <= 5 + dedupe.HOLD_EVERY
+        assert second.held == 1
+        assert second.hold_expired == 0
+        assert second.available is True
+    finally:
+        await client.aclose()
+        await proxy.close()
+
+
+async def test_a_held_message_runs_on_local_memory_once_redis_stays_away_for_the_hold(
+    namespace: str,
+) -> None:
+    proxy = netproxy.TcpProxy(servers.REDIS_PORT)
+    await proxy.start()
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
+    try:
+        async with clock_module.FakeClock() as fake:
+            worker = dedupe.Deduplicator(client, keys.RedisKeys(namespace, "main"), "w", clock=fake)
+            await proxy.cut()
+            started = fake.monotonic()
+            batch = [item(1), item(2)]
+            taken = await fake.spawn(worker.claim(batch, redelivered=True))
+        assert taken == batch  # unknown is not "handled": never dropped
+        assert fake.monotonic() - started >= dedupe.HOLD_FOR
+        assert (worker.held, worker.hold_expired) == (1, 1)
+        # A first delivery is never held.
+        async with clock_module.FakeClock() as fake:
+            worker = dedupe.Deduplicator(client, keys.RedisKeys(namespace, "main"), "w", clock=fake)
+            started = fake.monotonic()
+            fresh = [item(3)]
+            assert await fake.spawn(worker.claim(fresh, redelivered=False)) == fresh
+            assert fake.monotonic() == started
+            assert worker.held == 0
+    finally:
+        await client.aclose()
+        await proxy.close()
+
+
+async def test_done_marks_redis_missed_are_written_when_it_answers_again(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """What a replica handled during an outage must be "done" in Redis afterwards, or a replay
+    reaching another replica then runs it again."""
+    redis_keys = keys.RedisKeys(namespace, "main")
+    proxy = netproxy.TcpProxy(servers.REDIS_PORT)
+    await proxy.start()
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
+    try:
+        worker = dedupe.Deduplicator(client, redis_keys, "w1")
+        await proxy.cut()
+        batch = [item(1), item(2)]
+        assert await worker.claim(batch, redelivered=False) == batch  # on local memory
+        await worker.finish(batch, [])
+        await worker.flush()  # refused: kept
+        await proxy.restore()
+        await worker.flush()
+        assert await redis_client.get(redis_keys.dedupe(batch[0].dedupe_key)) == b"done"
+        other = dedupe.Deduplicator(redis_client, redis_keys, "w2")
+        assert await other.claim(batch, redelivered=True) == []
+    finally:
+        await client.aclose()
+        await proxy.close()
