@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import pathlib
 import random
 import sys
@@ -86,6 +87,9 @@ async def run(args: argparse.Namespace) -> int:
     print("\n".join(report.fault_table(faults, verdict)))
     for line in report.findings(verdict, started):
         print(line)
+    document = report.findings_document(verdict, faults, started)
+    (workdir / "findings.json").write_text(json.dumps(document, indent=1))
+    print(f"soak: every finding with its time in {workdir / 'findings.json'}")
     png = args.png or workdir / "soak.png"
     report.figure(png, verdict, faults, started,
                   f"python -m bench.soak --seconds {args.seconds:g} --seed {args.seed}")  # fmt: skip

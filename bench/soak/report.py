@@ -10,6 +10,7 @@ if typing.TYPE_CHECKING:
     import pathlib
 
     from bench.soak import checker, nemesis
+    from bench.soak import load as load_module
 
 
 def recovery(fault: nemesis.Fault, verdict: checker.Verdict) -> float | None:
@@ -55,6 +56,34 @@ def fault_table(faults: list[nemesis.Fault], verdict: checker.Verdict) -> list[s
         top = f"{max(known):.1f}" if known else "-"
         lines.append(f"{kind:<16}{len(values):>6}{p50:>16}{top:>16}")
     return lines
+
+
+def findings_document(
+    verdict: checker.Verdict, faults: list[nemesis.Fault], started: float
+) -> dict[str, typing.Any]:
+    """Every finding with its time (seconds after the load started), beside the faults as they
+    were played: what ``findings.json`` in the log directory holds, to read a long run by."""
+
+    def sent(item: load_module.Sent) -> dict[str, typing.Any]:
+        return {"kind": item.kind, "id": item.id, "at": round(item.at - started, 3)}
+
+    return {
+        "faults": [
+            {
+                "kind": f.kind, "at": f.at, "duration": f.duration, "pick": f.pick,
+                "started": None if f.started is None else round(f.started - started, 3),
+                "ended": None if f.ended is None else round(f.ended - started, 3),
+                "note": f.note,
+            }
+            for f in faults
+        ],
+        "lost": [sent(s) for s in verdict.lost],
+        "twice": [{"id": i, "times": n} for i, n in verdict.twice.items()],
+        "late": [{**sent(s), "took": t} for s, t in verdict.late],
+        "excused": [sent(s) for s in verdict.excused],
+        "broker_down": [sent(s) for s in verdict.broker_down],
+        "rate_limited": [{"at": round(at - started, 3), "route": r} for at, r in verdict.rate_limited_calls],
+    }  # fmt: skip
 
 
 def findings(verdict: checker.Verdict, started: float) -> list[str]:
