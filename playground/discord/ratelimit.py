@@ -109,7 +109,11 @@ class RestRateLimiter:
             if len(self._invalid) >= self.options.invalid_limit:
                 self.banned_until = now + self.options.ban_duration
 
-    def check(self, route: str, major: str, *, exempt_global: bool) -> Decision:
+    def check(
+        self, route: str, major: str, *, exempt_global: bool, per_route: bool = True
+    ) -> Decision:
+        """``per_route=False``: a route with no per-route limit, answered with no rate-limit
+        headers (only the Cloudflare ban and, unless exempt, the global limit apply)."""
         now = self._clock()
         if now < self.banned_until:
             return Decision(False, {}, self.banned_until - now, "global", True, banned=True)
@@ -118,6 +122,8 @@ class RestRateLimiter:
                 return self._global_429(self._global_blocked_until - now)
             if not self._global.take(now):
                 return self._global_429(self._global.reset_at - now)
+        if not per_route:
+            return Decision(True, {})
         bucket_id = self.bucket_hash(route)
         limit, window = self.limits_for(route)
         state = self._buckets.get((bucket_id, major))

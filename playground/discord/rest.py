@@ -85,7 +85,10 @@ class RestApi(rest_state.RestState):
                 method, path, template, body, 401, {"message": "401: Unauthorized", "code": 0}, {}
             )
         decision = self.limiter.check(
-            template, params.get(spec.major, ""), exempt_global=spec.exempt_global
+            template,
+            params.get(spec.major, ""),
+            exempt_global=spec.exempt_global,
+            per_route=spec.per_route,
         )
         if decision.banned:
             self.records.rest.append(

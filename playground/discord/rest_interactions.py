@@ -17,11 +17,20 @@ routes: typing.Final = rest_routing.RouteTable()
 _CALLBACK_TYPES: typing.Final = frozenset({1, 4, 5, 6, 7, 8, 9, 10, 12})
 
 
+# Not bound to the global limit (discord-api-docs, Rate Limits, "Global Rate Limit":
+# "Interaction endpoints are not bound to the bot's Global Rate Limit"), and no per-route limit
+# or rate-limit headers: its path has no top-level resource (Rate Limits: channels, guilds and
+# webhooks only), each interaction takes one initial response (a second is 40060), and hikari,
+# written against the live API, declares the route without rate limits and logs a bucket header
+# on it as a bug it must report, then treats every callback of the process as one bucket (soak
+# seed 753623: every worker logged it at its first interaction, and callbacks queued behind
+# each other until most missed their 3 s).
 @routes.add(
     "POST",
     "/interactions/{interaction_id}/{interaction_token}/callback",
     auth=False,
     exempt_global=True,
+    per_route=False,
 )
 def _interaction_callback(
     api: rest_state.RestState, request: web.Request, p: dict[str, str], b: typing.Any

@@ -27,6 +27,7 @@ class Route:
     auth: bool
     exempt_global: bool
     major: str
+    per_route: bool = True
 
 
 class RouteTable:
@@ -36,18 +37,20 @@ class RouteTable:
         self.routes: list[Route] = []
 
     def add(
-        self, method: str, template: str, *, auth: bool = True, exempt_global: bool = False
+        self,
+        method: str,
+        template: str,
+        *,
+        auth: bool = True,
+        exempt_global: bool = False,
+        per_route: bool = True,
     ) -> typing.Callable[[Handler], Handler]:
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
-        # Rate Limits: the major parameters are channel_id, guild_id and webhook_id (+
-        # webhook_token). An interaction's token is the token of its own webhook (Receiving
-        # and Responding > Followup Messages), so its callback is a bucket of its own: one
-        # bucket for every callback of the bot would refuse a busy bot's 11th answer in a
-        # second, which Discord does not (found by the soak, seed 311771).
+        # Rate Limits: the major parameters ("top-level resources") are channel_id, guild_id and
+        # webhook_id (+ webhook_token). The interaction callback has no per-route limit at all
+        # (``per_route=False``, rest_interactions.py).
         majors = [
-            m
-            for m in ("channel_id", "guild_id", "webhook_token", "interaction_token")
-            if "{" + m + "}" in template
+            m for m in ("channel_id", "guild_id", "webhook_token") if "{" + m + "}" in template
         ]
 
         def register(handler: Handler) -> Handler:
@@ -60,6 +63,7 @@ class RouteTable:
                     auth,
                     exempt_global,
                     majors[0] if majors else "",
+                    per_route,
                 )
             )
             return handler

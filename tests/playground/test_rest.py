@@ -6,6 +6,7 @@ import asyncio
 import typing
 
 import aiohttp
+import hikari
 import pytest
 
 from playground.discord import emulator, ratelimit, rest
@@ -129,23 +130,45 @@ async def test_route_bucket_429_with_retry_after(
     assert status == 200
 
 
-async def test_each_interaction_callback_is_a_bucket_of_its_own(
+async def test_interaction_callbacks_have_no_per_route_limit_and_no_rate_limit_headers(
     api: Api, discord: emulator.DiscordEmulator
 ) -> None:
-    """The interaction token is a major parameter (its webhook's token): a bot answering
-    more interactions in a second than one route bucket holds is not refused."""
+    """Many callbacks in a second are all accepted, with no X-RateLimit headers: hikari
+    declares the route without rate limits and, on a bucket header there, logs an error and
+    treats every callback of the process as one bucket (soak seed 753623)."""
     guild = discord.add_guild("g")
     channel_id = int(discord.channels_of(int(guild["id"]))[0]["id"])
     user = discord.add_user("u")
     asked = [discord.send_interaction(channel_id, user, "ping") for _ in range(15)]
-    statuses = [
-        (await api.call(
-            "POST", f"/interactions/{i.id}/{i.token}/callback", {"type": 5}, auth=False
-        ))[0]
+    answers = [
+        await api.call("POST", f"/interactions/{i.id}/{i.token}/callback", {"type": 5}, auth=False)
         for i in asked
-    ]  # fmt: skip
-    assert statuses == [204] * 15
+    ]
+    assert [status for status, _, _ in answers] == [204] * 15
+    assert not any(name.startswith("X-RateLimit") for _, _, headers in answers for name in headers)
     assert not discord.records.rate_limited
+
+
+async def test_hikari_sees_no_bucket_header_on_an_interaction_callback(
+    discord: emulator.DiscordEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the worker's REST client is: hikari's own, which logs an error (and from then on
+    limits every callback together) when the callback route answers with a bucket."""
+    guild = discord.add_guild("g")
+    channel_id = int(discord.channels_of(int(guild["id"]))[0]["id"])
+    user = discord.add_user("u")
+    asked = [discord.send_interaction(channel_id, user, "ping") for _ in range(3)]
+    app = hikari.RESTApp(url=discord.api_url)
+    await app.start()
+    try:
+        async with app.acquire(discord.token, hikari.TokenType.BOT) as rest:
+            for interaction in asked:
+                await rest.create_interaction_response(
+                    interaction.id, interaction.token, hikari.ResponseType.DEFERRED_MESSAGE_CREATE
+                )
+    finally:
+        await app.close()
+    assert "unexpected bucket header" not in caplog.text
 
 
 async def test_global_limit(make_emulator: Factory) -> None:
