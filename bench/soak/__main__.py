@@ -64,7 +64,9 @@ async def run(args: argparse.Namespace) -> int:
         started = time.time()
         loop = asyncio.get_running_loop()
         sending = loop.create_task(users.run())
-        chaos = loop.create_task(nemesis.Nemesis(the_system, faults).run(started))
+        chaos = loop.create_task(
+            nemesis.Nemesis(the_system, faults, seconds=args.seconds).run(started)
+        )
         await asyncio.sleep(args.seconds)
         await chaos  # a fault still under way (a broker starting) is let finish
         users.stop()
