@@ -13,6 +13,7 @@ import time
 import typing
 
 import aio_pika
+import hikari
 import orjson
 
 from shared import config, envelope, redis_client, topology, voice
@@ -20,7 +21,6 @@ from shared import logging as shared_logging
 from worker import event_view, events
 
 if typing.TYPE_CHECKING:
-    import hikari
     from aio_pika import abc as pika_abc
 
     from worker import bot as bot_module
@@ -69,6 +69,8 @@ class ConsumerStats:
     retried: int = 0
     latency: dict[str, Histogram] = dataclasses.field(default_factory=dict)
     age: Histogram = dataclasses.field(default_factory=Histogram)
+    #: Interactions whose handler met Discord's "Unknown interaction": settled, not retried.
+    expired_interactions: int = 0
 
 
 _GUILD_EVENTS: typing.Final = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
@@ -146,6 +148,18 @@ def _error_headers(error: BaseException) -> dict[str, str]:
     if len(text) > _ERROR_TEXT_MAX:
         text = text[: _ERROR_TEXT_MAX - 1] + "…"
     return {topology.HEADER_ERROR_TYPE: name, topology.HEADER_ERROR: text}
+
+
+#: Discord's JSON error code for an interaction token that no longer takes an initial response
+#: (discord-api-docs, Opcodes and Status Codes, JSON Error Codes: 10062 "Unknown interaction";
+#: Receiving and Responding: the initial response must come within 3 seconds).
+UNKNOWN_INTERACTION: typing.Final = 10062
+
+
+def _expired(error: BaseException) -> bool:
+    """Whether ``error`` is Discord refusing an interaction that expired: running it again can
+    only meet the same answer, so it is settled, not retried."""
+    return isinstance(error, hikari.NotFoundError) and error.code == UNKNOWN_INTERACTION
 
 
 #: Characters of an exception's message kept in a dead letter's header.
@@ -413,6 +427,15 @@ class EventConsumer:
             except Exception as exc:
                 # Outside a listener (voice dispatch, the interaction guard): retried alike.
                 error = exc
+            if error is not None and item.t in topology.INTERACTION_EVENTS and _expired(error):
+                # Seed 753623: expired interactions (a backlog after a broker restart) went
+                # round the retry queues five times each, over four minutes, for nothing.
+                self.stats.expired_interactions += 1
+                _LOGGER.warning(
+                    "interaction expired before it was answered; not retried",
+                    extra={"key": item.dedupe_key, "age": round(time.time() - item.ts, 3)},
+                )
+                return None
             if error is not None:
                 self.stats.failures[item.t] += 1
                 _LOGGER.error(

@@ -68,6 +68,15 @@ class WorkerCollector(registry.Collector):
             ),
             stats.duplicates,
         )  # fmt: skip
+        yield one(
+            counter(
+                "shardline_worker_interactions_expired",
+                "interactions Discord no longer knew when their handler answered (over 3 s): "
+                "settled, not retried",
+                labels=base,
+            ),
+            stats.expired_interactions,
+        )  # fmt: skip
         dedupe = worker.deduplicator
         yield one(
             counter(

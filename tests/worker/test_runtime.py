@@ -607,3 +607,46 @@ async def test_a_services_only_replica_serves_valid_metrics(stack: Stack) -> Non
     assert value(samples, "shardline_worker_messages_consumed_total", **replica_labels) == 0
     assert value(samples, "shardline_worker_dead_letter_messages", **replica_labels) == 0
     assert not [name for name, _ in samples if name == "shardline_worker_queue_messages"]
+
+
+async def test_an_interaction_that_expired_in_the_queue_is_settled_not_retried(
+    stack: Stack,
+) -> None:
+    """Soak seed 753623: after a broker restart, interactions older than 3 s reached the
+    workers; Discord answered 10062 Unknown interaction and each went round the retry queues
+    five times. Running it again can only meet the same answer."""
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    ran: list[int] = []
+
+    @bot.listen(hikari.InteractionCreateEvent)
+    async def on_interaction(event: hikari.InteractionCreateEvent) -> None:
+        assert isinstance(event.interaction, hikari.CommandInteraction)
+        ran.append(int(event.interaction.id))
+        await event.interaction.create_initial_response(hikari.ResponseType.MESSAGE_CREATE, "hi")
+
+    channel = await stack.connection.channel()
+    dead = await stack.topology.declare_dead_letter(channel)
+    async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        async with worker(stack, bot, RETRY_DELAYS="0.1,0.1,0.1,0.1"):
+            pass  # its queues now exist: what comes next waits there
+        interaction = discord.send_interaction(channel_id, discord.add_user("gus"), "late")
+        await asyncio.sleep(3.5)  # Discord forgets it
+        async with worker(stack, bot, RETRY_DELAYS="0.1,0.1,0.1,0.1") as replica:
+            await discord.wait_for(lambda: ran == [interaction.id], timeout=10)
+            assert replica.consumer is not None
+            await discord.wait_for(
+                lambda: (
+                    replica.consumer is not None
+                    and replica.consumer.stats.expired_interactions == 1
+                ),
+                timeout=10,
+            )
+            await asyncio.sleep(1.0)  # four retries at 0.1 s would have run by now
+            assert ran == [interaction.id]
+            assert replica.consumer.stats.failures["INTERACTION_CREATE"] == 0
+            assert replica.consumer.stats.retried == 0
+    assert await dead.get(fail=False, timeout=1) is None
+    assert all(c.status == 404 for c in discord.records.rest if c.path.endswith("/callback"))
