@@ -64,6 +64,7 @@ class LeaseAssignment:
         #: forgot the leases, a free lease may be a live shard whose holder has not written
         #: it back yet, and claiming it would IDENTIFY over a running session.
         self.claims_after = 0.0
+        self._told_young = False
 
     def start_loop(self) -> None:
         self._tasks.every(self.leases.ttl / 3, self.round, name=LOOP)
@@ -120,6 +121,15 @@ class LeaseAssignment:
                 wanted -= 1
                 self.claimed.add(shard_id)
                 self._tasks.spawn(self._start_claimed(shard_id), name=f"start-{shard_id}")
+            elif self.leases.redis_too_young:
+                if not self._told_young:
+                    self._told_young = True
+                    _LOGGER.warning(
+                        "Redis started less than a lease TTL ago: claiming no free shard "
+                        "until every holder has written its lease back"
+                    )
+                return
+        self._told_young = False
 
     async def _start_claimed(self, shard_id: int) -> None:
         try:

@@ -25,6 +25,16 @@ if typing.TYPE_CHECKING:
 #: A lease key that is gone (Redis restarted empty, or was failed over) is written back by
 #: its holder, whose shard is still connected: unknown is not "taken". Only a lease another
 #: gateway now holds is lost.
+#:
+#: A Redis that restarted empty holds no lease at all until each holder's next successful round
+#: writes its own back, which can take a TTL and its breaker's reset (2 s) after Redis
+#: answers. A gateway that had not seen the outage (one started just then: soak seed 330917)
+#: would find every shard free and claim live ones, whose holder then stops them and whose
+#: successor IDENTIFYs: no free lease is handed out by a Redis up for less than a TTL and
+#: ``YOUNG_REDIS_MARGIN`` (the claim script reads Redis's own uptime, so every gateway, old or
+#: new, is held alike). A holder renews every third of the TTL; its breaker lets a call through
+#: at most 2 s after Redis answers; uptime counts whole seconds.
+YOUNG_REDIS_MARGIN: typing.Final[int] = 3
 _RENEW: typing.Final = """
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
@@ -34,6 +44,14 @@ if not holder then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
   return 2
 end
+return 0
+"""
+# KEYS[1] = a lease; ARGV = the gateway, the TTL (s), the youngest Redis (uptime, s) that may
+# hand out a free lease. Answers 1 (taken), 0 (held by another), -1 (Redis too young).
+_CLAIM: typing.Final = """
+local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+if up == nil or up < tonumber(ARGV[3]) then return -1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
 return 0
 """
 _RELEASE: typing.Final = """
@@ -67,6 +85,9 @@ class ShardLeases:
         self.forgotten: list[int] = []
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._claim = redis.register_script(_CLAIM)
+        #: The last :meth:`claim` was refused because Redis started too recently.
+        self.redis_too_young = False
 
     async def heartbeat(self) -> list[str]:
         """Announce this gateway; return the live gateways of the pool that take shards
@@ -120,11 +141,16 @@ class ShardLeases:
         return [None if v is None else redis_client.text(v) for v in values]
 
     async def claim(self, shard_id: int) -> bool:
-        return bool(
-            await self._redis.set(
-                self._keys.lease(shard_id, self.shard_count), self.gateway_id, nx=True, ex=self.ttl
+        """Take a free lease; False when another holds it or Redis is too young to say that
+        it is free (:attr:`redis_too_young`)."""
+        answer = int(
+            await self._claim(
+                keys=[self._keys.lease(shard_id, self.shard_count)],
+                args=[self.gateway_id, self.ttl, self.ttl + YOUNG_REDIS_MARGIN],
             )
         )
+        self.redis_too_young = answer < 0
+        return answer > 0
 
     async def renew(self, shard_ids: typing.Iterable[int]) -> list[int]:
         """Renew our leases; return the shards whose lease we no longer hold."""

@@ -10,8 +10,11 @@ import redis.asyncio as aioredis_module
 
 from gateway import assignment, leases
 from shared import keys, lifecycle
+from tests import servers
 
 if typing.TYPE_CHECKING:
+    import pathlib
+
     import redis.asyncio as aioredis
 
     from gateway import holder
@@ -115,3 +118,34 @@ async def test_a_gateway_started_while_redis_is_away_keeps_running(namespace: st
     finally:
         await group.close()
         await away.aclose()
+
+
+async def test_a_redis_restarted_empty_hands_out_no_free_lease_until_holders_wrote_theirs_back(
+    tmp_path: pathlib.Path, namespace: str
+) -> None:
+    """Soak seed 330917: Redis restarted empty while a holder's rounds still failed on its
+    breaker; a gateway started just then found every lease free, claimed the live shards (their
+    holder stopped them) and IDENTIFYed: what was said in between was lost. A Redis up for less
+    than a TTL (and a margin) hands out no free lease; the holder's write-back is never
+    refused."""
+    server = servers.PrivateRedis(tmp_path)
+    server.start()
+    client = aioredis_module.Redis.from_url(server.url)
+    try:
+        redis_keys = keys.RedisKeys(namespace, "main")
+        holder_ = leases.ShardLeases(client, redis_keys, "gw-a", ttl=3, shard_count=2)
+        newcomer = leases.ShardLeases(client, redis_keys, "gw-b", ttl=3, shard_count=2)
+        assert not await newcomer.claim(0)
+        assert newcomer.redis_too_young
+        assert await holder_.renew([0]) == []  # written back at once: the shard was live
+        assert holder_.forgotten == [0]
+        assert await newcomer.holders() == ["gw-a", None]
+        await asyncio.sleep(3 + leases.YOUNG_REDIS_MARGIN + 0.5)  # Redis's uptime, its clock
+        assert await newcomer.claim(1)
+        assert not newcomer.redis_too_young
+        assert await holder_.renew([0]) == []  # its rounds go on meanwhile
+        assert not await newcomer.claim(0)  # held: refused as held, not as young
+        assert not newcomer.redis_too_young
+    finally:
+        await client.aclose()
+        server.stop()

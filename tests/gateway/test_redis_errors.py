@@ -119,7 +119,8 @@ async def test_leases_are_released_at_close_when_saving_sessions_fails(
     discord.add_guild("g")
     await stack.listen(["GUILD_CREATE"])
     leases = [stack.keys.lease(s, 2) for s in range(2)]
-    async with stack.gateway(SHARD_COUNT="2") as gateway:
+    # A short TTL: the private Redis has just started, and hands out no lease for a TTL and 3 s.
+    async with stack.gateway(SHARD_COUNT="2", LEASE_TTL="3") as gateway:
         assert gateway.group is not None
         group = gateway.group
         await discord.wait_for(lambda: sorted(group.shards) == [0, 1], timeout=20)

@@ -77,3 +77,18 @@ def test_cluster_split_urls_keeps_order_and_refuses_duplicates() -> None:
 
 
 __all__: typing.Sequence[str] = ()
+
+
+async def test_one_node_is_tried_again_every_second_not_every_five(amqp_url: str) -> None:
+    """aio-pika's default (5 s) left a restarted broker unused for up to five seconds: an
+    interaction arriving then missed its 3 s (soak seed 330917)."""
+    connection = await amqp.connect([Secret(amqp_url)])
+    try:
+        assert connection.reconnect_interval == amqp.FAILOVER_RECONNECT_INTERVAL == 1.0
+    finally:
+        await connection.close()
+    chosen = await amqp.connect([Secret(f"{amqp_url}?reconnect_interval=3")])
+    try:
+        assert chosen.reconnect_interval == 3.0  # the URL's own wins
+    finally:
+        await chosen.close()
