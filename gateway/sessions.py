@@ -23,10 +23,11 @@ if current and current ~= ARGV[1] then return 0 end
 if not current then
   redis.call('HSET', KEYS[1], 'session_id', ARGV[1], 'seq', ARGV[2],
              'resume_url', ARGV[4], 'shard_count', ARGV[5])
-else
-  local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-  if tonumber(ARGV[2]) > seq then redis.call('HSET', KEYS[1], 'seq', ARGV[2]) end
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 2
 end
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if tonumber(ARGV[2]) > seq then redis.call('HSET', KEYS[1], 'seq', ARGV[2]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
@@ -88,10 +89,11 @@ class SessionStore:
             pipe.expire(key, keys.SESSION_TTL)
             await pipe.execute()
 
-    async def checkpoint(self, marks: typing.Mapping[int, Checkpoint]) -> None:
-        """Advance the stored seq of several shards in one round trip."""
+    async def checkpoint(self, marks: typing.Mapping[int, Checkpoint]) -> set[int]:
+        """Advance the stored seq of several shards in one round trip; return the shards whose
+        record was missing and was written whole again (Redis forgot it, or it expired)."""
         if not marks:
-            return
+            return set()
         # EVAL, not a registered script's EVALSHA: a cluster pipeline cannot load a script a
         # node lacks (a fresh or promoted one), and Redis caches the text's compilation.
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -106,7 +108,8 @@ class SessionStore:
                     mark.resume_url,
                     mark.shard_count,
                 )
-            await pipe.execute()
+            answers = await pipe.execute()
+        return {s for s, answer in zip(marks, answers, strict=True) if int(answer) == 2}
 
     async def forget(self, shard_id: int, shard_count: int) -> None:
         await self._redis.delete(self._keys.session(shard_id, shard_count))

@@ -52,11 +52,17 @@ class Writer(typing.NamedTuple):
     store: sessions.SessionStore
 
 
-def make_writer(redis: aioredis.Redis, names: keys.RedisKeys) -> Writer:
+def make_writer(
+    redis: aioredis.Redis,
+    names: keys.RedisKeys,
+    clock: typing.Callable[[], float] | None = None,
+) -> Writer:
     events = ConfirmedPositions()
     store = sessions.SessionStore(redis, names)
     # The stand-in has exactly the part of EventPublisher the writer uses.
-    writer = checkpoints.CheckpointWriter(typing.cast("typing.Any", events), store)
+    writer = checkpoints.CheckpointWriter(
+        typing.cast("typing.Any", events), store, clock=clock or (lambda: 0.0)
+    )
     return Writer(writer, events, store)
 
 
@@ -70,10 +76,21 @@ async def stored_seq(redis: aioredis.Redis, names: keys.RedisKeys, shard_id: int
     return None if seq is None else int(seq)
 
 
-async def test_only_changed_positions_are_written(
-    redis_client: aioredis.Redis, names: keys.RedisKeys
+class Clock:
+    """Monotonic seconds the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_changed_positions_are_written_and_every_record_when_redis_forgot_one(
+    redis_client: aioredis.Redis, names: keys.RedisKeys, caplog: pytest.LogCaptureFixture
 ) -> None:
-    writer, events, store = make_writer(redis_client, names)
+    clock = Clock()
+    writer, events, store = make_writer(redis_client, names, clock)
     events.marks = {0: mark(10), 1: mark(20)}
     await writer.write()
     assert await stored_seq(redis_client, names, 0) == 10
@@ -81,18 +98,44 @@ async def test_only_changed_positions_are_written(
     loaded = await store.load(0, COUNT)
     assert loaded is not None
     assert (loaded.session_id, loaded.seq) == ("s", 10)
-    # Both records go away behind the writer's back: an unchanged position is not written
-    # again, so neither comes back...
+    # Both records go away behind the writer's back (Redis restarted empty); an unchanged
+    # position is not written at the next interval...
     await redis_client.delete(names.session(0, COUNT), names.session(1, COUNT))
     await writer.write()
     assert await stored_seq(redis_client, names, 0) is None
-    assert await stored_seq(redis_client, names, 1) is None
-    # ...and of two shards, only the one that moved is written.
+    # ...but the first that moves is found missing and written whole, and then every other.
     events.marks[1] = mark(25)
-    await writer.write()
-    assert await stored_seq(redis_client, names, 0) is None
+    with caplog.at_level(logging.WARNING, logger="shardline.gateway.checkpoints"):
+        await writer.write()
     assert await stored_seq(redis_client, names, 1) == 25
+    assert "session records were missing in Redis" in caplog.text
+    await writer.write()
+    assert await stored_seq(redis_client, names, 0) == 10
+    loaded = await store.load(0, COUNT)
+    assert loaded is not None
+    assert loaded.resume_url == "wss://resume.example"
+    assert writer.rewritten == 1
     assert writer.redis_up
+
+
+async def test_every_record_is_refreshed_even_when_nothing_moves(
+    redis_client: aioredis.Redis, names: keys.RedisKeys
+) -> None:
+    """A quiet shard's record expired SESSION_TTL after its last event, and a Redis that
+    restarted empty while a broker outage confirmed nothing lost the records for good (soak
+    seed 457115): every REFRESH seconds each record is written, moved or not."""
+    clock = Clock()
+    writer, events, _ = make_writer(redis_client, names, clock)
+    events.marks = {0: mark(10)}
+    await writer.write()
+    await redis_client.delete(names.session(0, COUNT))
+    clock.now += checkpoints.INTERVAL
+    await writer.write()
+    assert await stored_seq(redis_client, names, 0) is None  # not yet
+    clock.now += checkpoints.REFRESH
+    await writer.write()
+    assert await stored_seq(redis_client, names, 0) == 10
+    assert await redis_client.ttl(names.session(0, COUNT)) > keys.SESSION_TTL - 5
 
 
 async def test_redis_away_is_said_once_and_the_positions_are_written_when_it_is_back(
