@@ -102,19 +102,22 @@ class InMemoryIdentifyQueue(IdentifyQueue):
 
 
 # KEYS[1] = a bucket's slot, KEYS[2] = the pool's identify memory (one hash tag); ARGV = now
-# (ms), the reservation (ms), Redis's expiry (ms), one window (ms). The slot holds when it frees
-# (on the clock every gateway shares): taken when free, else the ms left. A missing memory on a
-# Redis up for less than a window (restarted empty) shuts every bucket for a window from now.
+# (ms), the reservation (ms), Redis's expiry (ms), how long a restart shuts the buckets (ms). The
+# slot holds when it frees (on the clock every gateway shares): taken when free, else the ms
+# left. A missing memory on a Redis up for less than that (restarted empty) shuts every bucket
+# for that long from now (never longer from any caller's clock). A Redis whose INFO cannot be
+# read (an ACL, a proxy) counts as old: the memory then guards nothing, as before it.
 _TAKE: typing.Final = """
 local now = tonumber(ARGV[1])
 local opens = tonumber(redis.call('GET', KEYS[2]) or '-1')
 if opens < 0 then
-  local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+  local ok, info = pcall(redis.call, 'INFO', 'server')
+  local up = ok and tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or nil
   opens = 0
-  if up == nil or up * 1000 < tonumber(ARGV[4]) + 1000 then opens = now + tonumber(ARGV[4]) end
+  if up ~= nil and up * 1000 < tonumber(ARGV[4]) + 1000 then opens = now + tonumber(ARGV[4]) end
   redis.call('SET', KEYS[2], opens)
 end
-if opens > now then return opens - now end
+if opens > now then return math.min(opens - now, tonumber(ARGV[4])) end
 local free_at = tonumber(redis.call('GET', KEYS[1]) or '0')
 if free_at > now then return free_at - now end
 redis.call('SET', KEYS[1], now + tonumber(ARGV[2]), 'PX', ARGV[3])
@@ -169,7 +172,9 @@ class RedisIdentifyQueue(IdentifyQueue):
                                 self._clock.now_ms(),
                                 2 * self._window_ms,
                                 2 * self._window_ms + _SLACK_MS,
-                                self._window_ms,
+                                # Shut for a whole reservation: a slot taken just before a
+                                # restart may be used that late.
+                                2 * self._window_ms,
                             ],
                         )
                     )

@@ -47,10 +47,13 @@ end
 return 0
 """
 # KEYS[1] = a lease; ARGV = the gateway, the TTL (s), the youngest Redis (uptime, s) that may
-# hand out a free lease. Answers 1 (taken), 0 (held by another), -1 (Redis too young).
+# hand out a free lease. Answers 1 (taken), 0 (held by another), -1 (Redis too young). A Redis
+# whose INFO cannot be read (an ACL without @dangerous, a proxy) counts as old, not as young
+# forever; a replica promoted by a failover is old too: neither is guarded by this rule.
 _CLAIM: typing.Final = """
-local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
-if up == nil or up < tonumber(ARGV[3]) then return -1 end
+local ok, info = pcall(redis.call, 'INFO', 'server')
+local up = ok and tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or nil
+if up ~= nil and up < tonumber(ARGV[3]) then return -1 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
 return 0
 """

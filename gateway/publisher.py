@@ -408,6 +408,9 @@ class EventPublisher:
                 self.stats.publish_failures += 1
                 delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
                 attempt += 1
+                # The broker may have routed it before the connection went: the copy sent
+                # again may be a second one, which a worker must not trust its memory about.
+                message.headers = {**(message.headers or {}), topology.HEADER_REPLAY: 1}
                 _LOGGER.warning(
                     "publish failed; retrying",
                     extra={"shard": stream.shard_id, "error": repr(exc), "retry_in": delay},

@@ -288,7 +288,8 @@ class EventConsumer:
             claimed = await self._dedupe.claim(
                 valid,
                 redelivered=bool(message.redelivered) or attempt > 0,
-                replayed=bool(headers.get(topology.HEADER_REPLAY)),
+                # May have run elsewhere: held while Redis is away (not our own retries).
+                replayed=bool(message.redelivered) or bool(headers.get(topology.HEADER_REPLAY)),
             )
             self.stats.duplicates += len(valid) - len(claimed)
             record = _done_record(headers.get(topology.HEADER_DONE))

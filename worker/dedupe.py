@@ -23,12 +23,15 @@ has not seen. That is only right for a first delivery: a message the broker rede
 one the gateway flags as Discord's replay after a RESUME (``topology.HEADER_REPLAY``), may
 have been handled on another replica, whose memory this one cannot read. Such a message is
 held, asking Redis again every ``HOLD_EVERY``, for up to ``HOLD_FOR`` (the soak's Redis hangs
-last seconds); only then is it handled on this replica's word, and said so. Interactions are
+last seconds), and claimed ``HOLD_SETTLE`` after Redis first answers (the replica that handled
+it may still be writing its mark); only after ``HOLD_FOR`` is it handled on this replica's
+word, and said so. Interactions are
 never held: their 3 s deadline matters more, and Discord refuses a second initial response to
 one interaction (discord-api-docs, Receiving and Responding, "Responding to an
 Interaction": an interaction is acknowledged once). "done" marks that Redis did not take are
-kept (up to ``LOCAL_MEMORY`` envelopes) and written when it answers again, so a replay after
-the outage still finds them.
+kept (up to ``LOCAL_MEMORY`` envelopes) and offered again every ``_RETRY_MARKS_EVERY`` until it
+takes them, so a replay after the outage still finds them. Left open: an envelope a replica
+took on its own memory and is still handling when Redis returns has no claim there.
 """
 
 from __future__ import annotations
@@ -116,6 +119,12 @@ LOCAL_MEMORY: typing.Final = 65_536
 #: replica's memory alone, asking again this often.
 HOLD_FOR: typing.Final = 30.0
 HOLD_EVERY: typing.Final = 1.0
+#: Once Redis answers again, a held message waits this long before it is claimed: the replica
+#: that handled it may still be writing its "done" mark (its breaker lets calls through 2 s
+#: after Redis answers, its kept marks go out every ``_RETRY_MARKS_EVERY``).
+HOLD_SETTLE: typing.Final = 3.0
+#: How often "done" marks Redis refused are offered to it again.
+_RETRY_MARKS_EVERY: typing.Final = 0.25
 
 
 class Deduplicator:
@@ -149,6 +158,8 @@ class Deduplicator:
         #: handled after ``HOLD_FOR`` on this replica's memory alone.
         self.held = 0
         self.hold_expired = 0
+        #: "done" marks dropped because Redis stayed away past ``LOCAL_MEMORY`` of them.
+        self.marks_dropped = 0
 
     def _remember(self, envelopes: typing.Iterable[envelope.EventEnvelope]) -> None:
         local = self._local
@@ -209,9 +220,10 @@ class Deduplicator:
     ) -> list[envelope.EventEnvelope]:
         """The envelopes this worker should handle now (one round trip in the common case).
 
-        ``replayed``: the gateway flagged the message as Discord's replay after a RESUME.
-        Redelivered or replayed envelopes other than interactions wait for Redis while it is
-        away (see the module's docstring)."""
+        ``replayed``: the message may have been handled elsewhere (Discord's replay after a
+        RESUME, flagged by the gateway, or the broker's redelivery): its envelopes other than
+        interactions wait for Redis while it is away (see the module's docstring). A retry of
+        our own (``redelivered`` alone) was released when it failed and is not held."""
         try:
             won = await self._claim_codes(envelopes, redelivered=redelivered)
         except redis_client.REDIS_ERRORS as exc:
@@ -220,7 +232,7 @@ class Deduplicator:
                     "Redis unavailable: handling without dedupe", extra={"error": str(exc)}
                 )
             self.available = False
-            if not (redelivered or replayed):
+            if not replayed:
                 return self._local_claim(envelopes)
             return await self._hold(envelopes, redelivered=redelivered)
         return await self._taken(envelopes, won)
@@ -249,6 +261,12 @@ class Deduplicator:
         deadline = self._clock.monotonic() + HOLD_FOR
         while self._clock.monotonic() < deadline:
             await self._clock.sleep(HOLD_EVERY)
+            try:
+                await self._redis.ping()
+            except redis_client.REDIS_ERRORS:
+                continue
+            # Redis answers: give the replica that handled these the time to say so.
+            await self._clock.sleep(HOLD_SETTLE)
             try:
                 won = await self._claim_codes(others, redelivered=redelivered)
             except redis_client.REDIS_ERRORS:
@@ -402,8 +420,8 @@ class Deduplicator:
                     "Redis unavailable: dedupe claim not released", extra={"error": str(exc)}
                 )
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(_FLUSH_EVERY)
+    async def _flush_later(self, delay: float = _FLUSH_EVERY) -> None:
+        await asyncio.sleep(delay)
         await self.flush()
 
     async def flush(self) -> None:
@@ -423,9 +441,23 @@ class Deduplicator:
             self._keep_for_later(done)
 
     def _keep_for_later(self, done: list[_Group]) -> None:
-        """Marks Redis did not take: written with the next call that reaches it (a replay
-        after the outage must find them), the oldest dropped past ``LOCAL_MEMORY``."""
+        """Marks Redis did not take: offered again every ``_RETRY_MARKS_EVERY`` until it takes
+        them (a replay after the outage must find them, on a replica with no traffic too); the
+        oldest dropped past ``LOCAL_MEMORY``, and said so."""
         self._done[:0] = done
         count = sum(len(seqs) for _, seqs in self._done)
+        dropped = 0
         while count > LOCAL_MEMORY and self._done:
-            count -= len(self._done.pop(0)[1])
+            seqs = self._done.pop(0)[1]
+            count -= len(seqs)
+            dropped += len(seqs)
+        if dropped:
+            self.marks_dropped += dropped
+            _LOGGER.warning(
+                "Redis away too long: dedupe marks dropped (their events may run twice)",
+                extra={"events": dropped},
+            )
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush_later(_RETRY_MARKS_EVERY)
+            )
