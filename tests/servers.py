@@ -19,6 +19,7 @@ import time
 import typing
 
 from playground import servers as playground_servers
+from shared import keys
 
 REDIS_PORT: typing.Final = 6379
 AMQP_PORT: typing.Final = 5672
@@ -73,7 +74,28 @@ def ensure_redis() -> str:
             raise ServiceUnavailableError(
                 "Redis did not start on 127.0.0.1:6379; see /var/log/redis/ci.log"
             )
+        # A Redis younger than a lease TTL and 3 s hands out no free shard lease, and one
+        # younger than two identify windows no identify slot (a restart may have lost them):
+        # the tests start when it is old enough, as a machine's own Redis always is.
+        _wait_uptime(REDIS_PORT, keys.LEASE_TTL + 4)
     return f"redis://127.0.0.1:{REDIS_PORT}/0"
+
+
+def _wait_uptime(port: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds + 15
+    while time.monotonic() < deadline:
+        result = subprocess.run(
+            ["redis-cli", "-p", str(port), "info", "server"],
+            check=False, capture_output=True, text=True,
+        )  # fmt: skip
+        found = [
+            int(line.split(":", 1)[1])
+            for line in result.stdout.splitlines()
+            if line.startswith("uptime_in_seconds:")
+        ]
+        if found and found[0] >= seconds:
+            return
+        time.sleep(0.5)
 
 
 def amqp_answers(port: int, timeout: float = 15.0) -> bool:
