@@ -485,7 +485,7 @@ class WorkerApp:
         if self._lavalink is not None:
             await self._lavalink.close()
         if self.deduplicator is not None:
-            await self.deduplicator.flush()
+            await self.deduplicator.flush_before_close()
             await self.deduplicator.close()
         await self._close_observers()
         if self._rest is not None:
