@@ -132,8 +132,16 @@ async def _call(
     for (name, _), outcome in zip(todo, outcomes, strict=True):
         if outcome is None:
             succeeded.append(name)
-        elif first is None:
-            first = outcome
+        else:
+            first = _kept(first, outcome)
+    return first
+
+
+def _kept(first: BaseException | None, error: BaseException | None) -> BaseException | None:
+    """The failure that decides an item's fate: the first, unless it is an expired interaction
+    and another is not (that one must still be retried, not settled with it)."""
+    if first is None or (error is not None and _expired(first) and not _expired(error)):
+        return error
     return first
 
 
@@ -472,7 +480,7 @@ class EventConsumer:
                     error = await _call(listeners, event, ids, skip, succeeded)
             else:
                 error = await _call(listeners, event, ids, skip, succeeded)
-            first = first or error
+            first = _kept(first, error)
         if first is not None:
             return first
         elapsed = time.time() - started

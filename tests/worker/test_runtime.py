@@ -650,3 +650,39 @@ async def test_an_interaction_that_expired_in_the_queue_is_settled_not_retried(
             assert replica.consumer.stats.retried == 0
     assert await dead.get(fail=False, timeout=1) is None
     assert all(c.status == 404 for c in discord.records.rest if c.path.endswith("/callback"))
+
+
+async def test_an_expired_interaction_does_not_hide_another_listeners_failure(
+    stack: Stack,
+) -> None:
+    """Settled only when every failure is Discord's 10062: another listener's error is still
+    retried (a review of the expired-interaction change)."""
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    flaky: list[int] = []
+
+    @bot.listen(hikari.InteractionCreateEvent)
+    async def answer(event: hikari.InteractionCreateEvent) -> None:
+        assert isinstance(event.interaction, hikari.CommandInteraction)
+        await event.interaction.create_initial_response(hikari.ResponseType.MESSAGE_CREATE, "hi")
+
+    @bot.listen(hikari.InteractionCreateEvent)
+    async def record(event: hikari.InteractionCreateEvent) -> None:
+        flaky.append(int(event.interaction.id))
+        if len(flaky) == 1:
+            raise RuntimeError("a database blip")
+
+    async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        async with worker(stack, bot, RETRY_DELAYS="0.1,0.1,0.1,0.1"):
+            pass  # its queues now exist: what comes next waits there
+        interaction = discord.send_interaction(channel_id, discord.add_user("hal"), "late")
+        await asyncio.sleep(3.5)  # Discord forgets it
+        async with worker(stack, bot, RETRY_DELAYS="0.1,0.1,0.1,0.1") as replica:
+            consumer = replica.consumer
+            assert consumer is not None
+            await discord.wait_for(lambda: consumer.stats.expired_interactions == 1, timeout=10)
+            assert flaky == [interaction.id, interaction.id]  # retried, then it succeeded
+            assert consumer.stats.failures["INTERACTION_CREATE"] == 1
+            assert consumer.stats.retried == 1
