@@ -6,15 +6,13 @@ import asyncio
 import time
 import typing
 
+import pytest
 import redis.asyncio as aioredis
 
 from shared import clock as clock_module
 from shared import envelope, keys
 from tests import netproxy, servers
 from worker import dedupe
-
-if typing.TYPE_CHECKING:
-    import pytest
 
 
 def item(
@@ -24,6 +22,21 @@ def item(
         pool="main", gateway="gw", reply_to="rq", shard_id=shard, shard_count=2,
         session=session, seq=seq, t=t, d={}, ts=time.time(),
     )  # fmt: skip
+
+
+CutRedis = tuple[netproxy.TcpProxy, aioredis.Redis]
+
+
+@pytest.fixture
+async def cut_redis() -> typing.AsyncIterator[CutRedis]:
+    """A client of the shared Redis through a proxy the test may cut and restore (started
+    before any fake clock, so the proxy's pipes are never among the watched tasks)."""
+    proxy = netproxy.TcpProxy(servers.REDIS_PORT)
+    await proxy.start()
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
+    yield proxy, client
+    await client.aclose()
+    await proxy.close()
 
 
 def seqs(items: list[envelope.EventEnvelope]) -> list[tuple[int, int]]:
@@ -183,7 +196,10 @@ async def test_the_claims_of_a_holder_that_died_are_taken_over_once_its_key_expi
 
 
 async def test_a_replay_while_redis_is_away_waits_for_it_and_is_skipped_if_handled_elsewhere(
-    redis_client: aioredis.Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+    cut_redis: CutRedis,
+    redis_client: aioredis.Redis,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Soak seed 311771: during a Redis hang a successor gateway's RESUME replay (or a
     redelivery) ran on a replica that had not seen it, and was answered twice. A replayed or
@@ -195,132 +211,109 @@ async def test_a_replay_while_redis_is_away_waits_for_it_and_is_skipped_if_handl
     assert await first.claim(handled, redelivered=False) == handled
     await first.finish(handled, [])
     await first.flush()
-    proxy = netproxy.TcpProxy(servers.REDIS_PORT)  # started here: its pipes are not watched
-    await proxy.start()
-    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
-    try:
-        async with clock_module.FakeClock() as fake:
-            second = dedupe.Deduplicator(client, redis_keys, "w2", clock=fake)
-            await proxy.cut()
-            replay = [item(1), item(2), item(3), item(4, t="INTERACTION_CREATE")]
-            started = fake.monotonic()
-            claiming = fake.spawn(second.claim(replay, redelivered=False, replayed=True))
-            while fake.monotonic() - started < 5:
-                assert not claiming.done()
-                await asyncio.sleep(0.001)
-            back_at = fake.monotonic()
-            await proxy.restore()  # from the test's own task: the fake clock keeps moving
-            taken = await claiming
-        # 1 and 2 ran on w1: skipped once Redis could say so; 3 and the interaction run here.
-        assert seqs(taken) == [(0, 3), (0, 4)]
-        # Claimed once Redis had answered for HOLD_SETTLE (the other replica's marks go out).
-        waited = fake.monotonic() - back_at
-        # (The hold may ask once or twice more, on the fake clock, while the proxy reopens.)
-        assert dedupe.HOLD_SETTLE <= waited <= dedupe.HOLD_SETTLE + 5 * dedupe.HOLD_EVERY
-        assert second.held == 1
-        assert second.hold_expired == 0
-        assert second.available is True
-    finally:
-        await client.aclose()
-        await proxy.close()
+    proxy, client = cut_redis
+    async with clock_module.FakeClock() as fake:
+        second = dedupe.Deduplicator(client, redis_keys, "w2", clock=fake)
+        await proxy.cut()
+        replay = [item(1), item(2), item(3), item(4, t="INTERACTION_CREATE")]
+        started = fake.monotonic()
+        claiming = fake.spawn(second.claim(replay, redelivered=False, replayed=True))
+        while fake.monotonic() - started < 5:
+            assert not claiming.done()
+            await asyncio.sleep(0.001)
+        back_at = fake.monotonic()
+        await proxy.restore()  # from the test's own task: the fake clock keeps moving
+        taken = await claiming
+    # 1 and 2 ran on w1: skipped once Redis could say so; 3 and the interaction run here.
+    assert seqs(taken) == [(0, 3), (0, 4)]
+    # Claimed once Redis had answered for HOLD_SETTLE (the other replica's marks go out).
+    waited = fake.monotonic() - back_at
+    # (The hold may ask once or twice more, on the fake clock, while the proxy reopens.)
+    assert dedupe.HOLD_SETTLE <= waited <= dedupe.HOLD_SETTLE + 5 * dedupe.HOLD_EVERY
+    assert second.held == 1
+    assert second.hold_expired == 0
+    assert second.available is True
 
 
 async def test_a_held_message_runs_on_local_memory_once_redis_stays_away_for_the_hold(
+    cut_redis: CutRedis,
     namespace: str,
 ) -> None:
-    proxy = netproxy.TcpProxy(servers.REDIS_PORT)
-    await proxy.start()
-    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
-    try:
-        async with clock_module.FakeClock() as fake:
-            worker = dedupe.Deduplicator(client, keys.RedisKeys(namespace, "main"), "w", clock=fake)
-            await proxy.cut()
-            started = fake.monotonic()
-            batch = [item(1), item(2)]
-            taken = await fake.spawn(worker.claim(batch, redelivered=True, replayed=True))
-        assert taken == batch  # unknown is not "handled": never dropped
-        assert fake.monotonic() - started >= dedupe.HOLD_FOR
-        assert (worker.held, worker.hold_expired) == (1, 1)
-        # A first delivery is never held, nor a retry of our own (released when it failed).
-        async with clock_module.FakeClock() as fake:
-            worker = dedupe.Deduplicator(client, keys.RedisKeys(namespace, "main"), "w", clock=fake)
-            started = fake.monotonic()
-            fresh = [item(3)]
-            assert await fake.spawn(worker.claim(fresh, redelivered=False)) == fresh
-            retry = [item(4)]
-            assert await fake.spawn(worker.claim(retry, redelivered=True)) == retry
-            assert fake.monotonic() == started
-            assert worker.held == 0
-    finally:
-        await client.aclose()
-        await proxy.close()
+    proxy, client = cut_redis
+    async with clock_module.FakeClock() as fake:
+        worker = dedupe.Deduplicator(client, keys.RedisKeys(namespace, "main"), "w", clock=fake)
+        await proxy.cut()
+        started = fake.monotonic()
+        batch = [item(1), item(2)]
+        taken = await fake.spawn(worker.claim(batch, redelivered=True, replayed=True))
+    assert taken == batch  # unknown is not "handled": never dropped
+    assert fake.monotonic() - started >= dedupe.HOLD_FOR
+    assert (worker.held, worker.hold_expired) == (1, 1)
+    # A first delivery is never held, nor a retry of our own (released when it failed).
+    async with clock_module.FakeClock() as fake:
+        worker = dedupe.Deduplicator(client, keys.RedisKeys(namespace, "main"), "w", clock=fake)
+        started = fake.monotonic()
+        fresh = [item(3)]
+        assert await fake.spawn(worker.claim(fresh, redelivered=False)) == fresh
+        retry = [item(4)]
+        assert await fake.spawn(worker.claim(retry, redelivered=True)) == retry
+        assert fake.monotonic() == started
+        assert worker.held == 0
 
 
 async def test_done_marks_redis_missed_are_written_when_it_answers_again(
-    redis_client: aioredis.Redis, namespace: str
+    cut_redis: CutRedis, redis_client: aioredis.Redis, namespace: str
 ) -> None:
     """What a replica handled during an outage must be "done" in Redis afterwards, or a replay
     reaching another replica then runs it again."""
     redis_keys = keys.RedisKeys(namespace, "main")
-    proxy = netproxy.TcpProxy(servers.REDIS_PORT)
-    await proxy.start()
-    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
-    try:
-        worker = dedupe.Deduplicator(client, redis_keys, "w1")
-        await proxy.cut()
-        batch = [item(1), item(2)]
-        assert await worker.claim(batch, redelivered=False) == batch  # on local memory
-        await worker.finish(batch, [])
-        await worker.flush()  # refused: kept, and offered again on its own
-        await proxy.restore()
-        # No traffic on this replica: the kept marks go out without a claim or a flush.
-        key = redis_keys.dedupe(batch[0].dedupe_key)
-        for _ in range(100):
-            if await redis_client.get(key) == b"done":
-                break
-            await asyncio.sleep(0.05)
-        assert await redis_client.get(key) == b"done"
-        other = dedupe.Deduplicator(redis_client, redis_keys, "w2")
-        assert await other.claim(batch, redelivered=True) == []
-    finally:
-        await client.aclose()
-        await proxy.close()
+    proxy, client = cut_redis
+    worker = dedupe.Deduplicator(client, redis_keys, "w1")
+    await proxy.cut()
+    batch = [item(1), item(2)]
+    assert await worker.claim(batch, redelivered=False) == batch  # on local memory
+    await worker.finish(batch, [])
+    await worker.flush()  # refused: kept, and offered again on its own
+    await proxy.restore()
+    # No traffic on this replica: the kept marks go out without a claim or a flush.
+    key = redis_keys.dedupe(batch[0].dedupe_key)
+    for _ in range(100):
+        if await redis_client.get(key) == b"done":
+            break
+        await asyncio.sleep(0.05)
+    assert await redis_client.get(key) == b"done"
+    other = dedupe.Deduplicator(redis_client, redis_keys, "w2")
+    assert await other.claim(batch, redelivered=True) == []
 
 
 async def test_a_replica_closing_while_redis_is_away_waits_for_it_to_take_its_marks(
-    redis_client: aioredis.Redis, namespace: str
+    cut_redis: CutRedis, redis_client: aioredis.Redis, namespace: str
 ) -> None:
     """Soak seed 851804: a worker SIGTERMed during a Redis hang exited with the marks of what
     it had handled; a replay held on another replica then found nothing and ran again."""
     redis_keys = keys.RedisKeys(namespace, "main")
-    proxy = netproxy.TcpProxy(servers.REDIS_PORT)
-    await proxy.start()
-    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
-    try:
-        worker = dedupe.Deduplicator(client, redis_keys, "w1")
-        await proxy.cut()
-        batch = [item(1)]
-        assert await worker.claim(batch, redelivered=False) == batch  # on local memory
-        await worker.finish(batch, [])
+    proxy, client = cut_redis
+    worker = dedupe.Deduplicator(client, redis_keys, "w1")
+    await proxy.cut()
+    batch = [item(1)]
+    assert await worker.claim(batch, redelivered=False) == batch  # on local memory
+    await worker.finish(batch, [])
 
-        async def back_soon() -> None:
-            await asyncio.sleep(0.5)
-            await proxy.restore()
+    async def back_soon() -> None:
+        await asyncio.sleep(0.5)
+        await proxy.restore()
 
-        restoring = asyncio.get_running_loop().create_task(back_soon())
-        await worker.flush_before_close(timeout=10)
-        await restoring
-        await worker.close()
-        assert await redis_client.get(redis_keys.dedupe(batch[0].dedupe_key)) == b"done"
-        # Redis gone for good: the close gives up after its wait, and says so.
-        second = dedupe.Deduplicator(client, redis_keys, "w2")
-        await proxy.cut()
-        more = [item(2)]
-        assert await second.claim(more, redelivered=False) == more
-        await second.finish(more, [])
-        await second.flush_before_close(timeout=0.5)
-        await second.close()
-        assert await redis_client.get(redis_keys.dedupe(more[0].dedupe_key)) is None
-    finally:
-        await client.aclose()
-        await proxy.close()
+    restoring = asyncio.get_running_loop().create_task(back_soon())
+    await worker.flush_before_close(timeout=10)
+    await restoring
+    await worker.close()
+    assert await redis_client.get(redis_keys.dedupe(batch[0].dedupe_key)) == b"done"
+    # Redis gone for good: the close gives up after its wait, and says so.
+    second = dedupe.Deduplicator(client, redis_keys, "w2")
+    await proxy.cut()
+    more = [item(2)]
+    assert await second.claim(more, redelivered=False) == more
+    await second.finish(more, [])
+    await second.flush_before_close(timeout=0.5)
+    await second.close()
+    assert await redis_client.get(redis_keys.dedupe(more[0].dedupe_key)) is None

@@ -25,6 +25,7 @@ from worker import interactions as worker_interactions
 if typing.TYPE_CHECKING:
     import pathlib
 
+    from playground.discord import rest_state
     from tests.gateway.conftest import Stack
 
 
@@ -609,6 +610,23 @@ async def test_a_services_only_replica_serves_valid_metrics(stack: Stack) -> Non
     assert not [name for name, _ in samples if name == "shardline_worker_queue_messages"]
 
 
+FAST_RETRIES: typing.Final = "0.1,0.1,0.1,0.1"
+
+
+async def expired_in_the_queue(
+    stack: Stack, bot: bot_module.Bot, channel_id: int
+) -> rest_state.Interaction:
+    """With the gateway holding shard 0: a replica declares its queues and stops, then an
+    interaction waits there until Discord no longer knows it (over 3 s)."""
+    discord = stack.discord
+    await discord.wait_for(lambda: discord.connected_shards() == [0])
+    async with worker(stack, bot, RETRY_DELAYS=FAST_RETRIES):
+        pass  # its queues now exist: what comes next waits there
+    interaction = discord.send_interaction(channel_id, discord.add_user("gus"), "late")
+    await asyncio.sleep(3.5)  # Discord forgets it
+    return interaction
+
+
 async def test_an_interaction_that_expired_in_the_queue_is_settled_not_retried(
     stack: Stack,
 ) -> None:
@@ -629,12 +647,8 @@ async def test_an_interaction_that_expired_in_the_queue_is_settled_not_retried(
     channel = await stack.connection.channel()
     dead = await stack.topology.declare_dead_letter(channel)
     async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
-        await discord.wait_for(lambda: discord.connected_shards() == [0])
-        async with worker(stack, bot, RETRY_DELAYS="0.1,0.1,0.1,0.1"):
-            pass  # its queues now exist: what comes next waits there
-        interaction = discord.send_interaction(channel_id, discord.add_user("gus"), "late")
-        await asyncio.sleep(3.5)  # Discord forgets it
-        async with worker(stack, bot, RETRY_DELAYS="0.1,0.1,0.1,0.1") as replica:
+        interaction = await expired_in_the_queue(stack, bot, channel_id)
+        async with worker(stack, bot, RETRY_DELAYS=FAST_RETRIES) as replica:
             await discord.wait_for(lambda: ran == [interaction.id], timeout=10)
             assert replica.consumer is not None
             await discord.wait_for(
@@ -674,12 +688,8 @@ async def test_an_expired_interaction_does_not_hide_another_listeners_failure(
             raise RuntimeError("a database blip")
 
     async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
-        await discord.wait_for(lambda: discord.connected_shards() == [0])
-        async with worker(stack, bot, RETRY_DELAYS="0.1,0.1,0.1,0.1"):
-            pass  # its queues now exist: what comes next waits there
-        interaction = discord.send_interaction(channel_id, discord.add_user("hal"), "late")
-        await asyncio.sleep(3.5)  # Discord forgets it
-        async with worker(stack, bot, RETRY_DELAYS="0.1,0.1,0.1,0.1") as replica:
+        interaction = await expired_in_the_queue(stack, bot, channel_id)
+        async with worker(stack, bot, RETRY_DELAYS=FAST_RETRIES) as replica:
             consumer = replica.consumer
             assert consumer is not None
             await discord.wait_for(lambda: consumer.stats.expired_interactions == 1, timeout=10)
