@@ -45,8 +45,8 @@ class Verdict:
     sent: int
     answered: int
     lost: list[load_module.Sent]
-    twice: dict[int, int]
-    """Event id: how many times it was answered (more than once)."""
+    twice: dict[int, list[records.RestCallRecord]]
+    """Event id: every successful call that answered it (more than one)."""
     late: list[tuple[load_module.Sent, float | None]]
     """Interactions whose first callback was refused or came after 3 s (None: never came)."""
     excused: list[load_module.Sent]
@@ -62,6 +62,8 @@ class Verdict:
     """Process (name pid): (MiB per minute, first MiB, last MiB)."""
     latency: list[tuple[float, float]]
     """(sent at, seconds until answered) of every answered command."""
+    sent_by_id: dict[int, load_module.Sent]
+    """Every command sent, by the id of the event that asked."""
 
     @property
     def ok(self) -> bool:
@@ -84,15 +86,17 @@ class Verdict:
         )
 
 
-def answers(rest: typing.Iterable[records.RestCallRecord]) -> dict[int, list[float]]:
-    """Event id: when each successful REST call answering it arrived."""
-    found: dict[int, list[float]] = {}
+def answers(
+    rest: typing.Iterable[records.RestCallRecord],
+) -> dict[int, list[records.RestCallRecord]]:
+    """Event id: each successful REST call answering it, in the order they arrived."""
+    found: dict[int, list[records.RestCallRecord]] = {}
     for call in rest:
         if call.status >= 300 or call.body is None:
             continue
         body = call.body if isinstance(call.body, bytes) else orjson.dumps(call.body)
         for match in _ANSWER.finditer(body):
-            found.setdefault(int(match.group(1)), []).append(call.at)
+            found.setdefault(int(match.group(1)), []).append(call)
     return found
 
 
@@ -148,7 +152,7 @@ def check(
     ]
     excused_ids = {s.id for s in excused} | {s.id for s in broker_down}
     lost = [s for s in load.sent if s.id not in answered and s.id not in excused_ids]
-    twice = {s.id: len(answered[s.id]) for s in load.sent if len(answered.get(s.id, ())) > 1}
+    twice = {s.id: answered[s.id] for s in load.sent if len(answered.get(s.id, ())) > 1}
     late: list[tuple[load_module.Sent, float | None]] = []
     for sent in load.sent:
         if sent.interaction is None or sent.id in excused_ids:
@@ -175,5 +179,6 @@ def check(
         rate_limited_calls=[(c.at, c.route) for c in recorded.rate_limited],
         unexpected_exits=[e for e in system.exits if not e.expected],
         rss_slopes=slopes,
-        latency=[(s.at, min(answered[s.id]) - s.at) for s in load.sent if s.id in answered],
+        latency=[(s.at, answered[s.id][0].at - s.at) for s in load.sent if s.id in answered],
+        sent_by_id={s.id: s for s in load.sent},
     )

@@ -78,7 +78,12 @@ def findings_document(
             for f in faults
         ],
         "lost": [sent(s) for s in verdict.lost],
-        "twice": [{"id": i, "times": n} for i, n in verdict.twice.items()],
+        "twice": [
+            {**sent(verdict.sent_by_id[i]), "times": len(calls),
+             "calls": [{"at": round(c.at - started, 3), "method": c.method, "route": c.route}
+                       for c in calls]}
+            for i, calls in verdict.twice.items()
+        ],
         "late": [{**sent(s), "took": t} for s, t in verdict.late],
         "excused": [sent(s) for s in verdict.excused],
         "broker_down": [sent(s) for s in verdict.broker_down],
@@ -91,8 +96,10 @@ def findings(verdict: checker.Verdict, started: float) -> list[str]:
         f"lost: {sent.kind} {sent.id} sent at {sent.at - started:.1f}s"
         for sent in verdict.lost[:10]
     ]
-    for event_id, times in list(verdict.twice.items())[:10]:
-        lines.append(f"twice: event {event_id} answered {times} times")
+    for event_id, calls in list(verdict.twice.items())[:10]:
+        asked = verdict.sent_by_id[event_id]
+        how = ", ".join(f"{c.method} {c.route} at {c.at - started:.1f}s" for c in calls)
+        lines.append(f"twice: {asked.kind} {event_id} sent at {asked.at - started:.1f}s: {how}")
     for sent, took in verdict.late[:10]:
         when = "never" if took is None else f"after {took:.2f}s"
         lines.append(
