@@ -200,11 +200,19 @@ class MongoServer:
 
 
 class PrivateRedis:
-    """A redis-server of the test's own, on a free port, that a test may stop and restart."""
+    """A redis-server of the test's own, on a free port, that a test may stop and restart.
 
-    def __init__(self, directory: pathlib.Path) -> None:
+    By default it keeps nothing on disk, so a restart comes back empty. ``persist`` runs it as
+    production does (``appendonly yes``, docker-compose.yml): every write reaches the
+    append-only file before its reply (``appendfsync everysec`` only delays the fsync, which
+    matters to a machine crash, not a killed process), so a kill -9 and a start lose nothing;
+    :meth:`wipe` then deletes the files for a restart that comes back empty.
+    """
+
+    def __init__(self, directory: pathlib.Path, *, persist: bool = False) -> None:
         self.directory = directory
         self.port = free_port()
+        self.persist = persist
 
     @property
     def url(self) -> str:
@@ -220,7 +228,8 @@ class PrivateRedis:
             [
                 binary, "--bind", "127.0.0.1", "--port", str(self.port), "--daemonize", "yes",
                 "--pidfile", str(self.directory / "redis.pid"), "--dir", str(self.directory),
-                "--logfile", str(self.directory / "redis.log"), "--save", "", "--appendonly", "no",
+                "--logfile", str(self.directory / "redis.log"), "--save", "",
+                "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
             ],
             check=True,
             capture_output=True,
@@ -235,6 +244,11 @@ class PrivateRedis:
         deadline = time.monotonic() + 10
         while port_open(self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def wipe(self) -> None:
+        """Delete what a stopped persistent server kept: its next start is empty."""
+        shutil.rmtree(self.directory / "appendonlydir", ignore_errors=True)
+        (self.directory / "dump.rdb").unlink(missing_ok=True)
 
 
 class PrivateRabbitMQ:

@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING
 
 import aio_pika
 import pymongo
+import redis
 
 from tests import servers
 
 if TYPE_CHECKING:
+    import pathlib
+
     import redis.asyncio as aioredis
 
 
@@ -55,3 +58,23 @@ def test_a_broker_that_accepts_but_never_answers_is_told_apart_from_a_live_one(
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         assert not servers.amqp_answers(silent.getsockname()[1], timeout=0.5)
+
+
+def test_a_persistent_private_redis_keeps_writes_through_a_kill_and_wipe_empties_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The soak's ``redis-restart`` (production's append-only file) and ``redis-wipe``."""
+    server = servers.PrivateRedis(tmp_path, persist=True)
+    server.start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        client.set("kept", "1")  # answered: in the append-only file, not yet fsynced
+        server.stop()  # SIGKILL
+        server.start()
+        assert redis.Redis.from_url(server.url).get("kept") == b"1"
+        server.stop()
+        server.wipe()
+        server.start()
+        assert redis.Redis.from_url(server.url).get("kept") is None
+    finally:
+        server.stop()

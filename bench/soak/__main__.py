@@ -29,8 +29,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=None, help="default: a fresh one, printed")
     parser.add_argument(
-        "--faults", default=",".join(nemesis.KINDS),
-        help=f"comma-separated, of: {', '.join(nemesis.KINDS)}",
+        "--faults", default=",".join(nemesis.DEFAULT_KINDS),
+        help=f"comma-separated, of: {', '.join(nemesis.KINDS)} (default: all but redis-wipe)",
     )  # fmt: skip
     parser.add_argument("--rate", type=float, default=8.0, help="user actions per second")
     parser.add_argument("--png", type=pathlib.Path, default=None, help="write the figure here")

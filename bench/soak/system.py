@@ -80,7 +80,7 @@ class System:
     def __init__(self, workdir: pathlib.Path, layout: Layout) -> None:
         self.workdir = workdir
         self.layout = layout
-        self.redis = servers.PrivateRedis(self._dir("redis"))
+        self.redis = servers.PrivateRedis(self._dir("redis"), persist=True)
         self.rabbit = servers.PrivateRabbitMQ(self._dir("rabbit"))
         self.mongo = servers.MongoServer(self._dir("mongod"))
         self.broker_proxy = netdelay.DelayProxy(servers.free_port(), self.rabbit.port)
