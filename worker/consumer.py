@@ -71,6 +71,7 @@ class ConsumerStats:
     age: Histogram = dataclasses.field(default_factory=Histogram)
     #: Interactions whose handler met Discord's "Unknown interaction": settled, not retried.
     expired_interactions: int = 0
+    interactions_answered_elsewhere: int = 0
 
 
 _GUILD_EVENTS: typing.Final = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
@@ -138,9 +139,10 @@ async def _call(
 
 
 def _kept(first: BaseException | None, error: BaseException | None) -> BaseException | None:
-    """The failure that decides an item's fate: the first, unless it is an expired interaction
-    and another is not (that one must still be retried, not settled with it)."""
-    if first is None or (error is not None and _expired(first) and not _expired(error)):
+    """The failure that decides an item's fate: the first, unless it settles an interaction
+    (expired, answered elsewhere) and another does not (that one must still be retried, not
+    settled with it)."""
+    if first is None or (error is not None and _settles(first) and not _settles(error)):
         return error
     return first
 
@@ -162,12 +164,29 @@ def _error_headers(error: BaseException) -> dict[str, str]:
 #: (discord-api-docs, Opcodes and Status Codes, JSON Error Codes: 10062 "Unknown interaction";
 #: Receiving and Responding: the initial response must come within 3 seconds).
 UNKNOWN_INTERACTION: typing.Final = 10062
+#: ...and for one that already took its initial response (JSON Error Codes: 40060 "Interaction
+#: has already been acknowledged"; Receiving and Responding: one initial response each). An
+#: interaction is never held for Redis (it has 3 s), so while Redis hangs a gateway's replay
+#: of one can run on a second replica; Discord refuses that replica's answer (soak seed
+#: 766573: each was retried through the retry queues for nothing).
+ALREADY_ACKNOWLEDGED: typing.Final = 40060
 
 
 def _expired(error: BaseException) -> bool:
     """Whether ``error`` is Discord refusing an interaction that expired: running it again can
     only meet the same answer, so it is settled, not retried."""
     return isinstance(error, hikari.NotFoundError) and error.code == UNKNOWN_INTERACTION
+
+
+def _answered_elsewhere(error: BaseException) -> bool:
+    """Whether ``error`` is Discord refusing a second initial response: the interaction was
+    answered (by another replica), and running it again can only meet the same answer."""
+    return isinstance(error, hikari.BadRequestError) and error.code == ALREADY_ACKNOWLEDGED
+
+
+def _settles(error: BaseException) -> bool:
+    """Whether an interaction handler's ``error`` settles it rather than asking a retry."""
+    return _expired(error) or _answered_elsewhere(error)
 
 
 #: Characters of an exception's message kept in a dead letter's header.
@@ -443,6 +462,17 @@ class EventConsumer:
                 _LOGGER.warning(
                     "interaction expired before it was answered; not retried",
                     extra={"key": item.dedupe_key, "age": round(time.time() - item.ts, 3)},
+                )
+                return None
+            if (
+                error is not None
+                and item.t in topology.INTERACTION_EVENTS
+                and _answered_elsewhere(error)
+            ):
+                self.stats.interactions_answered_elsewhere += 1
+                _LOGGER.warning(
+                    "interaction already answered (by another replica); not retried",
+                    extra={"key": item.dedupe_key},
                 )
                 return None
             if error is not None:

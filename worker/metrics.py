@@ -77,6 +77,15 @@ class WorkerCollector(registry.Collector):
             ),
             stats.expired_interactions,
         )  # fmt: skip
+        yield one(
+            counter(
+                "shardline_worker_interactions_answered_elsewhere",
+                "interactions Discord had already taken an answer for (a replay another "
+                "replica answered while Redis was away): settled, not retried",
+                labels=base,
+            ),
+            stats.interactions_answered_elsewhere,
+        )  # fmt: skip
         dedupe = worker.deduplicator
         yield one(
             counter(

@@ -66,6 +66,7 @@ WORKER: typing.Final = (
             "shardline_worker_duplicates_skipped_total",
             "shardline_worker_dedupe_held_total",
             "shardline_worker_interactions_expired_total",
+            "shardline_worker_interactions_answered_elsewhere_total",
             "shardline_worker_dedupe_hold_expired_total",
             "shardline_worker_dead_lettered_total",
             "shardline_worker_retries_total",

@@ -9,6 +9,7 @@ import logging
 import typing
 
 import aio_pika
+import aiohttp
 import hikari
 import orjson
 import pytest
@@ -696,3 +697,48 @@ async def test_an_expired_interaction_does_not_hide_another_listeners_failure(
             assert flaky == [interaction.id, interaction.id]  # retried, then it succeeded
             assert consumer.stats.failures["INTERACTION_CREATE"] == 1
             assert consumer.stats.retried == 1
+
+
+async def test_an_interaction_another_replica_answered_is_settled_not_retried(
+    stack: Stack,
+) -> None:
+    """Soak seed 766573: while Redis hung, a gateway's replay of an interaction ran on a second
+    replica (interactions are never held for Redis); Discord refused its answer with 40060
+    "already acknowledged" and it went round the retry queues. Running it again can only meet
+    the same answer."""
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot = bot_module.Bot()
+    ran: list[int] = []
+
+    @bot.listen(hikari.InteractionCreateEvent)
+    async def on_interaction(event: hikari.InteractionCreateEvent) -> None:
+        assert isinstance(event.interaction, hikari.CommandInteraction)
+        ran.append(int(event.interaction.id))
+        await event.interaction.create_initial_response(hikari.ResponseType.MESSAGE_CREATE, "hi")
+
+    channel = await stack.connection.channel()
+    dead = await stack.topology.declare_dead_letter(channel)
+    async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
+        await discord.wait_for(lambda: discord.connected_shards() == [0])
+        async with worker(stack, bot, RETRY_DELAYS=FAST_RETRIES):
+            pass  # its queues now exist: what comes next waits there
+        interaction = discord.send_interaction(channel_id, discord.add_user("gus"), "twice")
+        callback = f"{discord.api_url}/interactions/{interaction.id}/{interaction.token}/callback"
+        async with (  # the replica that answered first
+            aiohttp.ClientSession() as session,
+            session.post(callback, json={"type": 4, "data": {"content": "first"}}) as answered,
+        ):
+            assert answered.status == 204
+        async with worker(stack, bot, RETRY_DELAYS=FAST_RETRIES) as replica:
+            consumer = replica.consumer
+            assert consumer is not None
+            await discord.wait_for(
+                lambda: consumer.stats.interactions_answered_elsewhere == 1, timeout=10
+            )
+            await asyncio.sleep(1.0)  # four retries at 0.1 s would have run by now
+            assert ran == [interaction.id]
+            assert consumer.stats.failures["INTERACTION_CREATE"] == 0
+            assert consumer.stats.retried == 0
+    assert await dead.get(fail=False, timeout=1) is None
+    assert interaction.response == {"type": 4, "data": {"content": "first"}}
