@@ -112,18 +112,7 @@ class GatewayApp:
         self.broker_metrics.connection = broker
         stack.push_async_callback(_bounded, broker.close)
 
-        # Each broker step again if the broker is lost under it, once the connection is back.
-        declaring = functools.partial(broker_connect.declaring, broker, self.stopping)
-        channel = await declaring("events channel", lambda: broker.channel(publisher_confirms=True))
-        events_exchange, _ = await declaring(
-            "exchanges", lambda: self.topology.declare_exchanges(channel)
-        )
-        command_channel = await declaring("command channel", broker.channel)
-        await declaring("command qos", lambda: command_channel.set_qos(prefetch_count=256))
-        reply_queue = await declaring(
-            "reply queue",
-            lambda: self.topology.declare_reply_queue(command_channel, core.pool, self.gateway_id),
-        )
+        channel, events_exchange, command_channel, reply_queue = await self._declare(broker)
         await self._start_health()
         self.ledger = await self._start_ledger(redis, info)
         # Where an event too large for any worker is parked (as a stub), never retried.
@@ -174,7 +163,9 @@ class GatewayApp:
             intents=self.settings.intents,
             names=self.topology,
         )
-        await declaring("command consumer", self.commands.start)
+        await broker_connect.declaring(
+            broker, self.stopping, "command consumer", self.commands.start
+        )
         stack.push_async_callback(_bounded, self.commands.close)
         if self.settings.lavalink is not None:
             switch = self._voice = voice_switch.VoiceSwitch(
@@ -327,6 +318,35 @@ class GatewayApp:
     def voice(self) -> voice.VoiceBridge | None:
         """The Lavalink bridge, while this layout publishes and ``LAVALINK_URL`` is set."""
         return self._voice.bridge if self._voice is not None else None
+
+    async def _declare(
+        self, broker: aio_pika.abc.AbstractRobustConnection
+    ) -> tuple[
+        aio_pika.abc.AbstractChannel,
+        aio_pika.abc.AbstractExchange,
+        aio_pika.abc.AbstractChannel,
+        aio_pika.abc.AbstractQueue,
+    ]:
+        """The events channel and exchanges, the command channel and this gateway's queue.
+        Each step again if the broker is lost under it, once the connection is back."""
+        declaring = functools.partial(broker_connect.declaring, broker, self.stopping)
+        channel = await declaring("events channel", lambda: broker.channel(publisher_confirms=True))
+        events_exchange, _ = await declaring(
+            "exchanges", lambda: self.topology.declare_exchanges(channel)
+        )
+        # A node that came back empty: the exchanges again (the restore leaves them out).
+        again = broker_connect.Redeclaring(broker)
+        self._stack.push_async_callback(again.close)
+        again.add("exchanges", lambda: self.topology.declare_exchanges(channel))
+        command_channel = await declaring("command channel", broker.channel)
+        await declaring("command qos", lambda: command_channel.set_qos(prefetch_count=256))
+        reply_queue = await declaring(
+            "reply queue",
+            lambda: self.topology.declare_reply_queue(
+                command_channel, self.settings.core.pool, self.gateway_id
+            ),
+        )
+        return channel, events_exchange, command_channel, reply_queue
 
     @property
     def breakers(self) -> dict[str, breaker.CircuitBreaker]:

@@ -122,3 +122,59 @@ async def _stop_or(stopping: asyncio.Event, waiting: typing.Awaitable[object]) -
         await asyncio.gather(waiter, stop, return_exceptions=True)
     if stopping.is_set():
         raise BrokerStoppedError("stopped while waiting for RabbitMQ to come back")
+
+
+class Redeclaring:
+    """After each reconnect of ``connection``, declares again, in order, what its robust
+    channels do not restore: the durable exchanges, bindings and queues nothing here consumes
+    (``shared.topology`` says why they are left out of the restore).
+
+    RabbitMQ keeps all of them across a restart, so this is for a node that came back empty
+    (its disk lost): the steps run after the restore, off the path the consumers wait on. A
+    step that fails is logged, and the next reconnect runs every step again; ``rounds`` counts
+    the runs that completed, and ``declared`` is set by each (a reconnect clears it).
+    """
+
+    def __init__(self, connection: pika_abc.AbstractRobustConnection) -> None:
+        self._connection = connection
+        self._steps: list[tuple[str, typing.Callable[[], typing.Awaitable[object]]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.rounds = 0
+        self.declared = asyncio.Event()
+        connection.reconnect_callbacks.add(self._reconnected)
+
+    def add(self, what: str, step: typing.Callable[[], typing.Awaitable[object]]) -> None:
+        """Run ``step`` after every reconnect (it must be safe to run again)."""
+        self._steps.append((what, step))
+
+    def _reconnected(self, *_: object) -> None:
+        if self._closed:
+            return
+        if self._task is not None:
+            self._task.cancel()
+        self.declared.clear()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name="declare again after a reconnect"
+        )
+
+    async def _run(self) -> None:
+        for what, step in self._steps:
+            try:
+                await step()
+            except Exception as exc:
+                _LOGGER.warning(
+                    "RabbitMQ: declaring again after a reconnect failed; the next reconnect "
+                    "tries again",
+                    extra={"step": what, "error": exc.__class__.__name__},
+                )
+                return
+        self.rounds += 1
+        self.declared.set()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._connection.reconnect_callbacks.discard(self._reconnected)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -87,6 +87,30 @@ async def _declares(
     return True
 
 
+async def _exchange(
+    channel: pika_abc.AbstractChannel, name: str, kind: aio_pika.ExchangeType, *, restore: bool
+) -> pika_abc.AbstractExchange:
+    """Declare a durable exchange; ``restore``: a robust channel declares it again after a
+    reconnect (only a robust channel takes ``robust=``)."""
+    if isinstance(channel, aio_pika.RobustChannel):
+        return await channel.declare_exchange(name, kind, durable=True, robust=restore)
+    return await channel.declare_exchange(name, kind, durable=True)
+
+
+async def _bind(
+    queue: pika_abc.AbstractQueue,
+    exchange: pika_abc.AbstractExchange | str,
+    routing_key: str | None = None,
+    *,
+    restore: bool,
+) -> None:
+    """Bind ``queue``; ``restore``: the robust channel binds it again after a reconnect."""
+    if isinstance(queue, aio_pika.RobustQueue):
+        await queue.bind(exchange, routing_key, robust=restore)
+    else:
+        await queue.bind(exchange, routing_key)
+
+
 def copy_message(
     message: pika_abc.AbstractIncomingMessage, headers: dict[str, typing.Any]
 ) -> aio_pika.Message:
@@ -187,32 +211,53 @@ class Topology:
         return gateway_id
 
     # --- declarations ----------------------------------------------------------------------
+    #
+    # What a robust channel restores after a reconnect, it restores one round trip at a time,
+    # and a consumer only once everything declared before it is back: with 200 ms added each
+    # way, a worker's restore (every exchange, every binding, every retry queue) kept its
+    # interactions waiting about 10 s after a broker restart (soak seeds 952623, 766573).
+    # RabbitMQ keeps durable exchanges, durable queues and the bindings between them across a
+    # restart, so those are declared here without restore (``robust=False``): what a channel
+    # restores is what it consumes (the queue and its consumer) and what an exclusive queue,
+    # which dies with the connection, needs again. A node that came back empty (its disk
+    # lost) gets the rest from :class:`shared.broker.Redeclaring`, after the restore.
 
     async def declare_exchanges(
         self, channel: pika_abc.AbstractChannel
     ) -> tuple[pika_abc.AbstractExchange, pika_abc.AbstractExchange]:
-        """Declare the events and commands exchanges (and the dead-letter path they rely on)."""
+        """Declare the events and commands exchanges (and the dead-letter path they rely on);
+        durable, not restored by a robust channel (see above)."""
         await self.declare_dead_letter(channel)
-        events = await channel.declare_exchange(
-            self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        events = await _exchange(
+            channel, self.events_exchange, aio_pika.ExchangeType.TOPIC, restore=False
         )
-        commands = await channel.declare_exchange(
-            self.commands_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-        )
+        commands = await self.declare_commands_exchange(channel, restore=False)
         return events, commands
+
+    async def declare_commands_exchange(
+        self, channel: pika_abc.AbstractChannel, *, restore: bool
+    ) -> pika_abc.AbstractExchange:
+        return await _exchange(
+            channel, self.commands_exchange, aio_pika.ExchangeType.DIRECT, restore=restore
+        )
 
     async def declare_dead_letter(
         self, channel: pika_abc.AbstractChannel
     ) -> pika_abc.AbstractQueue:
-        exchange = await channel.declare_exchange(
-            self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
+        exchange = await _exchange(
+            channel, self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, restore=False
         )
-        queue = await self.declare_quorum(channel, self.dead_letter_queue, {})
-        await queue.bind(exchange)
+        queue = await self.declare_quorum(channel, self.dead_letter_queue, {}, restore=False)
+        await _bind(queue, exchange, restore=False)
         return queue
 
     async def declare_quorum(
-        self, channel: pika_abc.AbstractChannel, name: str, arguments: dict[str, typing.Any]
+        self,
+        channel: pika_abc.AbstractChannel,
+        name: str,
+        arguments: dict[str, typing.Any],
+        *,
+        restore: bool = True,
     ) -> pika_abc.AbstractQueue:
         """Declare a durable quorum queue with ``arguments``, replicated on ``quorum_size``
         nodes when that is set.
@@ -232,6 +277,8 @@ class Topology:
                     "quorum queue exists with another replica count; kept as it is",
                     extra={"queue": name, "wanted": self.quorum_size},
                 )
+        if isinstance(channel, aio_pika.RobustChannel):
+            return await channel.declare_queue(name, durable=True, arguments=wanted, robust=restore)
         return await channel.declare_queue(name, durable=True, arguments=wanted)
 
     def _worker_queue_arguments(self) -> dict[str, typing.Any]:
@@ -250,19 +297,37 @@ class Topology:
         """Declare a worker group's two queues, bound only to the events it listens to.
 
         Bindings for events the group no longer listens to are removed, so a deploy that drops
-        a listener also stops the traffic (selective forwarding).
+        a listener also stops the traffic (selective forwarding). The queues are restored by a
+        robust channel (they are consumed); the rest is :meth:`declare_worker_routes`.
         """
-        events_exchange, _ = await self.declare_exchanges(channel)
         events = await self.declare_quorum(
             channel, self.worker_queue(pool, group), self._worker_queue_arguments()
         )
         interactions = await self.declare_quorum(
             channel, self.interaction_queue(pool, group), self._worker_queue_arguments()
         )
-        for name in sorted(set(event_names)):
-            queue = interactions if name in INTERACTION_EVENTS else events
-            await queue.bind(events_exchange, self.event_key(pool, name))
+        await self.declare_worker_routes(channel, pool, group, event_names)
         return events, interactions
+
+    async def declare_worker_routes(
+        self,
+        channel: pika_abc.AbstractChannel,
+        pool: str,
+        group: str,
+        event_names: typing.Iterable[str],
+    ) -> None:
+        """The exchanges and the bindings of a worker group's queues (which must exist), none
+        restored by a robust channel: what :class:`shared.broker.Redeclaring` declares again
+        after a reconnect."""
+        events_exchange, _ = await self.declare_exchanges(channel)
+        for name in sorted(set(event_names)):
+            queue = await channel.get_queue(
+                self.interaction_queue(pool, group)
+                if name in INTERACTION_EVENTS
+                else self.worker_queue(pool, group),
+                ensure=False,
+            )
+            await _bind(queue, events_exchange, self.event_key(pool, name), restore=False)
 
     async def declare_retry_queues(
         self,
@@ -295,6 +360,7 @@ class Topology:
                     "x-dead-letter-strategy": "at-least-once",
                     "x-overflow": "reject-publish",
                 },
+                restore=False,  # durable, and nothing here consumes it
             )
             names.append(name)
         return names
@@ -324,7 +390,9 @@ class Topology:
         The name is chosen here rather than by the broker so that a robust connection can
         re-declare the same queue after a reconnect.
         """
-        _, commands = await self.declare_exchanges(channel)
+        # Restored with the queue: an exclusive queue dies with its connection, and its
+        # bindings need the exchange (a node that came back empty has none).
+        commands = await self.declare_commands_exchange(channel, restore=True)
         queue = await channel.declare_queue(
             self.reply_queue(pool, gateway_id), exclusive=True, auto_delete=True
         )
@@ -338,10 +406,10 @@ class Topology:
         await queue.unbind(self.commands_exchange, self.shard_key(pool, shard_id))
 
     async def declare_rpc_exchange(
-        self, channel: pika_abc.AbstractChannel
+        self, channel: pika_abc.AbstractChannel, *, restore: bool = True
     ) -> pika_abc.AbstractExchange:
-        return await channel.declare_exchange(
-            self.rpc_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        return await _exchange(
+            channel, self.rpc_exchange, aio_pika.ExchangeType.DIRECT, restore=restore
         )
 
     async def declare_service_queue(
@@ -350,14 +418,22 @@ class Topology:
         """A service's request queue: durable, so requests wait out a leader's failover, and
         single-active-consumer, so even two processes that both believe they lead never both
         handle requests."""
-        exchange = await self.declare_rpc_exchange(channel)
         # No dead-lettering: a request whose caller gave up (its expiration) is dropped, not
         # parked beside real poison messages; handler errors are answered, never requeued.
         queue = await self.declare_quorum(
             channel, self.service_queue(pool, service), {"x-single-active-consumer": True}
         )
-        await queue.bind(exchange, self.service_key(pool, service))
+        await self.declare_service_route(channel, pool, service)
         return queue
+
+    async def declare_service_route(
+        self, channel: pika_abc.AbstractChannel, pool: str, service: str
+    ) -> None:
+        """The RPC exchange and a service queue's binding (the queue must exist), not restored
+        by a robust channel: :class:`shared.broker.Redeclaring` declares them again."""
+        exchange = await self.declare_rpc_exchange(channel, restore=False)
+        queue = await channel.get_queue(self.service_queue(pool, service), ensure=False)
+        await _bind(queue, exchange, self.service_key(pool, service), restore=False)
 
     async def declare_process_queue(
         self, channel: pika_abc.AbstractChannel, pool: str, process_id: str

@@ -160,6 +160,7 @@ class WorkerApp:
         self.scheduler: services.Scheduler | None = None
         self._lavalink: shared_voice.LavalinkRest | None = None
         self.interests: interests.InterestAnnouncer | None = None
+        self.redeclaring: broker.Redeclaring | None = None
 
     async def start(self) -> None:
         events.check_compatibility()
@@ -173,6 +174,9 @@ class WorkerApp:
         await cache_layout.claim(self._redis, self.keys)
         self._amqp = await broker.connect(core.amqp_urls or (core.amqp_url,), self.stopping)
         self.broker_metrics.connection = self._amqp
+        # After a reconnect, what the robust channels leave out of their restore (a node
+        # that came back empty): the routes, the retry queues, the services' bindings.
+        self.redeclaring = broker.Redeclaring(self._amqp)
         channel = await self._declaring("events channel", self._events_channel)
         await self._start_rpc()
         self._rest = rest_limits.build_client(
@@ -232,18 +236,7 @@ class WorkerApp:
             )
         self.bot.binds(wanted if "events" in self.settings.roles else [])
         if "events" in self.settings.roles:
-            queues = await self._bind(channel, wanted)
-            self.deduplicator = dedupe.Deduplicator(self._redis, self.keys, self.worker_id)
-            await self.deduplicator.start()
-            self.consumer = consumer.EventConsumer(
-                self.bot,
-                channel,
-                self.topology,
-                self.deduplicator,
-                retry_delays=self.settings.retry_delays,
-            )
-            # Safe to run again: a queue already consumed is not consumed twice.
-            await self._declaring("consumers", lambda: self._consumer_start(queues))
+            queues = await self._start_events(channel, wanted)
         watched = [queue.name for queue in queues] if "events" in self.settings.roles else []
         self.queue_depths = queue_depth.QueueDepths(
             self._amqp, [*watched, self.topology.dead_letter_queue]
@@ -263,6 +256,39 @@ class WorkerApp:
                 "roles": sorted(self.settings.roles),
             },
         )
+
+    async def _close_broker(self) -> None:
+        if self.redeclaring is not None:
+            await self.redeclaring.close()
+        if self._amqp is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._amqp.close(), 5)
+
+    async def _start_events(
+        self, channel: aio_pika.abc.AbstractChannel, wanted: list[str]
+    ) -> tuple[aio_pika.abc.AbstractQueue, ...]:
+        """Bind and consume the group's queues: the ``events`` role."""
+        assert self._redis is not None
+        assert self.redeclaring is not None
+        queues = await self._bind(channel, wanted)
+        self.deduplicator = dedupe.Deduplicator(self._redis, self.keys, self.worker_id)
+        await self.deduplicator.start()
+        self.consumer = consumer.EventConsumer(
+            self.bot,
+            channel,
+            self.topology,
+            self.deduplicator,
+            retry_delays=self.settings.retry_delays,
+        )
+        # Safe to run again: a queue already consumed is not consumed twice.
+        await self._declaring("consumers", lambda: self._consumer_start(queues))
+        pool, group = self.settings.core.pool, self.settings.group
+        self.redeclaring.add(
+            "worker routes",
+            lambda: self.topology.declare_worker_routes(channel, pool, group, wanted),
+        )
+        self.redeclaring.add("retry queues", self.consumer.declare_retry_queues)
+        return queues
 
     async def _start_rpc(self) -> None:
         """This replica's RPC endpoint: service calls, fleet questions (``stats`` built in)."""
@@ -306,6 +332,8 @@ class WorkerApp:
                 process_id=self.worker_id,
             )
             await self._declaring("services", self.service_host.start)
+            assert self.redeclaring is not None
+            self.redeclaring.add("service routes", self.service_host.declare_routes)
         if self.bot.schedules.defined:
             self.scheduler = services.Scheduler(
                 self.bot.schedules.defined.values(),
@@ -490,9 +518,7 @@ class WorkerApp:
         await self._close_observers()
         if self._rest is not None:
             await self._rest.close()
-        if self._amqp is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._amqp.close(), 5)
+        await self._close_broker()
         if self.bot.commands.prompts is not None:
             await self.bot.commands.prompts.close()
         if self.settings_store is not None:

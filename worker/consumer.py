@@ -261,6 +261,12 @@ class EventConsumer:
             tag = await queue.consume(functools.partial(self._on_message, queue.name))
             self._tags.append((queue, tag))
 
+    async def declare_retry_queues(self) -> None:
+        """Declare the retry queues of every consumed queue again (a broker node that came
+        back empty: ``shared.broker.Redeclaring``)."""
+        for name in list(self._retry_queues):
+            await self._topology.declare_retry_queues(self._channel, name, self._retry_delays)
+
     async def stop_intake(self) -> None:
         for queue, tag in self._tags:
             await queue.cancel(tag)

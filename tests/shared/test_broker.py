@@ -4,13 +4,15 @@ that refuses connections until it is restored."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import urllib.parse
 import uuid
 
+import aio_pika
 import aiormq
 import pytest
 
-from shared import broker
+from shared import broker, topology
 from shared.secret import Secret
 from tests import netproxy
 
@@ -89,3 +91,130 @@ async def test_a_stop_while_the_broker_is_lost_during_a_declare_ends_the_wait(
     finally:
         await connection.close()
         await proxy.close()
+
+
+async def _worker_topology(
+    url: str, names: topology.Topology, received: asyncio.Queue[str]
+) -> tuple[aio_pika.abc.AbstractRobustConnection, aio_pika.RobustChannel, broker.Redeclaring]:
+    """A worker's declarations (``worker/app.py``): its queues consumed, its routes, its retry
+    queues, and a Redeclaring for what the restore leaves out."""
+    connection = await broker.connect([Secret(url)], asyncio.Event())
+    channel = await connection.channel()
+    assert isinstance(channel, aio_pika.RobustChannel)
+    events, interactions = await names.declare_worker_queues(
+        channel, "main", "default", ["MESSAGE_CREATE", "INTERACTION_CREATE"]
+    )
+    for queue in (events, interactions):
+        await names.declare_retry_queues(channel, queue.name, [1.0])
+
+        async def take(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            await message.ack()
+            received.put_nowait(message.body.decode())
+
+        await queue.consume(take)
+    again = broker.Redeclaring(connection)
+    again.add(
+        "routes",
+        lambda: names.declare_worker_routes(
+            channel, "main", "default", ["MESSAGE_CREATE", "INTERACTION_CREATE"]
+        ),
+    )
+    for queue in (events, interactions):
+        again.add(
+            "retry", functools.partial(names.declare_retry_queues, channel, queue.name, [1.0])
+        )
+    return connection, channel, again
+
+
+async def _publish(url: str, names: topology.Topology, event: str) -> None:
+    async with await aio_pika.connect(url) as connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(names.events_exchange)
+        await exchange.publish(aio_pika.Message(event.encode()), names.event_key("main", event))
+
+
+async def test_a_reconnect_consumes_again_with_the_durable_routes_left_to_the_broker(
+    amqp_url: str,
+) -> None:
+    """The robust channel restores only the consumed queues and their consumers (one round
+    trip each); the exchanges and bindings, durable, are still on the broker."""
+    names = topology.Topology(f"t{uuid.uuid4().hex[:8]}")
+    target = urllib.parse.urlsplit(amqp_url)
+    proxy = netproxy.TcpProxy(target.port or 5672)
+    await proxy.start()
+    received: asyncio.Queue[str] = asyncio.Queue()
+    connection, channel, again = await _worker_topology(
+        amqp_url.replace(f":{target.port}", f":{proxy.port}"), names, received
+    )
+    try:
+        assert channel._exchanges == {}  # nothing durable is in the restore...
+        assert {len(q._bindings) for qs in channel._queues.values() for q in qs} == {0}
+        assert set(channel._queues) == {  # ...but what is consumed
+            names.worker_queue("main", "default"),
+            names.interaction_queue("main", "default"),
+        }
+        await proxy.cut()
+        await proxy.restore()
+        await asyncio.wait_for(again.declared.wait(), 20)
+        assert again.rounds == 1
+        for event in ("MESSAGE_CREATE", "INTERACTION_CREATE"):
+            await _publish(amqp_url, names, event)
+            assert await asyncio.wait_for(received.get(), 10) == event
+    finally:
+        await again.close()
+        await connection.close()
+        await proxy.close()
+        await _clean(amqp_url, names)
+
+
+async def test_a_node_that_came_back_empty_gets_its_routes_declared_again(
+    amqp_url: str,
+) -> None:
+    """While the link is down the broker forgets everything (a node whose disk was lost): the
+    restore declares the consumed queues, then Redeclaring the exchanges, the bindings, the
+    dead-letter path and the retry queues."""
+    names = topology.Topology(f"t{uuid.uuid4().hex[:8]}")
+    target = urllib.parse.urlsplit(amqp_url)
+    proxy = netproxy.TcpProxy(target.port or 5672)
+    await proxy.start()
+    received: asyncio.Queue[str] = asyncio.Queue()
+    connection, _, again = await _worker_topology(
+        amqp_url.replace(f":{target.port}", f":{proxy.port}"), names, received
+    )
+    try:
+        await proxy.cut()
+        await _clean(amqp_url, names)  # the node's disk is gone
+        await proxy.restore()
+        await asyncio.wait_for(again.declared.wait(), 20)
+        assert again.rounds == 1
+        for event in ("MESSAGE_CREATE", "INTERACTION_CREATE"):
+            await _publish(amqp_url, names, event)
+            assert await asyncio.wait_for(received.get(), 10) == event
+        async with await aio_pika.connect(amqp_url) as check:
+            channel = await check.channel()
+            await channel.get_exchange(names.dead_letter_exchange)  # passive: it exists
+            await channel.get_queue(names.dead_letter_queue)
+            work = names.worker_queue("main", "default")
+            await channel.get_queue(names.retry_queue(work, 1.0))
+    finally:
+        await again.close()
+        await connection.close()
+        await proxy.close()
+        await _clean(amqp_url, names)
+
+
+async def _clean(url: str, names: topology.Topology) -> None:
+    """Delete every exchange and queue of ``names`` a worker of pool main declares."""
+    work = [names.worker_queue("main", "default"), names.interaction_queue("main", "default")]
+    queues = [
+        *work,
+        *(names.retry_queue(q, 1.0) for q in work),
+        names.dead_letter_queue,
+    ]
+    exchanges = [names.events_exchange, names.commands_exchange, names.dead_letter_exchange]
+    async with await aio_pika.connect(url) as connection:
+        channel = await connection.channel()
+        for queue in queues:
+            await channel.queue_delete(queue)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange)

@@ -157,7 +157,7 @@ class ServiceHost:
         self.handovers = 0
 
     async def start(self) -> None:
-        self._exchange = await self.topology.declare_rpc_exchange(self.channel)
+        self._exchange = await self.topology.declare_rpc_exchange(self.channel, restore=False)
         loop = asyncio.get_running_loop()
         for service in self.services:
             if service.name in self._queues:
@@ -171,6 +171,12 @@ class ServiceHost:
             self._campaigns.append(
                 loop.create_task(self._campaign(service), name=f"service-{service.name}")
             )
+
+    async def declare_routes(self) -> None:
+        """Bind every service queue again (a broker node that came back empty:
+        ``shared.broker.Redeclaring``)."""
+        for name in list(self._queues):
+            await self.topology.declare_service_route(self.channel, self.keys.pool, name)
 
     async def close(self) -> None:
         """Stop leading and give every lease up, so successors take over at once."""
