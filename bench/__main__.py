@@ -47,6 +47,12 @@ RUNS: list[tuple[str, str, list[str], list[str]]] = [
     ),
     ("Command round trip", "bench.command_roundtrip", ["--count", "150"], ["--count", "400"]),
     (
+        "Broker recovery under link latency",
+        "bench.broker_recovery",
+        ["--delays", "0.05", "--runs", "1"],
+        ["--delays", "0,0.05,0.2", "--runs", "3"],
+    ),
+    (
         "Start-up of N shards",
         "bench.startup",
         ["--shards", "4", "--max-concurrency", "2"],
