@@ -337,7 +337,7 @@ class GatewayApp:
         # A node that came back empty: the exchanges again (the restore leaves them out).
         again = broker_connect.Redeclaring(broker)
         self._stack.push_async_callback(again.close)
-        again.add("exchanges", lambda: self.topology.declare_exchanges(channel))
+        again.add("exchanges", self.topology.declare_exchanges)
         command_channel = await declaring("command channel", broker.channel)
         await declaring("command qos", lambda: command_channel.set_qos(prefetch_count=256))
         reply_queue = await declaring(

@@ -11,9 +11,11 @@ the broker is away (found by the soak: ``python -m bench.soak --seed 311771``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import typing
 
+import aio_pika
 import aiormq
 from aio_pika import exceptions as pika_errors
 
@@ -26,6 +28,8 @@ if typing.TYPE_CHECKING:
 
 _LOGGER = logging.getLogger("shardline.broker")
 _T = typing.TypeVar("_T")
+#: A declaration step of :class:`Redeclaring`, given the channel to declare on.
+Step = typing.Callable[["pika_abc.AbstractChannel"], typing.Awaitable[object]]
 #: Seconds between attempts; the last one repeats.
 RETRY_DELAYS: typing.Final = (0.5, 1.0, 2.0, 5.0)
 _UNREACHABLE: typing.Final = (
@@ -125,56 +129,96 @@ async def _stop_or(stopping: asyncio.Event, waiting: typing.Awaitable[object]) -
 
 
 class Redeclaring:
-    """After each reconnect of ``connection``, declares again, in order, what its robust
-    channels do not restore: the durable exchanges, bindings and queues nothing here consumes
-    (``shared.topology`` says why they are left out of the restore).
+    """Declares again what the robust channels do not restore: the durable exchanges,
+    bindings and queues nothing here consumes (``shared.topology`` says why they are left out
+    of the restore), after each reconnect and after the broker cancels a consumer of a
+    :meth:`watch`-ed channel (its queue was deleted: aio-pika declares the queue and consumes
+    it again, but not its bindings, which are declared here).
 
     RabbitMQ keeps all of them across a restart, so this is for a node that came back empty
-    (its disk lost): the steps run after the restore, off the path the consumers wait on. A
-    step that fails is logged, and the next reconnect runs every step again; ``rounds`` counts
-    the runs that completed, and ``declared`` is set by each (a reconnect clears it).
+    (its disk lost) or a queue deleted under a consumer. The steps run after the restore, off
+    the path the consumers wait on, on a channel of their own (a publish to an exchange not
+    declared yet must not close the channel they use), and a round that fails is run again,
+    ``RETRY_DELAYS`` apart, until it passes or :meth:`close`. ``rounds`` counts the rounds
+    that passed, and ``declared`` is set by each (the next trigger clears it).
     """
 
     def __init__(self, connection: pika_abc.AbstractRobustConnection) -> None:
         self._connection = connection
-        self._steps: list[tuple[str, typing.Callable[[], typing.Awaitable[object]]]] = []
+        self._steps: list[tuple[str, Step]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.rounds = 0
         self.declared = asyncio.Event()
-        connection.reconnect_callbacks.add(self._reconnected)
+        connection.reconnect_callbacks.add(self._trigger)
 
-    def add(self, what: str, step: typing.Callable[[], typing.Awaitable[object]]) -> None:
-        """Run ``step`` after every reconnect (it must be safe to run again)."""
+    def add(self, what: str, step: Step) -> None:
+        """Run ``step`` (given a channel of its own) at every trigger; it must be safe to run
+        again."""
         self._steps.append((what, step))
 
-    def _reconnected(self, *_: object) -> None:
+    async def watch(self, channel: pika_abc.AbstractChannel) -> None:
+        """Run the steps when the broker cancels a consumer of ``channel`` (after each reopen
+        too: the underlying channel is a new one); nothing for a channel that is not robust."""
+        if not isinstance(channel, aio_pika.RobustChannel):
+            return
+
+        async def hook(*_: object) -> None:
+            underlay = await channel.get_underlay_channel()
+            underlay.on_consumer_cancel_callbacks.add(self._trigger)
+
+        await hook()
+        channel.reopen_callbacks.add(hook)
+
+    def _trigger(self, *_: object) -> None:
         if self._closed:
             return
         if self._task is not None:
             self._task.cancel()
         self.declared.clear()
         self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="declare again after a reconnect"
+            self._run(), name="declare again what the restore leaves out"
         )
 
     async def _run(self) -> None:
-        for what, step in self._steps:
-            try:
-                await step()
-            except Exception as exc:
-                _LOGGER.warning(
-                    "RabbitMQ: declaring again after a reconnect failed; the next reconnect "
-                    "tries again",
-                    extra={"step": what, "error": exc.__class__.__name__},
-                )
-                return
+        attempt = 0
+        while not await self._round():
+            await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+            attempt += 1
         self.rounds += 1
         self.declared.set()
 
+    async def _round(self) -> bool:
+        try:
+            await self._connection.ready()
+            # Not the robust channel the connection would give: nothing of it is restored.
+            channel: pika_abc.AbstractChannel = await aio_pika.Channel(
+                self._connection, publisher_confirms=False
+            )
+        except Exception as exc:
+            _LOGGER.warning(
+                "RabbitMQ: no channel to declare again on; retrying",
+                extra={"error": exc.__class__.__name__},
+            )
+            return False
+        try:
+            for what, step in self._steps:
+                try:
+                    await step(channel)
+                except Exception as exc:
+                    _LOGGER.warning(
+                        "RabbitMQ: declaring again what the restore leaves out failed; retrying",
+                        extra={"step": what, "error": exc.__class__.__name__},
+                    )
+                    return False
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        return True
+
     async def close(self) -> None:
         self._closed = True
-        self._connection.reconnect_callbacks.discard(self._reconnected)
+        self._connection.reconnect_callbacks.discard(self._trigger)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

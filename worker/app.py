@@ -283,11 +283,13 @@ class WorkerApp:
         # Safe to run again: a queue already consumed is not consumed twice.
         await self._declaring("consumers", lambda: self._consumer_start(queues))
         pool, group = self.settings.core.pool, self.settings.group
+        # Retry queues first: a retry published before they exist would be returned.
+        self.redeclaring.add("retry queues", self.consumer.declare_retry_queues)
         self.redeclaring.add(
             "worker routes",
-            lambda: self.topology.declare_worker_routes(channel, pool, group, wanted),
+            lambda again: self.topology.declare_worker_routes(again, pool, group, wanted),
         )
-        self.redeclaring.add("retry queues", self.consumer.declare_retry_queues)
+        await self.redeclaring.watch(channel)
         return queues
 
     async def _start_rpc(self) -> None:
@@ -334,6 +336,7 @@ class WorkerApp:
             await self._declaring("services", self.service_host.start)
             assert self.redeclaring is not None
             self.redeclaring.add("service routes", self.service_host.declare_routes)
+            await self.redeclaring.watch(service_channel)
         if self.bot.schedules.defined:
             self.scheduler = services.Scheduler(
                 self.bot.schedules.defined.values(),

@@ -4,7 +4,6 @@ that refuses connections until it is restored."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import urllib.parse
 import uuid
 
@@ -113,16 +112,18 @@ async def _worker_topology(
 
         await queue.consume(take)
     again = broker.Redeclaring(connection)
-    again.add(
-        "routes",
-        lambda: names.declare_worker_routes(
-            channel, "main", "default", ["MESSAGE_CREATE", "INTERACTION_CREATE"]
-        ),
-    )
     for queue in (events, interactions):
         again.add(
-            "retry", functools.partial(names.declare_retry_queues, channel, queue.name, [1.0])
+            "retry",
+            lambda on, name=queue.name: names.declare_retry_queues(on, name, [1.0]),
         )
+    again.add(
+        "routes",
+        lambda on: names.declare_worker_routes(
+            on, "main", "default", ["MESSAGE_CREATE", "INTERACTION_CREATE"]
+        ),
+    )
+    await again.watch(channel)
     return connection, channel, again
 
 
@@ -218,3 +219,25 @@ async def _clean(url: str, names: topology.Topology) -> None:
             await channel.queue_delete(queue)
         for exchange in exchanges:
             await channel.exchange_delete(exchange)
+
+
+async def test_a_queue_deleted_under_its_consumer_gets_its_bindings_declared_again(
+    amqp_url: str,
+) -> None:
+    """The broker cancels the consumer of a deleted queue; aio-pika declares the queue and
+    consumes it again but binds only what it restores, which is no longer the durable routes
+    (a review of the restore change): Redeclaring binds it, so events reach it again."""
+    names = topology.Topology(f"t{uuid.uuid4().hex[:8]}")
+    received: asyncio.Queue[str] = asyncio.Queue()
+    connection, _, again = await _worker_topology(amqp_url, names, received)
+    try:
+        async with await aio_pika.connect(amqp_url) as admin:
+            channel = await admin.channel()
+            await channel.queue_delete(names.worker_queue("main", "default"))
+        await asyncio.wait_for(again.declared.wait(), 20)
+        await _publish(amqp_url, names, "MESSAGE_CREATE")
+        assert await asyncio.wait_for(received.get(), 10) == "MESSAGE_CREATE"
+    finally:
+        await again.close()
+        await connection.close()
+        await _clean(amqp_url, names)

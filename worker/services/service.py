@@ -172,11 +172,11 @@ class ServiceHost:
                 loop.create_task(self._campaign(service), name=f"service-{service.name}")
             )
 
-    async def declare_routes(self) -> None:
-        """Bind every service queue again (a broker node that came back empty:
-        ``shared.broker.Redeclaring``)."""
+    async def declare_routes(self, channel: pika_abc.AbstractChannel) -> None:
+        """Bind every service queue again on ``channel`` (a broker node that came back empty,
+        a queue deleted under its consumer: ``shared.broker.Redeclaring``)."""
         for name in list(self._queues):
-            await self.topology.declare_service_route(self.channel, self.keys.pool, name)
+            await self.topology.declare_service_route(channel, self.keys.pool, name)
 
     async def close(self) -> None:
         """Stop leading and give every lease up, so successors take over at once."""
