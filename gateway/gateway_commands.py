@@ -194,7 +194,9 @@ class CommandConsumer:
                     routing_key=message.reply_to,
                 )
             elif refusal is not None and self._names is not None:
-                exchange = await self._channel.get_exchange(self._names.dead_letter_exchange)
+                exchange = await self._channel.get_exchange(
+                    self._names.dead_letter_exchange, ensure=False
+                )
                 headers = dict(message.headers or {})
                 headers[topology.HEADER_REASON] = f"{refusal.reason}: {refusal.message}"
                 await exchange.publish(

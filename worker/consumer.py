@@ -13,6 +13,7 @@ import time
 import typing
 
 import aio_pika
+import aiormq
 import hikari
 import orjson
 
@@ -138,6 +139,18 @@ async def _call(
     return first
 
 
+class UnroutedError(RuntimeError):
+    """The broker returned a published message: no queue took it."""
+
+
+def _routed(confirmation: object, where: str) -> None:
+    """A publish the broker returned (a retry queue or the dead-letter binding not declared
+    again yet on a node that came back empty: ``shared.broker.Redeclaring``) failed: the
+    message it copies must not be acked (a review of the restore change)."""
+    if isinstance(confirmation, aiormq.abc.DeliveredMessage):
+        raise UnroutedError(f"the broker returned the message: no queue bound for {where}")
+
+
 def _kept(first: BaseException | None, error: BaseException | None) -> BaseException | None:
     """The failure that decides an item's fate: the first, unless it settles an interaction
     (expired, answered elsewhere) and another does not (that one must still be retried, not
@@ -261,11 +274,11 @@ class EventConsumer:
             tag = await queue.consume(functools.partial(self._on_message, queue.name))
             self._tags.append((queue, tag))
 
-    async def declare_retry_queues(self) -> None:
-        """Declare the retry queues of every consumed queue again (a broker node that came
-        back empty: ``shared.broker.Redeclaring``)."""
+    async def declare_retry_queues(self, channel: pika_abc.AbstractChannel) -> None:
+        """Declare the retry queues of every consumed queue again on ``channel`` (a broker
+        node that came back empty: ``shared.broker.Redeclaring``)."""
         for name in list(self._retry_queues):
-            await self._topology.declare_retry_queues(self._channel, name, self._retry_delays)
+            await self._topology.declare_retry_queues(channel, name, self._retry_delays)
 
     async def stop_intake(self) -> None:
         for queue, tag in self._tags:
@@ -317,19 +330,20 @@ class EventConsumer:
             if not valid:
                 await message.ack()
                 return
+            # May have run elsewhere: held while Redis is away (not our own retries).
+            replayed = bool(message.redelivered) or bool(headers.get(topology.HEADER_REPLAY))
             # A retry is a redelivery: a claim a failed release left behind is taken over.
             claimed = await self._dedupe.claim(
-                valid,
-                redelivered=bool(message.redelivered) or attempt > 0,
-                # May have run elsewhere: held while Redis is away (not our own retries).
-                replayed=bool(message.redelivered) or bool(headers.get(topology.HEADER_REPLAY)),
+                valid, redelivered=bool(message.redelivered) or attempt > 0, replayed=replayed
             )
             self.stats.duplicates += len(valid) - len(claimed)
             record = _done_record(headers.get(topology.HEADER_DONE))
             # What hikari's helpers (event.get_guild() ...) answer, read for all in one trip.
             views = await self._bot.app.read(claimed)
             failed: list[_Failure] = []
-            await self._handle_all(message, claimed, views, record, done, failed)
+            await self._handle_all(
+                message, claimed, views, record, done, failed, copy=replayed and attempt == 0
+            )
             await self._dedupe.finish(done, [f.item for f in failed])
             if not failed:
                 await message.ack()
@@ -357,15 +371,18 @@ class EventConsumer:
         record: dict[str, list[str]],
         done: list[envelope.EventEnvelope],
         failed: list[_Failure],
+        *,
+        copy: bool,
     ) -> None:
         """Handle each claimed item (its listeners see ``views``' snapshot of it in their
-        event helpers), appending it to ``done`` or ``failed``."""
+        event helpers), appending it to ``done`` or ``failed``. ``copy``: a replay or a
+        redelivery, not one of our retries, that may have run on another replica."""
 
         async def handle(item: envelope.EventEnvelope, view: cache_view.Entities) -> None:
             succeeded = list(record.get(item.dedupe_key, ()))
             try:
                 with event_view.handling(view):
-                    error = await self._handle(item, succeeded)
+                    error = await self._handle(item, succeeded, copy=copy)
             except events.UndeserializableError as exc:
                 await self._park(
                     message,
@@ -422,8 +439,11 @@ class EventConsumer:
                         "error_type": headers[topology.HEADER_ERROR_TYPE],
                     },
                 )
-                await self._channel.default_exchange.publish(
-                    self._copy(message, body, headers), routing_key=retries[attempt]
+                _routed(
+                    await self._channel.default_exchange.publish(
+                        self._copy(message, body, headers), routing_key=retries[attempt]
+                    ),
+                    retries[attempt],
                 )
                 self.stats.retried += 1
             else:
@@ -450,7 +470,7 @@ class EventConsumer:
         )
 
     async def _handle(
-        self, item: envelope.EventEnvelope, succeeded: list[str]
+        self, item: envelope.EventEnvelope, succeeded: list[str], *, copy: bool
     ) -> BaseException | None:
         # Every line logged while it runs (the bot's own too) says which shard, guild, event.
         with shared_logging.context(shard=item.shard_id, guild=_guild_of(item), event=item.t):
@@ -471,13 +491,17 @@ class EventConsumer:
                 )
                 return None
             if (
-                error is not None
+                copy
+                and error is not None
                 and item.t in topology.INTERACTION_EVENTS
                 and _answered_elsewhere(error)
             ):
+                # Only a copy (a replay, a redelivery) may have run elsewhere; on a first
+                # delivery or our own retry a 40060 is a failure like any other (a plugin
+                # answering twice, an answer before a failure), retried then parked.
                 self.stats.interactions_answered_elsewhere += 1
                 _LOGGER.warning(
-                    "interaction already answered (by another replica); not retried",
+                    "interaction replayed after it was answered; not retried",
                     extra={"key": item.dedupe_key},
                 )
                 return None
@@ -549,6 +573,11 @@ class EventConsumer:
         _LOGGER.warning(
             "dead-lettering", extra={"reason": redis_client.text(headers[topology.HEADER_REASON])}
         )
-        exchange = await self._channel.get_exchange(self._topology.dead_letter_exchange)
-        await exchange.publish(self._copy(message, body, headers), routing_key=routing_key)
+        exchange = await self._channel.get_exchange(
+            self._topology.dead_letter_exchange, ensure=False
+        )
+        _routed(
+            await exchange.publish(self._copy(message, body, headers), routing_key=routing_key),
+            self._topology.dead_letter_exchange,
+        )
         self.stats.dead_lettered += 1

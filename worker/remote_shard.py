@@ -208,7 +208,9 @@ class RemoteShard:
             if self._reply_to is not None:
                 await self._channel.default_exchange.publish(message, routing_key=self._reply_to)
             else:
-                exchange = await self._channel.get_exchange(self._topology.commands_exchange)
+                exchange = await self._channel.get_exchange(
+                    self._topology.commands_exchange, ensure=False
+                )
                 await exchange.publish(
                     message, routing_key=self._topology.shard_key(self._pool, self._id)
                 )

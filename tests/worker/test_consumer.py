@@ -327,3 +327,30 @@ async def test_a_failure_outside_a_listener_is_retried_like_one(stack: Stack) ->
     assert len(calls) == 2
     assert calls[1] - calls[0] >= 0.3
     assert (stats.retried, stats.failures[name], stats.dead_lettered) == (1, 1, 0)
+
+
+async def test_a_retry_the_broker_returns_is_requeued_not_acked(stack: Stack) -> None:
+    """A review of the restore change: retry queues are no longer restored by the robust
+    channel (RabbitMQ keeps them; ``shared.broker.Redeclaring`` declares them again for a node
+    that came back empty). A retry published while one is missing is returned by the broker:
+    it was acked as if parked, and the event was lost. Now it goes back on the queue."""
+    bot = bot_module.Bot()
+    calls: list[str] = []
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def flaky(event: hikari.GuildMessageCreateEvent) -> None:
+        calls.append(event.content or "")
+        if len(calls) == 1:
+            raise RuntimeError("Discord answered 503")
+
+    async with worker(stack, bot, RETRY_DELAYS="0.3") as replica:
+        assert replica.consumer is not None
+        stats = replica.consumer.stats
+        work = stack.topology.worker_queue("main", "default")
+        channel = await stack.connection.channel()
+        await channel.queue_delete(stack.topology.retry_queue(work, 0.3))  # the node forgot it
+        await publish(stack, item(1, "MESSAGE_CREATE", message_payload(stack, "kept")))
+        await until(lambda: stats.handled["MESSAGE_CREATE"] == 1, "handled on its redelivery")
+    assert calls == ["kept", "kept"]
+    assert stats.retried == 0
+    assert stats.failures["MESSAGE_CREATE"] == 1

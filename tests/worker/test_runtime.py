@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import time
 import typing
 
 import aio_pika
@@ -699,14 +700,48 @@ async def test_an_expired_interaction_does_not_hide_another_listeners_failure(
             assert consumer.stats.retried == 1
 
 
-async def test_an_interaction_another_replica_answered_is_settled_not_retried(
+async def _answered_then_delivered(
+    stack: Stack, channel_id: int, *, replay: bool
+) -> rest_state.Interaction:
+    """Another replica has answered an interaction; then its envelope reaches this one, as a
+    gateway's replay (flagged) or as a first delivery (not)."""
+    discord = stack.discord
+    interaction = discord.send_interaction(channel_id, discord.add_user("gus"), "twice")
+    callback = f"{discord.api_url}/interactions/{interaction.id}/{interaction.token}/callback"
+    async with (  # the replica that answered first
+        aiohttp.ClientSession() as session,
+        session.post(callback, json={"type": 4, "data": {"content": "first"}}) as answered,
+    ):
+        assert answered.status == 204
+    item = envelope.wire(
+        "main",
+        "gw",
+        "rq",
+        0,
+        1,
+        "s",
+        interaction.id % 10**6,
+        "INTERACTION_CREATE",
+        interaction.payload,
+        time.time(),
+    )
+    channel = await stack.connection.channel()
+    exchange = await channel.get_exchange(stack.topology.events_exchange)
+    await exchange.publish(
+        aio_pika.Message(orjson.dumps(item), headers={topology.HEADER_REPLAY: 1} if replay else {}),
+        stack.topology.event_key("main", "INTERACTION_CREATE"),
+    )
+    return interaction
+
+
+async def test_a_replayed_interaction_another_replica_answered_is_settled_not_retried(
     stack: Stack,
 ) -> None:
     """Soak seed 766573: while Redis hung, a gateway's replay of an interaction ran on a second
     replica (interactions are never held for Redis); Discord refused its answer with 40060
-    "already acknowledged" and it went round the retry queues. Running it again can only meet
-    the same answer."""
-    discord = stack.discord
+    "already acknowledged" and it went round the retry queues. A copy that was answered
+    elsewhere can only meet the same answer: settled. A first delivery meeting 40060 is a
+    failure like any other (a plugin answering twice): retried."""
     _, channel_id = text_channel(stack)
     bot = bot_module.Bot()
     ran: list[int] = []
@@ -719,26 +754,22 @@ async def test_an_interaction_another_replica_answered_is_settled_not_retried(
 
     channel = await stack.connection.channel()
     dead = await stack.topology.declare_dead_letter(channel)
-    async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
-        await discord.wait_for(lambda: discord.connected_shards() == [0])
-        async with worker(stack, bot, RETRY_DELAYS=FAST_RETRIES):
-            pass  # its queues now exist: what comes next waits there
-        interaction = discord.send_interaction(channel_id, discord.add_user("gus"), "twice")
-        callback = f"{discord.api_url}/interactions/{interaction.id}/{interaction.token}/callback"
-        async with (  # the replica that answered first
-            aiohttp.ClientSession() as session,
-            session.post(callback, json={"type": 4, "data": {"content": "first"}}) as answered,
-        ):
-            assert answered.status == 204
-        async with worker(stack, bot, RETRY_DELAYS=FAST_RETRIES) as replica:
-            consumer = replica.consumer
-            assert consumer is not None
-            await discord.wait_for(
-                lambda: consumer.stats.interactions_answered_elsewhere == 1, timeout=10
-            )
-            await asyncio.sleep(1.0)  # four retries at 0.1 s would have run by now
-            assert ran == [interaction.id]
-            assert consumer.stats.failures["INTERACTION_CREATE"] == 0
-            assert consumer.stats.retried == 0
-    assert await dead.get(fail=False, timeout=1) is None
-    assert interaction.response == {"type": 4, "data": {"content": "first"}}
+    async with worker(stack, bot, RETRY_DELAYS=FAST_RETRIES) as replica:
+        consumer = replica.consumer
+        assert consumer is not None
+        replayed = await _answered_then_delivered(stack, channel_id, replay=True)
+        await stack.discord.wait_for(
+            lambda: consumer.stats.interactions_answered_elsewhere == 1, timeout=10
+        )
+        await asyncio.sleep(1.0)  # four retries at 0.1 s would have run by now
+        assert ran == [replayed.id]
+        assert consumer.stats.failures["INTERACTION_CREATE"] == 0
+        assert consumer.stats.retried == 0
+        assert await dead.get(fail=False, timeout=1) is None
+        assert replayed.response == {"type": 4, "data": {"content": "first"}}
+
+        first = await _answered_then_delivered(stack, channel_id, replay=False)
+        await stack.discord.wait_for(lambda: consumer.stats.retried >= 1, timeout=10)
+        assert consumer.stats.interactions_answered_elsewhere == 1
+        assert consumer.stats.failures["INTERACTION_CREATE"] >= 1
+        assert first.id in ran
