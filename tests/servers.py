@@ -203,10 +203,11 @@ class PrivateRedis:
     """A redis-server of the test's own, on a free port, that a test may stop and restart.
 
     By default it keeps nothing on disk, so a restart comes back empty. ``persist`` runs it as
-    production does (``appendonly yes``, docker-compose.yml): every write reaches the
-    append-only file before its reply (``appendfsync everysec`` only delays the fsync, which
-    matters to a machine crash, not a killed process), so a kill -9 and a start lose nothing;
-    :meth:`wipe` then deletes the files for a restart that comes back empty.
+    production does (``appendonly yes``, ``appendfsync everysec``, docker-compose.yml): a write
+    is in the append-only file (the kernel's, not yet the disk's) before its reply, so a
+    killed process loses nothing, unless a background fsync is over a second behind, when
+    Redis may hold the file's writes back for up to 2 s more; :meth:`wipe` deletes the files
+    for a restart that comes back empty.
     """
 
     def __init__(self, directory: pathlib.Path, *, persist: bool = False) -> None:
