@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -14,6 +15,8 @@ if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
 
 _LOGGER = logging.getLogger("shardline.gateway.sessions")
+#: Seconds between attempts to record a new session Redis did not take; the last repeats.
+START_RETRY_DELAYS: typing.Final = (0.5, 1.0, 2.0, 5.0)
 
 # Advance the stored seq only forward and only within the same session; re-create the record
 # when it is missing (Redis restarted empty), never overwrite another session's.
@@ -88,6 +91,37 @@ class SessionStore:
             )
             pipe.expire(key, keys.SESSION_TTL)
             await pipe.execute()
+
+    async def start_until_taken(
+        self,
+        shard_id: int,
+        shard_count: int,
+        session_id: str,
+        resume_url: str,
+        *,
+        current: typing.Callable[[], bool],
+    ) -> None:
+        """Record a new session, trying again while Redis does not take it, for as long as
+        ``current()`` (this gateway still runs that session on the shard).
+
+        Without it, a READY while Redis was away left the old session's record: the new
+        session's checkpoints were refused (another session's record), and a successor
+        RESUMEd the old session, failed and IDENTIFYed (a review of the soak's fixes).
+        """
+        attempt = 0
+        while current():
+            try:
+                await self.start(shard_id, shard_count, session_id, resume_url, 0)
+            except redis_client.REDIS_ERRORS as exc:
+                if attempt == 0:
+                    _LOGGER.warning(
+                        "new session not recorded: Redis unavailable; trying until it is",
+                        extra={"shard": shard_id, "error": exc.__class__.__name__},
+                    )
+            else:
+                return
+            await asyncio.sleep(START_RETRY_DELAYS[min(attempt, len(START_RETRY_DELAYS) - 1)])
+            attempt += 1
 
     async def checkpoint(self, marks: typing.Mapping[int, Checkpoint]) -> set[int]:
         """Advance the stored seq of several shards in one round trip; return the shards whose

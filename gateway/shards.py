@@ -131,10 +131,11 @@ class ShardGroup:
             self._publisher.begin_session(
                 stream, payload["session_id"], payload["resume_gateway_url"], seq
             )
+            session_id = payload["session_id"]
             self._spawn(
-                self._sessions.start(
-                    shard.id, self.shard_count, payload["session_id"],
-                    payload["resume_gateway_url"], 0,
+                self._sessions.start_until_taken(
+                    shard.id, self.shard_count, session_id, payload["resume_gateway_url"],
+                    current=lambda: stream.session == session_id and shard.id in self.stats,
                 )
             )  # fmt: skip
         elif name == "RESUMED":
