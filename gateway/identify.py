@@ -41,6 +41,7 @@ import dataclasses
 import logging
 import typing
 
+from gateway import redis_history
 from shared import clock as clock_module
 from shared import keys, redis_client, sharding
 
@@ -101,20 +102,22 @@ class InMemoryIdentifyQueue(IdentifyQueue):
         self._last[bucket] = self._clock.monotonic()
 
 
-# KEYS[1] = a bucket's slot, KEYS[2] = the pool's identify memory (one hash tag); ARGV = now
-# (ms), the reservation (ms), Redis's expiry (ms), how long a restart shuts the buckets (ms). The
-# slot holds when it frees (on the clock every gateway shares): taken when free, else the ms
-# left. A missing memory on a Redis up for less than that (restarted empty) shuts every bucket
-# for that long from now (never longer from any caller's clock). A Redis whose INFO cannot be
-# read (an ACL, a proxy) counts as old: the memory then guards nothing, as before it.
-_TAKE: typing.Final = """
+# KEYS[1] = a bucket's slot, KEYS[2] = the pool's identify memory, KEYS[3] = its Redis history
+# (one hash tag); ARGV = now (ms), the reservation (ms), Redis's expiry (ms), how long a restart
+# shuts the buckets (ms). The slot holds when it frees (on the clock every gateway shares):
+# taken when free, else the ms left. A missing memory on a Redis that has held its data for
+# less than that (restarted empty, or a replica promoted: ``gateway.redis_history``) shuts
+# every bucket for that long from now (never longer from any caller's clock). A Redis whose
+# INFO cannot be read (an ACL, a proxy) counts as old: the memory then guards nothing.
+_TAKE: typing.Final = (
+    redis_history.HELD_MS
+    + """
 local now = tonumber(ARGV[1])
+local held = held_ms(KEYS[3], KEYS[2])
 local opens = tonumber(redis.call('GET', KEYS[2]) or '-1')
 if opens < 0 then
-  local ok, info = pcall(redis.call, 'INFO', 'server')
-  local up = ok and tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or nil
   opens = 0
-  if up ~= nil and up * 1000 < tonumber(ARGV[4]) + 1000 then opens = now + tonumber(ARGV[4]) end
+  if held ~= nil and held < tonumber(ARGV[4]) + 1000 then opens = now + tonumber(ARGV[4]) end
   redis.call('SET', KEYS[2], opens)
 end
 if opens > now then return math.min(opens - now, tonumber(ARGV[4])) end
@@ -123,6 +126,7 @@ if free_at > now then return free_at - now end
 redis.call('SET', KEYS[1], now + tonumber(ARGV[2]), 'PX', ARGV[3])
 return 0
 """
+)
 
 
 class RedisIdentifyQueue(IdentifyQueue):
@@ -166,7 +170,11 @@ class RedisIdentifyQueue(IdentifyQueue):
                 try:
                     wait_ms = int(
                         await self._take(
-                            keys=[key, self._keys.identify_memory()],
+                            keys=[
+                                key,
+                                self._keys.identify_memory(),
+                                self._keys.redis_history(),
+                            ],
                             # Reserved for two windows: see the module's docstring.
                             args=[
                                 self._clock.now_ms(),

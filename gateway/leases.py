@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import typing
 
-from gateway import drains
+from gateway import drains, redis_history
 from shared import keys, redis_client, sharding
 
 if typing.TYPE_CHECKING:
@@ -46,17 +46,20 @@ if not holder then
 end
 return 0
 """
-# KEYS[1] = a lease; ARGV = the gateway, the TTL (s), the youngest Redis (uptime, s) that may
-# hand out a free lease. Answers 1 (taken), 0 (held by another), -1 (Redis too young). A Redis
-# whose INFO cannot be read (an ACL without @dangerous, a proxy) counts as old, not as young
-# forever; a replica promoted by a failover is old too: neither is guarded by this rule.
-_CLAIM: typing.Final = """
-local ok, info = pcall(redis.call, 'INFO', 'server')
-local up = ok and tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or nil
-if up ~= nil and up < tonumber(ARGV[3]) then return -1 end
+# KEYS[1] = a lease, KEYS[2] = the pool's Redis history, KEYS[3] = its identify memory (one
+# hash tag); ARGV = the gateway, the TTL (s), the youngest Redis (s held: restarted, or a
+# replica promoted, ``gateway.redis_history``) that may hand out a free lease. Answers 1
+# (taken), 0 (held by another), -1 (Redis too young). A Redis whose INFO cannot be read (an
+# ACL without @dangerous, a proxy) counts as old, not as young forever.
+_CLAIM: typing.Final = (
+    redis_history.HELD_MS
+    + """
+local held = held_ms(KEYS[2], KEYS[3])
+if held ~= nil and held < tonumber(ARGV[3]) * 1000 then return -1 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
 return 0
 """
+)
 _RELEASE: typing.Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -148,7 +151,11 @@ class ShardLeases:
         it is free (:attr:`redis_too_young`)."""
         answer = int(
             await self._claim(
-                keys=[self._keys.lease(shard_id, self.shard_count)],
+                keys=[
+                    self._keys.lease(shard_id, self.shard_count),
+                    self._keys.redis_history(),
+                    self._keys.identify_memory(),
+                ],
                 args=[self.gateway_id, self.ttl, self.ttl + YOUNG_REDIS_MARGIN],
             )
         )

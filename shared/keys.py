@@ -179,6 +179,12 @@ class RedisKeys:
         restarted empty or flushed, and the slots it held are gone (``gateway.identify``)."""
         return f"{self._pooled}:identify:memory"
 
+    def redis_history(self) -> str:
+        """Hash, no expiry: the replication id this Redis had when a gateway script last
+        looked, and since when (ms, Redis's clock): a new id is a promoted replica
+        (``gateway.redis_history``)."""
+        return f"{self._pooled}:redis-history"
+
     def session_start_ledger(self) -> str:
         """Hash: remaining, total, reset_at of the session start limit, shared by the pool."""
         return f"{self._pooled}:session-start"

@@ -37,6 +37,7 @@ def redis_cluster(
     cluster = servers.PrivateRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
     try:
         cluster.start()
+        servers.wait_old_enough(cluster.ports[0])  # started together: all as old
     except servers.ServiceUnavailableError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield cluster

@@ -77,8 +77,19 @@ def ensure_redis() -> str:
         # A Redis younger than a lease TTL and 3 s hands out no free shard lease, and one
         # younger than two identify windows no identify slot (a restart may have lost them):
         # the tests start when it is old enough, as a machine's own Redis always is.
-        _wait_uptime(REDIS_PORT, keys.LEASE_TTL + 4)
+        wait_old_enough(REDIS_PORT)
     return f"redis://127.0.0.1:{REDIS_PORT}/0"
+
+
+#: Seconds a Redis the tests start must be up before they use it: a younger one hands out no
+#: free lease (a lease TTL and 3 s) and shuts every identify bucket for a reservation of two
+#: windows and a second (``gateway.leases``, ``gateway.identify``).
+OLD_ENOUGH: typing.Final = max(keys.LEASE_TTL + 4, 2 * keys.IDENTIFY_WINDOW + 2)
+
+
+def wait_old_enough(port: int) -> None:
+    """Wait until the Redis on ``port`` is :data:`OLD_ENOUGH`, as a machine's own always is."""
+    _wait_uptime(port, OLD_ENOUGH)
 
 
 def _wait_uptime(port: int, seconds: float) -> None:

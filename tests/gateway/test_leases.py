@@ -149,3 +149,41 @@ async def test_a_redis_restarted_empty_hands_out_no_free_lease_until_holders_wro
     finally:
         await client.aclose()
         server.stop()
+
+
+async def test_a_promoted_replica_hands_out_no_free_lease_until_holders_wrote_theirs_back(
+    tmp_path: pathlib.Path, namespace: str
+) -> None:
+    """A review of the young-Redis rule: a replica that a failover promoted has been up for a
+    long time, but a lease written on the old master just before may not have reached it. A
+    promotion changes Redis's replication id (``gateway.redis_history``): from then on it
+    counts as new, as a restarted one does; its identify memory is dropped too."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    master, replica = servers.PrivateRedis(tmp_path / "a"), servers.PrivateRedis(tmp_path / "b")
+    master.start()
+    replica.start()
+    on_master = aioredis_module.Redis.from_url(master.url)
+    on_replica = aioredis_module.Redis.from_url(replica.url)
+    try:
+        redis_keys = keys.RedisKeys(namespace, "main")
+        await on_replica.replicaof("127.0.0.1", master.port)
+        await on_master.set(redis_keys.identify_memory(), 0)
+        await asyncio.sleep(1 + leases.YOUNG_REDIS_MARGIN + 0.5)  # both old enough for ttl=1
+        holder_ = leases.ShardLeases(on_master, redis_keys, "gw-a", ttl=1, shard_count=2)
+        assert await holder_.claim(0)  # the master's history is written
+        assert await on_master.execute_command("WAIT", 1, 5000) == 1  # and replicated
+        assert await on_replica.exists(redis_keys.redis_history())
+        await on_replica.replicaof("NO", "ONE")  # the failover
+        newcomer = leases.ShardLeases(on_replica, redis_keys, "gw-b", ttl=1, shard_count=2)
+        assert not await newcomer.claim(1)
+        assert newcomer.redis_too_young
+        assert not await on_replica.exists(redis_keys.identify_memory())
+        await asyncio.sleep(1 + leases.YOUNG_REDIS_MARGIN + 0.5)  # Redis's own clock
+        assert await newcomer.claim(1)
+        assert not newcomer.redis_too_young
+    finally:
+        await on_master.aclose()
+        await on_replica.aclose()
+        master.stop()
+        replica.stop()
