@@ -213,6 +213,11 @@ class RedisKeys:
         stream is the keys' hash tag."""
         return f"{self.namespace}:dedupe:{{{scope}}}"
 
+    def dedupe_recovered(self) -> str:
+        """String with ``worker.dedupe.HOLD_SETTLE`` expiry: set by the first replica whose
+        call succeeds after a Redis outage; a replayed message waits while it exists."""
+        return f"{self._pooled}:dedupe-recovered"
+
     def dedupe_holder(self, worker_id: str) -> str:
         """String with ``DEDUPE_HOLDER_TTL``, refreshed while the worker runs: its claims are
         in progress, so a redelivered copy waits for them instead of taking them over."""

@@ -30,8 +30,12 @@ never held: their 3 s deadline matters more, and Discord refuses a second initia
 one interaction (discord-api-docs, Receiving and Responding, "Responding to an
 Interaction": an interaction is acknowledged once). "done" marks that Redis did not take are
 kept (up to ``LOCAL_MEMORY`` envelopes) and offered again every ``_RETRY_MARKS_EVERY`` until it
-takes them, so a replay after the outage still finds them. Left open: an envelope a replica
-took on its own memory and is still handling when Redis returns has no claim there.
+takes them, so a replay after the outage still finds them. Those marks reach Redis only once
+that replica's breaker lets calls through again (up to 2 s after Redis answers), so a replay
+claimed just after an outage waits too: held by a replica whose last call failed, and waiting
+out ``keys.dedupe_recovered`` (the first replica back says so, for ``HOLD_SETTLE``) on one
+that saw no outage (soak seed 762653). Left open: an envelope a replica took on its own
+memory and is still handling past those seconds has no claim in Redis.
 """
 
 from __future__ import annotations
@@ -146,6 +150,7 @@ class Deduplicator:
         self._keys = redis_keys
         self._holder = f"{_HOLDER_PREFIX}{worker_id}"
         self._holder_key = redis_keys.dedupe_holder(worker_id)
+        self._recovered_key = redis_keys.dedupe_recovered()
         self._alive: asyncio.Task[None] | None = None
         self._script = redis.register_script(_CLAIM_AND_MARK)
         self._take_over = redis.register_script(_TAKE_OVER)
@@ -244,7 +249,18 @@ class Deduplicator:
         ``replayed``: the message may have been handled elsewhere (Discord's replay after a
         RESUME, flagged by the gateway, or the broker's redelivery): its envelopes other than
         interactions wait for Redis while it is away (see the module's docstring). A retry of
-        our own (``redelivered`` alone) was released when it failed and is not held."""
+        our own (``redelivered`` alone) was released when it failed and is not held.
+
+        Just after an outage such a message waits too (soak seed 762653): Redis answers again,
+        but the replica that handled it on its own memory may not have written its mark yet
+        (its breaker lets calls through up to 2 s later). So it is held when this replica's
+        last call to Redis failed, and waits while any replica's recovery is under
+        ``HOLD_SETTLE`` old (``keys.dedupe_recovered``, written by the first call that
+        succeeds after an outage)."""
+        if replayed and envelopes and envelopes[0].t not in topology.INTERACTION_EVENTS:
+            if not self.available:
+                return await self._hold(envelopes, redelivered=redelivered)
+            await self._wait_out_recovery()
         try:
             won = await self._claim_codes(envelopes, redelivered=redelivered)
         except redis_client.REDIS_ERRORS as exc:
@@ -306,10 +322,34 @@ class Deduplicator:
         taken.sort(key=lambda item: order[id(item)])
         return taken
 
+    async def _wait_out_recovery(self) -> None:
+        """Wait while another replica's recovery from an outage is under ``HOLD_SETTLE`` old."""
+        try:
+            left = int(await self._redis.pttl(self._recovered_key))
+        except redis_client.REDIS_ERRORS:
+            return  # the claim finds Redis away and holds
+        if left > 0:
+            self.held += 1
+            await self._clock.sleep(min(left / 1000, HOLD_SETTLE))
+
+    def _recovered(self) -> None:
+        """The first call after an outage succeeded: say so, for ``HOLD_SETTLE``, to every
+        replica (a replay reaching one that saw no outage waits out the others' marks)."""
+
+        async def announce() -> None:
+            with contextlib.suppress(*redis_client.REDIS_ERRORS):
+                await self._redis.set(self._recovered_key, self._holder, px=int(HOLD_SETTLE * 1000))
+
+        task = asyncio.get_running_loop().create_task(announce())
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
     async def _taken(
         self, envelopes: typing.Sequence[envelope.EventEnvelope], won: list[int]
     ) -> list[envelope.EventEnvelope]:
         """What Redis's answer ``won`` gives this worker to handle."""
+        if not self.available:
+            self._recovered()
         self.available = True
         waiting = [item for item, answer in zip(envelopes, won, strict=True) if answer == _WAIT]
         taken = [item for item, answer in zip(envelopes, won, strict=True) if answer == _TAKE]

@@ -317,3 +317,77 @@ async def test_a_replica_closing_while_redis_is_away_waits_for_it_to_take_its_ma
     await second.flush_before_close(timeout=0.5)
     await second.close()
     assert await redis_client.get(redis_keys.dedupe(more[0].dedupe_key)) is None
+
+
+async def _marks_written_late(
+    fake: clock_module.FakeClock,
+    redis_client: aioredis.Redis,
+    redis_keys: keys.RedisKeys,
+    handled: list[envelope.EventEnvelope],
+    after: float,
+) -> None:
+    """The replica that ran ``handled`` on its own memory writes its marks ``after`` seconds
+    (on the fake clock, which stands still while it writes)."""
+    await fake.sleep(after)
+    ran = dedupe.Deduplicator(redis_client, redis_keys, "w1")
+    await ran.claim(handled, redelivered=False)
+    await ran.finish(handled, [])
+    await ran.flush()
+
+
+async def test_a_replay_just_after_an_outage_waits_for_the_marks_of_the_replica_that_ran_it(
+    cut_redis: CutRedis, redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """Soak seed 762653: 8 prefix commands answered twice. During a Redis hang a replica ran
+    them on its own memory; a second after the hang a gateway took the shard over and RESUMEd
+    from a checkpoint the hang had kept back, and the replay reached a replica whose Redis
+    answered again, which claimed it before the first replica's breaker let its marks out. A
+    replica whose last call failed now holds such a replay (``HOLD_SETTLE`` once Redis
+    answers)."""
+    redis_keys = keys.RedisKeys(namespace, "main")
+    proxy, client = cut_redis
+    async with clock_module.FakeClock() as fake:
+        late = dedupe.Deduplicator(client, redis_keys, "w2", clock=fake)
+        await proxy.cut()
+        assert seqs(await fake.spawn(late.claim([item(9)], redelivered=False))) == [(0, 9)]
+        assert late.available is False
+        await proxy.restore()  # Redis is back; this replica has not called it yet
+        replay = [item(1), item(2), item(3)]
+        writing = fake.spawn(_marks_written_late(fake, redis_client, redis_keys, replay[:2], 1.5))
+        taken = await fake.spawn(late.claim(replay, redelivered=False, replayed=True))
+        await writing
+    assert seqs(taken) == [(0, 3)]
+    assert late.held == 1
+
+
+async def test_a_replay_reaching_a_replica_that_saw_no_outage_waits_out_anothers_recovery(
+    cut_redis: CutRedis, redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """The same, on a replica that made no call during the outage (started after it): the
+    first replica whose call succeeds afterwards says so in Redis for ``HOLD_SETTLE``, and a
+    replay claimed meanwhile waits for it."""
+    redis_keys = keys.RedisKeys(namespace, "main")
+    proxy, client = cut_redis
+    recovering = dedupe.Deduplicator(client, redis_keys, "w0")
+    await proxy.cut()
+    assert seqs(await recovering.claim([item(9)], redelivered=False)) == [(0, 9)]
+    await proxy.restore()
+    assert seqs(await recovering.claim([item(10)], redelivered=False)) == [(0, 10)]  # says so
+    for _ in range(500):  # written in the background
+        if await redis_client.exists(redis_keys.dedupe_recovered()):
+            break
+        await asyncio.sleep(0.01)
+    assert await redis_client.exists(redis_keys.dedupe_recovered())
+    async with clock_module.FakeClock() as fake:
+        fresh = dedupe.Deduplicator(redis_client, redis_keys, "w3", clock=fake)
+        replay = [item(1), item(2), item(3)]
+        writing = fake.spawn(_marks_written_late(fake, redis_client, redis_keys, replay[:2], 0.5))
+        taken = await fake.spawn(fresh.claim(replay, redelivered=False, replayed=True))
+        await writing
+    assert seqs(taken) == [(0, 3)]
+    assert fresh.held == 1
+    # A first delivery never waits for it.
+    async with clock_module.FakeClock() as fake:
+        started = fake.monotonic()
+        assert seqs(await fake.spawn(fresh.claim([item(20)], redelivered=False))) == [(0, 20)]
+        assert fake.monotonic() == started
