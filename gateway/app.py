@@ -108,11 +108,19 @@ class GatewayApp:
         )
         stack.push_async_callback(redis.aclose)
         await cache_layout.claim(redis, self.keys)
-        broker = await broker_connect.connect(core.amqp_urls or (core.amqp_url,), self.stopping)
+        urls = core.amqp_urls or (core.amqp_url,)
+        broker = await broker_connect.connect(urls, self.stopping)
         self.broker_metrics.connection = broker
         stack.push_async_callback(_bounded, broker.close)
+        # The command and RPC channels' own connection: after a broker restart aio-pika
+        # restores a connection's channels one after another, and publishing must not wait
+        # behind the command channel's bindings (one per held shard).
+        control = await broker_connect.connect(urls, self.stopping)
+        stack.push_async_callback(_bounded, control.close)
 
-        channel, events_exchange, command_channel, reply_queue = await self._declare(broker)
+        channel, events_exchange, command_channel, reply_queue = await self._declare(
+            broker, control
+        )
         await self._start_health()
         self.ledger = await self._start_ledger(redis, info)
         # Where an event too large for any worker is parked (as a stub), never retried.
@@ -134,7 +142,7 @@ class GatewayApp:
             identify_queue=identify.RedisIdentifyQueue(redis, self.keys),
             ledger=self.ledger,
         )
-        self.endpoint = await self._start_rpc(broker)
+        self.endpoint = await self._start_rpc(control)
         stack.push_async_callback(self.endpoint.close)
         follower = self._reshard = reshard.ReshardFollower(
             redis,
@@ -164,7 +172,7 @@ class GatewayApp:
             names=self.topology,
         )
         await broker_connect.declaring(
-            broker, self.stopping, "command consumer", self.commands.start
+            control, self.stopping, "command consumer", self.commands.start
         )
         stack.push_async_callback(_bounded, self.commands.close)
         if self.settings.lavalink is not None:
@@ -320,15 +328,18 @@ class GatewayApp:
         return self._voice.bridge if self._voice is not None else None
 
     async def _declare(
-        self, broker: aio_pika.abc.AbstractRobustConnection
+        self,
+        broker: aio_pika.abc.AbstractRobustConnection,
+        control: aio_pika.abc.AbstractRobustConnection,
     ) -> tuple[
         aio_pika.abc.AbstractChannel,
         aio_pika.abc.AbstractExchange,
         aio_pika.abc.AbstractChannel,
         aio_pika.abc.AbstractQueue,
     ]:
-        """The events channel and exchanges, the command channel and this gateway's queue.
-        Each step again if the broker is lost under it, once the connection is back."""
+        """The events channel and exchanges (on ``broker``), the command channel and this
+        gateway's queue (on ``control``). Each step again if the broker is lost under it,
+        once the connection is back."""
         declaring = functools.partial(broker_connect.declaring, broker, self.stopping)
         channel = await declaring("events channel", lambda: broker.channel(publisher_confirms=True))
         events_exchange, _ = await declaring(
@@ -338,7 +349,8 @@ class GatewayApp:
         again = broker_connect.Redeclaring(broker)
         self._stack.push_async_callback(again.close)
         again.add("exchanges", self.topology.declare_exchanges)
-        command_channel = await declaring("command channel", broker.channel)
+        declaring = functools.partial(broker_connect.declaring, control, self.stopping)
+        command_channel = await declaring("command channel", control.channel)
         await declaring("command qos", lambda: command_channel.set_qos(prefetch_count=256))
         reply_queue = await declaring(
             "reply queue",

@@ -149,6 +149,10 @@ class WorkerApp:
         self.metrics = health.metrics_registry(metrics.WorkerCollector(self))
         self.metrics.register(self.broker_metrics)
         self._amqp: aio_pika.abc.AbstractRobustConnection | None = None
+        #: The RPC and services channels' own connection: after a broker restart aio-pika
+        #: restores a connection's channels one after another, and the events channel (the
+        #: consumers, the interactions' 3 s) must not wait behind them.
+        self._control_amqp: aio_pika.abc.AbstractRobustConnection | None = None
         self._redis: redis_client.GuardedRedis | None = None
         self._mongo: pymongo.AsyncMongoClient[dict[str, typing.Any]] | None = None
         self.settings_store: settings_db.SettingsStore | None = None
@@ -161,6 +165,7 @@ class WorkerApp:
         self._lavalink: shared_voice.LavalinkRest | None = None
         self.interests: interests.InterestAnnouncer | None = None
         self.redeclaring: broker.Redeclaring | None = None
+        self.control_redeclaring: broker.Redeclaring | None = None
 
     async def start(self) -> None:
         events.check_compatibility()
@@ -175,8 +180,11 @@ class WorkerApp:
         self._amqp = await broker.connect(core.amqp_urls or (core.amqp_url,), self.stopping)
         self.broker_metrics.connection = self._amqp
         # After a reconnect, what the robust channels leave out of their restore (a node
-        # that came back empty): the routes, the retry queues, the services' bindings.
+        # that came back empty): the routes and retry queues here, the services' bindings on
+        # the control connection.
         self.redeclaring = broker.Redeclaring(self._amqp)
+        self._control_amqp = await broker.connect(core.amqp_urls or (core.amqp_url,), self.stopping)
+        self.control_redeclaring = broker.Redeclaring(self._control_amqp)
         channel = await self._declaring("events channel", self._events_channel)
         await self._start_rpc()
         self._rest = rest_limits.build_client(
@@ -258,11 +266,13 @@ class WorkerApp:
         )
 
     async def _close_broker(self) -> None:
-        if self.redeclaring is not None:
-            await self.redeclaring.close()
-        if self._amqp is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._amqp.close(), 5)
+        for again in (self.redeclaring, self.control_redeclaring):
+            if again is not None:
+                await again.close()
+        for connection in (self._amqp, self._control_amqp):
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connection.close(), 5)
 
     async def _start_events(
         self, channel: aio_pika.abc.AbstractChannel, wanted: list[str]
@@ -294,11 +304,13 @@ class WorkerApp:
 
     async def _start_rpc(self) -> None:
         """This replica's RPC endpoint: service calls, fleet questions (``stats`` built in)."""
-        assert self._amqp is not None
+        assert self._control_amqp is not None
         assert self._redis is not None
-        amqp = self._amqp
+        amqp = self._control_amqp
         rpc_channel = await self._declaring(
-            "rpc channel", lambda: amqp.channel(publisher_confirms=True, on_return_raises=True)
+            "rpc channel",
+            lambda: amqp.channel(publisher_confirms=True, on_return_raises=True),
+            on=amqp,
         )
         self.endpoint = rpc.Endpoint(
             rpc_channel, self.topology, self.settings.core.pool, self.worker_id
@@ -310,21 +322,21 @@ class WorkerApp:
         self.endpoint.answer("stats", stats)
         self.bot.services.attach(self.endpoint)
         self.bot.fleet.attach(self.endpoint, self._redis, self.keys)
-        await self._declaring("rpc queue", self.endpoint.start)
+        await self._declaring("rpc queue", self.endpoint.start, on=amqp)
 
     async def _start_services(self) -> None:
         """Stand for every service's leadership and run the schedules this replica wins."""
-        assert self._amqp is not None
+        assert self._control_amqp is not None
         assert self._redis is not None
         if self.bot.services.defined:
-            amqp = self._amqp
+            amqp = self._control_amqp
 
             async def service_channel_() -> aio_pika.abc.AbstractChannel:
                 opened = await amqp.channel(publisher_confirms=True)
                 await opened.set_qos(prefetch_count=SERVICE_PREFETCH)
                 return opened
 
-            service_channel = await self._declaring("services channel", service_channel_)
+            service_channel = await self._declaring("services channel", service_channel_, on=amqp)
             self.service_host = services.ServiceHost(
                 self.bot.services.defined.values(),
                 channel=service_channel,
@@ -333,10 +345,10 @@ class WorkerApp:
                 topology=self.topology,
                 process_id=self.worker_id,
             )
-            await self._declaring("services", self.service_host.start)
-            assert self.redeclaring is not None
-            self.redeclaring.add("service routes", self.service_host.declare_routes)
-            await self.redeclaring.watch(service_channel)
+            await self._declaring("services", self.service_host.start, on=amqp)
+            assert self.control_redeclaring is not None
+            self.control_redeclaring.add("service routes", self.service_host.declare_routes)
+            await self.control_redeclaring.watch(service_channel)
         if self.bot.schedules.defined:
             self.scheduler = services.Scheduler(
                 self.bot.schedules.defined.values(),
@@ -346,10 +358,18 @@ class WorkerApp:
             )
             await self.scheduler.start()
 
-    async def _declaring(self, what: str, step: typing.Callable[[], typing.Awaitable[_T]]) -> _T:
-        """One broker step of the start, run again if the broker is lost under it."""
-        assert self._amqp is not None
-        return await broker.declaring(self._amqp, self.stopping, what, step)
+    async def _declaring(
+        self,
+        what: str,
+        step: typing.Callable[[], typing.Awaitable[_T]],
+        *,
+        on: aio_pika.abc.AbstractRobustConnection | None = None,
+    ) -> _T:
+        """One broker step of the start (on the events connection unless ``on``), run again
+        if the broker is lost under it."""
+        connection = on or self._amqp
+        assert connection is not None
+        return await broker.declaring(connection, self.stopping, what, step)
 
     async def _events_channel(self) -> aio_pika.abc.AbstractChannel:
         assert self._amqp is not None
@@ -404,7 +424,7 @@ class WorkerApp:
     def readiness(self) -> str | None:
         if self.health is None:
             return "starting"
-        if self._amqp is None or self._amqp.is_closed:
+        if any(c is None or c.is_closed for c in (self._amqp, self._control_amqp)):
             return "broker connection closed"
         if self.interests is not None and not self.interests.acknowledged:
             return "waiting for the gateways to acknowledge this group's interests"
