@@ -300,11 +300,13 @@ class Topology:
         a listener also stops the traffic (selective forwarding). The queues are restored by a
         robust channel (they are consumed); the rest is :meth:`declare_worker_routes`.
         """
-        events = await self.declare_quorum(
-            channel, self.worker_queue(pool, group), self._worker_queue_arguments()
-        )
+        # The interactions queue first: a robust channel restores its queues in the order
+        # they were first declared, and the interactions' 3 s should not wait for the other.
         interactions = await self.declare_quorum(
             channel, self.interaction_queue(pool, group), self._worker_queue_arguments()
+        )
+        events = await self.declare_quorum(
+            channel, self.worker_queue(pool, group), self._worker_queue_arguments()
         )
         await self.declare_worker_routes(channel, pool, group, event_names)
         return events, interactions
