@@ -211,6 +211,6 @@ class Handshakes:
         for payload in missed:
             connection.send(payload)
         record(True, "ok", len(missed))
-        self.sessions.dispatch_to(session, "RESUMED", {"_trace": ["emulator"]})
+        self.sessions.send_resumed(session)
 
     # --- gateway commands -------------------------------------------------------------------

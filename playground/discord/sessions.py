@@ -211,6 +211,22 @@ class GatewaySessions:
         if session.connection is not None:
             session.connection.send(payload)
 
+    def send_resumed(self, session: Session) -> None:
+        """RESUMED, numbered in the session's ``seq`` but not kept for replay: it ends this
+        connection's replay (discord-api-docs, Gateway, "Resuming": "the Gateway will send the
+        missed events in order, finishing with a Resumed event to signal event replay has
+        finished and that all subsequent events will be new"). A later RESUME, by another
+        connection from an earlier seq, must not find it among the missed events: a client
+        would take the rest of its replay for new events (soak seed 555678: two gateways
+        resuming one session in turn published a replay as new, and it ran twice)."""
+        session.seq += 1
+        payload = {
+            "op": protocol.Op.DISPATCH, "t": "RESUMED", "s": session.seq,
+            "d": {"_trace": ["emulator"]},
+        }  # fmt: skip
+        if session.connection is not None:
+            session.connection.send(payload)
+
     def connection_of(self, shard_id: int) -> Connection:
         session = self.shards.get(shard_id)
         if session is None or session.connection is None:

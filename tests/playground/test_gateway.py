@@ -232,6 +232,41 @@ async def test_resume_replays_what_the_session_missed(discord: emulator.DiscordE
     await again.close()
 
 
+async def test_a_second_resume_from_an_earlier_seq_replays_no_earlier_resumed(
+    discord: emulator.DiscordEmulator,
+) -> None:
+    """Gateway, "Resuming": the replay finishes with RESUMED, and what follows is new. Two
+    connections resuming one session in turn (a gateway that lost its lease and its
+    successor, soak seed 555678): the second, from an earlier seq, must not meet the first
+    one's RESUMED in its replay, or it takes the rest of the replay for new events."""
+    guild = discord.add_guild("g")
+    channel_id = int(discord.channels_of(int(guild["id"]))[0]["id"])
+    user = discord.add_user("alice")
+    client = await connect(discord)
+    await client.identify(discord.token)
+    ready = await client.dispatch("READY")
+    await client.dispatch("GUILD_CREATE")
+    discord.send_message(channel_id, user, "one")
+    first = await client.dispatch("MESSAGE_CREATE")
+    session = {"token": discord.token, "session_id": ready["d"]["session_id"]}
+    successor = await RawGatewayClient.connect(ready["d"]["resume_gateway_url"])
+    await successor.receive()
+    await successor.send(6, {**session, "seq": first["s"]})
+    assert [p["t"] for p in await successor.receive_until(lambda p: p.get("t") == "RESUMED")] == [
+        "RESUMED"
+    ]
+    discord.send_message(channel_id, user, "two")
+    await successor.dispatch("MESSAGE_CREATE")
+    stale = await RawGatewayClient.connect(ready["d"]["resume_gateway_url"])
+    await stale.receive()
+    await stale.send(6, {**session, "seq": first["s"]})  # from before the successor's RESUMED
+    replayed = await stale.receive_until(lambda p: p.get("t") == "RESUMED")
+    assert [p["t"] for p in replayed] == ["MESSAGE_CREATE", "RESUMED"]
+    assert replayed[0]["d"]["content"] == "two"
+    for opened in (client, successor, stale):
+        await opened.close()
+
+
 async def test_resume_failures(discord: emulator.DiscordEmulator) -> None:
     client = await connect(discord)
     await client.identify(discord.token)
