@@ -73,11 +73,7 @@ async def run(args: argparse.Namespace) -> int:
         await sending
         stopped = time.time()
         deadline = stopped + ANSWER_BOUND
-        outages = [
-            (f.started, f.ended)
-            for f in faults
-            if f.kind == "rabbit-restart" and f.started is not None and f.ended is not None
-        ]
+        outages = checker.broker_outages(faults)
         while time.time() < deadline and checker.check(the_system, users, outages).lost:
             await asyncio.sleep(1.0)
         await asyncio.sleep(2.0)  # a late second answer still counts as twice

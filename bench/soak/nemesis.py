@@ -67,6 +67,8 @@ class Fault:
     started: float | None = None
     ended: float | None = None
     note: str = ""
+    delay: float = 0.0
+    """``broker-latency``: seconds added each way."""
 
     def describe(self) -> str:
         return f"{self.at:7.1f}s  {self.kind:<15} for {self.duration:4.1f}s  pick {self.pick}"
@@ -250,7 +252,7 @@ class Nemesis:
 
     async def _broker_latency(self, fault: Fault) -> None:
         delay = 0.05 + (fault.pick % 1000) / 1000 * 0.35
-        self.system.broker_proxy.delay = delay
+        self.system.broker_proxy.delay = fault.delay = delay
         fault.note = f"{delay * 1000:.0f} ms each way"
         try:
             await asyncio.sleep(fault.duration)
