@@ -9,8 +9,11 @@ replicated: a lease or an identify slot written on the old master in the last mo
 missing. A promotion gives the new master a new replication id (``master_replid``, Redis's
 PSYNC2: replication.md, "Replication ID explained"), so each script keeps the id it last saw
 (``keys.redis_history``, hash-tagged with the pool's other keys) and counts Redis as new from
-the moment it sees another one: the held time is the shorter of the uptime and the time since
-the id changed (a pool whose history is not written yet goes by the uptime alone). When the
+the moment it sees another one whose previous id (``master_replid2``, which a promoted replica
+sets to its old master's id) is the one it saw: the held time is the shorter of the uptime and
+the time since. A master also takes a new id when it creates its backlog (its first replica,
+or one after ``repl-backlog-ttl`` without any), with no previous id: nothing was lost, and the
+time is kept (a review). A pool whose history is not written yet goes by the uptime alone. When the
 id changes the identify memory is dropped too, so the identify rule treats a promotion as it
 treats a restart. A Redis whose INFO cannot be read (an ACL without ``@dangerous``, a proxy)
 counts as old, as before.
@@ -32,20 +35,23 @@ local function held_ms(history_key, memory_key)
   local held = up * 1000
   local ok2, replication = pcall(redis.call, 'INFO', 'replication')
   local id = ok2 and string.match(replication, 'master_replid:(%w+)') or nil
+  local previous = ok2 and string.match(replication, 'master_replid2:(%w+)') or nil
   if id == nil then return held end
   local time = redis.call('TIME')
   local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
   local seen = redis.call('HGET', history_key, 'id')
   local since = tonumber(redis.call('HGET', history_key, 'since') or '')
   if seen ~= id or since == nil then
-    if seen and seen ~= id then
-      since = now  -- another history: a promoted replica
+    if seen and seen ~= id and previous == seen then
+      since = now  -- the history it continues was another's: a promoted replica
       redis.call('DEL', memory_key)
+    elseif seen and seen ~= id then
+      since = since or now - held  -- a new backlog on the same master: nothing was lost
     else
       since = now - held  -- never seen (a new pool, an upgrade): its uptime decides
     end
     redis.call('HSET', history_key, 'id', id, 'since', since)
   end
-  return math.min(held, now - since)
+  return math.max(0, math.min(held, now - since))
 end
 """

@@ -109,8 +109,15 @@ class SessionStore:
         RESUMEd the old session, failed and IDENTIFYed (a review of the soak's fixes).
         """
         attempt = 0
+        key = self._keys.session(shard_id, shard_count)
         while current():
             try:
+                if (
+                    attempt
+                    and redis_client.text(await self._redis.hget(key, "session_id") or b"")
+                    == session_id
+                ):
+                    return  # written meanwhile (a checkpoint of it): keep its seq
                 await self.start(shard_id, shard_count, session_id, resume_url, 0)
             except redis_client.REDIS_ERRORS as exc:
                 if attempt == 0:

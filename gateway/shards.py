@@ -135,7 +135,10 @@ class ShardGroup:
             self._spawn(
                 self._sessions.start_until_taken(
                     shard.id, self.shard_count, session_id, payload["resume_gateway_url"],
-                    current=lambda: stream.session == session_id and shard.id in self.stats,
+                    current=lambda: (
+                        self._publisher.streams.get(shard.id) is stream
+                        and stream.session == session_id
+                    ),
                 )
             )  # fmt: skip
         elif name == "RESUMED":

@@ -246,8 +246,8 @@ class WorkerApp:
         if "events" in self.settings.roles:
             queues = await self._start_events(channel, wanted)
         watched = [queue.name for queue in queues] if "events" in self.settings.roles else []
-        self.queue_depths = queue_depth.QueueDepths(
-            self._amqp, [*watched, self.topology.dead_letter_queue]
+        self.queue_depths = queue_depth.QueueDepths(  # its channel off the events connection
+            self._control_amqp, [*watched, self.topology.dead_letter_queue]
         )
         await self.queue_depths.start()
         self.health = health.HealthServer(

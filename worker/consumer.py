@@ -552,8 +552,16 @@ class EventConsumer:
         return None
 
     async def _dead_letter(self, message: pika_abc.AbstractIncomingMessage, reason: str) -> None:
-        """Park a message we cannot read on the dead-letter queue, with why; lose nothing."""
-        await self._park(message, message.body, {topology.HEADER_REASON: reason})
+        """Park a message we cannot read on the dead-letter queue, with why; lose nothing: a
+        park the broker refused or returned (a node back empty, its binding not declared
+        again yet) puts the message back on its queue rather than leave it unsettled."""
+        try:
+            await self._park(message, message.body, {topology.HEADER_REASON: reason})
+        except Exception:
+            _LOGGER.exception("dead letter not parked; requeueing")
+            with contextlib.suppress(Exception):
+                await message.reject(requeue=True)
+            return
         await message.ack()
 
     async def _park(

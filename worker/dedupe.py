@@ -127,6 +127,8 @@ HOLD_EVERY: typing.Final = 1.0
 #: that handled it may still be writing its "done" mark (its breaker lets calls through 2 s
 #: after Redis answers, its kept marks go out every ``_RETRY_MARKS_EVERY``).
 HOLD_SETTLE: typing.Final = 3.0
+#: A replayed message asks whether a replica just recovered from an outage at most this often.
+_RECOVERY_ASKED_EVERY: typing.Final = 0.1
 #: How often "done" marks Redis refused are offered to it again.
 _RETRY_MARKS_EVERY: typing.Final = 0.25
 #: At close, how long "done" marks Redis has not taken wait for it: a replica stopped during an
@@ -151,6 +153,8 @@ class Deduplicator:
         self._holder = f"{_HOLDER_PREFIX}{worker_id}"
         self._holder_key = redis_keys.dedupe_holder(worker_id)
         self._recovered_key = redis_keys.dedupe_recovered()
+        self._recovery_asked_at = -_RECOVERY_ASKED_EVERY
+        self._recovery_until = 0.0
         self._alive: asyncio.Task[None] | None = None
         self._script = redis.register_script(_CLAIM_AND_MARK)
         self._take_over = redis.register_script(_TAKE_OVER)
@@ -302,6 +306,9 @@ class Deduplicator:
                 await self._redis.ping()
             except redis_client.REDIS_ERRORS:
                 continue
+            if not self.available:
+                self.available = True
+                self._recovered()  # say so now: a replay elsewhere waits with this one
             # Redis answers: give the replica that handled these the time to say so.
             await self._clock.sleep(HOLD_SETTLE)
             try:
@@ -323,11 +330,18 @@ class Deduplicator:
         return taken
 
     async def _wait_out_recovery(self) -> None:
-        """Wait while another replica's recovery from an outage is under ``HOLD_SETTLE`` old."""
-        try:
-            left = int(await self._redis.pttl(self._recovered_key))
-        except redis_client.REDIS_ERRORS:
-            return  # the claim finds Redis away and holds
+        """Wait while another replica's recovery from an outage is under ``HOLD_SETTLE`` old
+        (asked at most every ``_RECOVERY_ASKED_EVERY``: a replay comes as a burst)."""
+        now = self._clock.monotonic()
+        if now - self._recovery_asked_at < _RECOVERY_ASKED_EVERY:
+            left = int((self._recovery_until - now) * 1000)
+        else:
+            try:
+                left = int(await self._redis.pttl(self._recovered_key))
+            except redis_client.REDIS_ERRORS:
+                return  # the claim finds Redis away and holds
+            self._recovery_asked_at = now
+            self._recovery_until = now + max(left, 0) / 1000
         if left > 0:
             self.held += 1
             await self._clock.sleep(min(left / 1000, HOLD_SETTLE))

@@ -73,7 +73,7 @@ async def run(args: argparse.Namespace) -> int:
         await sending
         stopped = time.time()
         deadline = stopped + ANSWER_BOUND
-        outages = checker.broker_outages(faults)
+        outages = checker.outage_windows(faults)
         while time.time() < deadline and checker.check(the_system, users, outages).lost:
             await asyncio.sleep(1.0)
         await asyncio.sleep(2.0)  # a late second answer still counts as twice

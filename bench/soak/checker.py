@@ -131,7 +131,7 @@ def rss_slope(samples: list[tuple[float, float]]) -> float | None:
     return cov / var * 60 if var else None
 
 
-def broker_outages(faults: typing.Iterable[nemesis.Fault]) -> list[tuple[float, float]]:
+def outage_windows(faults: typing.Iterable[nemesis.Fault]) -> list[tuple[float, float]]:
     """(from, until) of each RabbitMQ restart as played, the interactions a gateway received
     meanwhile being excused: ``until`` is the node's return plus ``BROKER_GRACE`` and, with
     latency added on the link then, ``RECONNECT_ROUND_TRIPS`` round trips of it."""
@@ -158,7 +158,7 @@ def check(
     load: load_module.Load,
     broker_outages: typing.Sequence[tuple[float, float]] = (),
 ) -> Verdict:
-    """``broker_outages``: what :func:`broker_outages` makes of the faults as played."""
+    """``broker_outages``: what :func:`outage_windows` makes of the faults as played."""
     recorded = system.discord.records
     rest = list(recorded.rest)
     answered = answers(rest)

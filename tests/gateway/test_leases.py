@@ -167,11 +167,17 @@ async def test_a_promoted_replica_hands_out_no_free_lease_until_holders_wrote_th
     on_replica = aioredis_module.Redis.from_url(replica.url)
     try:
         redis_keys = keys.RedisKeys(namespace, "main")
-        await on_replica.replicaof("127.0.0.1", master.port)
         await on_master.set(redis_keys.identify_memory(), 0)
         await asyncio.sleep(1 + leases.YOUNG_REDIS_MARGIN + 0.5)  # both old enough for ttl=1
         holder_ = leases.ShardLeases(on_master, redis_keys, "gw-a", ttl=1, shard_count=2)
         assert await holder_.claim(0)  # the master's history is written
+        # Its first replica makes the master create a backlog, with a new replication id and
+        # none before it: the same data set, not a new Redis (a review).
+        await on_replica.replicaof("127.0.0.1", master.port)
+        assert await on_master.execute_command("WAIT", 1, 5000) == 1
+        assert await holder_.claim(1)
+        assert not holder_.redis_too_young
+        await holder_.release(1)  # free again, for the newcomer below
         assert await on_master.execute_command("WAIT", 1, 5000) == 1  # and replicated
         assert await on_replica.exists(redis_keys.redis_history())
         await on_replica.replicaof("NO", "ONE")  # the failover
