@@ -113,7 +113,7 @@ _TAKE: typing.Final = (
     redis_history.HELD_MS
     + """
 local now = tonumber(ARGV[1])
-local held = held_ms(KEYS[3], KEYS[2])
+local held = held_ms()
 local opens = tonumber(redis.call('GET', KEYS[2]) or '-1')
 if opens < 0 then
   opens = 0

@@ -46,7 +46,7 @@ if not holder then
 end
 return 0
 """
-# KEYS[1] = a lease, KEYS[2] = the pool's Redis history, KEYS[3] = its identify memory (one
+# KEYS[1] = a lease, KEYS[2] = the pool's identify memory, KEYS[3] = its Redis history (one
 # hash tag); ARGV = the gateway, the TTL (s), the youngest Redis (s held: restarted, or a
 # replica promoted, ``gateway.redis_history``) that may hand out a free lease. Answers 1
 # (taken), 0 (held by another), -1 (Redis too young). A Redis whose INFO cannot be read (an
@@ -54,7 +54,7 @@ return 0
 _CLAIM: typing.Final = (
     redis_history.HELD_MS
     + """
-local held = held_ms(KEYS[2], KEYS[3])
+local held = held_ms()
 if held ~= nil and held < tonumber(ARGV[3]) * 1000 then return -1 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
 return 0
@@ -153,8 +153,8 @@ class ShardLeases:
             await self._claim(
                 keys=[
                     self._keys.lease(shard_id, self.shard_count),
-                    self._keys.redis_history(),
                     self._keys.identify_memory(),
+                    self._keys.redis_history(),
                 ],
                 args=[self.gateway_id, self.ttl, self.ttl + YOUNG_REDIS_MARGIN],
             )

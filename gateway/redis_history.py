@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import typing
 
-#: ``held_ms(history_key, memory_key)``: milliseconds the data set has been held (``nil`` if
-#: INFO cannot be read). Prepended to a script; it writes ``history_key`` and, on a change of
-#: replication id, deletes ``memory_key``. Redis 7 replicates a script's effects, so the
+#: ``held_ms()``: milliseconds the data set has been held (``nil`` if INFO cannot be read).
+#: Prepended to a script whose ``KEYS[2]`` is the pool's identify memory and ``KEYS[3]`` its
+#: Redis history (declared keys: a cluster routes the script by them); it writes the history
+#: and, on a promotion, deletes the memory. Redis 7 replicates a script's effects, so the
 #: ``TIME`` it reads is not replayed on replicas.
 HELD_MS: typing.Final = """
-local function held_ms(history_key, memory_key)
+local function held_ms()
+  local memory_key = KEYS[2]
+  local history_key = KEYS[3]
   local ok, server = pcall(redis.call, 'INFO', 'server')
   local up = ok and tonumber(string.match(server, 'uptime_in_seconds:(%d+)')) or nil
   if up == nil then return nil end

@@ -174,7 +174,10 @@ async def test_a_promoted_replica_hands_out_no_free_lease_until_holders_wrote_th
         # Its first replica makes the master create a backlog, with a new replication id and
         # none before it: the same data set, not a new Redis (a review).
         await on_replica.replicaof("127.0.0.1", master.port)
-        assert await on_master.execute_command("WAIT", 1, 5000) == 1
+        for _ in range(100):  # the first sync, then every write acknowledged by the replica
+            if await on_master.execute_command("WAIT", 1, 100) == 1:
+                break
+        assert await on_master.execute_command("WAIT", 1, 100) == 1
         assert await holder_.claim(1)
         assert not holder_.redis_too_young
         await holder_.release(1)  # free again, for the newcomer below

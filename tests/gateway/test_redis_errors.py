@@ -51,7 +51,7 @@ class SessionKeysFail:
             f"~{self._pooled}:{part}"
             for part in (
                 "lease:*", "gateway*", "draining", "drain-requests", "restart-shards",
-                "identify:*", "session-start", "interest*", "reshard",
+                "identify:*", "session-start", "interest*", "reshard", "redis-history",
             )
         ]  # fmt: skip
         await self.admin.execute_command("ACL", "SETUSER", "gw", "resetkeys", *allowed)
