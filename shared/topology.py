@@ -171,6 +171,12 @@ class Topology:
         since the RabbitMQ cluster work; the classic ones before were ``….retry.{ms}ms``."""
         return f"{work_queue}.retry.{round(delay * 1000)}ms.quorum"
 
+    def queue_of(self, pool: str, group: str, event_name: str) -> str:
+        """The worker group's queue an event is bound to (interactions have their own)."""
+        if event_name in INTERACTION_EVENTS:
+            return self.interaction_queue(pool, group)
+        return self.worker_queue(pool, group)
+
     def reply_queue(self, pool: str, gateway_id: str) -> str:
         return f"{self.namespace}.{pool}.gateway.{gateway_id}"
 
@@ -323,12 +329,7 @@ class Topology:
         after a reconnect."""
         events_exchange, _ = await self.declare_exchanges(channel)
         for name in sorted(set(event_names)):
-            queue = await channel.get_queue(
-                self.interaction_queue(pool, group)
-                if name in INTERACTION_EVENTS
-                else self.worker_queue(pool, group),
-                ensure=False,
-            )
+            queue = await channel.get_queue(self.queue_of(pool, group, name), ensure=False)
             await _bind(queue, events_exchange, self.event_key(pool, name), restore=False)
 
     async def declare_retry_queues(
@@ -376,12 +377,7 @@ class Topology:
     ) -> None:
         """Remove bindings of events a worker group stopped listening to."""
         for name in event_names:
-            queue_name = (
-                self.interaction_queue(pool, group)
-                if name in INTERACTION_EVENTS
-                else self.worker_queue(pool, group)
-            )
-            queue = await channel.get_queue(queue_name, ensure=False)
+            queue = await channel.get_queue(self.queue_of(pool, group, name), ensure=False)
             await queue.unbind(self.events_exchange, self.event_key(pool, name))
 
     async def declare_reply_queue(

@@ -4,6 +4,8 @@ that refuses connections until it is restored."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import typing
 import urllib.parse
 import uuid
 
@@ -127,18 +129,20 @@ async def _worker_topology(
     return connection, channel, again
 
 
-async def _publish(url: str, names: topology.Topology, event: str) -> None:
-    async with await aio_pika.connect(url) as connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(names.events_exchange)
-        await exchange.publish(aio_pika.Message(event.encode()), names.event_key("main", event))
+@dataclasses.dataclass
+class Wired:
+    """A worker's topology (``_worker_topology``) through a proxy the test may cut."""
+
+    names: topology.Topology
+    proxy: netproxy.TcpProxy
+    received: asyncio.Queue[str]
+    connection: aio_pika.abc.AbstractRobustConnection
+    channel: aio_pika.RobustChannel
+    again: broker.Redeclaring
 
 
-async def test_a_reconnect_consumes_again_with_the_durable_routes_left_to_the_broker(
-    amqp_url: str,
-) -> None:
-    """The robust channel restores only the consumed queues and their consumers (one round
-    trip each); the exchanges and bindings, durable, are still on the broker."""
+@pytest.fixture
+async def wired(amqp_url: str) -> typing.AsyncIterator[Wired]:
     names = topology.Topology(f"t{uuid.uuid4().hex[:8]}")
     target = urllib.parse.urlsplit(amqp_url)
     proxy = netproxy.TcpProxy(target.port or 5672)
@@ -148,19 +152,7 @@ async def test_a_reconnect_consumes_again_with_the_durable_routes_left_to_the_br
         amqp_url.replace(f":{target.port}", f":{proxy.port}"), names, received
     )
     try:
-        assert channel._exchanges == {}  # nothing durable is in the restore...
-        assert {len(q._bindings) for qs in channel._queues.values() for q in qs} == {0}
-        assert set(channel._queues) == {  # ...but what is consumed
-            names.worker_queue("main", "default"),
-            names.interaction_queue("main", "default"),
-        }
-        await proxy.cut()
-        await proxy.restore()
-        await asyncio.wait_for(again.declared.wait(), 20)
-        assert again.rounds == 1
-        for event in ("MESSAGE_CREATE", "INTERACTION_CREATE"):
-            await _publish(amqp_url, names, event)
-            assert await asyncio.wait_for(received.get(), 10) == event
+        yield Wired(names, proxy, received, connection, channel, again)
     finally:
         await again.close()
         await connection.close()
@@ -168,40 +160,70 @@ async def test_a_reconnect_consumes_again_with_the_durable_routes_left_to_the_br
         await _clean(amqp_url, names)
 
 
+async def _publish(url: str, names: topology.Topology, event: str) -> None:
+    async with await aio_pika.connect(url) as connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(names.events_exchange)
+        await exchange.publish(aio_pika.Message(event.encode()), names.event_key("main", event))
+
+
+async def test_a_reconnect_consumes_again_with_the_durable_routes_left_to_the_broker(
+    amqp_url: str, wired: Wired
+) -> None:
+    """The robust channel restores only the consumed queues and their consumers (one round
+    trip each); the exchanges and bindings, durable, are still on the broker."""
+    names, channel = wired.names, wired.channel
+    assert channel._exchanges == {}  # nothing durable is in the restore...
+    assert {len(q._bindings) for qs in channel._queues.values() for q in qs} == {0}
+    assert set(channel._queues) == {  # ...but what is consumed
+        names.worker_queue("main", "default"),
+        names.interaction_queue("main", "default"),
+    }
+    await wired.proxy.cut()
+    await wired.proxy.restore()
+    await asyncio.wait_for(wired.again.declared.wait(), 20)
+    assert wired.again.rounds == 1
+    for event in ("MESSAGE_CREATE", "INTERACTION_CREATE"):
+        await _publish(amqp_url, names, event)
+        assert await asyncio.wait_for(wired.received.get(), 10) == event
+
+
 async def test_a_node_that_came_back_empty_gets_its_routes_declared_again(
-    amqp_url: str,
+    amqp_url: str, wired: Wired
 ) -> None:
     """While the link is down the broker forgets everything (a node whose disk was lost): the
     restore declares the consumed queues, then Redeclaring the exchanges, the bindings, the
     dead-letter path and the retry queues."""
-    names = topology.Topology(f"t{uuid.uuid4().hex[:8]}")
-    target = urllib.parse.urlsplit(amqp_url)
-    proxy = netproxy.TcpProxy(target.port or 5672)
-    await proxy.start()
-    received: asyncio.Queue[str] = asyncio.Queue()
-    connection, _, again = await _worker_topology(
-        amqp_url.replace(f":{target.port}", f":{proxy.port}"), names, received
-    )
-    try:
-        await proxy.cut()
-        await _clean(amqp_url, names)  # the node's disk is gone
-        await proxy.restore()
-        await asyncio.wait_for(again.declared.wait(), 20)
-        assert again.rounds == 1
-        for event in ("MESSAGE_CREATE", "INTERACTION_CREATE"):
-            await _publish(amqp_url, names, event)
-            assert await asyncio.wait_for(received.get(), 10) == event
-        async with await aio_pika.connect(amqp_url) as check:
-            channel = await check.channel()
-            await channel.get_exchange(names.dead_letter_exchange)  # passive: it exists
-            await channel.get_queue(names.dead_letter_queue)
-            work = names.worker_queue("main", "default")
-            await channel.get_queue(names.retry_queue(work, 1.0))
-    finally:
-        await again.close()
-        await connection.close()
-        await proxy.close()
-        await _clean(amqp_url, names)
+    names = wired.names
+    await wired.proxy.cut()
+    await _clean(amqp_url, names)  # the node's disk is gone
+    await wired.proxy.restore()
+    await asyncio.wait_for(wired.again.declared.wait(), 20)
+    assert wired.again.rounds == 1
+    for event in ("MESSAGE_CREATE", "INTERACTION_CREATE"):
+        await _publish(amqp_url, names, event)
+        assert await asyncio.wait_for(wired.received.get(), 10) == event
+    async with await aio_pika.connect(amqp_url) as check:
+        channel = await check.channel()
+        await channel.get_exchange(names.dead_letter_exchange)  # passive: it exists
+        await channel.get_queue(names.dead_letter_queue)
+        work = names.worker_queue("main", "default")
+        await channel.get_queue(names.retry_queue(work, 1.0))
+
+
+async def test_a_queue_deleted_under_its_consumer_gets_its_bindings_declared_again(
+    amqp_url: str, wired: Wired
+) -> None:
+    """The broker cancels the consumer of a deleted queue; aio-pika declares the queue and
+    consumes it again but binds only what it restores, which is no longer the durable routes
+    (a review of the restore change): Redeclaring binds it, so events reach it again."""
+    names = wired.names
+    async with await aio_pika.connect(amqp_url) as admin:
+        channel = await admin.channel()
+        await channel.queue_delete(names.worker_queue("main", "default"))
+    await asyncio.wait_for(wired.again.declared.wait(), 20)
+    await _publish(amqp_url, names, "MESSAGE_CREATE")
+    assert await asyncio.wait_for(wired.received.get(), 10) == "MESSAGE_CREATE"
 
 
 async def _clean(url: str, names: topology.Topology) -> None:
@@ -219,25 +241,3 @@ async def _clean(url: str, names: topology.Topology) -> None:
             await channel.queue_delete(queue)
         for exchange in exchanges:
             await channel.exchange_delete(exchange)
-
-
-async def test_a_queue_deleted_under_its_consumer_gets_its_bindings_declared_again(
-    amqp_url: str,
-) -> None:
-    """The broker cancels the consumer of a deleted queue; aio-pika declares the queue and
-    consumes it again but binds only what it restores, which is no longer the durable routes
-    (a review of the restore change): Redeclaring binds it, so events reach it again."""
-    names = topology.Topology(f"t{uuid.uuid4().hex[:8]}")
-    received: asyncio.Queue[str] = asyncio.Queue()
-    connection, _, again = await _worker_topology(amqp_url, names, received)
-    try:
-        async with await aio_pika.connect(amqp_url) as admin:
-            channel = await admin.channel()
-            await channel.queue_delete(names.worker_queue("main", "default"))
-        await asyncio.wait_for(again.declared.wait(), 20)
-        await _publish(amqp_url, names, "MESSAGE_CREATE")
-        assert await asyncio.wait_for(received.get(), 10) == "MESSAGE_CREATE"
-    finally:
-        await again.close()
-        await connection.close()
-        await _clean(amqp_url, names)

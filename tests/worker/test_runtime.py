@@ -629,14 +629,8 @@ async def expired_in_the_queue(
     return interaction
 
 
-async def test_an_interaction_that_expired_in_the_queue_is_settled_not_retried(
-    stack: Stack,
-) -> None:
-    """Soak seed 753623: after a broker restart, interactions older than 3 s reached the
-    workers; Discord answered 10062 Unknown interaction and each went round the retry queues
-    five times. Running it again can only meet the same answer."""
-    discord = stack.discord
-    _, channel_id = text_channel(stack)
+def answering_bot() -> tuple[bot_module.Bot, list[int]]:
+    """A bot that answers every slash command "hi", and the ids of those it ran."""
     bot = bot_module.Bot()
     ran: list[int] = []
 
@@ -646,6 +640,18 @@ async def test_an_interaction_that_expired_in_the_queue_is_settled_not_retried(
         ran.append(int(event.interaction.id))
         await event.interaction.create_initial_response(hikari.ResponseType.MESSAGE_CREATE, "hi")
 
+    return bot, ran
+
+
+async def test_an_interaction_that_expired_in_the_queue_is_settled_not_retried(
+    stack: Stack,
+) -> None:
+    """Soak seed 753623: after a broker restart, interactions older than 3 s reached the
+    workers; Discord answered 10062 Unknown interaction and each went round the retry queues
+    five times. Running it again can only meet the same answer."""
+    discord = stack.discord
+    _, channel_id = text_channel(stack)
+    bot, ran = answering_bot()
     channel = await stack.connection.channel()
     dead = await stack.topology.declare_dead_letter(channel)
     async with stack.gateway(SHARD_COUNT="1", SHARD_IDS="0"):
@@ -743,15 +749,7 @@ async def test_a_replayed_interaction_another_replica_answered_is_settled_not_re
     elsewhere can only meet the same answer: settled. A first delivery meeting 40060 is a
     failure like any other (a plugin answering twice): retried."""
     _, channel_id = text_channel(stack)
-    bot = bot_module.Bot()
-    ran: list[int] = []
-
-    @bot.listen(hikari.InteractionCreateEvent)
-    async def on_interaction(event: hikari.InteractionCreateEvent) -> None:
-        assert isinstance(event.interaction, hikari.CommandInteraction)
-        ran.append(int(event.interaction.id))
-        await event.interaction.create_initial_response(hikari.ResponseType.MESSAGE_CREATE, "hi")
-
+    bot, ran = answering_bot()
     channel = await stack.connection.channel()
     dead = await stack.topology.declare_dead_letter(channel)
     async with worker(stack, bot, RETRY_DELAYS=FAST_RETRIES) as replica:
