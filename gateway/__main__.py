@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from gateway import app, discord_api
-from shared import config
+from shared import config, loops
 from shared import logging as shard_logging
 
 
@@ -18,7 +17,7 @@ def main() -> None:
         fields={"pool": settings.core.pool, "role": "gateway"},
     )
     try:
-        asyncio.run(app.GatewayApp(settings).run())
+        loops.run(app.GatewayApp(settings).run(), loop=settings.core.event_loop)
     except discord_api.DiscordApiError as exc:
         sys.stderr.write(f"gateway: {exc}\n")
         raise SystemExit(1) from None

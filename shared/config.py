@@ -19,7 +19,7 @@ import urllib.parse
 
 import hikari
 
-from shared import admin, amqp, envfile, keys, playground, redis_target, sharding
+from shared import admin, amqp, envfile, keys, loops, playground, redis_target, sharding
 from shared.cache import resources
 from shared.secret import Secret
 
@@ -210,6 +210,8 @@ class CoreSettings:
     #: About how many members the pool's cache holds (``CACHE_MEMBERS``): sizes the member
     #: and user buckets (``shared.keys.cache_bucket_bits``).
     cache_members: int = keys.DEFAULT_CACHE_MEMBERS
+    #: ``EVENT_LOOP``: ``uvloop`` (the default) or ``asyncio`` (``shared.loops``).
+    event_loop: str = loops.DEFAULT
 
     def redis_keys(self) -> keys.RedisKeys:
         """The pool's key schema, with the bucket layout sized to ``cache_members``."""
@@ -250,6 +252,11 @@ class CoreSettings:
         log_format = read.text("LOG_FORMAT", "auto").lower()
         if log_format not in {"auto", "json", "text"}:
             raise ConfigError("LOG_FORMAT", f"expected auto, json or text, got {log_format!r}")
+        event_loop = read.text("EVENT_LOOP", loops.DEFAULT).lower()
+        if event_loop not in loops.CHOICES:
+            raise ConfigError(
+                "EVENT_LOOP", f"expected {' or '.join(loops.CHOICES)}, got {event_loop!r}"
+            )
         where = OperatorSettings._read(read)  # noqa: SLF001 - one reader for both
         return cls(
             token=token,
@@ -262,6 +269,7 @@ class CoreSettings:
             namespace=where.namespace,
             log_level=log_level,
             log_format=log_format,
+            event_loop=event_loop,
             health_port=read.integer("HEALTH_PORT", 8080, maximum=65535),
             cache_members=read.integer(
                 "CACHE_MEMBERS", keys.DEFAULT_CACHE_MEMBERS, minimum=1, maximum=2**32

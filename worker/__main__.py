@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from shared import config
+from shared import config, loops
 from shared import logging as shard_logging
 from worker import app
 
@@ -33,7 +33,7 @@ def main() -> None:
         sys.stdout.write(report + "\n")
         return
     try:
-        asyncio.run(app.WorkerApp(settings).run())
+        loops.run(app.WorkerApp(settings).run(), loop=settings.core.event_loop)
     except app.PluginError as exc:
         sys.stderr.write(f"worker: {exc}\n")
         raise SystemExit(2) from None

@@ -215,6 +215,16 @@ def test_lavalink_nodes_for_gateways_and_workers() -> None:
         config.GatewaySettings.from_env({**two, "LAVALINK_RESUME_TIMEOUT": "1"})
 
 
+def test_event_loop_is_uvloop_unless_asked_and_anything_else_names_the_variable() -> None:
+    base = {"DISCORD_TOKEN": TOKEN}
+    assert config.WorkerSettings.from_env(base).core.event_loop == "uvloop"
+    assert config.GatewaySettings.from_env({**base, "EVENT_LOOP": "Asyncio"}).core.event_loop == (
+        "asyncio"
+    )
+    with pytest.raises(config.ConfigError, match="^EVENT_LOOP: expected uvloop or asyncio"):
+        config.WorkerSettings.from_env({**base, "EVENT_LOOP": "trio"})
+
+
 # --- fuzzing: any environment gives settings, or one line naming the variable ------------------
 
 _VARIABLES = (
@@ -223,7 +233,7 @@ _VARIABLES = (
     "LAVALINK_RESUME_TIMEOUT", "LAVALINK_URL", "LEASE_TTL", "LOG_FORMAT", "LOG_LEVEL",
     "NAMESPACE", "POOL", "PUBLISH_BUFFER", "REST_GLOBAL_LIMIT", "REST_LIMITER", "SHARD_COUNT",
     "SHARD_IDS", "WORKER_GROUP", "WORKER_PLUGINS", "WORKER_ROLES", "MONGO_URL", "REDIS_URL",
-    "RETRY_DELAYS", "AMQP_QUORUM_SIZE", "CACHE_MEMBERS",
+    "RETRY_DELAYS", "AMQP_QUORUM_SIZE", "CACHE_MEMBERS", "EVENT_LOOP",
 )  # fmt: skip
 _VALUES = st.one_of(
     st.text(max_size=30),
