@@ -333,13 +333,18 @@ class EventConsumer:
             # May have run elsewhere: held while Redis is away (not our own retries).
             replayed = bool(message.redelivered) or bool(headers.get(topology.HEADER_REPLAY))
             # A retry is a redelivery: a claim a failed release left behind is taken over.
-            claimed = await self._dedupe.claim(
-                valid, redelivered=bool(message.redelivered) or attempt > 0, replayed=replayed
+            # What hikari's helpers (event.get_guild() ...) answer is read in the claim's round
+            # trip (on one server; on a cluster, or for what the claim did not read, for all
+            # in one more).
+            claimed, found = await self._dedupe.claim_and_read(
+                valid,
+                self._bot.app.requests(valid),
+                redelivered=bool(message.redelivered) or attempt > 0,
+                replayed=replayed,
             )
             self.stats.duplicates += len(valid) - len(claimed)
             record = _done_record(headers.get(topology.HEADER_DONE))
-            # What hikari's helpers (event.get_guild() ...) answer, read for all in one trip.
-            views = await self._bot.app.read(claimed)
+            views = await self._bot.app.read(claimed, found)
             failed: list[_Failure] = []
             await self._handle_all(
                 message, claimed, views, record, done, failed, copy=replayed and attempt == 0

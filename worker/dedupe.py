@@ -50,6 +50,7 @@ import orjson
 
 from shared import clock as clock_module
 from shared import keys, lifecycle, redis_client, topology
+from shared.cache import snapshot
 
 if typing.TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -67,7 +68,13 @@ _FLUSH_EVERY: typing.Final = 0.01
 # A claim takes a free key; never a "done" one. Answers {codes, holders}: code 1 (take),
 # 0 (skip) or, when the broker redelivered the message and another claim holds the key,
 # 3 with that claim's value in holders (the caller asks whether its holder lives).
-_CLAIM_AND_MARK: typing.Final = """
+# ARGV[2], on one server (and under Sentinel) only: the cache reads of the claimed envelopes'
+# events (``shared.cache.snapshot``), {"l": ..., "q": [request...], "n": [claim number...]}:
+# a request is read when its claim (numbered from 1 in the order of "c") answered 1 or 3, in
+# the claim's round trip; a read that fails answers 0 and leaves the claims as they are.
+_CLAIM_AND_MARK: typing.Final = (
+    snapshot.READ_FUNCTIONS
+    + """
 local a = cjson.decode(ARGV[1])
 for _, group in ipairs(a.d) do
   for _, seq in ipairs(group[2]) do
@@ -101,8 +108,20 @@ for _, group in ipairs(a.c) do
     seen[key] = true
   end
 end
+if ARGV[2] then
+  local r = cjson.decode(ARGV[2])
+  local kept = {}
+  for i, q in ipairs(r.q) do
+    local code = won[r.n[i]]
+    if code == 1 or code == 3 then kept[#kept + 1] = q end
+  end
+  r.q = kept
+  local ok, answers = pcall(read_snapshots, r)
+  return {won, holders, ok and answers or 0}
+end
 return {won, holders}
 """
+)
 # KEYS[1] = a claim; ARGV = the claim's value seen, the new holder, processing TTL.
 # Takes over a dead holder's claim if it is still that claim.
 _TAKE_OVER: typing.Final = """
@@ -112,6 +131,12 @@ return 1
 """
 
 _Group = tuple[str, list[int]]
+#: The cache reads asked with a claim: one request (or None: nothing to read) per envelope.
+Reads = typing.Sequence["snapshot.SnapshotRequest | None"]
+#: What a claim call read: claim number (from 0, in the call's order) -> snapshot; None when
+#: nothing was asked or the read failed.
+_Found = dict[int, "snapshot.Snapshot"] | None
+_Answer = tuple[list[int], dict[int, "snapshot.Snapshot"]]
 _HOLDER_PREFIX: typing.Final = "processing:"  # 11 characters: the script's string.sub(held, 12)
 #: How often a redelivered copy asks again whether a live holder's handling has ended.
 _SETTLE_EVERY: typing.Final = 0.1
@@ -138,6 +163,16 @@ _RETRY_MARKS_EVERY: typing.Final = 0.25
 CLOSE_WAIT: typing.Final = 8.0
 
 
+class _Waiting(typing.NamedTuple):
+    """A claim waiting for the next script call."""
+
+    groups: list[_Group]
+    redelivered: bool
+    size: int
+    reads: Reads | None
+    future: asyncio.Future[_Answer]
+
+
 class Deduplicator:
     def __init__(
         self,
@@ -161,7 +196,7 @@ class Deduplicator:
         self._cluster = redis_client.is_cluster(redis)
         self._done: list[_Group] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._waiting: list[tuple[list[_Group], bool, int, asyncio.Future[list[int]]]] = []
+        self._waiting: list[_Waiting] = []
         self._claim_scheduled = False
         self._claims: set[asyncio.Task[None]] = set()
         self.available = True
@@ -174,6 +209,8 @@ class Deduplicator:
         self.hold_expired = 0
         #: "done" marks dropped because Redis stayed away past ``LOCAL_MEMORY`` of them.
         self.marks_dropped = 0
+        #: Claim calls whose cache reads failed in the script (their events read on their own).
+        self.reads_failed = 0
 
     def _remember(self, envelopes: typing.Iterable[envelope.EventEnvelope]) -> None:
         local = self._local
@@ -248,7 +285,26 @@ class Deduplicator:
         redelivered: bool,
         replayed: bool = False,
     ) -> list[envelope.EventEnvelope]:
-        """The envelopes this worker should handle now (one round trip in the common case).
+        """The envelopes this worker should handle now (see :meth:`claim_and_read`)."""
+        taken, _ = await self.claim_and_read(
+            envelopes, None, redelivered=redelivered, replayed=replayed
+        )
+        return taken
+
+    async def claim_and_read(
+        self,
+        envelopes: typing.Sequence[envelope.EventEnvelope],
+        reads: Reads | None,
+        *,
+        redelivered: bool,
+        replayed: bool = False,
+    ) -> tuple[list[envelope.EventEnvelope], dict[int, snapshot.Snapshot]]:
+        """The envelopes this worker should handle now (one round trip in the common case),
+        and, by ``id()`` of a taken envelope, what the cache held of ``reads`` (one request or
+        None per envelope) when it was taken: on one server (and under Sentinel) the claim's
+        script reads them in the same round trip. An envelope taken without its snapshot
+        (on a Redis Cluster, after a wait, on this replica's memory, or when the read failed)
+        is not in it: the caller reads it on its own.
 
         ``replayed``: the message may have been handled elsewhere (Discord's replay after a
         RESUME, flagged by the gateway, or the broker's redelivery): its envelopes other than
@@ -263,10 +319,10 @@ class Deduplicator:
         succeeds after an outage)."""
         if replayed and envelopes and envelopes[0].t not in topology.INTERACTION_EVENTS:
             if not self.available:
-                return await self._hold(envelopes, redelivered=redelivered)
+                return await self._hold(envelopes, redelivered=redelivered), {}
             await self._wait_out_recovery()
         try:
-            won = await self._claim_codes(envelopes, redelivered=redelivered)
+            won, found = await self._claim_codes(envelopes, redelivered=redelivered, reads=reads)
         except redis_client.REDIS_ERRORS as exc:
             if self.available:
                 _LOGGER.warning(
@@ -274,15 +330,27 @@ class Deduplicator:
                 )
             self.available = False
             if not replayed:
-                return self._local_claim(envelopes)
-            return await self._hold(envelopes, redelivered=redelivered)
-        return await self._taken(envelopes, won)
+                return self._local_claim(envelopes), {}
+            return await self._hold(envelopes, redelivered=redelivered), {}
+        # Taken at once (a take-over included): a snapshot read in the claim's call.
+        snapshots = {
+            id(envelopes[index]): found[index]
+            for index, code in enumerate(won)
+            if code == _TAKE and index in found
+        }
+        return await self._taken(envelopes, won), snapshots
 
     async def _claim_codes(
-        self, envelopes: typing.Sequence[envelope.EventEnvelope], *, redelivered: bool
-    ) -> list[int]:
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((self._groups(envelopes), redelivered, len(envelopes), future))
+        self,
+        envelopes: typing.Sequence[envelope.EventEnvelope],
+        *,
+        redelivered: bool,
+        reads: Reads | None = None,
+    ) -> _Answer:
+        future: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        self._waiting.append(
+            _Waiting(self._groups(envelopes), redelivered, len(envelopes), reads, future)
+        )
         if not self._claim_scheduled:
             self._claim_scheduled = True
             asyncio.get_running_loop().call_soon(self._claim_pending)
@@ -312,7 +380,7 @@ class Deduplicator:
             # Redis answers: give the replica that handled these the time to say so.
             await self._clock.sleep(HOLD_SETTLE)
             try:
-                won = await self._claim_codes(others, redelivered=redelivered)
+                won, _ = await self._claim_codes(others, redelivered=redelivered)
             except redis_client.REDIS_ERRORS:
                 continue
             taken += await self._taken(others, won)
@@ -389,7 +457,7 @@ class Deduplicator:
         while envelopes:
             await asyncio.sleep(_SETTLE_EVERY)
             claims = [(prefix, 1, seqs) for prefix, seqs in self._groups(envelopes)]
-            won = await self._call([], claims)
+            won, _ = await self._call([], claims)
             taken += [item for item, answer in zip(envelopes, won, strict=True) if answer == _TAKE]
             envelopes = [
                 item for item, answer in zip(envelopes, won, strict=True) if answer == _WAIT
@@ -403,36 +471,54 @@ class Deduplicator:
         self._claims.add(task)
         task.add_done_callback(self._claims.discard)
 
-    async def _claim_batch(
-        self, waiting: list[tuple[list[_Group], bool, int, asyncio.Future[list[int]]]]
-    ) -> None:
+    async def _claim_batch(self, waiting: list[_Waiting]) -> None:
         claims = [
-            (prefix, int(redelivered), seqs)
-            for groups, redelivered, _, _ in waiting
-            for prefix, seqs in groups
+            (prefix, int(entry.redelivered), seqs)
+            for entry in waiting
+            for prefix, seqs in entry.groups
         ]
+        # The cache reads ride along, each numbered by its envelope's claim.
+        requests: list[snapshot.SnapshotRequest] = []
+        numbers: list[int] = []
+        offset = 0
+        for entry in waiting:
+            for index, request in enumerate(entry.reads or ()):
+                if request is not None:
+                    requests.append(request)
+                    numbers.append(offset + index)
+            offset += entry.size
         done, self._done = self._done, []
         try:
-            won = await self._call(done, claims)
+            won, found = await self._call(done, claims, (requests, numbers))
         except BaseException as exc:
             self._done[:0] = done  # retried with the next call or flush
-            for _, _, _, future in waiting:
-                if not future.done():
-                    future.set_exception(exc)
+            for entry in waiting:
+                if not entry.future.done():
+                    entry.future.set_exception(exc)
             if not isinstance(exc, redis_client.REDIS_ERRORS):
                 raise
             return
         offset = 0
-        for _, _, count, future in waiting:
-            if not future.done():
-                future.set_result(won[offset : offset + count])
-            offset += count
+        for entry in waiting:
+            if not entry.future.done():
+                mine = {
+                    number - offset: found[number]
+                    for number in range(offset, offset + entry.size)
+                    if found is not None and number in found
+                }
+                entry.future.set_result((won[offset : offset + entry.size], mine))
+            offset += entry.size
 
     async def _call(
-        self, done: list[_Group], claims: list[tuple[str, int, list[int]]]
-    ) -> list[int]:
+        self,
+        done: list[_Group],
+        claims: list[tuple[str, int, list[int]]],
+        reads: tuple[list[snapshot.SnapshotRequest], list[int]] | None = None,
+    ) -> tuple[list[int], _Found]:
+        """Write ``done``, make ``claims`` and, on one server, read ``reads`` (requests and
+        their claims' numbers) in the same call; on a cluster nothing is read here."""
         if not self._cluster:
-            return await self._call_slot(done, claims)
+            return await self._call_slot(done, claims, reads)
         # One call per stream (one slot each), side by side; answers in the claims' order.
         streams = list(dict.fromkeys([p for p, _ in done] + [p for p, _, _ in claims]))
         answers = await asyncio.gather(
@@ -443,25 +529,69 @@ class Deduplicator:
                 for stream in streams
             )
         )
-        by_stream = {stream: iter(answer) for stream, answer in zip(streams, answers, strict=True)}
-        return [next(by_stream[prefix]) for prefix, _, seqs in claims for _ in seqs]
+        by_stream = {
+            stream: iter(answer) for stream, (answer, _) in zip(streams, answers, strict=True)
+        }
+        return [next(by_stream[prefix]) for prefix, _, seqs in claims for _ in seqs], None
 
     async def _call_slot(
-        self, done: list[_Group], claims: list[tuple[str, int, list[int]]]
-    ) -> list[int]:
+        self,
+        done: list[_Group],
+        claims: list[tuple[str, int, list[int]]],
+        reads: tuple[list[snapshot.SnapshotRequest], list[int]] | None = None,
+    ) -> tuple[list[int], _Found]:
         """One script call for streams of one slot (any streams on a single server)."""
         stream = done[0][0] if done else claims[0][0]
-        argument = orjson.dumps(
-            {"h": self._holder, "p": _PROCESSING_TTL, "t": keys.DEDUPE_TTL, "d": done, "c": claims}
-        )
-        won, holders = await self._script(keys=[stream], args=[argument])
+        args = [
+            orjson.dumps(
+                {
+                    "h": self._holder, "p": _PROCESSING_TTL, "t": keys.DEDUPE_TTL,
+                    "d": done, "c": claims,
+                }
+            )
+        ]  # fmt: skip
+        requests, numbers = reads if reads is not None and reads[0] else ([], [])
+        if requests:
+            asked = snapshot.argument(self._keys, requests)
+            asked["n"] = [number + 1 for number in numbers]  # Lua counts from 1
+            args.append(orjson.dumps(asked))
+        answer = await self._script(keys=[stream], args=args)
+        won, holders = answer[0], answer[1]
         codes = [int(code) for code in won]
+        found: _Found = None
+        if requests:
+            found = self._read_answer(requests, numbers, codes, answer[2])
         held = iter(holders)
         keys_in_order = (f"{prefix}:{seq}" for prefix, _, seqs in claims for seq in seqs)
         for index, key in enumerate(keys_in_order):
             if codes[index] == _HELD:
                 codes[index] = await self._held_elsewhere(key, next(held))
-        return codes
+        return codes, found
+
+    def _read_answer(
+        self,
+        requests: list[snapshot.SnapshotRequest],
+        numbers: list[int],
+        codes: list[int],
+        answers: object,
+    ) -> _Found:
+        """The snapshots a claim call read: of the requests whose claim answered 1 or 3."""
+        if not isinstance(answers, list):  # the read failed in the script; the claims stand
+            self.reads_failed += 1
+            _LOGGER.warning("event cache not read with the claim; read on its own")
+            return None
+        kept = [
+            (number, request)
+            for number, request in zip(numbers, requests, strict=True)
+            if codes[number] in (_TAKE, _HELD)
+        ]
+        try:
+            read = snapshot.snapshots([request for _, request in kept], answers)
+        except Exception:  # a bug here, never a reason to hold the claims
+            self.reads_failed += 1
+            _LOGGER.exception("event cache answer not understood; read on its own")
+            return None
+        return {number: found for (number, _), found in zip(kept, read, strict=True)}
 
     async def _held_elsewhere(self, key: str, held: bytes | str) -> int:
         """A redelivered copy found ``key`` claimed: wait while its holder lives, else take

@@ -296,7 +296,7 @@ class EventApp:
     ``http_settings`` and ``proxy_settings`` (``hikari.RESTAware``) and, for their helpers,
     ``cache`` (``hikari.CacheAware``); every other attribute is the bot's."""
 
-    __slots__ = ("_bot", "_reads", "cache", "prefetch")
+    __slots__ = ("_bot", "_reads", "cache", "prefetch", "read_with_claim")
 
     def __init__(self, bot: object) -> None:
         self._bot = typing.cast("_Bot", bot)
@@ -305,13 +305,37 @@ class EventApp:
         #: message; docs/benchmarks.md has its cost). Off, every helper answers None: for a bot
         #: whose listeners use only ``await bot.cache...``.
         self.prefetch = True
+        #: Read in the dedupe claim's round trip (on one server); off, in one of its own
+        #: (docs/benchmarks.md has the A/B).
+        self.read_with_claim = True
         self._reads = Reads()
 
-    async def read(
+    def requests(
         self, items: typing.Sequence[envelope.EventEnvelope]
+    ) -> list[snapshot.SnapshotRequest | None] | None:
+        """What to read for each of ``items`` (None: nothing is read), for a dedupe claim
+        to read in its own round trip."""
+        if not self.prefetch or not self.read_with_claim or self._bot.cache is None:
+            return None
+        return _requests(items)
+
+    async def read(
+        self,
+        items: typing.Sequence[envelope.EventEnvelope],
+        found: typing.Mapping[int, snapshot.Snapshot] | None = None,
     ) -> list[cache_view.Entities]:
-        """What each of ``items`` names, for hikari's helpers while its listeners run."""
-        return await self._reads.read(self._bot.cache if self.prefetch else None, items)
+        """What each of ``items`` names, for hikari's helpers while its listeners run:
+        ``found`` (by ``id()`` of an item) as read with its claim, the rest read now."""
+        cache = self._bot.cache if self.prefetch else None
+        if not found or cache is None:
+            return await self._reads.read(cache, items)
+        STATS.events += len(found)
+        missing = [item for item in items if id(item) not in found]
+        read = iter(await self._reads.read(cache, missing) if missing else ())
+        return [
+            cache_view.Entities(found[id(item)]) if id(item) in found else next(read)
+            for item in items
+        ]
 
     @property
     def rest(self) -> hikari.api.RESTClient:

@@ -41,7 +41,9 @@ ALL_ROLES_UP_TO: typing.Final = 32
 # answered in this call is answered by the number of that request instead of its JSON, and
 # its roles, when all were read, by an all-roles flag of -1: the events of one busy guild do
 # not carry its JSON and roles each.
-_READ: typing.Final = f"""
+#: The script's functions: ``read_snapshots(a)`` answers the decoded argument (the dedupe
+#: claim of ``worker/dedupe.py`` calls it too, to read in the claim's round trip).
+READ_FUNCTIONS: typing.Final = f"""
 local function decimal(raw)
   -- An 8-byte big-endian id as decimal text (Lua's numbers stop at 2^53): long division.
   local b = {{string.byte(raw, 1, 8)}}
@@ -75,7 +77,7 @@ local function values_of(hash, ids)
   if #ids == 0 then return {{}} end
   return redis.call('HMGET', hash, unpack(ids))
 end
-local a = cjson.decode(ARGV[1])
+local function read_snapshots(a)
 local answers = {{}}
 -- The first request of each guild in this call: later ones of the same guild get its number
 -- instead of the guild's JSON (and of its roles, when all were read).
@@ -144,7 +146,9 @@ for n, q in ipairs(a.q) do
     presences, messages}}
 end
 return answers
+end
 """
+_READ: typing.Final = READ_FUNCTIONS + "return read_snapshots(cjson.decode(ARGV[1]))\n"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -266,10 +270,21 @@ async def read(
         return []
     if redis_client.is_cluster(script.registered_client):
         return await _read_apart(script.registered_client, redis_keys, requests)
-    argument = orjson.dumps(
-        {"l": ALL_ROLES_UP_TO, "q": [_request(redis_keys, r) for r in requests]}
-    )
-    answers = await script(args=[argument])
+    answers = await script(args=[orjson.dumps(argument(redis_keys, requests))])
+    return snapshots(requests, answers)
+
+
+def argument(
+    redis_keys: keys.RedisKeys, requests: typing.Sequence[SnapshotRequest]
+) -> dict[str, typing.Any]:
+    """What ``read_snapshots`` (:data:`READ_FUNCTIONS`) takes for ``requests``."""
+    return {"l": ALL_ROLES_UP_TO, "q": [_request(redis_keys, r) for r in requests]}
+
+
+def snapshots(
+    requests: typing.Sequence[SnapshotRequest], answers: typing.Sequence[typing.Any]
+) -> list[Snapshot]:
+    """The snapshots ``read_snapshots`` answered for ``requests``."""
     found: list[Snapshot] = []
     for request, answer in zip(requests, answers, strict=True):
         found.append(_snapshot(request, answer, found))

@@ -19,7 +19,7 @@ from shared import clock, config, envelope, keys, redis_client
 from shared.cache import reader, resources, snapshot, writer
 from shared.secret import Secret
 from tests import netproxy
-from worker import app, event_view
+from worker import app, dedupe, event_view
 from worker import bot as bot_module
 
 if typing.TYPE_CHECKING:
@@ -359,6 +359,54 @@ async def test_messages_arriving_together_share_one_read(setup: Setup) -> None:
     found = await asyncio.gather(*(setup.bot.app.read(batch) for batch in items))
     assert event_view.STATS.round_trips == before + 1
     assert [f.snapshot.guild_id for [f] in found] == [int(guild["id"])] * 8
+
+
+async def test_the_dedupe_claim_reads_the_claimed_events_in_its_own_round_trip(
+    setup: Setup, namespace: str
+) -> None:
+    guild, channel, member = await guild_with_member(setup)
+    setup.bot._cache = setup.reader
+    claims = dedupe.Deduplicator(setup.redis, keys.RedisKeys(namespace, "main"), "w1")
+    items = [setup.item("MESSAGE_CREATE", message(setup, channel, member, f"m{i}")) for i in (1, 2)]
+    await claims.claim(items[1:], redelivered=False)  # the second is another replica's
+    before = event_view.STATS.round_trips
+    taken, found = await claims.claim_and_read(
+        items, setup.bot.app.requests(items), redelivered=False
+    )
+    assert taken == items[:1]
+    # Read with the claim, and only for what it took: no read of its own.
+    assert list(found) == [id(items[0])]
+    [view] = await setup.bot.app.read(taken, found)
+    assert event_view.STATS.round_trips == before
+    assert view.snapshot.guild_id == int(guild["id"])
+    assert int(member["user"]["id"]) in view.snapshot.members
+    # The same as a read of its own answers.
+    [alone] = await event_view.read(setup.reader, taken)
+    assert view.snapshot == alone.snapshot
+
+
+async def test_a_read_that_fails_in_the_claim_leaves_the_claim_and_reads_on_its_own(
+    setup: Setup, namespace: str
+) -> None:
+    guild, channel, member = await guild_with_member(setup)
+    setup.bot._cache = setup.reader
+    claims = dedupe.Deduplicator(setup.redis, keys.RedisKeys(namespace, "main"), "w1")
+    items = [setup.item("MESSAGE_CREATE", message(setup, channel, member, "m"))]
+    # A guild key holding a hash: the script's GET fails (WRONGTYPE), inside its read only.
+    guild_key = keys.RedisKeys(namespace, "main").guild(int(guild["id"]))
+    await setup.redis.delete(guild_key)
+    await setup.redis.hset(guild_key, "x", "y")
+    taken, found = await claims.claim_and_read(
+        items, setup.bot.app.requests(items), redelivered=False
+    )
+    assert taken == items
+    assert found == {}
+    assert claims.reads_failed == 1
+    stored = await setup.redis.get(keys.RedisKeys(namespace, "main").dedupe(items[0].dedupe_key))
+    assert stored == b"processing:w1"
+    # The read of its own fails the same way: the helpers answer "not cached", nothing held.
+    [view] = await setup.bot.app.read(taken, found)
+    assert view.snapshot.guild is None
 
 
 async def test_a_redis_failure_gives_an_empty_view_and_helpers_answer_none(
