@@ -30,8 +30,8 @@ RUNS: list[tuple[str, str, list[str], list[str]]] = [
     (
         "Worker throughput",
         "bench.worker_throughput",
-        ["--events", "10000"],
-        ["--events", "20000"],
+        ["--events", "10000", "--runs", "1"],
+        ["--events", "20000", "--runs", "3"],
     ),
     (
         "End-to-end latency",

@@ -11,7 +11,10 @@ starting with the wall-clock time it was dispatched. In the same run, against th
   event was dispatched;
 * the baseline: a single-process hikari ``GatewayBot`` (default cache) with the same listener.
 
-Prints p50/p99/p99.9 per rate for both and the difference. The first second of every rate is a
+Prints p50/p99/p99.9 per rate for both and the difference, and the CPU per event of each
+process. Everything runs on uvloop, as the services do; ``--loops uvloop,asyncio`` runs it all
+again on asyncio's own loop, ``--ab reads`` runs Shardline again with the worker's cache read
+in a round trip of its own (the A/Bs of docs/benchmarks.md, issue 22). The first second of every rate is a
 warm-up and is not counted; an event that never arrives fails the run.
 """
 
@@ -32,7 +35,7 @@ import uuid
 import hikari
 
 from bench import cleanup
-from shared import config, lifecycle
+from shared import config, lifecycle, loops
 from worker import app
 from worker import bot as bot_module
 
@@ -103,6 +106,8 @@ class Row:
     p99: float
     p999: float
     cpu_ms_per_event: float
+    #: The same, per process (Shardline: gateway, worker; the GatewayBot: its one process).
+    cpu_parts: tuple[float, ...] = ()
 
 
 def cpu_seconds(pids: typing.Iterable[int]) -> float:
@@ -127,7 +132,7 @@ async def measure(
     for rate in rates:
         count = int(rate * seconds)
         recorder.reset(count)
-        cpu_before = cpu_seconds(pids)
+        cpu_before = [cpu_seconds([pid]) for pid in pids]
         print(f"  {rate:,.0f} events/s for {seconds:g} s ...", file=sys.stderr, flush=True)
         await emulator.command(f"paced {count} {rate} {size}")
         try:
@@ -136,26 +141,44 @@ async def measure(
             missing = count - len(recorder.seen)
             raise SystemExit(f"{missing} events never reached the listener") from None
         print(f"  {rate:,.0f} events/s: done", file=sys.stderr, flush=True)
-        cpu = cpu_seconds(pids) - cpu_before
+        parts = [
+            (cpu_seconds([pid]) - before) / count * 1000
+            for pid, before in zip(pids, cpu_before, strict=True)
+        ]
         kept = sorted(recorder.latencies[int(rate * WARM_UP_SECONDS) :])
         cuts = statistics.quantiles(kept, n=1000, method="inclusive")
         rows.append(
-            Row(rate, cuts[499] * 1000, cuts[989] * 1000, cuts[998] * 1000, cpu / count * 1000)
+            Row(
+                rate,
+                cuts[499] * 1000,
+                cuts[989] * 1000,
+                cuts[998] * 1000,
+                sum(parts),
+                tuple(parts),
+            )
         )
     return rows
 
 
 async def shardline_case(
-    emulator: Emulator, rates: list[float], seconds: float, size: int
+    emulator: Emulator,
+    rates: list[float],
+    seconds: float,
+    size: int,
+    *,
+    loop: str = loops.DEFAULT,
+    read_with_claim: bool = True,
 ) -> list[Row]:
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     recorder = Recorder()
     bot = bot_module.Bot()
+    bot.app.read_with_claim = read_with_claim
     bot.listen(hikari.GuildMessageCreateEvent)(recorder.listener)
     env = {
         "DISCORD_TOKEN": emulator.token, "DISCORD_API_URL": emulator.api_url,
         "AMQP_URL": AMQP_URL, "REDIS_URL": REDIS_URL, "NAMESPACE": namespace,
         "HEALTH_PORT": "0", "LOG_LEVEL": "WARNING", "SHARD_COUNT": "1", "SHARD_IDS": "0",
+        "EVENT_LOOP": loop,
     }  # fmt: skip
     replica = app.WorkerApp(config.WorkerSettings.from_env(env), bot)
     gateway = None
@@ -167,7 +190,7 @@ async def shardline_case(
         )
         await emulator.command("wait-shards 1")
         await asyncio.sleep(1.0)  # the GUILD_CREATE burst, the first checkpoint
-        pids = [os.getpid(), gateway.pid]
+        pids = [gateway.pid, os.getpid()]
         return await measure(emulator, recorder, rates, seconds, size, pids)
     finally:
         if gateway is not None:
@@ -242,37 +265,64 @@ def report(ours: list[Row], baseline: list[Row]) -> str:
     lines = [
         (
             "| events/s | Shardline p50 / p99 / p99.9 (ms) | GatewayBot p50 / p99 / p99.9 (ms) "
-            "| p50 added | CPU ms/event: gateway + worker, GatewayBot |"
+            "| p50 added | CPU ms/event: gateway + worker (gateway, worker), GatewayBot "
+            "| CPU ratio |"
         ),
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for a, b in zip(ours, baseline, strict=True):
         lines.append(
             f"| {a.rate:,.0f} | {a.p50:.2f} / {a.p99:.2f} / {a.p999:.2f} "
             f"| {b.p50:.2f} / {b.p99:.2f} / {b.p999:.2f} | {a.p50 - b.p50:+.2f} ms "
-            f"| {a.cpu_ms_per_event:.3f}, {b.cpu_ms_per_event:.3f} |"
+            f"| {a.cpu_ms_per_event:.3f} ({', '.join(f'{p:.3f}' for p in a.cpu_parts)}), "
+            f"{b.cpu_ms_per_event:.3f} | {a.cpu_ms_per_event / b.cpu_ms_per_event:.1f}x |"
         )
     return "\n".join(lines)
 
 
-async def main() -> None:
+async def run(args: argparse.Namespace, loop: str) -> None:
+    """Every case on this process's loop ``loop`` (the gateway process on the same)."""
+    rates = [float(r) for r in args.rates.split(",")]
+    emulator = await Emulator.start()
+    try:
+        ours = await shardline_case(emulator, rates, args.seconds, args.bytes, loop=loop)
+        apart = None
+        if args.ab == "reads":
+            apart = await shardline_case(
+                emulator, rates, args.seconds, args.bytes, loop=loop, read_with_claim=False
+            )
+        baseline = await gateway_bot_case(emulator, rates, args.seconds, args.bytes)
+    finally:
+        await emulator.close()
+    print(f"event loop: {loop}")
+    print(report(ours, baseline))
+    if apart is not None:
+        print(f"\nevent loop: {loop}; the worker's cache read in a round trip of its own")
+        print(report(apart, baseline))
+    if args.plot is not None:
+        plot(ours, baseline, args.plot)
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--rates", default="250,1000,2000")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--bytes", type=int, default=780)
     parser.add_argument("--plot", type=pathlib.Path, help="write a PNG of latency against rate")
+    parser.add_argument(
+        "--loops",
+        default=loops.DEFAULT,
+        help="event loops to run everything on, one after another (uvloop,asyncio for an A/B)",
+    )
+    parser.add_argument(
+        "--ab",
+        choices=("reads",),
+        help="reads: also run Shardline with the worker's cache read apart from its claim",
+    )
     args = parser.parse_args()
-    rates = [float(r) for r in args.rates.split(",")]
-    emulator = await Emulator.start()
-    try:
-        ours = await shardline_case(emulator, rates, args.seconds, args.bytes)
-        baseline = await gateway_bot_case(emulator, rates, args.seconds, args.bytes)
-    finally:
-        await emulator.close()
-    print(report(ours, baseline))
-    if args.plot is not None:
-        plot(ours, baseline, args.plot)
+    for loop in [name.strip() for name in args.loops.split(",") if name.strip()]:
+        loops.run(run(args, loop), loop=loop)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
