@@ -374,10 +374,12 @@ async def test_the_dedupe_claim_reads_the_claimed_events_in_its_own_round_trip(
         items, setup.bot.app.requests(items), redelivered=False
     )
     assert taken == items[:1]
-    # Read with the claim, and only for what it took: no read of its own.
-    assert list(found) == [id(items[0])]
+    cluster = redis_client.is_cluster(setup.redis)
+    # Read with the claim, and only for what it took: no read of its own (on a cluster the
+    # keys are in other slots than the claim's: read apart, in pipelines).
+    assert list(found) == ([] if cluster else [id(items[0])])
     [view] = await setup.bot.app.read(taken, found)
-    assert event_view.STATS.round_trips == before
+    assert event_view.STATS.round_trips == before + cluster
     assert view.snapshot.guild_id == int(guild["id"])
     assert int(member["user"]["id"]) in view.snapshot.members
     # The same as a read of its own answers.
@@ -401,7 +403,7 @@ async def test_a_read_that_fails_in_the_claim_leaves_the_claim_and_reads_on_its_
     )
     assert taken == items
     assert found == {}
-    assert claims.reads_failed == 1
+    assert claims.reads_failed == (0 if redis_client.is_cluster(setup.redis) else 1)
     stored = await setup.redis.get(keys.RedisKeys(namespace, "main").dedupe(items[0].dedupe_key))
     assert stored == b"processing:w1"
     # The read of its own fails the same way: the helpers answer "not cached", nothing held.
