@@ -9,7 +9,7 @@ handler that still runs, here or on another replica) it waits for that handling 
 
 Cost on the hot path: messages that arrive together (up to the prefetch) share one script call,
 which claims all their envelopes and also writes the ``done`` marks waiting since the last call;
-marks with no claim to travel with go out on their own after ``_FLUSH_EVERY``. The call carries
+marks with no claim to travel with go out on their own after ``FLUSH_EVERY``. The call carries
 one JSON argument, ``[prefix, seqs]`` per message, and the script builds the keys: passing a
 key per envelope costs redis-py an encoded argument each, which profiling showed to be a
 quarter of the worker's time per event. On a Redis Cluster this is still slot-safe: a stream's
@@ -60,7 +60,11 @@ if typing.TYPE_CHECKING:
 _LOGGER = logging.getLogger("shardline.worker.dedupe")
 _PROCESSING_TTL: typing.Final = 120
 #: "done" marks with no claim to ride on are written in the background, this often.
-_FLUSH_EVERY: typing.Final = 0.01
+#: Long enough that at a few events per second and up the marks ride on the next claim (one
+#: Redis call per message, not two: docs/benchmarks.md, issue 22); short next to what a mark is
+#: for (a replay or redelivery of a handled event finds it, or waits for it while its
+#: handler's replica lives: ``_SETTLE_EVERY``).
+FLUSH_EVERY: typing.Final = 0.1
 # KEYS[1] = the stream key of every prefix below (one hash tag: one slot)
 # ARGV[1] = {"h": holder, "p": processing TTL, "t": done TTL,
 #            "d": [[prefix, [seq...]]...],            the done marks, written first
@@ -211,6 +215,8 @@ class Deduplicator:
         self.marks_dropped = 0
         #: Claim calls whose cache reads failed in the script (their events read on their own).
         self.reads_failed = 0
+        #: How long "done" marks wait for a claim to ride on before they go out on their own.
+        self.flush_every = FLUSH_EVERY
 
     def _remember(self, envelopes: typing.Iterable[envelope.EventEnvelope]) -> None:
         local = self._local
@@ -614,7 +620,9 @@ class Deduplicator:
         if done:
             self._done.extend(self._groups(done))
             if self._flusher is None:
-                self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+                self._flusher = asyncio.get_running_loop().create_task(
+                    self._flush_later(self.flush_every)
+                )
         if failed:
             for item in failed:
                 self._local.pop(item.dedupe_key, None)  # to be handled again when it comes back
@@ -625,8 +633,8 @@ class Deduplicator:
                     "Redis unavailable: dedupe claim not released", extra={"error": str(exc)}
                 )
 
-    async def _flush_later(self, delay: float = _FLUSH_EVERY) -> None:
-        await asyncio.sleep(delay)
+    async def _flush_later(self, delay: float) -> None:
+        await self._clock.sleep(delay)
         await self.flush()
 
     async def flush(self) -> None:

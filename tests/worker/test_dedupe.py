@@ -94,6 +94,38 @@ async def test_messages_arriving_together_share_one_call_and_carry_pending_done_
     await worker.flush()  # nothing left pending: no error, nothing written twice
 
 
+async def test_done_marks_wait_for_the_next_claim_then_go_out_alone(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """At a few events per second and up a message's marks ride on the next message's claim
+    (one Redis call per message); with no claim within FLUSH_EVERY they go out on their own."""
+    redis_keys = keys.RedisKeys(namespace, "main")
+
+    async def mark(one: envelope.EventEnvelope) -> bytes | None:
+        return typing.cast(
+            "bytes | None", await redis_client.get(redis_keys.dedupe(one.dedupe_key))
+        )
+
+    async with clock_module.FakeClock() as fake:
+        worker = dedupe.Deduplicator(redis_client, redis_keys, "w", clock=fake)
+
+        async def scenario() -> None:
+            first, second = item(1), item(2)
+            await worker.claim([first], redelivered=False)
+            await worker.finish([first], [])
+            await fake.sleep(dedupe.FLUSH_EVERY / 2)
+            assert await mark(first) == b"processing:w"  # waiting for a claim to ride on
+            await worker.claim([second], redelivered=False)
+            assert await mark(first) == b"done"  # written by that claim's call
+            await worker.finish([second], [])
+            await fake.sleep(dedupe.FLUSH_EVERY / 4)
+            assert await mark(second) == b"processing:w"
+            await fake.sleep(dedupe.FLUSH_EVERY)
+            assert await mark(second) == b"done"  # no claim came: on its own
+
+        await fake.spawn(scenario())
+
+
 async def test_large_sequence_numbers_make_the_same_keys_as_python(
     redis_client: aioredis.Redis, namespace: str
 ) -> None:
