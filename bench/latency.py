@@ -14,7 +14,8 @@ starting with the wall-clock time it was dispatched. In the same run, against th
 Prints p50/p99/p99.9 per rate for both and the difference, and the CPU per event of each
 process. Everything runs on uvloop, as the services do; ``--loops uvloop,asyncio`` runs it all
 again on asyncio's own loop, ``--ab reads`` runs Shardline again with the worker's cache read
-in a round trip of its own (the A/Bs of docs/benchmarks.md, issue 22). The first second of every rate is a
+in a round trip of its own, ``--ab marks`` with the dedupe marks written after 10 ms (the A/Bs
+of docs/benchmarks.md, issue 22). The first second of every rate is a
 warm-up and is not counted; an event that never arrives fails the run.
 """
 
@@ -168,6 +169,7 @@ async def shardline_case(
     *,
     loop: str = loops.DEFAULT,
     read_with_claim: bool = True,
+    flush_every: float | None = None,
 ) -> list[Row]:
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     recorder = Recorder()
@@ -184,6 +186,8 @@ async def shardline_case(
     gateway = None
     try:
         await replica.start()  # binds its queue and announces its interests first
+        if flush_every is not None and replica.deduplicator is not None:
+            replica.deduplicator.flush_every = flush_every
         lifecycle.settle_heap()  # as run_until_stopped does in `python -m worker`
         gateway = await asyncio.create_subprocess_exec(
             sys.executable, "-O", "-m", "gateway", env={**os.environ, **env}, cwd=ROOT
@@ -291,13 +295,21 @@ async def run(args: argparse.Namespace, loop: str) -> None:
             apart = await shardline_case(
                 emulator, rates, args.seconds, args.bytes, loop=loop, read_with_claim=False
             )
+        elif args.ab == "marks":
+            apart = await shardline_case(
+                emulator, rates, args.seconds, args.bytes, loop=loop, flush_every=0.01
+            )
         baseline = await gateway_bot_case(emulator, rates, args.seconds, args.bytes)
     finally:
         await emulator.close()
     print(f"event loop: {loop}")
     print(report(ours, baseline))
     if apart is not None:
-        print(f"\nevent loop: {loop}; the worker's cache read in a round trip of its own")
+        what = {
+            "reads": "the worker's cache read in a round trip of its own",
+            "marks": "the worker's done marks written after 10 ms (before issue 22)",
+        }[args.ab]
+        print(f"\nevent loop: {loop}; {what}")
         print(report(apart, baseline))
     if args.plot is not None:
         plot(ours, baseline, args.plot)
@@ -316,8 +328,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--ab",
-        choices=("reads",),
-        help="reads: also run Shardline with the worker's cache read apart from its claim",
+        choices=("reads", "marks"),
+        help="reads: also run Shardline with the worker's cache read apart from its claim; "
+        "marks: with its done marks written after 10 ms, as before issue 22",
     )
     args = parser.parse_args()
     for loop in [name.strip() for name in args.loops.split(",") if name.strip()]:
