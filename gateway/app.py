@@ -278,7 +278,6 @@ class GatewayApp:
             gateway_id=self.gateway_id,
             reply_to=self.topology.reply_queue(core.pool, self.gateway_id),
             max_buffered=self.settings.publish_buffer,
-            max_buffered_bytes=self.settings.publish_buffer_mb * 1024 * 1024,
             on_pressure=lambda on: self.group.set_paused(on) if self.group else None,
             cache_writer=writer,
             redis=redis,

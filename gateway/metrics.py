@@ -79,11 +79,6 @@ class GatewayCollector(registry.Collector):
                 "shardline_gateway_publish_backlog", "events awaiting a broker confirm",
                 pool, publisher.buffered,
             )  # fmt: skip
-            yield _gauge(
-                "shardline_gateway_publish_backlog_bytes",
-                "bytes of encoded envelopes awaiting a broker confirm (PUBLISH_BUFFER_MB bounds it)",
-                pool, publisher.buffered_bytes,
-            )  # fmt: skip
             published = publisher.stats
             for name, value, help_text in (
                 ("published_events", published.published_events, "events confirmed"),

@@ -68,14 +68,6 @@ class _Batch:
     unconfirmed: int = 1
 
 
-class _Pending(typing.NamedTuple):
-    """One envelope waiting to be published."""
-
-    name: str
-    seq: int
-    body: bytes
-
-
 @dataclasses.dataclass(slots=True)
 class ShardStream:
     """Publishing state of one shard."""
@@ -89,9 +81,7 @@ class ShardStream:
     #: The last seq of this session that Discord replayed after a RESUME: events up to it may
     #: have been published already (by a gateway since gone, or before a reconnect).
     replayed_seq: int = 0
-    #: (event name, seq, the envelope encoded): a backlog is held at about its wire size,
-    #: not as the parsed payload (about five times that: docs/benchmarks.md, issue 22).
-    pending: list[_Pending] = dataclasses.field(default_factory=list)
+    pending: list[tuple[str, dict[str, typing.Any]]] = dataclasses.field(default_factory=list)
     inflight: collections.deque[_Batch] = dataclasses.field(default_factory=collections.deque)
     #: Messages published and not yet confirmed.
     publishing: int = 0
@@ -101,7 +91,7 @@ class ShardStream:
         (pending, or in a batch not done yet, whichever was queued first)."""
         waiting = [b.first_seq for b in self.inflight if not b.done and b.session == self.session]
         if self.pending:
-            waiting.append(self.pending[0][1])
+            waiting.append(self.pending[0][1]["seq"])
         floor = min(waiting, default=None)
         kept: collections.deque[_Batch] = collections.deque()
         for batch in self.inflight:
@@ -142,7 +132,6 @@ class EventPublisher:
         gateway_id: str,
         reply_to: str,
         max_buffered: int = 50_000,
-        max_buffered_bytes: int = 64 * 1024 * 1024,
         on_pressure: typing.Callable[[bool], None] | None = None,
         cache_writer: writer.CacheWriter | None = None,
         redis: aioredis.Redis | None = None,
@@ -169,16 +158,11 @@ class EventPublisher:
         self._gateway_id = gateway_id
         self._reply_to = reply_to
         self.max_buffered = max_buffered
-        #: Bytes of encoded envelopes held (pending or on their way) at most before the shards'
-        #: reads pause: what bounds a backlog's memory, whatever the events' sizes.
-        self.max_buffered_bytes = max_buffered_bytes
         self._on_pressure = on_pressure
         self.streams: dict[int, ShardStream] = {}
         #: The events some worker group listens to; ``None`` (unknown): publish every event.
         self.interests: frozenset[str] | None = None
         self.buffered = 0
-        #: Bytes of the encoded envelopes counted in ``buffered`` (cache writes not included).
-        self.buffered_bytes = 0
         self.under_pressure = False
         #: Set on a standby gateway until its re-shard switches over: dispatches are dropped.
         self.muted = False
@@ -226,21 +210,20 @@ class EventPublisher:
             if not stream.inflight and not stream.pending:
                 stream.confirmed_seq = seq
             return
-        body = orjson.dumps(
-            envelope.wire(
-                self._pool, self._gateway_id, self._reply_to, stream.shard_id,
-                stream.shard_count, stream.session, seq, name, data, time.time(),
+        stream.pending.append(
+            (
+                name,
+                envelope.wire(
+                    self._pool, self._gateway_id, self._reply_to, stream.shard_id,
+                    stream.shard_count, stream.session, seq, name, data, time.time(),
+                ),
             )
         )  # fmt: skip
-        stream.pending.append(_Pending(name, seq, body))
         self.buffered += 1
-        self.buffered_bytes += len(body)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
-        if not self.under_pressure and (
-            self.buffered >= self.max_buffered or self.buffered_bytes >= self.max_buffered_bytes
-        ):
+        if self.buffered >= self.max_buffered and not self.under_pressure:
             self._set_pressure(True)
 
     def _accept_cache_write(
@@ -263,7 +246,7 @@ class EventPublisher:
         """Write the cache, then publish everything pending, one message per run of one
         routing key; a flush never overtakes the one before it."""
         self._flush_scheduled = False
-        runs: list[tuple[ShardStream, list[_Pending], _Batch]] = []
+        runs: list[tuple[ShardStream, list[tuple[str, dict[str, typing.Any]]], _Batch]] = []
         for stream in self.streams.values():
             if not stream.pending or (stream.publishing >= PUBLISH_WINDOW and not self._draining):
                 continue  # flushed again when a confirm returns
@@ -278,7 +261,7 @@ class EventPublisher:
                     run = pending[start:index]
                     # In the shard's line from now on: the checkpoint waits for it even while
                     # it waits for a cache write before going out.
-                    batch = _Batch(stream.session, run[0].seq, run[-1].seq, len(run))
+                    batch = _Batch(stream.session, run[0][1]["seq"], run[-1][1]["seq"], len(run))
                     stream.inflight.append(batch)
                     runs.append((stream, run, batch))
                     start = index
@@ -305,7 +288,7 @@ class EventPublisher:
         previous: asyncio.Task[None] | None,
         cache_events: list[tuple[int, str, typing.Any]],
         cache_batches: list[_Batch],
-        runs: list[tuple[ShardStream, list[_Pending], _Batch]],
+        runs: list[tuple[ShardStream, list[tuple[str, dict[str, typing.Any]]], _Batch]],
         epoch: int,
     ) -> None:
         if previous is not None:
@@ -363,9 +346,12 @@ class EventPublisher:
             except Exception:
                 _LOGGER.exception("cache repair not marked")
 
-    def _publish_run(self, stream: ShardStream, run: list[_Pending], batch: _Batch) -> None:
-        name = run[0].name
-        pieces = _split(run)
+    def _publish_run(
+        self, stream: ShardStream, run: list[tuple[str, dict[str, typing.Any]]], batch: _Batch
+    ) -> None:
+        name = run[0][0]
+        envelopes = [item for _, item in run]
+        pieces = _split(envelopes)
         batch.unconfirmed = len(pieces)
         routing_key = topology.Topology.event_key(self._pool, name)
         replayed = stream.replayed_seq if batch.session == stream.session else 0
@@ -373,7 +359,8 @@ class EventPublisher:
             # The same events replayed after a resume get the same id: duplicates are
             # recognisable.
             message_id = (
-                f"{self._pool}:{stream.shard_id}:{batch.session}:{piece[0].seq}-{piece[-1].seq}"
+                f"{self._pool}:{stream.shard_id}:{batch.session}:"
+                f"{piece[0]['seq']}-{piece[-1]['seq']}"
             )
             stream.publishing += 1
             message = aio_pika.Message(
@@ -382,7 +369,7 @@ class EventPublisher:
                 message_id=message_id,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 type=name,
-                headers={topology.HEADER_REPLAY: 1} if piece[0].seq <= replayed else None,
+                headers={topology.HEADER_REPLAY: 1} if piece[0]["seq"] <= replayed else None,
             )
             task = self._loop.create_task(self._publish(stream, batch, message, routing_key, piece))
             self._tasks.add(task)
@@ -394,13 +381,13 @@ class EventPublisher:
         batch: _Batch,
         message: aio_pika.Message,
         routing_key: str,
-        piece: list[_Pending],
+        piece: list[dict[str, typing.Any]],
     ) -> None:
         attempt = 0
         while True:
             if len(message.body) > envelope.MAX_MESSAGE_BYTES:
                 await self._refuse(
-                    orjson.loads(piece[0].body),
+                    piece[0],
                     routing_key,
                     f"{len(message.body)} bytes exceed the workers' limit of "
                     f"{envelope.MAX_MESSAGE_BYTES}",
@@ -415,9 +402,7 @@ class EventPublisher:
                 # The broker refuses this message for good (over its max_message_size): a
                 # retry would be refused forever and hold the shard's checkpoint with it.
                 self.stats.publish_failures += 1
-                await self._refuse(
-                    orjson.loads(piece[0].body), routing_key, f"the broker refused it: {exc}"
-                )
+                await self._refuse(piece[0], routing_key, f"the broker refused it: {exc}")
                 break
             except Exception as exc:
                 self.stats.publish_failures += 1
@@ -439,16 +424,11 @@ class EventPublisher:
         self.stats.published_events += count
         self.stats.published_messages += 1
         self.buffered -= count
-        self.buffered_bytes -= sum(len(item.body) for item in piece)
         stream.advance()
         if stream.pending and not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
-        if (
-            self.under_pressure
-            and self.buffered <= self.max_buffered // 2
-            and self.buffered_bytes <= self.max_buffered_bytes // 2
-        ):
+        if self.under_pressure and self.buffered <= self.max_buffered // 2:
             self._set_pressure(False)
 
     async def _refuse(self, item: dict[str, typing.Any], routing_key: str, why: str) -> None:
@@ -495,18 +475,12 @@ class EventPublisher:
         if not self.forwards(name):
             self.stats.skipped_events += 1
             return
-        item = _Pending(
-            name,
-            seq,
-            orjson.dumps(
-                envelope.wire(
-                    self._pool, self._gateway_id, self._reply_to, shard_id, shard_count,
-                    session, seq, name, data, time.time(),
-                )
-            ),
+        item = envelope.wire(
+            self._pool, self._gateway_id, self._reply_to, shard_id, shard_count,
+            session, seq, name, data, time.time(),
         )  # fmt: skip
         message = aio_pika.Message(
-            item.body,
+            orjson.dumps(item),
             content_type=envelope.CONTENT_TYPE,
             message_id=f"{self._pool}:{shard_id}:{session}:{seq}-{seq}",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -517,7 +491,6 @@ class EventPublisher:
         stream.inflight.append(batch)
         stream.publishing += 1
         self.buffered += 1
-        self.buffered_bytes += len(item.body)
         task = self._loop.create_task(
             self._publish(
                 stream, batch, message, topology.Topology.event_key(self._pool, name), [item]
@@ -530,7 +503,7 @@ class EventPublisher:
         self.under_pressure = on
         _LOGGER.warning(
             "publish buffer full: pausing shard reads" if on else "publish buffer drained",
-            extra={"buffered": self.buffered, "buffered_bytes": self.buffered_bytes},
+            extra={"buffered": self.buffered},
         )
         if self._on_pressure is not None:
             self._on_pressure(on)
@@ -591,14 +564,14 @@ class EventPublisher:
         await lifecycle.cancel_and_wait(list(self._tasks))
 
 
-def _split(run: list[_Pending]) -> list[tuple[bytes, list[_Pending]]]:
-    """Message bodies for a run of encoded envelopes: one (a JSON array of them, or the one
-    envelope alone), unless it is over ``MAX_BATCH_BYTES``; then halves, recursively, down to
-    single envelopes (which go out whatever their size, up to the workers' limit)."""
-    if len(run) == 1:
-        return [(run[0].body, run)]
-    size = sum(len(item.body) for item in run) + len(run) + 1  # the commas and brackets
-    if size <= MAX_BATCH_BYTES:
-        return [(b"[" + b",".join([item.body for item in run]) + b"]", run)]
-    middle = len(run) // 2
-    return _split(run[:middle]) + _split(run[middle:])
+def _split(
+    envelopes: list[dict[str, typing.Any]],
+) -> list[tuple[bytes, list[dict[str, typing.Any]]]]:
+    """Message bodies for a run of envelopes: one, unless it is over ``MAX_BATCH_BYTES``; then
+    halves, recursively, down to single envelopes (which go out whatever their size, up to the
+    workers' limit). Serialised once in the common case."""
+    body = orjson.dumps(envelopes[0] if len(envelopes) == 1 else envelopes)
+    if len(body) <= MAX_BATCH_BYTES or len(envelopes) == 1:
+        return [(body, envelopes)]
+    middle = len(envelopes) // 2
+    return _split(envelopes[:middle]) + _split(envelopes[middle:])

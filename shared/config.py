@@ -416,8 +416,6 @@ class GatewaySettings:
     """Seconds before an unrenewed shard lease expires and another gateway takes the shard."""
     publish_buffer: int
     """Events held while the broker is slow or away; beyond it the shards' sockets are paused."""
-    publish_buffer_mb: int
-    """The same bound in MiB of encoded envelopes: what holds a backlog's memory."""
     cache_resources: int
     """What the gateway writes to the shared cache (``shared.cache.resources``)."""
     standby: bool = False
@@ -454,7 +452,6 @@ class GatewaySettings:
             lavalink=LavalinkSettings._read(read),  # noqa: SLF001 - the shared reader
             lease_ttl=read.integer("LEASE_TTL", keys.LEASE_TTL, minimum=3, maximum=600),
             publish_buffer=read.integer("PUBLISH_BUFFER", 50_000, minimum=10),
-            publish_buffer_mb=read.integer("PUBLISH_BUFFER_MB", 64, minimum=1, maximum=65_536),
             cache_resources=_parse_cache_resources(read),
             standby=standby,
             admin_key=_read_admin_key(read),

@@ -189,45 +189,6 @@ async def test_events_that_arrive_during_a_broker_round_trip_go_out_together(
         await events.close()
 
 
-async def test_a_backlog_is_held_encoded_and_bounded_in_bytes_whatever_its_count(
-    stack: Stack,
-) -> None:
-    """While the broker holds a shard's message, what arrives waits encoded (about its wire
-    size, not the parsed payload); past PUBLISH_BUFFER_MB of it the shards' reads pause, well
-    under PUBLISH_BUFFER events, and resume once half of it is confirmed; nothing is lost."""
-    sink = await stack.listen(["MESSAGE_CREATE"])
-    paused: list[bool] = []
-    gated, events = await gated_publisher(
-        stack, max_buffered=10_000, max_buffered_bytes=64 * 1024, on_pressure=paused.append
-    )
-    stream = events.stream(0, 1)
-    events.begin_session(stream, "s", "wss://resume", 0)
-    text = "y" * 1000
-    try:
-        events.accept(stream, 1, "MESSAGE_CREATE", {"n": 1, "content": text})
-        await stack.discord.wait_for(lambda: gated.sent == 1, what="the first message")
-        seq = 1
-        while not paused:
-            seq += 1
-            events.accept(stream, seq, "MESSAGE_CREATE", {"n": seq, "content": text})
-        assert paused == [True]
-        assert 64 * 1024 <= events.buffered_bytes < 64 * 1024 + 2000
-        assert events.buffered == seq < 100  # the bytes, not the count, paused the reads
-        # Held encoded: each waiting envelope is its own wire form, nothing parsed.
-        assert all(isinstance(item.body, bytes) for item in stream.pending)
-        assert orjson.loads(stream.pending[-1].body)["d"] == {"n": seq, "content": text}
-        await gated.release()  # the first confirms; the rest goes out as one message
-        await stack.discord.wait_for(lambda: gated.sent == 2, what="the backlog's message")
-        await gated.release()
-        await stack.discord.wait_for(lambda: paused == [True, False], what="reads resumed")
-        await stack.discord.wait_for(lambda: len(sink.envelopes) == seq, what="every event")
-        assert [e["seq"] for e in sink.envelopes] == list(range(1, seq + 1))
-        assert (events.buffered, events.buffered_bytes) == (0, 0)
-    finally:
-        await gated.open()
-        await events.close()
-
-
 async def test_the_checkpoint_never_passes_an_event_still_waiting(stack: Stack) -> None:
     """A cache write finished for a later event must not carry the checkpoint past an earlier
     event that waits for the window: a successor would RESUME after it and never get it."""
