@@ -12,8 +12,8 @@ starting with the wall-clock time it was dispatched. In the same run, against th
 * the baseline: a single-process hikari ``GatewayBot`` (default cache) with the same listener.
 
 Prints p50/p99/p99.9 per rate for both and the difference, and the CPU per event of each
-process. Everything runs on uvloop, as the services do; ``--loops uvloop,asyncio`` runs it all
-again on asyncio's own loop, ``--ab reads`` runs Shardline again with the worker's cache read
+process. Everything runs on asyncio's loop, as the services do; ``--loops asyncio,uvloop`` runs
+it all again on uvloop, ``--ab reads`` runs Shardline again with the worker's cache read
 in a round trip of its own, ``--ab marks`` with the dedupe marks written after 10 ms (the A/Bs
 of docs/benchmarks.md, issue 22). The first second of every rate is a
 warm-up and is not counted; an event that never arrives fails the run.
@@ -324,7 +324,7 @@ def main() -> None:
     parser.add_argument(
         "--loops",
         default=loops.DEFAULT,
-        help="event loops to run everything on, one after another (uvloop,asyncio for an A/B)",
+        help="event loops to run everything on, one after another (asyncio,uvloop for an A/B)",
     )
     parser.add_argument(
         "--ab",

@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument(
         "--loops",
         default=",".join(loops.CHOICES),
-        help="event loops to run every case on, each in the same run (default: uvloop,asyncio)",
+        help="event loops to run every case on, each in the same run (default: asyncio,uvloop)",
     )
     parser.add_argument(
         "--ab",

@@ -210,7 +210,7 @@ class CoreSettings:
     #: About how many members the pool's cache holds (``CACHE_MEMBERS``): sizes the member
     #: and user buckets (``shared.keys.cache_bucket_bits``).
     cache_members: int = keys.DEFAULT_CACHE_MEMBERS
-    #: ``EVENT_LOOP``: ``uvloop`` (the default) or ``asyncio`` (``shared.loops``).
+    #: ``EVENT_LOOP``: ``asyncio`` (the default) or ``uvloop`` (``shared.loops``).
     event_loop: str = loops.DEFAULT
 
     def redis_keys(self) -> keys.RedisKeys:

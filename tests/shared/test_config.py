@@ -215,13 +215,13 @@ def test_lavalink_nodes_for_gateways_and_workers() -> None:
         config.GatewaySettings.from_env({**two, "LAVALINK_RESUME_TIMEOUT": "1"})
 
 
-def test_event_loop_is_uvloop_unless_asked_and_anything_else_names_the_variable() -> None:
+def test_event_loop_is_asyncio_unless_asked_and_anything_else_names_the_variable() -> None:
     base = {"DISCORD_TOKEN": TOKEN}
-    assert config.WorkerSettings.from_env(base).core.event_loop == "uvloop"
-    assert config.GatewaySettings.from_env({**base, "EVENT_LOOP": "Asyncio"}).core.event_loop == (
-        "asyncio"
+    assert config.WorkerSettings.from_env(base).core.event_loop == "asyncio"
+    assert config.GatewaySettings.from_env({**base, "EVENT_LOOP": "UVloop"}).core.event_loop == (
+        "uvloop"
     )
-    with pytest.raises(config.ConfigError, match="^EVENT_LOOP: expected uvloop or asyncio"):
+    with pytest.raises(config.ConfigError, match=r"^EVENT_LOOP: expected asyncio or uvloop"):
         config.WorkerSettings.from_env({**base, "EVENT_LOOP": "trio"})
 
 
