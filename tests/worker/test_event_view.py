@@ -387,6 +387,33 @@ async def test_the_dedupe_claim_reads_the_claimed_events_in_its_own_round_trip(
     assert view.snapshot == alone.snapshot
 
 
+async def test_a_claim_call_reads_whole_messages_up_to_its_bound_and_the_rest_apart(
+    setup: Setup, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dedupe, "READ_WITH_CLAIM", 3)
+    _, channel, member = await guild_with_member(setup)
+    setup.bot._cache = setup.reader
+    claims = dedupe.Deduplicator(setup.redis, keys.RedisKeys(namespace, "main"), "w1")
+    messages = [
+        [setup.item("MESSAGE_CREATE", message(setup, channel, member, f"m{i}-{j}")) for j in (1, 2)]
+        for i in range(3)
+    ]
+    # Claimed together (one call): the first message's two reads ride along, the second's
+    # would pass the bound, the third's too.
+    answers = await asyncio.gather(
+        *(
+            claims.claim_and_read(items, setup.bot.app.requests(items), redelivered=False)
+            for items in messages
+        )
+    )
+    cluster = redis_client.is_cluster(setup.redis)
+    assert [len(found) for _, found in answers] == ([0, 0, 0] if cluster else [2, 0, 0])
+    before = event_view.STATS.round_trips
+    views = await asyncio.gather(*(setup.bot.app.read(taken, found) for taken, found in answers))
+    assert event_view.STATS.round_trips == before + 1  # the rest, read together
+    assert all(int(member["user"]["id"]) in v.snapshot.members for vs in views for v in vs)
+
+
 async def test_a_read_that_fails_in_the_claim_leaves_the_claim_and_reads_on_its_own(
     setup: Setup, namespace: str
 ) -> None:
