@@ -10,7 +10,9 @@ Runs, on this machine, against loopback RabbitMQ and Redis:
 * in the same run, the reference: bare aio-pika publishing the same number of envelopes of the
   same size, one message each, with a window of 200 outstanding confirms.
 
-Prints events/s, CPU seconds per 1,000 events and peak RSS of each, and the ratios.
+Prints events/s, CPU seconds per 1,000 events, peak RSS (and, for the gateway, its RSS just
+before the blast: what the backlog added) of each, and the ratios. ``--buffer N`` runs the
+gateway again with ``PUBLISH_BUFFER=N`` (events held before its shards' reads pause).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Result:
     seconds: float
     cpu: float
     peak_rss_mb: float
+    #: The process's RSS just before the blast (its start-up, the shard connected).
+    rss_before_mb: float = float("nan")
 
     @property
     def rate(self) -> float:
@@ -75,9 +79,10 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_peak_rss_mb(pid: int) -> float:
+def proc_peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """The peak RSS (``VmHWM``), or the current one (``VmRSS``), in MB."""
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -93,7 +98,7 @@ async def consume(
     return connection
 
 
-async def gateway_case(namespace: str, events: int, size: int) -> Result:
+async def gateway_case(namespace: str, events: int, size: int, buffer: int | None = None) -> Result:
     names = topology.Topology(namespace)
     redis = aioredis.Redis.from_url(REDIS_URL)
     redis_keys = keys.RedisKeys(namespace, "main")
@@ -111,6 +116,7 @@ async def gateway_case(namespace: str, events: int, size: int) -> Result:
         **os.environ, "DISCORD_TOKEN": token, "DISCORD_API_URL": api_url, "AMQP_URL": AMQP_URL,
         "REDIS_URL": REDIS_URL, "NAMESPACE": namespace, "SHARD_COUNT": "1", "SHARD_IDS": "0",
         "HEALTH_PORT": "0", "LOG_LEVEL": "WARNING",
+        **({} if buffer is None else {"PUBLISH_BUFFER": str(buffer)}),
     }  # fmt: skip
     gateway = await asyncio.create_subprocess_exec(
         sys.executable, "-O", "-m", "gateway", env=env, cwd=ROOT
@@ -127,6 +133,7 @@ async def gateway_case(namespace: str, events: int, size: int) -> Result:
         )  # fmt: skip
         await asyncio.sleep(0.5)
     cpu_before = proc_cpu(gateway.pid)
+    rss_before = proc_peak_rss_mb(gateway.pid, "VmRSS")
     started = time.perf_counter()
     emulator.stdin.write(f"blast {events} {size}\n".encode())
     await emulator.stdin.drain()
@@ -148,7 +155,11 @@ async def gateway_case(namespace: str, events: int, size: int) -> Result:
     missing = events - len(counter.seqs)
     if missing:
         raise SystemExit(f"the gateway lost {missing} events")
-    return Result("shardline gateway (hikari shard, batched confirms)", events, seconds, cpu, peak)
+    bound = "" if buffer is None else f", PUBLISH_BUFFER={buffer}"
+    return Result(
+        f"shardline gateway (hikari shard, batched confirms{bound})",
+        events, seconds, cpu, peak, rss_before,
+    )  # fmt: skip
 
 
 async def reference_case(namespace: str, events: int, size: int) -> Result:
@@ -174,14 +185,15 @@ async def reference_case(namespace: str, events: int, size: int) -> Result:
 
 def report(results: list[Result]) -> str:
     lines = [
-        "| forwarder | events/s | CPU s per 1k events | peak RSS |",
-        "|---|---|---|---|",
+        "| forwarder | events/s | CPU s per 1k events | peak RSS | RSS before the blast |",
+        "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r.name} | {r.rate:,.0f} | {r.cpu_per_1k:.3f} | {r.peak_rss_mb:.0f} MB |"
+        f"| {r.name} | {r.rate:,.0f} | {r.cpu_per_1k:.3f} | {r.peak_rss_mb:.0f} MB "
+        f"| {r.rss_before_mb:.0f} MB |"
         for r in results
     ]
-    ours, reference = results
+    ours, reference = results[0], results[-1]
     lines.append("")
     lines.append(
         f"ratio (gateway / reference): {ours.rate / reference.rate:.2f}x events/s, "
@@ -194,10 +206,18 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--bytes", type=int, default=780)
+    parser.add_argument(
+        "--buffer",
+        type=int,
+        action="append",
+        default=[],
+        help="also run the gateway with PUBLISH_BUFFER at this bound (repeatable)",
+    )
     args = parser.parse_args()
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     results = [
         await gateway_case(namespace, args.events, args.bytes),
+        *[await gateway_case(namespace, args.events, args.bytes, bound) for bound in args.buffer],
         await reference_case(namespace, args.events, args.bytes),
     ]
     print(report(results))
