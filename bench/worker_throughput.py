@@ -168,8 +168,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument(
         "--only",
-        choices=("single", "batched", "bare", "single-apart", "batched-apart"),
-        help="run one case (to profile it: py-spy record -- python -m bench.worker_throughput"
+        help="cases to run, by name, comma-separated: single, batched, bare, single-apart,"
+        " batched-apart (to profile one: py-spy record -- python -m bench.worker_throughput"
         " --only single)",
     )
     parser.add_argument(
@@ -235,7 +235,7 @@ def main() -> None:
         # Interleaved (case by case, loop by loop): the broker's and the machine's drift over
         # a run falls on every case alike.
         for case, _label, runner in cases:
-            if args.only not in (None, case):
+            if args.only is not None and case not in args.only.split(","):
                 continue
             for loop in chosen:
                 # Each on a loop of its own, as each service process runs one.

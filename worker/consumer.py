@@ -336,15 +336,17 @@ class EventConsumer:
             # What hikari's helpers (event.get_guild() ...) answer is read in the claim's round
             # trip (on one server; on a cluster, or for what the claim did not read, for all
             # in one more).
+            requests = self._bot.app.requests(valid)
             claimed, found = await self._dedupe.claim_and_read(
                 valid,
-                self._bot.app.requests(valid),
+                requests,
                 redelivered=bool(message.redelivered) or attempt > 0,
                 replayed=replayed,
             )
             self.stats.duplicates += len(valid) - len(claimed)
             record = _done_record(headers.get(topology.HEADER_DONE))
-            views = await self._bot.app.read(claimed, found)
+            asked = None if requests is None else dict(zip(map(id, valid), requests, strict=True))
+            views = await self._bot.app.read(claimed, found, asked)
             failed: list[_Failure] = []
             await self._handle_all(
                 message, claimed, views, record, done, failed, copy=replayed and attempt == 0

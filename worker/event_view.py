@@ -222,9 +222,14 @@ class Reads:
         self._flushes: set[asyncio.Task[None]] = set()
 
     async def read(
-        self, cache: reader.CacheReader | None, items: typing.Sequence[envelope.EventEnvelope]
+        self,
+        cache: reader.CacheReader | None,
+        items: typing.Sequence[envelope.EventEnvelope],
+        requests: list[snapshot.SnapshotRequest | None] | None = None,
     ) -> list[cache_view.Entities]:
-        requests = None if cache is None else _requests(items)
+        """``requests``: what to read for each of ``items``, when already known."""
+        if cache is not None and requests is None:
+            requests = _requests(items)
         if cache is None or requests is None:
             return [_NOTHING] * len(items)
         wanted = [r for r in requests if r is not None]
@@ -323,15 +328,19 @@ class EventApp:
         self,
         items: typing.Sequence[envelope.EventEnvelope],
         found: typing.Mapping[int, snapshot.Snapshot] | None = None,
+        requests: typing.Mapping[int, snapshot.SnapshotRequest | None] | None = None,
     ) -> list[cache_view.Entities]:
         """What each of ``items`` names, for hikari's helpers while its listeners run:
-        ``found`` (by ``id()`` of an item) as read with its claim, the rest read now."""
+        ``found`` (by ``id()`` of an item) as read with its claim, the rest read now
+        (``requests``, by ``id()`` of an item: what :meth:`requests` asked for it)."""
         cache = self._bot.cache if self.prefetch else None
-        if not found or cache is None:
-            return await self._reads.read(cache, items)
-        STATS.events += len(found)
+        found = found or {}
         missing = [item for item in items if id(item) not in found]
-        read = iter(await self._reads.read(cache, missing) if missing else ())
+        asked = None if requests is None else [requests[id(item)] for item in missing]
+        if not found or cache is None:
+            return await self._reads.read(cache, items, asked)
+        STATS.events += len(found)
+        read = iter(await self._reads.read(cache, missing, asked) if missing else ())
         return [
             cache_view.Entities(found[id(item)]) if id(item) in found else next(read)
             for item in items
