@@ -113,14 +113,18 @@ for _, group in ipairs(a.c) do
   end
 end
 if ARGV[2] then
-  local r = cjson.decode(ARGV[2])
-  local kept = {}
-  for i, q in ipairs(r.q) do
-    local code = won[r.n[i]]
-    if code == 1 or code == 3 then kept[#kept + 1] = q end
-  end
-  r.q = kept
-  local ok, answers = pcall(read_snapshots, r)
+  -- Everything of the read inside pcall: the claims above are written and stand whatever it
+  -- meets.
+  local ok, answers = pcall(function()
+    local r = cjson.decode(ARGV[2])
+    local kept = {}
+    for i, q in ipairs(r.q) do
+      local code = won[r.n[i]]
+      if code == 1 or code == 3 then kept[#kept + 1] = q end
+    end
+    r.q = kept
+    return read_snapshots(r)
+  end)
   return {won, holders, ok and answers or 0}
 end
 return {won, holders}
@@ -163,6 +167,8 @@ _RECOVERY_ASKED_EVERY: typing.Final = 0.1
 #: with 50-event messages and no bound, one call claimed and read thousands of events and the
 #: worker handled about a fifth fewer events per second than with the reads apart.
 READ_WITH_CLAIM: typing.Final = 200
+#: A cache read that keeps failing in the claim is said this often at most (and counted).
+_READ_FAILURE_LOG_EVERY: typing.Final = 60.0
 #: How often "done" marks Redis refused are offered to it again.
 _RETRY_MARKS_EVERY: typing.Final = 0.25
 #: At close, how long "done" marks Redis has not taken wait for it: a replica stopped during an
@@ -220,6 +226,7 @@ class Deduplicator:
         self.marks_dropped = 0
         #: Claim calls whose cache reads failed in the script (their events read on their own).
         self.reads_failed = 0
+        self._read_failure_logged_at = -_READ_FAILURE_LOG_EVERY
         #: How long "done" marks wait for a claim to ride on before they go out on their own.
         self.flush_every = FLUSH_EVERY
 
@@ -488,17 +495,18 @@ class Deduplicator:
             for entry in waiting
             for prefix, seqs in entry.groups
         ]
-        # The cache reads ride along, each numbered by its envelope's claim.
         # The cache reads ride along, each numbered by its envelope's claim, up to
-        # READ_WITH_CLAIM events (whole messages): a call that claims a busy worker's
+        # READ_WITH_CLAIM requests (whole messages): a call that claims a busy worker's
         # thousands of envelopes stays short, and their reads go out apart, side by side.
+        # Only first deliveries' reads ride: a redelivery's claim (a take-over, a wait for a
+        # live holder) is the one whose deadline matters most, so nothing slows it.
         requests: list[snapshot.SnapshotRequest] = []
         numbers: list[int] = []
         offset = 0
         for entry in waiting:
             asked = [
                 (offset + index, request)
-                for index, request in enumerate(entry.reads or ())
+                for index, request in enumerate(() if entry.redelivered else entry.reads or ())
                 if request is not None
             ]
             if len(requests) + len(asked) <= READ_WITH_CLAIM:
@@ -570,9 +578,13 @@ class Deduplicator:
         ]  # fmt: skip
         requests, numbers = reads if reads is not None and reads[0] else ([], [])
         if requests:
-            asked = snapshot.argument(self._keys, requests)
-            asked["n"] = [number + 1 for number in numbers]  # Lua counts from 1
-            args.append(orjson.dumps(asked))
+            try:
+                asked = snapshot.argument(self._keys, requests)
+                asked["n"] = [number + 1 for number in numbers]  # Lua counts from 1
+                args.append(orjson.dumps(asked))
+            except Exception:  # a bug here, never a reason to fail the claims
+                self._read_failed("event cache read not asked with the claim", exc_info=True)
+                requests, numbers = [], []
         answer = await self._script(keys=[stream], args=args)
         won, holders = answer[0], answer[1]
         codes = [int(code) for code in won]
@@ -595,8 +607,7 @@ class Deduplicator:
     ) -> _Found:
         """The snapshots a claim call read: of the requests whose claim answered 1 or 3."""
         if not isinstance(answers, list):  # the read failed in the script; the claims stand
-            self.reads_failed += 1
-            _LOGGER.warning("event cache not read with the claim; read on its own")
+            self._read_failed("event cache not read with the claim")
             return None
         kept = [
             (number, request)
@@ -606,10 +617,20 @@ class Deduplicator:
         try:
             read = snapshot.snapshots([request for _, request in kept], answers)
         except Exception:  # a bug here, never a reason to hold the claims
-            self.reads_failed += 1
-            _LOGGER.exception("event cache answer not understood; read on its own")
+            self._read_failed("event cache answer not understood", exc_info=True)
             return None
         return {number: found for (number, _), found in zip(kept, read, strict=True)}
+
+    def _read_failed(self, what: str, *, exc_info: bool = False) -> None:
+        """Counted every time (``shardline_worker_claim_reads_failed``); said at most once
+        every ``_READ_FAILURE_LOG_EVERY``: the events are read on their own meanwhile."""
+        self.reads_failed += 1
+        now = self._clock.monotonic()
+        if now - self._read_failure_logged_at >= _READ_FAILURE_LOG_EVERY:
+            self._read_failure_logged_at = now
+            _LOGGER.warning(
+                "%s; read on its own", what, exc_info=exc_info, extra={"failed": self.reads_failed}
+            )
 
     async def _held_elsewhere(self, key: str, held: bytes | str) -> int:
         """A redelivered copy found ``key`` claimed: wait while its holder lives, else take

@@ -319,10 +319,13 @@ class EventApp:
         self, items: typing.Sequence[envelope.EventEnvelope]
     ) -> list[snapshot.SnapshotRequest | None] | None:
         """What to read for each of ``items`` (None: nothing is read), for a dedupe claim
-        to read in its own round trip."""
+        to read in its own round trip. The claim reads with the deduplicator's Redis and key
+        schema: the same client and keys as ``bot.cache`` (``worker.app`` attaches both)."""
         if not self.prefetch or not self.read_with_claim or self._bot.cache is None:
             return None
-        return _requests(items)
+        # A payload that cannot be read is counted once and read by no one (helpers answer
+        # None), not asked again by the read apart.
+        return _requests(items) or [None] * len(items)
 
     async def read(
         self,

@@ -129,6 +129,15 @@ class WorkerCollector(registry.Collector):
             ),
             event_view.STATS.failures,
         )  # fmt: skip
+        yield one(
+            counter(
+                "shardline_worker_claim_reads_failed",
+                "dedupe claims whose cache read failed inside the claim's script: the claims "
+                "stood and their events were read on their own",
+                labels=base,
+            ),
+            dedupe.reads_failed if dedupe is not None else 0,
+        )  # fmt: skip
         yield _histogram(
             "shardline_worker_handler_seconds", "handler latency", [*base, "event"],
             {(*labels, event): h for event, h in stats.latency.items()},

@@ -71,6 +71,7 @@ WORKER: typing.Final = (
             "shardline_worker_dead_lettered_total",
             "shardline_worker_retries_total",
             "shardline_worker_event_cache_reads_failed_total",
+            "shardline_worker_claim_reads_failed_total",
             "shardline_worker_handler_seconds_bucket",
             "shardline_worker_handler_seconds_sum",
             "shardline_worker_handler_seconds_count",

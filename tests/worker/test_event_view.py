@@ -385,6 +385,12 @@ async def test_the_dedupe_claim_reads_the_claimed_events_in_its_own_round_trip(
     # The same as a read of its own answers.
     [alone] = await event_view.read(setup.reader, taken)
     assert view.snapshot == alone.snapshot
+    # A redelivery's claim (a take-over, a wait for a live holder) carries no read.
+    await claims.finish([], taken)  # released: the redelivery takes it again
+    again, found = await claims.claim_and_read(
+        taken, setup.bot.app.requests(taken), redelivered=True
+    )
+    assert (again, found) == (taken, {})
 
 
 async def test_a_claim_call_reads_whole_messages_up_to_its_bound_and_the_rest_apart(
