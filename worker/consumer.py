@@ -345,7 +345,10 @@ class EventConsumer:
             )
             self.stats.duplicates += len(valid) - len(claimed)
             record = _done_record(headers.get(topology.HEADER_DONE))
-            asked = None if requests is None else dict(zip(map(id, valid), requests, strict=True))
+            # What the claim did not read is read now, from the requests already built.
+            asked = None
+            if requests is not None and len(found) < len(claimed):
+                asked = dict(zip(map(id, valid), requests, strict=True))
             views = await self._bot.app.read(claimed, found, asked)
             failed: list[_Failure] = []
             await self._handle_all(

@@ -361,12 +361,17 @@ async def test_messages_arriving_together_share_one_read(setup: Setup) -> None:
     assert [f.snapshot.guild_id for [f] in found] == [int(guild["id"])] * 8
 
 
+def claiming(setup: Setup, namespace: str) -> dedupe.Deduplicator:
+    """A replica's deduplicator over the test's Redis, its bot reading the same cache."""
+    setup.bot._cache = setup.reader
+    return dedupe.Deduplicator(setup.redis, keys.RedisKeys(namespace, "main"), "w1")
+
+
 async def test_the_dedupe_claim_reads_the_claimed_events_in_its_own_round_trip(
     setup: Setup, namespace: str
 ) -> None:
     guild, channel, member = await guild_with_member(setup)
-    setup.bot._cache = setup.reader
-    claims = dedupe.Deduplicator(setup.redis, keys.RedisKeys(namespace, "main"), "w1")
+    claims = claiming(setup, namespace)
     items = [setup.item("MESSAGE_CREATE", message(setup, channel, member, f"m{i}")) for i in (1, 2)]
     await claims.claim(items[1:], redelivered=False)  # the second is another replica's
     before = event_view.STATS.round_trips
@@ -398,8 +403,7 @@ async def test_a_claim_call_reads_whole_messages_up_to_its_bound_and_the_rest_ap
 ) -> None:
     monkeypatch.setattr(dedupe, "READ_WITH_CLAIM", 3)
     _, channel, member = await guild_with_member(setup)
-    setup.bot._cache = setup.reader
-    claims = dedupe.Deduplicator(setup.redis, keys.RedisKeys(namespace, "main"), "w1")
+    claims = claiming(setup, namespace)
     messages = [
         [setup.item("MESSAGE_CREATE", message(setup, channel, member, f"m{i}-{j}")) for j in (1, 2)]
         for i in range(3)
@@ -424,8 +428,7 @@ async def test_a_read_that_fails_in_the_claim_leaves_the_claim_and_reads_on_its_
     setup: Setup, namespace: str
 ) -> None:
     guild, channel, member = await guild_with_member(setup)
-    setup.bot._cache = setup.reader
-    claims = dedupe.Deduplicator(setup.redis, keys.RedisKeys(namespace, "main"), "w1")
+    claims = claiming(setup, namespace)
     items = [setup.item("MESSAGE_CREATE", message(setup, channel, member, "m"))]
     # A guild key holding a hash: the script's GET fails (WRONGTYPE), inside its read only.
     guild_key = keys.RedisKeys(namespace, "main").guild(int(guild["id"]))
