@@ -19,7 +19,7 @@ import orjson
 
 from shared import config, envelope, redis_client, topology, voice
 from shared import logging as shared_logging
-from worker import event_view, events
+from worker import acks, event_view, events
 
 if typing.TYPE_CHECKING:
     from aio_pika import abc as pika_abc
@@ -259,6 +259,8 @@ class EventConsumer:
         self._retry_queues: dict[str, list[str]] = {}
         self._tags: list[tuple[pika_abc.AbstractQueue, str]] = []
         self._inflight: set[asyncio.Task[None]] = set()
+        #: Acks of handlers that finish in one loop turn share a frame.
+        self.acks = acks.Acks()
         self.stats = ConsumerStats()
 
     async def start(self, queues: typing.Iterable[pika_abc.AbstractQueue]) -> None:
@@ -288,11 +290,14 @@ class EventConsumer:
     async def drain(self, timeout: float) -> None:
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout)
+        # Before the connection closes: an ack not sent is a redelivery (a duplicate).
+        await self.acks.flush()
 
     async def _on_message(self, queue: str, message: pika_abc.AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
+        self.acks.delivered(message)
         try:
             await self._process(queue, message)
         finally:
@@ -328,7 +333,7 @@ class EventConsumer:
                 # only itself.
                 await self._park(message, orjson.dumps(raw), {topology.HEADER_REASON: reason})
             if not valid:
-                await message.ack()
+                self.acks.ack(message)
                 return
             # May have run elsewhere: held while Redis is away (not our own retries).
             replayed = bool(message.redelivered) or bool(headers.get(topology.HEADER_REPLAY))
@@ -356,7 +361,7 @@ class EventConsumer:
             )
             await self._dedupe.finish(done, [f.item for f in failed])
             if not failed:
-                await message.ack()
+                self.acks.ack(message)
                 return
             # The retry must find the handled ones done, not merely ours "processing".
             await self._dedupe.flush()
@@ -371,6 +376,7 @@ class EventConsumer:
                 # reject, not nack: RabbitMQ 4.3+ counts a rejected return towards the
                 # delivery limit and a nacked one not (docs/operations.md).
                 await message.reject(requeue=True)
+                self.acks.settled(message)
             raise
 
     async def _handle_all(
@@ -463,8 +469,9 @@ class EventConsumer:
             # Not parked anywhere: back on the queue at once (the delivery limit bounds it).
             _LOGGER.exception("retry not published; requeueing")
             await message.nack(requeue=True)
+            self.acks.settled(message)
             return
-        await message.ack()
+        self.acks.ack(message)
 
     @staticmethod
     def _copy(
@@ -571,8 +578,9 @@ class EventConsumer:
             _LOGGER.exception("dead letter not parked; requeueing")
             with contextlib.suppress(Exception):
                 await message.reject(requeue=True)
+                self.acks.settled(message)
             return
-        await message.ack()
+        self.acks.ack(message)
 
     async def _park(
         self,
