@@ -29,7 +29,7 @@ import typing
 import aiormq
 
 if typing.TYPE_CHECKING:
-    from aio_pika import abc as pika_abc
+    from worker import deliveries
 
 _LOGGER = logging.getLogger("shardline.worker.acks")
 
@@ -66,7 +66,7 @@ class Acks:
         #: Acks not sent because their channel had closed (the broker redelivers those).
         self.lost = 0
 
-    def delivered(self, message: pika_abc.AbstractIncomingMessage) -> None:
+    def delivered(self, message: deliveries.Incoming) -> None:
         """``message`` came in: it is in hand until :meth:`ack` or :meth:`settled`."""
         tag = message.delivery_tag
         channel = _channel_of(message)
@@ -93,7 +93,7 @@ class Acks:
             return
         self._order.append(tag)
 
-    def ack(self, message: pika_abc.AbstractIncomingMessage) -> None:
+    def ack(self, message: deliveries.Incoming) -> None:
         """Ack ``message`` in the next frame (this loop turn's)."""
         tag = message.delivery_tag
         if tag is None:
@@ -112,7 +112,7 @@ class Acks:
         self._state[tag] = _ACK
         self._schedule()
 
-    def settled(self, message: pika_abc.AbstractIncomingMessage) -> None:
+    def settled(self, message: deliveries.Incoming) -> None:
         """``message`` was rejected or nacked by the caller: not the broker's to ack."""
         tag = message.delivery_tag
         if tag is None or _channel_of(message) is not self._channel or tag <= self._low:
@@ -192,7 +192,7 @@ class Acks:
         self.acked += 1
 
 
-def _channel_of(message: pika_abc.AbstractIncomingMessage) -> object:
+def _channel_of(message: deliveries.Incoming) -> object:
     """The underlying channel ``message`` came on, or None once it is closed."""
     try:
         return message.channel

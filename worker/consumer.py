@@ -19,7 +19,7 @@ import orjson
 
 from shared import config, envelope, redis_client, topology, voice
 from shared import logging as shared_logging
-from worker import acks, event_view, events
+from worker import acks, deliveries, event_view, events
 
 if typing.TYPE_CHECKING:
     from aio_pika import abc as pika_abc
@@ -258,6 +258,7 @@ class EventConsumer:
         #: Work queue → its retry queues, one per delay.
         self._retry_queues: dict[str, list[str]] = {}
         self._tags: list[tuple[pika_abc.AbstractQueue, str]] = []
+        self._watching = False
         self._inflight: set[asyncio.Task[None]] = set()
         #: Acks of handlers that finish in one loop turn share a frame.
         self.acks = acks.Acks()
@@ -275,6 +276,21 @@ class EventConsumer:
             )
             tag = await queue.consume(functools.partial(self._on_message, queue.name))
             self._tags.append((queue, tag))
+            await self._take_deliveries()
+        if not self._watching and isinstance(self._channel, aio_pika.RobustChannel):
+            # aio-pika consumes again after a reconnect, on its own path: taken back each time.
+            self._channel.reopen_callbacks.add(self._take_deliveries)
+            self._watching = True
+
+    async def _take_deliveries(self, *_: object) -> None:
+        """Have aiormq hand the consumed queues' deliveries to us directly
+        (``worker.deliveries``): aio-pika registered, and restores, the consumers."""
+        try:
+            underlay = await self._channel.get_underlay_channel()
+        except Exception:  # closed meanwhile: aio-pika's path, until the next reopen
+            return
+        for queue, tag in self._tags:
+            deliveries.take(underlay, tag, functools.partial(self._on_delivery, queue.name))
 
     async def declare_retry_queues(self, channel: pika_abc.AbstractChannel) -> None:
         """Declare the retry queues of every consumed queue again on ``channel`` (a broker
@@ -293,7 +309,10 @@ class EventConsumer:
         # Before the connection closes: an ack not sent is a redelivery (a duplicate).
         await self.acks.flush()
 
-    async def _on_message(self, queue: str, message: pika_abc.AbstractIncomingMessage) -> None:
+    async def _on_delivery(self, queue: str, delivered: aiormq.abc.DeliveredMessage) -> None:
+        await self._on_message(queue, deliveries.Delivery(delivered))
+
+    async def _on_message(self, queue: str, message: deliveries.Incoming) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
@@ -304,7 +323,7 @@ class EventConsumer:
             if task is not None:
                 self._inflight.discard(task)
 
-    async def _process(self, queue: str, message: pika_abc.AbstractIncomingMessage) -> None:
+    async def _process(self, queue: str, message: deliveries.Incoming) -> None:
         self.stats.consumed += 1
         try:
             valid, bad = envelope.decode_parts(message.body)
@@ -381,7 +400,7 @@ class EventConsumer:
 
     async def _handle_all(
         self,
-        message: pika_abc.AbstractIncomingMessage,
+        message: deliveries.Incoming,
         claimed: list[envelope.EventEnvelope],
         views: typing.Sequence[cache_view.Entities],
         record: dict[str, list[str]],
@@ -426,7 +445,7 @@ class EventConsumer:
     async def _retry(
         self,
         queue: str,
-        message: pika_abc.AbstractIncomingMessage,
+        message: deliveries.Incoming,
         failed: list[_Failure],
         attempt: int,
         routing_key: str,
@@ -475,7 +494,7 @@ class EventConsumer:
 
     @staticmethod
     def _copy(
-        message: pika_abc.AbstractIncomingMessage, body: bytes, headers: dict[str, typing.Any]
+        message: deliveries.Incoming, body: bytes, headers: dict[str, typing.Any]
     ) -> aio_pika.Message:
         return aio_pika.Message(
             body,
@@ -568,7 +587,7 @@ class EventConsumer:
         self.stats.handled[item.t] += 1
         return None
 
-    async def _dead_letter(self, message: pika_abc.AbstractIncomingMessage, reason: str) -> None:
+    async def _dead_letter(self, message: deliveries.Incoming, reason: str) -> None:
         """Park a message we cannot read on the dead-letter queue, with why; lose nothing: a
         park the broker refused or returned (a node back empty, its binding not declared
         again yet) puts the message back on its queue rather than leave it unsettled."""
@@ -584,7 +603,7 @@ class EventConsumer:
 
     async def _park(
         self,
-        message: pika_abc.AbstractIncomingMessage,
+        message: deliveries.Incoming,
         body: bytes,
         extra: dict[str, typing.Any],
     ) -> None:
