@@ -202,6 +202,8 @@ def _settles(error: BaseException) -> bool:
     return _expired(error) or _answered_elsewhere(error)
 
 
+#: How long a drain waits for the last acks to be queued to the broker's connection.
+ACKS_FLUSH_TIMEOUT: typing.Final = 5.0
 #: Characters of an exception's message kept in a dead letter's header.
 _ERROR_TEXT_MAX: typing.Final = 500
 #: Headers that describe one trip through the broker, not the event: dropped from copies.
@@ -259,6 +261,8 @@ class EventConsumer:
         self._retry_queues: dict[str, list[str]] = {}
         self._tags: list[tuple[pika_abc.AbstractQueue, str]] = []
         self._watching = False
+        self._retaking = False
+        self._background: set[asyncio.Task[None]] = set()
         self._inflight: set[asyncio.Task[None]] = set()
         #: Acks of handlers that finish in one loop turn share a frame.
         self.acks = acks.Acks()
@@ -281,6 +285,17 @@ class EventConsumer:
             # aio-pika consumes again after a reconnect, on its own path: taken back each time.
             self._channel.reopen_callbacks.add(self._take_deliveries)
             self._watching = True
+
+    def _spawn_take(self) -> None:
+        async def take() -> None:
+            try:
+                await self._take_deliveries()
+            finally:
+                self._retaking = False
+
+        task = asyncio.get_running_loop().create_task(take())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _take_deliveries(self, *_: object) -> None:
         """Have aiormq hand the consumed queues' deliveries to us directly
@@ -307,12 +322,18 @@ class EventConsumer:
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout)
         # Before the connection closes: an ack not sent is a redelivery (a duplicate).
-        await self.acks.flush()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.acks.flush(), ACKS_FLUSH_TIMEOUT)
 
     async def _on_delivery(self, queue: str, delivered: aiormq.abc.DeliveredMessage) -> None:
         await self._on_message(queue, deliveries.Delivery(delivered))
 
     async def _on_message(self, queue: str, message: deliveries.Incoming) -> None:
+        if type(message) is not deliveries.Delivery and self._tags and not self._retaking:
+            # aio-pika's path: a consumer it took again without a reopen (the broker cancelled
+            # it: _restore_missing_consumers), or the moments before the reopen callback.
+            self._retaking = True
+            self._spawn_take()
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)

@@ -172,6 +172,10 @@ READ_WITH_CLAIM: typing.Final = 200
 #: next call together: one event per message at 4,000/s made 3.3 claims per call with no bound
 #: (issue 22), and a call's own cost on the client (~100 µs of CPU) dwarfs a claim's.
 CLAIMS_IN_FLIGHT: typing.Final = 1
+#: ...unless the call in flight has not answered after this long: the claims waiting go beside
+#: it (under a hung Redis each call waits out the breaker's deadline, and an interaction must
+#: not wait out several). A call's lookups of live holders run after its slot is free.
+CLAIM_WAIT_MAX: typing.Final = 0.02
 #: A cache read that keeps failing in the claim is said this often at most (and counted).
 _READ_FAILURE_LOG_EVERY: typing.Final = 60.0
 #: How often "done" marks Redis refused are offered to it again.
@@ -219,8 +223,9 @@ class Deduplicator:
         self._waiting: list[_Waiting] = []
         self._claim_scheduled = False
         self._claims: set[asyncio.Task[None]] = set()
-        #: Claim calls in flight (``CLAIMS_IN_FLIGHT`` at most).
+        #: Claim calls in flight (``CLAIMS_IN_FLIGHT`` at most, unless one is overdue).
         self._claiming = 0
+        self._overdue: asyncio.Task[None] | None = None
         self.available = True
         #: Dedupe keys of envelopes this replica took, newest last (bounded).
         self._local: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -280,6 +285,9 @@ class Deduplicator:
         if self._alive is not None:
             await lifecycle.cancel_and_wait([self._alive])
             self._alive = None
+        if self._overdue is not None:
+            await lifecycle.cancel_and_wait([self._overdue])
+            self._overdue = None
         with contextlib.suppress(*redis_client.REDIS_ERRORS):
             await self._redis.delete(self._holder_key)
 
@@ -489,24 +497,54 @@ class Deduplicator:
             ]
         return taken
 
-    def _claim_pending(self) -> None:
+    def _claim_pending(self, *, overdue: bool = False) -> None:
         self._claim_scheduled = False
-        if self._claiming >= CLAIMS_IN_FLIGHT or not self._waiting:
-            return  # started when a call in flight ends, with what arrived meanwhile
+        if not self._waiting:
+            return
+        if self._claiming >= CLAIMS_IN_FLIGHT and not overdue:
+            # Started when the call in flight answers, with what arrived meanwhile; or after
+            # CLAIM_WAIT_MAX beside it, if it is slow to (a Redis that hangs).
+            if self._overdue is None:
+                self._overdue = asyncio.get_running_loop().create_task(self._when_overdue())
+            return
         waiting, self._waiting = self._waiting, []
         self._claiming += 1
-        task = asyncio.get_running_loop().create_task(self._claim_batch(waiting))
-        self._claims.add(task)
-        task.add_done_callback(self._claim_ended)
+        released = False
 
-    def _claim_ended(self, task: asyncio.Task[None]) -> None:
-        self._claims.discard(task)
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._claim_slot_free()
+
+        task = asyncio.get_running_loop().create_task(self._claim_batch(waiting, release))
+        self._claims.add(task)
+        def ended(done: asyncio.Task[None]) -> None:
+            self._claims.discard(done)
+            release()
+
+        task.add_done_callback(ended)
+
+    async def _when_overdue(self) -> None:
+        try:
+            await self._clock.sleep(CLAIM_WAIT_MAX)
+        finally:
+            if self._overdue is asyncio.current_task():
+                self._overdue = None
+        self._claim_pending(overdue=True)
+
+    def _claim_slot_free(self) -> None:
         self._claiming -= 1
+        if self._overdue is not None:
+            self._overdue.cancel()
+            self._overdue = None
         if self._waiting and not self._claim_scheduled:
             self._claim_scheduled = True
             asyncio.get_running_loop().call_soon(self._claim_pending)
 
-    async def _claim_batch(self, waiting: list[_Waiting]) -> None:
+    async def _claim_batch(
+        self, waiting: list[_Waiting], answered: typing.Callable[[], None]
+    ) -> None:
         claims = [
             (prefix, int(entry.redelivered), seqs)
             for entry in waiting
@@ -532,7 +570,7 @@ class Deduplicator:
             offset += entry.size
         done, self._done = self._done, []
         try:
-            won, found = await self._call(done, claims, (requests, numbers))
+            won, found = await self._call(done, claims, (requests, numbers), answered)
         except BaseException as exc:
             self._done[:0] = done  # retried with the next call or flush
             for entry in waiting:
@@ -557,11 +595,14 @@ class Deduplicator:
         done: list[_Group],
         claims: list[tuple[str, int, list[int]]],
         reads: tuple[list[snapshot.SnapshotRequest], list[int]] | None = None,
+        answered: typing.Callable[[], None] | None = None,
     ) -> tuple[list[int], _Found]:
         """Write ``done``, make ``claims`` and, on one server, read ``reads`` (requests and
-        their claims' numbers) in the same call; on a cluster nothing is read here."""
+        their claims' numbers) in the same call; on a cluster nothing is read here.
+        ``answered``: called once the script answered (on one server), before the claims a
+        live holder has are looked into."""
         if not self._cluster:
-            return await self._call_slot(done, claims, reads)
+            return await self._call_slot(done, claims, reads, answered)
         # One call per stream (one slot each), side by side; answers in the claims' order.
         streams = list(dict.fromkeys([p for p, _ in done] + [p for p, _, _ in claims]))
         answers = await asyncio.gather(
@@ -582,6 +623,7 @@ class Deduplicator:
         done: list[_Group],
         claims: list[tuple[str, int, list[int]]],
         reads: tuple[list[snapshot.SnapshotRequest], list[int]] | None = None,
+        answered: typing.Callable[[], None] | None = None,
     ) -> tuple[list[int], _Found]:
         """One script call for streams of one slot (any streams on a single server)."""
         stream = done[0][0] if done else claims[0][0]
@@ -603,6 +645,8 @@ class Deduplicator:
                 self._read_failed("event cache read not asked with the claim", exc_info=True)
                 requests, numbers = [], []
         answer = await self._script(keys=[stream], args=args)
+        if answered is not None:
+            answered()
         won, holders = answer[0], answer[1]
         codes = [int(code) for code in won]
         found: _Found = None

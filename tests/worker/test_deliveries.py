@@ -93,3 +93,6 @@ async def test_the_worker_takes_its_deliveries_back_after_the_channel_is_restore
             await asyncio.sleep(0.05)
         await publish(stack, item(2, "MESSAGE_CREATE", message_payload(stack, "after")))
         await until(lambda: seen == ["before", "after"], "handled after the channel reopened")
+        await until(lambda: consumer.acks.in_hand == 0, "acked after the channel reopened")
+        assert consumer.acks._tracked  # still one frame per turn
+        assert not (await channel.get_underlay_channel()).is_closed
