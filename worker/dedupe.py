@@ -519,6 +519,7 @@ class Deduplicator:
 
         task = asyncio.get_running_loop().create_task(self._claim_batch(waiting, release))
         self._claims.add(task)
+
         def ended(done: asyncio.Task[None]) -> None:
             self._claims.discard(done)
             release()
