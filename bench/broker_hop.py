@@ -9,6 +9,11 @@ quorum queue and through a classic queue. Each message carries the wall-clock ti
 published; the consumer subtracts it when the message arrives. This is the floor under the
 end-to-end latency benchmark (``bench.latency``), which adds the gateway, the dedupe claim
 and typed hikari events on top, on the same cores.
+
+The CPU both clients spend per event (the quorum queue's run, publisher and consumer, each
+process's own from its first event to its last) is the floor under ``bench.latency``'s CPU
+per event in the same way: what any design that puts one broker message per event between
+two processes pays before it does anything else.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import asyncio
 import os
 import pathlib
+import resource
 import statistics
 import sys
 import time
@@ -29,15 +35,25 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 WARM_UP_SECONDS = 1.0
 
 
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def consume(name: str, count: int, skip: int) -> None:
-    """The consumer process: print ``ready``, then ``p50 p99 p99.9`` (ms) after ``count``."""
+    """The consumer process: print ``ready``, then ``p50 p99 p99.9`` (ms) and its CPU ms per
+    message after ``count``."""
     connection = await aio_pika.connect(AMQP_URL)
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=100)
     latencies: list[float] = []
     done = asyncio.Event()
+    first = 0.0
 
     async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal first
+        if not latencies:
+            first = cpu()
         latencies.append(time.time() - float(message.body.split(b" ", 1)[0]))
         await message.ack()
         if len(latencies) >= count:
@@ -47,14 +63,16 @@ async def consume(name: str, count: int, skip: int) -> None:
     tag = await queue.consume(on_message)
     print("ready", flush=True)
     await asyncio.wait_for(done.wait(), timeout=300)
+    used = (cpu() - first) / max(count - 1, 1) * 1000
     await queue.cancel(tag)
     await connection.close()
     cuts = statistics.quantiles(sorted(latencies[skip:]), n=1000, method="inclusive")
-    print(f"{cuts[499] * 1000} {cuts[989] * 1000} {cuts[998] * 1000}", flush=True)
+    print(f"{cuts[499] * 1000} {cuts[989] * 1000} {cuts[998] * 1000} {used}", flush=True)
 
 
 async def hop(kind: str, rate: float, seconds: float, size: int) -> list[float]:
-    """p50, p99 and p99.9 (ms) of publish-to-delivery through one queue of ``kind``."""
+    """p50, p99 and p99.9 (ms) of publish-to-delivery through one queue of ``kind``, then the
+    publisher's and the consumer's CPU ms per message."""
     name = f"bench-hop-{uuid.uuid4().hex[:8]}"
     count = int(rate * seconds)
     connection = await aio_pika.connect(AMQP_URL)
@@ -70,7 +88,7 @@ async def hop(kind: str, rate: float, seconds: float, size: int) -> list[float]:
         await consumer.stdout.readline()  # ready
         padding = b"x" * size
         confirms: set[asyncio.Future[object]] = set()
-        start = time.perf_counter()
+        start, started_cpu = time.perf_counter(), cpu()
         for index in range(count):
             delay = start + index / rate - time.perf_counter()
             if delay > 0:
@@ -80,11 +98,14 @@ async def hop(kind: str, rate: float, seconds: float, size: int) -> list[float]:
             confirm = asyncio.ensure_future(channel.default_exchange.publish(message, name))
             confirms.add(confirm)
             confirm.add_done_callback(confirms.discard)
+        if confirms:
+            await asyncio.wait(set(confirms))
+        published = (cpu() - started_cpu) / count * 1000
         result = (await consumer.stdout.readline()).decode().split()
-        if await consumer.wait() or len(result) != 3:
+        if await consumer.wait() or len(result) != 4:
             raise SystemExit(f"the consumer of {name} failed (exit {consumer.returncode})")
         await queue.delete(if_unused=False, if_empty=False)
-        return [float(value) for value in result]
+        return [*(float(value) for value in result[:3]), published, float(result[3])]
     finally:
         await connection.close()
 
@@ -101,13 +122,18 @@ async def main() -> None:
         await consume(name, int(count), int(skip))
         return
     lines = [
-        "| messages/s | quorum queue p50 / p99 / p99.9 (ms) | classic queue p50 / p99 / p99.9 (ms) |",
-        "|---|---|---|",
+        (
+            "| messages/s | quorum queue p50 / p99 / p99.9 (ms) | classic queue p50 / p99 / p99.9"
+            " (ms) | quorum: CPU ms per message, publisher + consumer |"
+        ),
+        "|---|---|---|---|",
     ]
     for rate in (float(r) for r in args.rates.split(",")):
         row = [await hop(kind, rate, args.seconds, args.bytes) for kind in ("quorum", "classic")]
-        cells = " | ".join(" / ".join(f"{v:.2f}" for v in cuts) for cuts in row)
-        lines.append(f"| {rate:,.0f} | {cells} |")
+        cells = " | ".join(" / ".join(f"{v:.2f}" for v in cuts[:3]) for cuts in row)
+        published, consumed = row[0][3:]
+        cost = f"{published + consumed:.3f} ({published:.3f} + {consumed:.3f})"
+        lines.append(f"| {rate:,.0f} | {cells} | {cost} |")
     print("\n".join(lines))
 
 
