@@ -8,7 +8,9 @@ handler that still runs, here or on another replica) it waits for that handling 
 ``done`` means skipped, a released claim (the handler failed) means handled here.
 
 Cost on the hot path: messages that arrive together (up to the prefetch) share one script call,
-which claims all their envelopes and also writes the ``done`` marks waiting since the last call;
+and those that arrive while a call is out wait for it and share the next (``CLAIMS_IN_FLIGHT``,
+``CLAIM_WAIT_MAX``). A call claims all their envelopes and also writes the ``done`` marks
+waiting since the last call;
 marks with no claim to travel with go out on their own after ``FLUSH_EVERY``. The call carries
 one JSON argument, ``[prefix, seqs]`` per message, and the script builds the keys: passing a
 key per envelope costs redis-py an encoded argument each, which profiling showed to be a
