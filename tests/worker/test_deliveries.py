@@ -20,6 +20,7 @@ if typing.TYPE_CHECKING:
     from aiormq import abc as aiormq_abc
 
     from tests.gateway.conftest import Stack
+    from worker.consumer import EventConsumer
 
 
 async def test_a_delivery_reads_what_aio_pikas_message_reads(
@@ -55,6 +56,59 @@ async def test_a_delivery_reads_what_aio_pikas_message_reads(
         _ = deliveries.Delivery(delivered).channel
 
 
+async def ours(consumer: EventConsumer) -> bool:
+    """Whether aiormq hands every consumed queue's deliveries to the consumer directly."""
+    underlay = await consumer._channel.get_underlay_channel()
+    callbacks = typing.cast("dict[str, typing.Any]", underlay.consumers)
+    return all(
+        isinstance(callbacks.get(tag), functools.partial)
+        and callbacks[tag].func == consumer._on_delivery
+        for _, tag in consumer._tags
+    )
+
+
+async def test_the_worker_takes_its_deliveries_back_after_the_broker_cancels_a_consumer(
+    stack: Stack,
+) -> None:
+    """A queue deleted under the worker: the broker cancels its consumer and aio-pika consumes
+    it again on its own path, with no reopen; the first message on that path takes it back."""
+    bot = bot_module.Bot()
+    seen: list[str] = []
+
+    @bot.listen(hikari.GuildMessageCreateEvent)
+    async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
+        seen.append(event.content or "")
+
+    async with worker(stack, bot) as replica:
+        consumer = replica.consumer
+        assert consumer is not None
+        assert await ours(consumer)
+        admin = await stack.connection.channel()
+        await admin.queue_delete(stack.topology.worker_queue("main", "default"))
+        await admin.close()
+        deadline = asyncio.get_running_loop().time() + 20
+        attempt = 0
+        while not seen:  # until aio-pika consumes it again and its bindings are back
+            assert asyncio.get_running_loop().time() < deadline, "never consumed again"
+            attempt += 1
+            await publish(stack, item(attempt, "MESSAGE_CREATE", message_payload(stack, "a")))
+            await asyncio.sleep(0.3)
+        await until_async(lambda: ours(consumer), "deliveries not taken back")
+        handled = len(seen)
+        await publish(stack, item(1000, "MESSAGE_CREATE", message_payload(stack, "after")))
+        await until(lambda: "after" in seen[handled:], "handled once taken back")
+        await until(lambda: consumer.acks.in_hand == 0, "acked once taken back")
+
+
+async def until_async(
+    check: typing.Callable[[], typing.Awaitable[bool]], what: str, timeout: float = 10
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.05)
+
+
 async def test_the_worker_takes_its_deliveries_back_after_the_channel_is_restored(
     stack: Stack,
 ) -> None:
@@ -69,17 +123,7 @@ async def test_the_worker_takes_its_deliveries_back_after_the_channel_is_restore
         consumer = replica.consumer
         assert consumer is not None
         channel = consumer._channel
-
-        async def ours() -> bool:
-            underlay = await channel.get_underlay_channel()
-            callbacks = typing.cast("dict[str, typing.Any]", underlay.consumers)
-            return all(
-                isinstance(callbacks.get(tag), functools.partial)
-                and callbacks[tag].func == consumer._on_delivery
-                for _, tag in consumer._tags
-            )
-
-        assert await ours()
+        assert await ours(consumer)
         await publish(stack, item(1, "MESSAGE_CREATE", message_payload(stack, "before")))
         await until(lambda: seen == ["before"], "handled before the channel closed")
         # An ack of a tag the broker never gave closes the channel (PRECONDITION_FAILED); the
@@ -87,10 +131,11 @@ async def test_the_worker_takes_its_deliveries_back_after_the_channel_is_restore
         before = await channel.get_underlay_channel()
         await before.basic_ack(10_000)
         await until(lambda: before.is_closed, "the broker closed the channel")
-        deadline = asyncio.get_running_loop().time() + 10
-        while not (not (await channel.get_underlay_channel()).is_closed and await ours()):
-            assert asyncio.get_running_loop().time() < deadline, "deliveries not taken back"
-            await asyncio.sleep(0.05)
+
+        async def reopened_and_ours() -> bool:
+            return not (await channel.get_underlay_channel()).is_closed and await ours(consumer)
+
+        await until_async(reopened_and_ours, "deliveries not taken back")
         await publish(stack, item(2, "MESSAGE_CREATE", message_payload(stack, "after")))
         await until(lambda: seen == ["before", "after"], "handled after the channel reopened")
         await until(lambda: consumer.acks.in_hand == 0, "acked after the channel reopened")
